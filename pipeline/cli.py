@@ -1,0 +1,103 @@
+"""The ``musegansynth`` command line: a thin layer of named stages over importable functions.
+
+Each subcommand hands its own arguments to a ``cli_main(argv) -> int`` function in the module
+that does the work, imported only when that subcommand runs (so ``--help`` is fast and
+generation never imports training code). Any :class:`pipeline.errors.UserError` becomes one
+line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from pipeline.errors import UserError
+
+PROG = "musegansynth"
+
+# subcommand (or "subcommand target") -> (module with cli_main, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("pipeline.generate", "generate a whole song (MIDI, WAV, stems, pictures) from a song config"),
+    "render": ("pipeline.render", "voice a MIDI file with the timbre model (or FluidSynth) into a WAV"),
+    "accompany": ("pipeline.accompany", "given one track of a MIDI file, write the other tracks"),
+    "train symbolic": ("symbolic.train", "train the MuseGAN multitrack composer (Lightning CLI)"),
+    "train audio": ("audio.train", "train the GANSynth timbre model (Lightning CLI)"),
+    "data symbolic": ("symbolic.data", "build the phrase dataset (POP909, Groove, LPD-5, MIDI folder, Bach chorales)"),
+    "data notes": ("audio.notes", "build an NSynth-format note dataset by rendering notes with FluidSynth"),
+    "evaluate symbolic": ("symbolic.evaluate", "compare generated music with held-out songs (EB, UPC, QN, DP, TD, ...)"),
+    "evaluate audio": ("audio.evaluate", "pitch accuracy, pitch entropy, NDB and Frechet distance of generated notes"),
+    "explain-phase": ("audio.phase_plot", "draw waveform, STFT frames, log magnitude, phase, unwrapped phase and IF"),
+    "plot pianoroll": ("symbolic.plot", "draw a MIDI file as a multitrack pianoroll PNG"),
+}
+
+GROUPS = {
+    "train": "train one stage",
+    "data": "build a dataset",
+    "evaluate": "evaluate one stage",
+    "plot": "draw a picture",
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Make whole songs: a MuseGAN composer writes the notes, a GANSynth timbre model plays them.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, (module, help_text) in COMMANDS.items():
+        parts = name.split()
+        if len(parts) == 1:
+            p = sub.add_parser(parts[0], help=help_text, add_help=False)
+        else:
+            if parts[0] not in groups:
+                gp = sub.add_parser(parts[0], help=GROUPS[parts[0]])
+                groups[parts[0]] = gp.add_subparsers(dest="target", metavar="TARGET")
+            p = groups[parts[0]].add_parser(parts[1], help=help_text, add_help=False)
+        p.set_defaults(_module=module, _name=name)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _run(module_name: str, name: str, argv: list[str]) -> int:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise UserError(f"'{name}' is not available yet") from None
+        raise
+    entry = getattr(module, "cli_main", None)
+    if entry is None:
+        raise UserError(f"'{name}' is not available yet")
+    return int(entry([f"{PROG} {name}", *argv]) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "_module", None) is None:
+        if argv and argv[0] in GROUPS:
+            parser.parse_args([argv[0], "--help"])
+        parser.print_help()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    try:
+        return _run(args._module, args._name, list(args.args) + extra)
+    except UserError as exc:
+        message = " ".join(str(exc).split())
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_main() -> None:  # pragma: no cover - console entry
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
