@@ -66,11 +66,14 @@ def _run(module_name: str, name: str, argv: list[str]) -> int:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise UserError(f"'{name}' is not available yet") from None
-        raise
+        if exc.name != module_name:
+            raise
+        module = None
     entry = getattr(module, "cli_main", None)
     if entry is None:
+        if "-h" in argv or "--help" in argv:
+            print(f"usage: {PROG} {name} ...\n\n{COMMANDS[name][1]}.\n\n(not available yet in this version)")
+            return 0
         raise UserError(f"'{name}' is not available yet")
     return int(entry([f"{PROG} {name}", *argv]) or 0)
 
@@ -90,9 +93,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: say so in one line unless debugging
+        if os.environ.get("MUSEGANSYNTH_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              f"(set MUSEGANSYNTH_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 def run_main() -> None:  # pragma: no cover - console entry

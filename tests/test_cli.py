@@ -1,0 +1,56 @@
+"""The command line's contract: every subcommand exists, says what it does, and bad input is one line + exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import cli
+from pipeline.errors import UserError
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_subcommand_has_help(name, capsys):
+    rc = cli.main([*name.split(), "--help"])
+    out = capsys.readouterr().out
+    assert rc == 0, (name, rc)
+    assert "usage:" in out, out
+
+
+def test_top_level_help_lists_the_contract(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for word in ["generate", "render", "accompany", "train", "data", "evaluate", "explain-phase", "plot"]:
+        assert word in out, word
+
+
+def test_user_error_is_one_line_and_status_2(monkeypatch, capsys):
+    def boom(module_name, name, argv):
+        raise UserError("song.yaml: tempo: 'fast' is not a number\n(between 40 and 240)")
+
+    monkeypatch.setattr(cli, "_run", boom)
+    rc = cli.main(["generate", "song.yaml"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1, err
+    assert err.startswith("musegansynth: error: song.yaml: tempo:"), err
+
+
+def test_missing_file_is_status_2_not_a_traceback(monkeypatch, capsys):
+    def missing(module_name, name, argv):
+        open("/nonexistent/dir/x.mid", "rb")
+
+    monkeypatch.setattr(cli, "_run", missing)
+    assert cli.main(["render", "/nonexistent/dir/x.mid"]) == 2
+    err = capsys.readouterr().err
+    assert "/nonexistent/dir/x.mid" in err and "Traceback" not in err, err
+
+
+def test_unknown_command_exits_2():
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "no-such-command"], capture_output=True, text=True)
+    assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,44 @@
+"""Atomic writes: the target appears whole or not at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.fileio import atomic_path, atomic_write_text, staged_dir
+
+
+def test_atomic_write_replaces_whole(tmp_path):
+    target = tmp_path / "a" / "x.txt"
+    atomic_write_text(target, "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.txt"]
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "x.wav"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.suffix == ".wav"
+            tmp.write_bytes(b"half")
+            raise RuntimeError("writer failed")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.wav"]
+
+
+def test_staged_dir_moves_everything_or_nothing(tmp_path):
+    out = tmp_path / "song"
+    with staged_dir(out) as stage:
+        (stage / "stems").mkdir()
+        (stage / "stems" / "bass.wav").write_bytes(b"b")
+        (stage / "song.mid").write_bytes(b"m")
+    assert (out / "song.mid").read_bytes() == b"m"
+    assert (out / "stems" / "bass.wav").read_bytes() == b"b"
+
+    with pytest.raises(ValueError):
+        with staged_dir(tmp_path / "broken") as stage:
+            (stage / "song.mid").write_bytes(b"m")
+            raise ValueError("generation failed")
+    assert not (tmp_path / "broken").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song"]
