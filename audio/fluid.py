@@ -50,7 +50,7 @@ FLUID_BLOCK = 64
 #: Samples between a note-on's time and the first sample of its sound, in fast rendering.
 FLUID_LATENCY = FLUID_BLOCK
 #: Master gain for single notes: the loudest GM notes at velocity 127 stay below full scale.
-NOTE_GAIN = 0.5
+NOTE_GAIN = 0.8
 #: Silence after a note's kept audio before the next slot: the All Sound Off message sits here.
 SLOT_GAP_S = 0.05
 #: Silence before the first slot of a run.
@@ -123,15 +123,14 @@ def find_soundfont(name: str | os.PathLike | None = None) -> Path:
     name = DEFAULT_SOUNDFONT if name is None else name
     text = str(name)
     key = Path(text).name.lower().removesuffix(".sf2").removesuffix(".sf3")
-    looks_like_path = os.sep in text or text.lower().endswith((".sf2", ".sf3"))
-    if looks_like_path and key not in SOUNDFONTS:
+    if os.sep in text or (os.altsep and os.altsep in text) or Path(text).expanduser().is_file():
         path = Path(text).expanduser()
         if path.is_file():
             return path
         raise UserError(f"{text}: SoundFont file not found")
-    if looks_like_path and Path(text).expanduser().is_file():
-        return Path(text).expanduser()
     if key not in SOUNDFONTS:
+        if text.lower().endswith((".sf2", ".sf3")):
+            raise UserError(f"{text}: SoundFont file not found")
         raise UserError(f"soundfont {text!r}: unknown name; give a path to an .sf2 file or one of "
                         f"{', '.join(sorted(SOUNDFONTS))}")
     files, package = SOUNDFONTS[key]

@@ -57,8 +57,6 @@ def _build_parser() -> argparse.ArgumentParser:
                 gp = sub.add_parser(parts[0], help=GROUPS[parts[0]])
                 groups[parts[0]] = gp.add_subparsers(dest="target", metavar="TARGET")
             p = groups[parts[0]].add_parser(parts[1], help=help_text, add_help=False)
-        p.set_defaults(_module=module, _name=name)
-        p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -78,17 +76,29 @@ def _run(module_name: str, name: str, argv: list[str]) -> int:
     return int(entry([f"{PROG} {name}", *argv]) or 0)
 
 
+def _match(argv: list[str]) -> tuple[str, int] | None:
+    """The subcommand named by the first one or two words of ``argv``, and how many words it took."""
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in COMMANDS:
+        return f"{argv[0]} {argv[1]}", 2
+    if argv and argv[0] in COMMANDS:
+        return argv[0], 1
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if getattr(args, "_module", None) is None:
+    matched = _match(argv)
+    if matched is None:
+        # No full subcommand: let argparse print help or a usage error (exit 2).
+        parser = _build_parser()
         if argv and argv[0] in GROUPS:
-            parser.parse_args([argv[0], "--help"])
+            argv = [argv[0], "--help"]
+        parser.parse_args(argv if argv else ["--help"])
         parser.print_help()
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        return 2
+    name, used = matched
     try:
-        return _run(args._module, args._name, list(args.args) + extra)
+        return _run(COMMANDS[name][0], name, argv[used:])
     except UserError as exc:
         message = " ".join(str(exc).split())
         print(f"{PROG}: error: {message}", file=sys.stderr)

@@ -3,7 +3,9 @@
 A :class:`TrackMap` is an ordered list of :class:`TrackSpec`. Each MIDI instrument is assigned to
 at most one track, by the first rule that matches:
 
-1. its name (case-insensitive, stripped) is in a track's ``source_names``;
+1. its name (case-insensitive, stripped) is in a track's ``source_names``, or else equals a
+   track's own name (with the same drum flag: files this project writes read back as written),
+   or else its first word (of 2+ letters) is in a track's ``source_names``;
 2. it is a drum instrument (``is_drum``) and a track is a drum track without ``source_names``;
 3. its GM program (0-127) falls in one of a non-drum track's ``programs`` ranges (inclusive),
    tracks tried in order;
@@ -100,6 +102,13 @@ class TrackMap:
         for i, t in enumerate(self.tracks):
             if key and key in (s.lower() for s in t.source_names):
                 return i
+        for i, t in enumerate(self.tracks):
+            if key and key == t.name.lower() and t.is_drum == is_drum:
+                return i
+        first = key.split()[0].strip(".,:;-_") if key.split() else ""
+        for i, t in enumerate(self.tracks):
+            if first and len(first) > 1 and first in (s.lower() for s in t.source_names):
+                return i  # "Soprano Oboe 1 Violin1" -> soprano
         if any(t.source_names for t in self.tracks) and not is_drum:
             # name-based maps (POP909, SATB) take only named parts, except by order
             if all(t.source_names or t.is_drum for t in self.tracks):

@@ -13,7 +13,10 @@ from pipeline.errors import UserError
 
 @pytest.mark.parametrize("name", sorted(cli.COMMANDS))
 def test_every_subcommand_has_help(name, capsys):
-    rc = cli.main([*name.split(), "--help"])
+    try:
+        rc = cli.main([*name.split(), "--help"])
+    except SystemExit as exc:  # argparse/LightningCLI exit after printing help
+        rc = exc.code
     out = capsys.readouterr().out
     assert rc == 0, (name, rc)
     assert "usage:" in out, out
@@ -53,4 +56,24 @@ def test_missing_file_is_status_2_not_a_traceback(monkeypatch, capsys):
 def test_unknown_command_exits_2():
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "no-such-command"], capture_output=True, text=True)
     assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr
+
+
+def test_arguments_reach_the_subcommand_in_order(monkeypatch):
+    seen = {}
+
+    def record(module_name, name, argv):
+        seen.update(module=module_name, name=name, argv=argv)
+        return 0
+
+    monkeypatch.setattr(cli, "_run", record)
+    assert cli.main(["data", "notes", "--out", "X", "--limit", "5"]) == 0
+    assert seen == {"module": "audio.notes", "name": "data notes", "argv": ["--out", "X", "--limit", "5"]}
+    assert cli.main(["generate", "--seed", "3", "song.yaml"]) == 0
+    assert seen["argv"] == ["--seed", "3", "song.yaml"] and seen["module"] == "pipeline.generate"
+
+
+def test_group_without_target_shows_usage():
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "train"], capture_output=True, text=True)
+    assert proc.returncode != 0 or "usage" in proc.stdout
     assert "Traceback" not in proc.stderr

@@ -42,3 +42,14 @@ def test_staged_dir_moves_everything_or_nothing(tmp_path):
             raise ValueError("generation failed")
     assert not (tmp_path / "broken").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,282 @@
+"""``musegansynth evaluate audio``: GANSynth's metrics for generated notes, beside real held-out notes.
+
+For ``--n`` held-out notes of the note set (chosen with ``--seed``), the timbre model generates
+a note with the same (pitch, program, velocity) and a random latent z. The pitch/family
+classifier (:mod:`audio.classifier`) then scores both sets alike:
+
+- pitch accuracy and pitch entropy (pitched notes only; drums have no pitch class),
+- family accuracy,
+- NDB and NDB/K against the k-means bins (k = 50) of the real training notes,
+- Fréchet distance of classifier features to the training notes, and generated vs. real.
+
+Targets (printed and in the JSON): generated pitch accuracy >= 0.90 and >= 95% of the real
+notes' accuracy, and generated NDB/K <= 0.30.
+
+Both sets are judged on the same length: when generated notes are shorter than the
+classifier's window, the real notes are cut to the generated length too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from pipeline.errors import UserError
+
+#: Default classifier weights.
+DEFAULT_CLASSIFIER = Path("data/pretrained/audio_classifier.safetensors")
+#: Targets: minimum generated pitch accuracy, minimum generated / real accuracy, maximum NDB/K.
+TARGET_PITCH_ACCURACY = 0.90
+TARGET_ACCURACY_RATIO = 0.95
+TARGET_NDB_OVER_K = 0.30
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def score_waves(classifier: Any, waves: Any, pitch: Any, program: Any, family: Any) -> dict[str, Any]:
+    """All per-set metrics of notes [N, T] with their labels (Int arrays [N]).
+
+    Returns:
+        dict: ``n``, ``pitch_accuracy``, ``pitch_entropy`` (nats; pitched notes in the
+        classifier's range), ``family_accuracy``, ``ndb``, ``ndb_k``, ``ndb_over_k``,
+        ``fd_train`` (Fréchet distance of features to the training notes; None without
+        reference statistics), and the raw ``features`` [N, D] (numpy; dropped from JSON).
+    """
+    from audio.metrics import frechet_distance, feature_stats, pitch_accuracy, pitch_entropy
+
+    out = classifier.outputs(waves)
+    target = classifier.pitch_target(pitch, program)
+    pitched = (target != -100).numpy()
+    res: dict[str, Any] = {"n": int(len(target)), "n_pitched": int(pitched.sum())}
+    res["pitch_accuracy"] = pitch_accuracy(out["pitch_logits"], target)
+    res["pitch_entropy"] = pitch_entropy(out["pitch_logits"][pitched]) if pitched.any() else float("nan")
+    res["family_accuracy"] = pitch_accuracy(out["family_logits"], np.asarray(family, dtype=np.int64))
+    ref = classifier.reference
+    if "ndb_centroids" in ref:
+        ndb = classifier.ndb().evaluate(out["spectral"])
+        res.update({"ndb": ndb.ndb, "ndb_k": ndb.k, "ndb_over_k": ndb.ndb_over_k})
+    else:
+        res.update({"ndb": None, "ndb_k": None, "ndb_over_k": None})
+    feats = out["features"].numpy().astype(np.float64)
+    res["fd_train"] = (frechet_distance(*feature_stats(feats), ref["fd_mu"], ref["fd_sigma"])
+                       if "fd_mu" in ref and len(feats) > 1 else None)
+    res["features"] = feats
+    return res
+
+
+def compare(classifier: Any, real_waves: Any, generated_waves: Any, pitch: Any, program: Any,
+            family: Any) -> dict[str, Any]:
+    """Score real and generated notes (same labels, Int arrays [N]) side by side.
+
+    Args:
+        real_waves, generated_waves: Float arrays [N, T_real] and [N, T_gen] at the
+            classifier's sample rate; both are judged on ``min(T_gen, window)`` samples.
+    Returns:
+        JSON-able dict: ``real`` and ``generated`` (see :func:`score_waves`, without features),
+        ``fd_generated_vs_real``, ``pitch_accuracy_ratio`` (generated / real), ``clip_samples``
+        and ``targets`` (each ``{"value", "target", "met"}``).
+    """
+    from audio.metrics import frechet_distance_features
+
+    real = torch.as_tensor(np.asarray(real_waves, dtype=np.float32))
+    gen = torch.as_tensor(np.asarray(generated_waves, dtype=np.float32))
+    if real.dim() != 2 or gen.dim() != 2 or len(real) != len(gen):
+        raise ValueError(f"expected real [N, T] and generated [N, T'] waves, got {tuple(real.shape)} "
+                         f"and {tuple(gen.shape)}")
+    clip = min(gen.shape[1], classifier.window_samples)
+    real = real[:, :clip]
+    gen = gen[:, :clip]
+    r = score_waves(classifier, real, pitch, program, family)
+    g = score_waves(classifier, gen, pitch, program, family)
+    fd_gr = frechet_distance_features(g.pop("features"), r.pop("features")) if len(real) > 1 else None
+    ratio = (g["pitch_accuracy"] / r["pitch_accuracy"]
+             if r["pitch_accuracy"] and not math.isnan(r["pitch_accuracy"]) else float("nan"))
+    targets = {
+        "generated_pitch_accuracy": _target(g["pitch_accuracy"], TARGET_PITCH_ACCURACY, ">="),
+        "pitch_accuracy_ratio": _target(ratio, TARGET_ACCURACY_RATIO, ">="),
+        "generated_ndb_over_k": _target(g["ndb_over_k"], TARGET_NDB_OVER_K, "<="),
+    }
+    return {"real": r, "generated": g, "fd_generated_vs_real": fd_gr, "pitch_accuracy_ratio": ratio,
+            "clip_samples": int(clip), "targets": targets}
+
+
+def _target(value: float | None, target: float, op: str) -> dict[str, Any]:
+    ok = value is not None and not math.isnan(value) and (value >= target if op == ">=" else value <= target)
+    return {"value": value, "target": f"{op} {target}", "met": bool(ok)}
+
+
+# ---------------------------------------------------------------------------------------------
+# generation
+
+
+def _load_generator(path: Path, device: str) -> Any:
+    """The timbre model (:class:`audio.generate.TimbreGenerator`) from shipped weights."""
+    try:
+        from audio.generate import TimbreGenerator
+    except ModuleNotFoundError as exc:
+        if exc.name == "audio.generate":
+            raise UserError("audio.generate is not available yet (no timbre model to evaluate)") from None
+        raise
+    return TimbreGenerator.load(path, device=device)
+
+
+@torch.no_grad()
+def generate_notes(generator: Any, pitch: Any, program: Any, velocity: Any, *, seed: int = 0,
+                   batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """Generate one note per (pitch, program, velocity) (Int arrays [N]) with random z.
+
+    z comes from ``generator.sample_z(N, torch.Generator().manual_seed(seed))`` (a CPU
+    generator, as TimbreGenerator draws z on the CPU), so the same seed and device give the
+    same notes. Returns float32 [N, samples] (non-finite samples
+    set to 0).
+    """
+    n = len(pitch)
+    rng = torch.Generator().manual_seed(seed)
+    z = generator.sample_z(n, rng)
+    dev = torch.device(device)
+    as_long = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=dev)  # noqa: E731
+    p, pr, v = as_long(pitch), as_long(program), as_long(velocity)
+    parts = []
+    for i in range(0, n, batch_size):
+        w = generator.generate(p[i:i + batch_size], pr[i:i + batch_size], v[i:i + batch_size],
+                               z[i:i + batch_size].to(dev))
+        parts.append(torch.as_tensor(w).float().cpu())
+    waves = torch.cat(parts).numpy()
+    return np.nan_to_num(waves, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def choose_notes(n_available: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``min(n, n_available)`` notes chosen without replacement (seeded)."""
+    if n < 1:
+        raise UserError(f"--n {n}: must be at least 1")
+    if n >= n_available:
+        return np.arange(n_available)
+    return np.sort(np.random.default_rng(seed).choice(n_available, n, replace=False))
+
+
+def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | Path = DEFAULT_CLASSIFIER,
+                   split: str = "nsynth-test", n: int = 1000, seed: int = 0, device: str = "cpu",
+                   batch_size: int = 64, log: Any = None) -> dict[str, Any]:
+    """Generate notes for held-out labels and compare them with the real notes (see :func:`compare`).
+
+    Raises:
+        UserError: missing or unreadable data, weights or classifier; sample rate mismatch.
+    """
+    from audio.classifier import PitchFamilyClassifier, load_split
+
+    say = log or (lambda _m: None)
+    data, weights = Path(data), Path(weights)
+    if not data.is_dir():
+        raise UserError(f"{data}: note data folder not found (build it with 'musegansynth data notes')")
+    if not weights.exists() and not weights.with_suffix(".safetensors").exists():
+        raise UserError(f"{weights}: timbre model weights not found")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available")
+    t0 = time.time()
+    clf = PitchFamilyClassifier.load(classifier, device=device)
+    gen = _load_generator(weights, device)
+    if int(gen.sample_rate) != clf.sample_rate:
+        raise UserError(f"{weights}: sample rate {gen.sample_rate} Hz differs from the classifier's "
+                        f"{clf.sample_rate} Hz")
+    notes = load_split(data, split, clf.window_samples)
+    if notes["sample_rate"] != clf.sample_rate:
+        raise UserError(f"{data}: sample rate {notes['sample_rate']} Hz differs from the classifier's "
+                        f"{clf.sample_rate} Hz")
+    idx = choose_notes(len(notes["waves"]), n, seed)
+    pitch, program, velocity, family = (notes[k][idx] for k in ("pitch", "program", "velocity", "family"))
+    say(f"generating {len(idx)} notes ...")
+    t1 = time.time()
+    waves = generate_notes(gen, pitch, program, velocity, seed=seed, batch_size=batch_size, device=device)
+    t_gen = time.time() - t1
+    result = compare(clf, notes["waves"][idx], waves, pitch, program, family)
+    result.update({"data": str(data), "split": split, "weights": str(weights), "classifier": str(classifier),
+                   "n": int(len(idx)), "seed": seed, "device": device,
+                   "seconds": {"generate": round(t_gen, 3), "total": round(time.time() - t0, 3)}})
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Plain-text table: one row per metric, columns real / generated, then the targets."""
+    r, g = result["real"], result["generated"]
+    rows = [("notes", r["n"], g["n"]), ("pitch accuracy", r["pitch_accuracy"], g["pitch_accuracy"]),
+            ("pitch entropy (nats)", r["pitch_entropy"], g["pitch_entropy"]),
+            ("family accuracy", r["family_accuracy"], g["family_accuracy"]),
+            (f"NDB (K={g['ndb_k'] or '-'})", r["ndb"], g["ndb"]), ("NDB/K", r["ndb_over_k"], g["ndb_over_k"]),
+            ("FD to training notes", r["fd_train"], g["fd_train"])]
+    width = max(len(name) for name, *_ in rows) + 2
+    lines = [f"{'metric':<{width}}{'real':>12}{'generated':>12}"]
+    lines += [f"{name:<{width}}{_fmt(a):>12}{_fmt(b):>12}" for name, a, b in rows]
+    lines.append(f"{'FD generated vs real':<{width}}{'':>12}{_fmt(result['fd_generated_vs_real']):>12}")
+    lines.append(f"{'accuracy generated/real':<{width}}{'':>12}{_fmt(result['pitch_accuracy_ratio']):>12}")
+    lines.append("targets:")
+    for name, t in result["targets"].items():
+        lines.append(f"  {name} {_fmt(t['value'])} {t['target']}: {'met' if t['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return None if math.isnan(x) or math.isinf(x) else x
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    """Write the result as JSON (NaN -> null), atomically."""
+    from pipeline.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(_jsonable(result), indent=2, sort_keys=True) + "\n")
+
+
+def cli_main(argv: Sequence[str]) -> int:
+    """``musegansynth evaluate audio --data DIR [--split nsynth-test] --weights PATH [--classifier PATH]
+    [--n 1000] [--seed 0] [--json OUT] [--device cpu]``"""
+    argv = list(argv)
+    parser = argparse.ArgumentParser(prog=argv[0], description="Pitch accuracy, pitch entropy, NDB and Frechet "
+                                     "distance of generated notes, beside real held-out notes.")
+    parser.add_argument("--data", required=True, help="NSynth-format note set folder (e.g. data/build/notes/fluidr3)")
+    parser.add_argument("--split", default="nsynth-test", help="held-out split (default nsynth-test)")
+    parser.add_argument("--weights", required=True, help="timbre model weights (data/pretrained/audio_<name>.safetensors)")
+    parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER), help="pitch/family classifier weights")
+    parser.add_argument("--n", type=int, default=1000, help="held-out notes to evaluate (default 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the results as JSON here")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv[1:])
+    result = evaluate_audio(data=args.data, weights=args.weights, classifier=args.classifier, split=args.split,
+                            n=args.n, seed=args.seed, device=args.device, batch_size=args.batch_size)
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,309 @@
+"""The phase picture: why GANSynth models instantaneous frequency instead of phase.
+
+One PNG in the manner of figure 1 of the GANSynth paper (Engel et al. 2019): the waveform with
+the STFT frames drawn on it (a zoomed excerpt, where successive frames catch the wave at different
+points of its cycle), then the log magnitude, the wrapped phase, the unwrapped phase and the
+instantaneous frequency as time-frequency images.
+
+``plot_phase`` takes any mono wave (a WAV file, a FluidSynth note, or a generated note), so a
+generated wave can be drawn the same way. ``cli_main`` is ``musegansynth explain-phase``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from audio.spectral import LOG_EPS, SpecConfig, SpecTransform, unwrap
+from pipeline.errors import UserError
+from pipeline.fileio import atomic_path
+
+#: Bins this far (dB) below the loudest bin are greyed out in the phase panels: there the phase
+#: is that of numerical noise.
+MASK_BELOW_DB = 45.0
+
+
+def _as_mono(wave: np.ndarray | torch.Tensor) -> np.ndarray:
+    x = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
+    x = np.squeeze(x)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"wave should be a non-empty mono signal of shape [T], got {tuple(np.shape(wave))}")
+    return x.astype(np.float64)
+
+
+def phase_views(wave: np.ndarray | torch.Tensor, config: SpecConfig) -> dict[str, np.ndarray]:
+    """The four time-frequency views of a mono wave (linear frequency).
+
+    Args:
+        wave: mono samples [T].
+        config: STFT sizes (``n_mels`` is ignored: the picture is on linear frequency).
+
+    Returns:
+        dict of float64 arrays [frames, bins]: ``logmag`` (log(|X| + 1e-6)), ``phase`` (rad in
+        [-pi, pi], relative to each frame's centre), ``unwrapped`` (rad, unwrapped along time),
+        ``if`` (unwrapped phase difference per frame / pi, the first frame its phase / pi); and
+        ``times`` [frames] (s), ``freqs`` [bins] (Hz).
+    """
+    lin = SpecConfig(sample_rate=config.sample_rate, n_fft=config.n_fft, hop=config.hop, n_mels=None,
+                     drop_nyquist=config.drop_nyquist)
+    tf = SpecTransform(lin)
+    x = torch.from_numpy(_as_mono(wave))[None]
+    stft = tf.stft(x)[0]  # [frames, bins] complex128
+    phase = torch.angle(stft)
+    unwrapped = unwrap(phase, dim=0)
+    spec = tf.wave_to_spec(x)[0]
+    return {
+        "logmag": spec[0].numpy(),
+        "phase": phase.numpy(),
+        "unwrapped": unwrapped.numpy(),
+        "if": spec[1].numpy(),
+        "times": tf.frame_times(stft.shape[0]),
+        "freqs": tf.bin_frequencies(),
+    }
+
+
+def _zoom_range(x: np.ndarray, config: SpecConfig) -> tuple[int, int, int]:
+    """Pick an excerpt around a loud frame centre: (start, stop, first centre) in samples."""
+    hop = config.hop
+    n_frames = 1 + len(x) // hop
+    # RMS per frame centre region; take the loudest frame in the first half (the attack is over)
+    energies = [float(np.mean(x[max(0, t * hop - hop // 2): t * hop + hop // 2] ** 2)) if t * hop < len(x) else 0.0
+                for t in range(n_frames)]
+    t0 = int(np.argmax(energies[: max(1, (n_frames + 1) // 2)]))
+    centre = t0 * hop
+    start = max(0, centre - hop // 4)
+    stop = min(len(x), centre + 2 * hop + hop // 4)
+    return start, max(stop, start + 1), centre
+
+
+def plot_phase(wave: np.ndarray | torch.Tensor, sample_rate: int, out_png: str | os.PathLike,
+               config: SpecConfig | None = None, title: str | None = None, max_hz: float | None = None) -> Path:
+    """Draw the phase picture of a mono wave into one PNG (written atomically).
+
+    Args:
+        wave: mono samples [T] in [-1, 1] (numpy or torch; e.g. a generated note).
+        sample_rate: Hz.
+        out_png: path of the PNG to write.
+        config: STFT sizes; default n_fft 1024, hop 256 at ``sample_rate``. Its sample_rate is
+            replaced by ``sample_rate``.
+        title: headline of the figure.
+        max_hz: top of the frequency axis (default: min(4000 Hz, sample_rate / 2)).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: for a wave that is not mono [T].
+    """
+    from matplotlib.figure import Figure
+
+    x = _as_mono(wave)
+    if config is None:
+        config = SpecConfig(sample_rate=sample_rate, n_fft=1024, hop=256)
+    elif config.sample_rate != sample_rate:
+        config = SpecConfig(**{**config.to_dict(), "sample_rate": int(sample_rate)})
+    views = phase_views(x, config)
+    times, freqs = views["times"], views["freqs"]
+    top_hz = min(max_hz if max_hz is not None else 4000.0, sample_rate / 2.0)
+    keep = freqs <= top_hz
+    bin_hz = sample_rate / config.n_fft
+    hop_ms = 1000.0 * config.hop / sample_rate
+    extent = [times[0] - 0.5 * config.hop / sample_rate, times[-1] + 0.5 * config.hop / sample_rate,
+              -0.5 * bin_hz, freqs[keep][-1] + 0.5 * bin_hz]
+    logmag = views["logmag"][:, keep].T
+    quiet = logmag < logmag.max() - MASK_BELOW_DB / 20.0 * math.log(10.0)
+
+    fig = Figure(figsize=(14, 15), dpi=100, layout="constrained")
+    grid = fig.add_gridspec(4, 2, height_ratios=[1.0, 1.0, 1.0, 0.8])
+    if title:
+        fig.suptitle(title, fontsize=15)
+
+    # 1. the whole wave, with the zoomed excerpt shaded
+    ax = fig.add_subplot(grid[0, 0])
+    t = np.arange(len(x)) / sample_rate
+    ax.plot(t, x, lw=0.5, color="tab:blue")
+    start, stop, centre = _zoom_range(x, config)
+    ax.axvspan(start / sample_rate, stop / sample_rate, color="tab:orange", alpha=0.3, label="zoomed below right")
+    ax.set_title("Waveform")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("amplitude")
+    ax.set_xlim(0, max(t[-1], 1.0 / sample_rate))
+    ax.legend(loc="upper right", fontsize=8)
+
+    # 2. zoom: a few periods, frame centres and windows
+    ax = fig.add_subplot(grid[0, 1])
+    seg_t = np.arange(start, stop) / sample_rate * 1000.0
+    seg = x[start:stop]
+    ax.plot(seg_t, seg, lw=1.0, color="tab:blue", label="wave")
+    peak = float(np.max(np.abs(seg))) or 1.0
+    window = np.hanning(config.n_fft + 1)[:-1]
+    colours = ["tab:red", "tab:green", "tab:purple", "tab:brown"]
+    for j, c in enumerate(range(centre, stop, config.hop)):
+        col = colours[j % len(colours)]
+        n = np.arange(c - config.n_fft // 2, c + config.n_fft // 2)
+        inside = (n >= start) & (n < stop)
+        ax.plot(n[inside] / sample_rate * 1000.0, peak * window[inside], color=col, lw=1.0, ls="--",
+                label=f"frame {c // config.hop} window" if j < 3 else None)
+        ax.axvline(c / sample_rate * 1000.0, color=col, lw=1.5)
+        if c < len(x):
+            ax.plot([c / sample_rate * 1000.0], [x[c]], "o", color=col, ms=7)
+    ax.set_title(f"STFT frames every {config.hop} samples ({hop_ms:.1f} ms) meet the wave\n"
+                 "at a different point of its cycle each time (dots)", fontsize=11)
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("amplitude")
+    ax.legend(loc="lower right", fontsize=8)
+
+    def image(axis, data, title_text, label, cmap, vmin=None, vmax=None, mask=None):
+        shown = np.ma.masked_array(data, mask=mask) if mask is not None else data
+        cm = __import__("matplotlib").colormaps[cmap].with_extremes(bad="0.85")
+        im = axis.imshow(shown, origin="lower", aspect="auto", extent=extent, cmap=cm, vmin=vmin, vmax=vmax,
+                         interpolation="nearest")
+        axis.set_title(title_text, fontsize=11)
+        axis.set_xlabel("time (s)")
+        axis.set_ylabel("frequency (Hz)")
+        fig.colorbar(im, ax=axis, label=label)
+
+    grey = f"\n(grey: more than {MASK_BELOW_DB:.0f} dB below the loudest bin)"
+    image(fig.add_subplot(grid[1, 0]), logmag, "Log magnitude: where the energy is (harmonics)",
+          "log(|X| + 1e-6)", "magma", vmin=max(logmag.min(), logmag.max() - 12.0))
+    image(fig.add_subplot(grid[1, 1]), views["phase"][:, keep].T, "Phase wraps around every 2π" + grey,
+          "phase (rad)", "twilight", vmin=-math.pi, vmax=math.pi, mask=quiet)
+    image(fig.add_subplot(grid[2, 0]), views["unwrapped"][:, keep].T,
+          "Unwrapped phase keeps growing (2π added at every wrap)" + grey, "unwrapped phase (rad)", "viridis",
+          mask=quiet)
+    image(fig.add_subplot(grid[2, 1]), views["if"][:, keep].T,
+          "Instantaneous frequency: how fast phase turns, per frame\n"
+          "(constant along each harmonic: this is what GANSynth models)", "IF (π rad per hop)", "coolwarm",
+          vmin=-1.0, vmax=1.0, mask=quiet)
+
+    # 7. one harmonic close up: the wrapped phase is a sawtooth, the unwrapped phase a straight
+    # line whose slope (per frame) is the IF
+    loud = views["logmag"]
+    k = int(np.argmax(loud[:, keep].mean(axis=0)))
+    ax = fig.add_subplot(grid[3, :])
+    ax.plot(times, views["phase"][:, k], ".", ms=4, color="tab:purple", label="wrapped phase (rad)")
+    ax.plot(times, views["unwrapped"][:, k], "-", lw=1.5, color="tab:green", label="unwrapped phase (rad)")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("phase (rad)")
+    ax2 = ax.twinx()
+    ax2.plot(times, views["if"][:, k], "-", lw=1.0, color="tab:red", label="IF (π rad per hop)")
+    ax2.set_ylim(-1.05, 1.05)
+    ax2.set_ylabel("IF (π rad per hop)", color="tab:red")
+    ax.set_title(f"The loudest bin, {freqs[k]:.0f} Hz: the wrapped phase jumps by 2π at every wrap; unwrapped, "
+                 "it is a smooth curve whose slope per frame is the IF\n(a steady tone of f Hz turns by "
+                 "2π·f·hop/sample rate per frame, seen wrapped to [-π, π): a straight line)", fontsize=11)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8)
+
+    out_png = Path(out_png)
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    return out_png
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def _read_wav(path: str, seconds: float | None) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: no such audio file")
+    try:
+        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(f"{path}: cannot read audio ({reason})") from None
+    if data.shape[0] == 0:
+        raise UserError(f"{path}: the audio file holds no samples")
+    wave = data.mean(axis=1)
+    if seconds is not None:
+        wave = wave[: max(1, int(round(seconds * sr)))]
+    return wave, int(sr)
+
+
+def _render(pitch: int, instrument: str, velocity: int, seconds: float, sample_rate: int,
+            soundfont: str | None) -> np.ndarray:
+    from audio.families import DRUM_PROGRAM, instrument_name_to_program
+    from audio.fluid import render_note
+
+    program = instrument_name_to_program(instrument)
+    is_drum = program == DRUM_PROGRAM
+    wave = render_note(program=0 if is_drum else program, pitch=pitch, velocity=velocity, hold_s=0.75 * seconds,
+                       release_s=0.25 * seconds, is_drum=is_drum, sample_rate=sample_rate, soundfont=soundfont)
+    if float(np.max(np.abs(wave))) < 1e-5:
+        raise UserError(f"--instrument {instrument!r} --pitch {pitch}: the SoundFont has no sound for this note")
+    return wave
+
+
+def cli_main(argv: Sequence[str]) -> int:
+    """``musegansynth explain-phase [WAV | --pitch P --instrument NAME] --out PNG [...]``.
+
+    ``argv[0]`` is the program name for usage messages. Returns 0; bad input raises UserError.
+    """
+    argv = list(argv)
+    parser = argparse.ArgumentParser(
+        prog=argv[0] if argv else "explain-phase",
+        description="Draw a note's waveform with its STFT frames, log magnitude, wrapped phase, unwrapped phase "
+                    "and instantaneous frequency (figure 1 of the GANSynth paper) into one PNG.")
+    parser.add_argument("wav", nargs="?", help="a WAV (or any file soundfile reads); mono or mixed down")
+    parser.add_argument("--pitch", type=int, help="MIDI pitch 0-127 of a note rendered with FluidSynth")
+    parser.add_argument("--instrument", help="GM instrument name (e.g. 'Trumpet', 'Acoustic Grand Piano', 'drums')")
+    parser.add_argument("--velocity", type=int, default=100, help="MIDI velocity 1-127 of the rendered note")
+    parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="seconds of audio to analyse (default: 1.0 for a rendered note, the whole WAV)")
+    parser.add_argument("--n-fft", type=int, default=1024, help="STFT window in samples (default 1024)")
+    parser.add_argument("--hop", type=int, default=None, help="samples between frames (default n_fft / 4)")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="sample rate of a rendered note (Hz)")
+    parser.add_argument("--max-hz", type=float, default=None, help="top of the frequency axis (default 4000 Hz)")
+    parser.add_argument("--soundfont", default=None, help="SoundFont name or path (default FluidR3_GM)")
+    parser.add_argument("--title", default=None, help="headline of the figure")
+    args = parser.parse_args(argv[1:])
+
+    if args.seconds is not None and not (0 < args.seconds <= 60):
+        raise UserError(f"--seconds {args.seconds}: must be > 0 and at most 60")
+    if args.wav is not None:
+        if args.pitch is not None or args.instrument is not None:
+            raise UserError("give either a WAV file or --pitch and --instrument, not both")
+        wave, sr = _read_wav(args.wav, args.seconds)
+        title = args.title or f"{Path(args.wav).name}: why GANSynth models instantaneous frequency"
+    else:
+        if args.pitch is None or args.instrument is None:
+            raise UserError("give a WAV file, or both --pitch and --instrument to render a note")
+        if not 0 <= args.pitch <= 127:
+            raise UserError(f"--pitch {args.pitch}: MIDI pitch must be 0-127")
+        if not 1 <= args.velocity <= 127:
+            raise UserError(f"--velocity {args.velocity}: must be 1-127")
+        if args.sample_rate < 1000:
+            raise UserError(f"--sample-rate {args.sample_rate}: too low")
+        sr = args.sample_rate
+        wave = _render(args.pitch, args.instrument, args.velocity, args.seconds or 1.0, sr, args.soundfont)
+        from audio.families import instrument_name_to_program, program_name
+
+        program = instrument_name_to_program(args.instrument)
+        name = program_name(program) if program < 128 else "drums"
+        title = args.title or (f"{name}, MIDI {args.pitch} ({440.0 * 2 ** ((args.pitch - 69) / 12):.1f} Hz): "
+                               "why GANSynth models instantaneous frequency")
+    hop = args.hop if args.hop is not None else args.n_fft // 4
+    try:
+        config = SpecConfig(sample_rate=sr, n_fft=args.n_fft, hop=hop)
+    except ValueError as exc:
+        raise UserError(f"--n-fft {args.n_fft} --hop {hop}: {exc}") from None
+    if args.max_hz is not None and args.max_hz <= 0:
+        raise UserError(f"--max-hz {args.max_hz}: must be positive")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {args.out}: the picture is a PNG; name it *.png")
+    plot_phase(wave, sr, out, config=config, title=title, max_hz=args.max_hz)
+    print(out)
+    return 0

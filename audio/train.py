@@ -1,0 +1,57 @@
+"""``musegansynth train audio --config FILE [overrides]``: the Lightning CLI for the timbre model.
+
+The YAML has the usual LightningCLI sections (``seed_everything``, ``trainer``, ``model``,
+``data``) plus ``ckpt_path`` (resume from a checkpoint). The spectral representation is set once,
+in ``data`` (``sample_rate``, ``n_fft``, ``hop``, ``n_mels``, ``clip_frames``); it is linked into
+the model (``model.frames`` = ``data.clip_frames``, ``model.bins`` = ``data.n_mels`` or
+``data.n_fft / 2``). Overrides use the dotted form, e.g.
+``--trainer.max_steps 2000 --data.batch_size 32 --trainer.accelerator gpu``.
+Two callbacks are always on and have their own sections: ``export`` (the
+``audio.lightning.ExportEMAGenerator``: ``name``, ``out_dir``; e.g. ``--export.out_dir DIR``) and
+``checkpoint`` (Lightning's ``ModelCheckpoint``: ``dirpath``, ``every_n_train_steps``, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline.errors import UserError
+
+
+def _bins(n_mels: int | None, n_fft: int) -> int:
+    return int(n_mels) if n_mels else int(n_fft) // 2
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """Run training. ``argv[0]`` is the program name shown in usage; the rest are CLI arguments."""
+    argv = list(sys.argv if argv is None else argv)
+    from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: PLC0415
+    from lightning.pytorch.cli import LightningCLI  # noqa: PLC0415
+
+    from audio.datamodule import NoteDataModule  # noqa: PLC0415
+    from audio.lightning import ExportEMAGenerator, GANSynthModule  # noqa: PLC0415
+
+    class AudioCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_argument("--ckpt_path", type=str | None, default=None,
+                                help="checkpoint to resume training from")
+            # these two callbacks are always on; configure them as `export:` / `checkpoint:`
+            parser.add_lightning_class_args(ExportEMAGenerator, "export")
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults({"checkpoint.save_last": True})
+            for key in ("sample_rate", "n_fft", "hop", "n_mels"):
+                parser.link_arguments(f"data.{key}", f"model.{key}")
+            parser.link_arguments("data.clip_frames", "model.frames")
+            parser.link_arguments(("data.n_mels", "data.n_fft"), "model.bins", compute_fn=_bins)
+
+    if len(argv) <= 1:
+        raise UserError(f"{argv[0] if argv else 'train audio'}: give --config FILE (see configs/audio/*.yaml)")
+    cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,
+                   parser_kwargs={"prog": argv[0]}, save_config_kwargs={"overwrite": True})
+    ckpt = cli.config.get("ckpt_path")
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli_main(["musegansynth train audio", *sys.argv[1:]]))

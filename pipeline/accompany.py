@@ -1,0 +1,161 @@
+"""``musegansynth accompany``: given one track of a MIDI file, the composer writes the others.
+
+The named MIDI track is quantised onto the composer's grid (``symbolic.roll``) and given to
+``Composer.accompany`` (which cuts it into phrases) as the composer track ``--as`` (default:
+the composer's first track, "melody" for the shipped POP909 model). The result keeps the given
+notes exactly as quantised and adds the composer's other tracks. ``song.mid`` (and ``song.wav``
+with the neural renderer unless ``--renderer none``) are written into DIR through a staging
+folder: all or nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.errors import UserError
+from pipeline.fileio import staged_dir
+
+DEFAULT_SYMBOLIC_WEIGHTS = "data/pretrained/symbolic_pop909.safetensors"
+
+
+def find_instrument(pm, name: str, source: str):
+    """The instrument of ``pm`` called ``name`` (case-insensitive); UserError listing the names otherwise."""
+    for inst in pm.instruments:
+        if (inst.name or "").strip().lower() == name.strip().lower():
+            return inst
+    names = ", ".join(repr((i.name or "").strip()) for i in pm.instruments) or "none"
+    raise UserError(f"{source}: --track {name!r}: no such track (tracks: {names})")
+
+
+def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
+                   source: str = "<midi>"):
+    """Accompany one instrument of a PrettyMIDI; returns (``symbolic.roll.Multitrack``, given track index).
+
+    Args:
+        pm: the input ``pretty_midi.PrettyMIDI``.
+        composer: an object with ``symbolic.generate.Composer``'s contract (``accompany``).
+        track: the input instrument's name.
+        as_track: the composer track it plays (default the composer's first track).
+        seed: seed of the composer's latents.
+    """
+    from symbolic.roll import Multitrack, binarize, midi_to_multitrack
+    from symbolic.trackmap import TrackMap, TrackSpec
+
+    inst = find_instrument(pm, track, source)
+    if inst.is_drum:
+        raise UserError(f"{source}: --track {track!r}: a drum track cannot be accompanied")
+    names = list(composer.track_names)
+    target = names[0] if as_track is None else as_track
+    lowered = [n.lower() for n in names]
+    if target.lower() not in lowered:
+        raise UserError(f"--as {target!r}: not a composer track (allowed: {', '.join(names)})")
+    ti = lowered.index(target.lower())
+    from pipeline.generate import composer_grid
+
+    grid = composer_grid(composer)
+    # a map that takes only the named instrument (name rule), keeping the file's tempo map
+    given_map = TrackMap((TrackSpec(target, int(inst.program), source_names=((inst.name or "").strip(),)),),
+                         name="given")
+    given_mt = midi_to_multitrack(pm, given_map, grid)
+    if not given_mt.roll.any():
+        raise UserError(f"{source}: --track {track!r}: no notes inside the composer's pitch range "
+                        f"{grid.lowest_pitch}-{grid.highest_pitch}")
+    bars = given_mt.n_bars
+    given = torch.from_numpy(given_mt.roll[0] > 0).float()  # [bars, S, P]
+    with torch.inference_mode():
+        song = composer.accompany(given, track=ti, seed=int(seed))  # [T, bars, S, P]
+    song = torch.as_tensor(song).float().cpu()
+    T = song.shape[0]
+    if tuple(song.shape) != (len(names), bars, grid.steps_per_bar, grid.n_pitches):
+        raise ValueError(f"Composer.accompany returned shape {tuple(song.shape)}, expected "
+                         f"{(len(names), bars, grid.steps_per_bar, grid.n_pitches)}")
+    active = np.asarray(binarize(song, 0.5).numpy(), dtype=bool)
+    flat = active.reshape(T, -1, grid.n_pitches)
+    prev = np.concatenate([np.zeros_like(flat[:, :1]), flat[:, :-1]], axis=1)
+    onsets = flat & ~prev
+    is_drum = list(composer.is_drum)
+    for t in range(T):
+        if is_drum[t]:
+            onsets[t] = flat[t]
+    vel = np.where(flat, 80, 0).astype(np.uint8)
+    shape = (T, bars, grid.steps_per_bar, grid.n_pitches)
+    vel, onsets = vel.reshape(shape), onsets.reshape(shape)
+    vel[ti], onsets[ti] = given_mt.roll[0], given_mt.onsets[0]  # the given notes as they were
+    specs = []
+    for t, name in enumerate(names):
+        if t == ti:
+            specs.append(TrackSpec((inst.name or target).strip() or target, int(inst.program)))
+        else:
+            other = name if name.lower() != (inst.name or "").strip().lower() else f"{name}_2"
+            specs.append(TrackSpec(other, int(composer.programs[t]), is_drum=bool(is_drum[t])))
+    mt = Multitrack(vel, onsets, TrackMap(tuple(specs), name="accompanied"), grid, given_mt.tempo,
+                    given_mt.time_signature)
+    return mt, ti
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Given one track of a MIDI file, write the other tracks.")
+    p.add_argument("midi", help="the MIDI file")
+    p.add_argument("--track", required=True, help="name of the MIDI track to keep (e.g. MELODY)")
+    p.add_argument("--as", dest="as_track", default=None,
+                   help="the composer track it plays (default: the composer's first, melody)")
+    p.add_argument("--out", default=None, help="output folder (default: out/<midi name>-accompanied)")
+    p.add_argument("--renderer", choices=("neural", "none"), default="neural")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--weights", default=None, help=f"composer weights (default {DEFAULT_SYMBOLIC_WEIGHTS})")
+    p.add_argument("--audio-weights", default=None, help="timbre model weights (default: the shipped one)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def load_composer(weights: str | None, device: str):
+    from pipeline.config import resolve_weights_path
+
+    try:
+        from symbolic.generate import Composer
+    except ModuleNotFoundError as exc:
+        raise UserError(f"the composer is not available ({exc})") from None
+    return Composer.load(resolve_weights_path(weights or DEFAULT_SYMBOLIC_WEIGHTS, "symbolic"), device=device)
+
+
+def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: str | None = None,
+        seed: int = 0, device: str = "cpu") -> Path:
+    """Accompany ``midi`` into ``out`` (song.mid, and song.wav when ``timbre`` is given). All or nothing."""
+    from audio.mix import master, mix_stems, write_wav
+    from pipeline.render import render_midi_neural
+    from symbolic.roll import multitrack_to_midi, read_midi, write_midi
+
+    pm = read_midi(midi)
+    mt, _ = accompany_midi(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi))
+    song = multitrack_to_midi(mt)
+    with staged_dir(out) as stage:
+        write_midi(song, stage / "song.mid")
+        if timbre is not None:
+            _, stems = render_midi_neural(song, timbre, device=device, seed=seed, progress=sys.stderr.isatty())
+            sr = int(timbre.sample_rate)
+            write_wav(stage / "song.wav", master(mix_stems(stems), sr), sr)
+    return out
+
+
+def cli_main(argv: list[str]) -> int:
+    """``musegansynth accompany MIDI --track NAME [--out DIR] [--renderer neural|none]``."""
+    from pipeline.generate import resolve_device
+    from pipeline.render import load_timbre
+    from symbolic.roll import read_midi
+
+    args = build_parser(argv[0]).parse_args(argv[1:])
+    midi = Path(args.midi)
+    out = Path(args.out) if args.out else Path("out") / f"{midi.stem}-accompanied"
+    device = resolve_device(args.device)
+    find_instrument(read_midi(midi), args.track, str(midi))  # fail early, before loading models
+    composer = load_composer(args.weights, device)
+    timbre = load_timbre(args.audio_weights, device) if args.renderer == "neural" else None
+    run(midi, out, track=args.track, composer=composer, timbre=timbre, as_track=args.as_track, seed=args.seed,
+        device=device)
+    print(out)
+    return 0

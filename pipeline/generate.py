@@ -1,0 +1,567 @@
+"""``musegansynth generate``: a song config in, a whole song out (MIDI, WAV, stems, pictures, report).
+
+Steps (:func:`generate_song`):
+
+1. **Plan in latent space** (:func:`plan_phrases`). A section of ``bars`` bars takes
+   ``ceil(bars / n_bars)`` phrases of the composer's ``n_bars`` bars (the last one cut). Each
+   *distinct* section name draws its phrase latents once (``Composer.sample_latents`` with a
+   generator seeded by the song seed and the name); a repeat reuses them, mixed with fresh
+   noise by its ``variation`` v: ``sqrt(1 - v^2) * z + v * noise`` (which keeps a unit Gaussian a
+   unit Gaussian). At each section boundary the last phrase moves towards the next section's
+   first phrase (``Composer.interpolate`` with ``t`` = :data:`TRANSITION_T`), so transitions
+   are continuous. The drums composer gets its own plan, bar for bar the same.
+2. **Decode** all phrases in one batch, conditioned on the section chords (per beat; zeros where
+   a section has none; the drums model gets none, it learnt from drum-only data) and, for
+   drums, the style (unknown when the config gives none). Phrases are joined end to end (no gap), cut
+   to the section lengths, binarised at 0.5. A bar where every pitched track is silent repeats
+   the bar before it, so the song never falls silent between phrases.
+3. **Notes and MIDI**: velocities (beat-accented), onsets, ``symbolic.roll.multitrack_to_midi``
+   with the config's track names, GM programs and tempo -> ``song.mid``.
+4. **Audio** (``--renderer neural``): :class:`audio.render.NoteRenderer` renders every note
+   with the timbre model (each track its own timbre latent, morphing by section), then
+   :mod:`audio.mix` mixes, normalises loudness and limits -> ``song.wav`` and ``stems/``.
+   ``fluidsynth`` renders the MIDI with FluidSynth instead; ``none`` writes no audio.
+5. **Report**: ``pianoroll.png``, ``song.json``, ``index.html`` (:mod:`pipeline.report`).
+
+Everything is written into a staging folder first (``pipeline.fileio.staged_dir``): on any
+error nothing is left behind. Same config + seed + device gives the same ``song.mid`` bytes and
+the same ``song.wav`` samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import platform
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from pipeline.config import (DEFAULT_CONFIG, SongConfig, chords_to_array, load_config, resolve_weights_path)
+from pipeline.errors import UserError
+from pipeline.fileio import atomic_write_text, staged_dir
+
+#: How far the last phrase of a section moves towards the next section's first phrase.
+TRANSITION_T = 0.35
+#: Note velocities written to the MIDI: base, plus an accent on each beat's first step.
+BASE_VELOCITY = 88
+ACCENT = 16
+RENDERERS = ("neural", "fluidsynth", "none")
+
+
+# --------------------------------------------------------------------------- models
+
+@dataclass
+class Models:
+    """The generation objects a song needs.
+
+    composer: ``symbolic.generate.Composer`` (pitched tracks); drums: the drums composer or None;
+    timbre: ``audio.generate.TimbreGenerator`` or None (renderer other than neural); paths: the
+    weights files used (for hashes in song.json).
+    """
+
+    composer: Any
+    drums: Any | None
+    timbre: Any | None
+    paths: dict[str, Path]
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when available else "cpu"; "cuda" without a GPU -> UserError."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
+    return device
+
+
+def load_models(config: SongConfig, device: str, renderer: str) -> Models:
+    """Load the composer(s) and the timbre model named by ``config.weights``.
+
+    The drums composer is loaded only when a track's source is not a composer track; the timbre
+    model only for the neural renderer. Raises UserError for missing weights.
+    """
+    try:
+        from symbolic.generate import Composer
+    except ModuleNotFoundError as exc:
+        raise UserError(f"the composer is not available ({exc})") from None
+    paths = {"symbolic": resolve_weights_path(config.weights.symbolic, "symbolic")}
+    composer = Composer.load(paths["symbolic"], device=device)
+    names = {n.lower() for n in composer.track_names}
+    drums = None
+    if any(t.source.lower() not in names for t in config.tracks):
+        paths["drums"] = resolve_weights_path(config.weights.drums, "drums")
+        drums = Composer.load(paths["drums"], device=device)
+    timbre = None
+    if renderer == "neural":
+        try:
+            from audio.generate import TimbreGenerator
+        except ModuleNotFoundError as exc:
+            raise UserError(f"the timbre model is not available ({exc})") from None
+        paths["audio"] = resolve_weights_path(config.weights.audio, "audio")
+        timbre = TimbreGenerator.load(paths["audio"], device=device, autocast=device == "cuda")
+    return Models(composer, drums, timbre, paths)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- planning
+
+def _seed_for(*parts: Any) -> int:
+    """A deterministic 63-bit seed from the parts (stable across runs and machines)."""
+    return zlib.crc32("\x1f".join(str(p) for p in parts).encode()) * 2654435761 % (2**63 - 1)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _take(latents: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+    return {k: v[i:i + 1] for k, v in latents.items()}
+
+
+def _cat(rows: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.cat([r[k] for r in rows], dim=0) for k in rows[0]}
+
+
+def _vary(latents: dict[str, torch.Tensor], noise: dict[str, torch.Tensor], v: float) -> dict[str, torch.Tensor]:
+    a, b = math.sqrt(max(0.0, 1.0 - v * v)), v
+    return {k: (a * x + b * noise[k]) if x.is_floating_point() else x for k, x in latents.items()}
+
+
+def plan_phrases(composer, config: SongConfig, seed: int, tag: str) -> list[dict[str, torch.Tensor]]:
+    """Latents of every phrase of the song, in order: one dict of tensors ``[1, ...]`` each.
+
+    Section ``s`` has ``ceil(bars / composer.n_bars)`` phrases; see the module docstring for
+    repeats, variation and transitions. ``tag`` separates the composers' random streams.
+    """
+    n_bars = int(composer.n_bars)
+    need: dict[str, int] = {}
+    for s in config.sections:
+        need[s.name] = max(need.get(s.name, 0), -(-s.bars // n_bars))
+    base = {name: composer.sample_latents(n, _generator(_seed_for(seed, tag, "section", name)))
+            for name, n in need.items()}
+    per_section: list[list[dict[str, torch.Tensor]]] = []
+    seen: dict[str, int] = {}
+    for si, s in enumerate(config.sections):
+        occurrence = seen.get(s.name, 0)
+        seen[s.name] = occurrence + 1
+        lat = base[s.name]
+        if occurrence > 0 and s.variation > 0:
+            noise = composer.sample_latents(need[s.name],
+                                            _generator(_seed_for(seed, tag, "variation", s.name, occurrence)))
+            lat = _vary(lat, noise, s.variation)
+        per_section.append([_take(lat, i) for i in range(-(-s.bars // n_bars))])
+    for si in range(len(per_section) - 1):
+        last, nxt = per_section[si][-1], per_section[si + 1][0]
+        per_section[si][-1] = composer.interpolate(last, nxt, TRANSITION_T)
+    return [p for phrases in per_section for p in phrases]
+
+
+def plan_chords(composer, config: SongConfig) -> torch.Tensor | None:
+    """Chords of every phrase: float [phrases, n_bars, beats_per_bar, 12], or None when no section has any.
+
+    A section's chords repeat over its padded last phrase; sections without chords get zeros.
+    """
+    if all(s.chords is None for s in config.sections):
+        return None
+    n_bars, beats = int(composer.n_bars), int(composer_grid(composer).beats_per_bar)
+    rows = []
+    for s in config.sections:
+        arr = chords_to_array(s.chords, s.bars, beats)  # [bars, beats, 12]
+        n_ph = -(-s.bars // n_bars)
+        idx = np.arange(n_ph * n_bars) % s.bars
+        rows.append(arr[idx].reshape(n_ph, n_bars, beats, 12))
+    return torch.from_numpy(np.concatenate(rows, axis=0))
+
+
+def composer_grid(model):
+    """The composer's grid as a ``symbolic.roll.Grid`` (the Composer may hold a dict of its fields)."""
+    from symbolic.roll import Grid
+
+    g = model.grid
+    if isinstance(g, Grid):
+        return g
+    return Grid(int(g["steps_per_beat"]), int(g["beats_per_bar"]), int(g["lowest_pitch"]), int(g["n_pitches"]))
+
+
+def _style_index(drums, style: str | int | None, source: str) -> int | None:
+    """Style label for the drums composer: None (unknown) when the config gives none."""
+    styles = getattr(drums, "styles", None)
+    if style is None:
+        return None
+    if isinstance(style, int):
+        if styles and not 0 <= style < len(styles):
+            raise UserError(f"{source}: style: {style} is out of range (allowed: 0 to {len(styles) - 1})")
+        return style
+    if not styles:
+        raise UserError(f"{source}: style: {style!r}: the drums model has no named styles")
+    lowered = [str(s).lower() for s in styles]
+    if style.lower() not in lowered:
+        raise UserError(f"{source}: style: {style!r} is not allowed (allowed: {', '.join(map(str, styles))})")
+    return lowered.index(style.lower())
+
+
+def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.ndarray:
+    """The song's binary pianoroll, one row per config track: bool [tracks, bars, steps_per_bar, n_pitches]."""
+    comp = models.composer
+    comp_names = [n.lower() for n in comp.track_names]
+    drum_names = [n.lower() for n in models.drums.track_names] if models.drums is not None else []
+    for i, t in enumerate(config.tracks):
+        if t.source.lower() not in comp_names and t.source.lower() not in drum_names:
+            raise UserError(f"{config.source}: tracks[{i}].source: {t.source!r} is not a composer track "
+                            f"(allowed: {', '.join(list(comp.track_names) + drum_names)})")
+    grid = composer_grid(comp)
+    if grid.beats_per_bar != config.beats_per_bar:
+        raise UserError(f"{config.source}: time_signature: the composer writes {grid.beats_per_bar} beats a bar")
+
+    def song_roll(model, tag: str, style: int | None, use_chords: bool) -> np.ndarray:
+        phrases = plan_phrases(model, config, seed, tag)
+        lat = {k: v.to(device) for k, v in _cat(phrases).items()}
+        chords = plan_chords(model, config) if use_chords else None
+        kwargs: dict[str, Any] = {}
+        if chords is not None:
+            kwargs["chords"] = chords.to(device)
+        if style is not None:
+            kwargs["style"] = torch.full((len(phrases),), style, dtype=torch.long, device=device)
+        with torch.inference_mode():
+            probs = model.decode(lat, **kwargs)  # [N, tracks, n_bars, steps, pitches]
+        probs = probs.float().cpu()
+        n, T, B, S, P = probs.shape
+        # join phrases, then cut each section to its length
+        rolls, k = [], 0
+        for s in config.sections:
+            n_ph = -(-s.bars // B)
+            part = probs[k:k + n_ph].permute(1, 0, 2, 3, 4).reshape(T, n_ph * B, S, P)[:, : s.bars]
+            rolls.append(part)
+            k += n_ph
+        from symbolic.roll import binarize
+
+        return np.asarray(binarize(torch.cat(rolls, dim=1), 0.5).numpy(), dtype=bool)
+
+    main = song_roll(comp, "composer", None, use_chords=True)
+    drums = None
+    if models.drums is not None and any(t.source.lower() in drum_names and t.source.lower() not in comp_names
+                                        for t in config.tracks):
+        dgrid = composer_grid(models.drums)
+        if (dgrid.steps_per_bar, dgrid.n_pitches, dgrid.lowest_pitch) != (grid.steps_per_bar, grid.n_pitches,
+                                                                            grid.lowest_pitch):
+            raise UserError(f"weights.drums: the drums model's grid {dgrid} does not match the composer's {grid}")
+        # the drums model learnt from drum-only data: no chords for it (its "no chord" path)
+        drums = song_roll(models.drums, "drums", _style_index(models.drums, config.style, config.source),
+                          use_chords=False)
+    rows = []
+    for t in config.tracks:
+        src = t.source.lower()
+        if src in comp_names:
+            rows.append(main[comp_names.index(src)])
+        else:
+            rows.append(drums[drum_names.index(src)])
+    roll = np.stack(rows)
+    drum_rows = [i for i, t in enumerate(config.tracks) if t.source.lower() not in comp_names
+                 or comp.is_drum[comp_names.index(t.source.lower())]]
+    return fill_silent_bars(roll, drum_rows)
+
+
+def fill_silent_bars(roll: np.ndarray, drum_tracks: Sequence[int] = ()) -> np.ndarray:
+    """Repeat the previous bar wherever every pitched track is silent for a whole bar.
+
+    Args:
+        roll: bool [tracks, bars, steps, pitches].
+        drum_tracks: rows that do not count as pitched (and are left as they are).
+
+    Returns:
+        A copy of ``roll``; bar 0 is never changed (nothing before it).
+    """
+    out = roll.copy()
+    pitched = [i for i in range(roll.shape[0]) if i not in set(drum_tracks)]
+    if not pitched:
+        return out
+    for b in range(1, out.shape[1]):
+        if not out[pitched, b].any():
+            out[pitched, b] = out[pitched, b - 1]
+    return out
+
+
+def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequence[bool]):
+    """Binary roll -> ``symbolic.roll.Multitrack`` with velocities, onsets and the config's tracks.
+
+    Pitched notes start where a pitch turns on (held steps merge); every drum step is a hit.
+    Velocity: :data:`BASE_VELOCITY`, plus :data:`ACCENT` for onsets on a beat's first step.
+    """
+    from symbolic.roll import Multitrack
+    from symbolic.trackmap import TrackMap, TrackSpec
+
+    T, B, S, P = roll.shape
+    flat = roll.reshape(T, B * S, P)
+    prev = np.concatenate([np.zeros_like(flat[:, :1]), flat[:, :-1]], axis=1)
+    onsets = flat & ~prev
+    for t in range(T):
+        if is_drum[t]:
+            onsets[t] = flat[t]
+    on_beat = (np.arange(B * S) % grid.steps_per_beat == 0)[None, :, None]
+    # held steps carry the base velocity; roll_to_notes reads a note's velocity at its onset
+    vel = np.where(flat, BASE_VELOCITY, 0).astype(np.uint8)
+    vel[onsets & on_beat] = BASE_VELOCITY + ACCENT
+    tm = TrackMap(tuple(TrackSpec(tc.name, tc.program if not d else 0, is_drum=bool(d))
+                        for tc, d in zip(config.tracks, is_drum)), name="song")
+    shape = (T, B, S, P)
+    return Multitrack(vel.reshape(shape), onsets.reshape(shape), tm, grid, float(config.tempo),
+                      tuple(config.time_signature))
+
+
+def section_table(config: SongConfig) -> list[dict[str, Any]]:
+    """Sections with their first bar, length and times in seconds."""
+    bar_s = config.beats_per_bar * 60.0 / config.tempo
+    out, bar = [], 0
+    for s in config.sections:
+        chords = None
+        if s.chords is not None:
+            chords = [s.chords[b * config.beats_per_bar] for b in range(s.bars)]
+        out.append({"name": s.name, "start_bar": bar, "bars": s.bars, "start_s": round(bar * bar_s, 4),
+                    "end_s": round((bar + s.bars) * bar_s, 4), "chords": chords, "variation": s.variation,
+                    "morph": s.morph})
+        bar += s.bars
+    return out
+
+
+# --------------------------------------------------------------------------- audio
+
+def render_song_neural(pm, config: SongConfig, timbre, device: str, progress: bool = False
+                       ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Render the song's MIDI with the timbre model: float32 stems [tracks, samples] and facts.
+
+    Track ``i`` of the config is instrument ``i`` of ``pm``. Each track has a timbre latent
+    from its ``timbre_seed``; in a section with ``morph`` m it is the slerp (by m) towards the
+    latent of its ``morph_seed``.
+    """
+    from audio.render import NoteRenderer, notes_from_midi, slerp, timbre_latent
+    from pipeline.render import program_mapper
+
+    mapper = program_mapper(timbre, warn=False)
+    _, notes = notes_from_midi(pm, program_of=mapper)
+    sections = section_table(config)
+    table: list[torch.Tensor] = []
+    index: dict[tuple[int, float], int] = {}
+    for ti, t in enumerate(config.tracks):
+        za, zb = timbre_latent(t.timbre_seed, timbre.latent_dim), timbre_latent(t.morph_seed, timbre.latent_dim)
+        for s in sections:
+            if (ti, s["morph"]) not in index:
+                index[(ti, s["morph"])] = len(table)
+                table.append(slerp(za, zb, s["morph"]))
+    starts = np.array([s["start_s"] for s in sections])
+
+    def timbre_of(n) -> int:
+        si = int(np.searchsorted(starts, n.start_s + 1e-9, side="right") - 1)
+        return index[(n.stem, sections[max(0, si)]["morph"])]
+
+    from dataclasses import replace
+
+    notes = [replace(n, timbre=timbre_of(n)) for n in notes]
+    renderer = NoteRenderer(timbre, device=device, progress=progress)
+    length = int(math.ceil((pm.get_end_time() + renderer.release_s) * renderer.sample_rate))
+    stems = renderer.render(notes, torch.stack(table), n_stems=len(config.tracks), n_samples=length)
+    return stems, {"unique_notes": renderer.generated, "notes": len(notes)}
+
+
+def _audio_name(stem: str, flac: bool) -> str:
+    return f"{stem}.flac" if flac else f"{stem}.wav"
+
+
+def write_audio(stage: Path, stems: np.ndarray, names: Sequence[str], config: SongConfig, sample_rate: int,
+                flac: bool) -> dict[str, Any]:
+    """Mix, master and write ``song.wav`` and ``stems/<name>.wav`` into ``stage``; returns facts."""
+    from audio.mix import db_to_gain, limit, loudness_db, master, mix_stems, write_wav, TARGET_DB
+
+    volumes = [t.volume_db for t in config.tracks]
+    pans = [t.pan for t in config.tracks]
+    raw = mix_stems(stems, volumes, pans)
+    level = loudness_db(raw, sample_rate)
+    song = master(raw, sample_rate)
+    write_wav(stage / _audio_name("song", flac), song, sample_rate, flac=flac)
+    gain = db_to_gain(TARGET_DB - level) if np.isfinite(level) else 1.0
+    (stage / "stems").mkdir(exist_ok=True)
+    for name, stem, vol in zip(names, stems, volumes):
+        write_wav(stage / "stems" / _audio_name(name, flac), limit(stem * gain * db_to_gain(vol), sample_rate),
+                  sample_rate, flac=flac)
+    return {"loudness_db": round(loudness_db(song, sample_rate), 2), "peak": round(float(np.abs(song).max()), 4),
+            "channels": int(song.shape[0]), "samples": int(song.shape[1])}
+
+
+def render_song_fluidsynth(stage: Path, pm, config: SongConfig, flac: bool) -> dict[str, Any]:
+    """Render ``stage/song.mid`` and each track with FluidSynth, then master like the neural path."""
+    import tempfile
+
+    import pretty_midi
+
+    from audio.fluid import render_midi
+    from audio.mix import read_wav
+    from symbolic.roll import write_midi
+
+    sr = config.sample_rate
+    stems = []
+    with tempfile.TemporaryDirectory(prefix="musegansynth-stems-") as tmp:
+        for i, inst in enumerate(pm.instruments):
+            one = pretty_midi.PrettyMIDI(resolution=pm.resolution, initial_tempo=float(config.tempo))
+            one.instruments.append(inst)
+            mid, wav = Path(tmp) / f"{i}.mid", Path(tmp) / f"{i}.wav"
+            write_midi(one, mid)
+            if inst.notes:
+                render_midi(mid, wav, sample_rate=sr)
+                audio, _ = read_wav(wav)
+                stems.append(audio.mean(axis=0))
+            else:
+                stems.append(np.zeros(1, dtype=np.float32))
+    n = max(len(s) for s in stems)
+    stems_arr = np.stack([np.pad(s, (0, n - len(s))) for s in stems]).astype(np.float32)
+    return write_audio(stage, stems_arr, [t.name for t in config.tracks], config, sr, flac)
+
+
+# --------------------------------------------------------------------------- the whole song
+
+def _versions() -> dict[str, str]:
+    import pretty_midi
+
+    try:
+        from importlib.metadata import version
+
+        own = version("musegansynth")
+    except Exception:  # not installed as a distribution
+        own = "0.1.0"
+    return {"musegansynth": own, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "pretty_midi": getattr(pretty_midi, "__version__", "?")}
+
+
+def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, device: str = "cpu",
+                  renderer: str = "neural", flac: bool = False, progress: bool = False) -> Path:
+    """Generate one song into ``out_dir`` (staged: all files or none). Returns ``out_dir``.
+
+    Files: song.mid, song.wav (or .flac; not with renderer "none"), stems/<track>.wav,
+    pianoroll.png, song.json, index.html.
+    """
+    from pipeline.report import write_report
+    from symbolic.roll import multitrack_to_midi, write_midi
+
+    if renderer not in RENDERERS:
+        raise UserError(f"--renderer {renderer!r}: not allowed (allowed: {', '.join(RENDERERS)})")
+    out_dir = Path(out_dir)
+    seed = int(config.seed)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with staged_dir(out_dir) as stage:
+            roll = compose(models, config, seed, device)
+            comp_names = [n.lower() for n in models.composer.track_names]
+            is_drum = [t.source.lower() not in comp_names or bool(models.composer.is_drum[comp_names.index(
+                t.source.lower())]) for t in config.tracks]
+            mt = roll_to_multitrack(roll, config, composer_grid(models.composer), is_drum)
+            pm = multitrack_to_midi(mt)
+            write_midi(pm, stage / "song.mid")
+            timings["compose_s"] = round(time.perf_counter() - t0, 3)
+            note_counts = {t.name: len(inst.notes) for t, inst in zip(config.tracks, pm.instruments)}
+
+            t1 = time.perf_counter()
+            audio_facts: dict[str, Any] = {}
+            if renderer == "neural":
+                if models.timbre is None:
+                    raise UserError("--renderer neural: no timbre model loaded")
+                stems, facts = render_song_neural(pm, config, models.timbre, device, progress)
+                sr = int(models.timbre.sample_rate)
+                if sr != config.sample_rate:
+                    raise UserError(f"{config.source}: sample_rate: {config.sample_rate} does not match the timbre "
+                                    f"model's {sr} Hz (allowed: {sr})")
+                audio_facts = write_audio(stage, stems, [t.name for t in config.tracks], config, sr, flac)
+                audio_facts.update(facts)
+            elif renderer == "fluidsynth":
+                audio_facts = render_song_fluidsynth(stage, pm, config, flac)
+            timings["render_s"] = round(time.perf_counter() - t1, 3)
+
+            sections = section_table(config)
+            facts = {
+                "title": config.title,
+                "seed": seed,
+                "device": device,
+                "renderer": renderer,
+                "config": config.to_dict(),
+                "weights": {k: {"path": str(p), "sha256": sha256_file(p)} for k, p in models.paths.items()},
+                "tempo": config.tempo,
+                "bars": config.n_bars,
+                "duration_s": round(float(pm.get_end_time()), 3),
+                "sample_rate": config.sample_rate,
+                "note_counts": note_counts,
+                "sections": sections,
+                "audio": audio_facts,
+                "versions": _versions(),
+                "timings": timings,
+            }
+            t2 = time.perf_counter()
+            write_report(stage, mt=mt, sections=sections, facts=facts, audio_ext=None if renderer == "none"
+                         else (".flac" if flac else ".wav"))
+            timings["report_s"] = round(time.perf_counter() - t2, 3)
+            timings["total_s"] = round(time.perf_counter() - t0, 3)
+            import json
+
+            atomic_write_text(stage / "song.json", json.dumps(facts, indent=2, sort_keys=False) + "\n")
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+    return out_dir
+
+
+# --------------------------------------------------------------------------- CLI
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Generate a whole song (MIDI, WAV, stems, pictures, report) "
+                                                       "from a song config.")
+    p.add_argument("config", nargs="?", default=None,
+                   help=f"song config YAML (default: the packaged {DEFAULT_CONFIG.name})")
+    p.add_argument("--out", default=None, help="output folder (default: out/<title-slug>)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--renderer", choices=RENDERERS, default="neural")
+    p.add_argument("--count", type=int, default=1, help="songs to make, seeds seed..seed+N-1")
+    p.add_argument("--flac", action="store_true", help="write FLAC instead of 16-bit WAV")
+    return p
+
+
+def cli_main(argv: list[str]) -> int:
+    """``musegansynth generate [CONFIG] [--out DIR] [--seed N] [--device D] [--renderer R] [--count N] [--flac]``."""
+    args = build_parser(argv[0]).parse_args(argv[1:])
+    config = load_config(args.config if args.config is not None else DEFAULT_CONFIG)
+    if args.count < 1:
+        raise UserError(f"--count {args.count}: must be at least 1")
+    if args.seed is not None:
+        if not 0 <= args.seed < 2**31:
+            raise UserError(f"--seed {args.seed}: must be 0 to {2**31 - 1}")
+        config = config.with_seed(args.seed)
+    device = resolve_device(args.device)
+    out = Path(args.out) if args.out else Path("out") / config.slug
+    models = load_models(config, device, args.renderer)
+    seeds = [config.seed + k for k in range(args.count)]
+    it: Sequence[int] = seeds
+    if len(seeds) > 1:
+        from tqdm import tqdm
+
+        it = tqdm(seeds, desc="songs", unit="song")
+    for s in it:
+        target = out if len(seeds) == 1 else out / f"seed-{s}"
+        generate_song(config.with_seed(s), target, models=models, device=device, renderer=args.renderer,
+                      flac=args.flac, progress=sys.stderr.isatty())
+        print(target)
+    return 0

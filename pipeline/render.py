@@ -1,0 +1,151 @@
+"""``musegansynth render``: voice any MIDI file with the timbre model (or FluidSynth) into a WAV.
+
+Every instrument of the MIDI becomes a stem rendered by :class:`audio.render.NoteRenderer`
+(its own timbre latent, seeded by its index), mixed and mastered by :mod:`audio.mix`. GM
+programs the timbre model does not know map to the nearest it does (same family first), with one
+warning line on stderr per program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pipeline.errors import UserError
+
+DEFAULT_AUDIO_WEIGHTS = "data/pretrained/audio_default.safetensors"
+
+
+def known_programs(timbre) -> list[int] | None:
+    """Programs 0-127 the timbre model was trained on (``timbre.programs``), or None if it does not say."""
+    progs = getattr(timbre, "programs", None)
+    if not progs:
+        return None
+    return sorted({int(p) for p in progs if 0 <= int(p) <= 127})
+
+
+def nearest_program(program: int, known: list[int]) -> int:
+    """The known program nearest to ``program``: same family first (``audio.families``), then by number."""
+    from audio.families import program_to_family
+
+    if program in known or not known:
+        return program
+    fam = program_to_family(program).family
+    same = [p for p in known if program_to_family(p).family == fam]
+    pool = same or known
+    return min(pool, key=lambda p: (abs(p - program), p))
+
+
+def program_mapper(timbre, warn: bool = True) -> Callable[[int, bool], int]:
+    """``f(program, is_drum) -> program`` for the timbre model, warning once per remapped program.
+
+    A warning (one line on stderr) is printed when a program is replaced by another, or when
+    its family is only the nearest one (``audio.families.program_to_family(...).exact`` False).
+    """
+    from audio.families import program_name, program_to_family
+
+    known = known_programs(timbre)
+    warned: set[int] = set()
+
+    def mapper(program: int, is_drum: bool = False) -> int:
+        if is_drum:
+            return program
+        target = nearest_program(int(program), known) if known is not None else int(program)
+        if warn and program not in warned:
+            if target != program:
+                warned.add(program)
+                print(f"musegansynth: warning: program {program} ({program_name(program)}) is unknown to the timbre "
+                      f"model; playing it as {target} ({program_name(target)})", file=sys.stderr)
+            elif not program_to_family(program).exact:
+                warned.add(program)
+                fam = program_to_family(program).family
+                print(f"musegansynth: warning: program {program} ({program_name(program)}) has no matching "
+                      f"instrument family; the timbre model plays it as {fam}", file=sys.stderr)
+        return target
+
+    return mapper
+
+
+def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progress: bool = False
+                       ) -> tuple[list[str], np.ndarray]:
+    """Render a PrettyMIDI with the timbre model: (stem names, float32 stems [instruments, samples])."""
+    from audio.render import NoteRenderer, notes_from_midi, timbre_latent
+
+    names, notes = notes_from_midi(pm, program_of=program_mapper(timbre))
+    if not notes:
+        raise UserError("the MIDI file has no notes")
+    timbres = torch.stack([timbre_latent(seed * 1000 + i, timbre.latent_dim) for i in range(max(1, len(names)))])
+    renderer = NoteRenderer(timbre, device=device, progress=progress)
+    length = int(math.ceil((pm.get_end_time() + renderer.release_s) * renderer.sample_rate))
+    return names, renderer.render(notes, timbres, n_stems=len(names), n_samples=length)
+
+
+def load_timbre(weights: str | None, device: str):
+    """The timbre model from ``weights`` (default: the shipped one); UserError when missing."""
+    from pipeline.config import resolve_weights_path
+
+    try:
+        from audio.generate import TimbreGenerator
+    except ModuleNotFoundError as exc:
+        raise UserError(f"the timbre model is not available ({exc})") from None
+    path = resolve_weights_path(weights or DEFAULT_AUDIO_WEIGHTS, "audio")
+    return TimbreGenerator.load(path, device=device, autocast=device == "cuda")
+
+
+def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = "neural", device: str = "cpu",
+                timbre=None, weights: str | None = None, seed: int = 0, flac: bool = False) -> Path:
+    """Render a MIDI file into a mastered WAV (atomically; nothing written on error)."""
+    from audio.mix import master, mix_stems, write_wav
+    from symbolic.roll import read_midi
+
+    midi_path, wav_path = Path(midi_path), Path(wav_path)
+    pm = read_midi(midi_path)  # UserError naming the file when unreadable
+    if not any(inst.notes for inst in pm.instruments):
+        raise UserError(f"{midi_path}: the MIDI file has no notes")
+    if renderer == "fluidsynth":
+        from audio.fluid import render_midi
+
+        render_midi(midi_path, wav_path, sample_rate=44100)
+        return wav_path
+    if renderer != "neural":
+        raise UserError(f"--renderer {renderer!r}: not allowed (allowed: neural, fluidsynth)")
+    if timbre is None:
+        timbre = load_timbre(weights, device)
+    _, stems = render_midi_neural(pm, timbre, device=device, seed=seed, progress=sys.stderr.isatty())
+    sr = int(timbre.sample_rate)
+    write_wav(wav_path, master(mix_stems(stems), sr), sr, flac=flac)
+    return wav_path
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Voice a MIDI file with the timbre model (or FluidSynth).")
+    p.add_argument("midi", help="the MIDI file")
+    p.add_argument("--out", default=None, help="output WAV (default: the MIDI's name with .wav)")
+    p.add_argument("--renderer", choices=("neural", "fluidsynth"), default="neural")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--weights", default=None, help=f"timbre model weights (default {DEFAULT_AUDIO_WEIGHTS})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the instruments' timbre latents")
+    return p
+
+
+def cli_main(argv: list[str]) -> int:
+    """``musegansynth render MIDI [--out WAV] [--renderer neural|fluidsynth] [--device D] [--weights PATH]``."""
+    from pipeline.generate import resolve_device
+
+    args = build_parser(argv[0]).parse_args(argv[1:])
+    midi = Path(args.midi)
+    out = Path(args.out) if args.out else midi.with_suffix(".wav")
+    device = resolve_device(args.device)
+    from symbolic.roll import read_midi
+
+    read_midi(midi)  # fail on an unreadable MIDI before loading any model
+    render_file(midi, out, renderer=args.renderer, device=device, weights=args.weights, seed=args.seed,
+                flac=out.suffix.lower() == ".flac")
+    print(out)
+    return 0

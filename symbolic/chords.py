@@ -1,0 +1,115 @@
+"""Chord symbols, keys and key estimation on pitch classes (0 = C, ..., 11 = B).
+
+Chord symbols follow POP909 / Harte syntax: ``ROOT:QUALITY(EXTENSIONS)/BASS``, e.g. "C:maj7",
+"A:min", "G:7/3", "D:sus4(b7)", "Bb:min7/b7", and "N" for no chord ("X" unknown).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+NOTE_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+PC_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+
+# quality -> intervals (semitones above the root)
+QUALITIES: dict[str, tuple[int, ...]] = {
+    "maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6), "aug": (0, 4, 8),
+    "sus2": (0, 2, 7), "sus4": (0, 5, 7), "5": (0, 7), "1": (0,),
+    "7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11), "min7": (0, 3, 7, 10), "minmaj7": (0, 3, 7, 11),
+    "dim7": (0, 3, 6, 9), "hdim7": (0, 3, 6, 10), "aug7": (0, 4, 8, 10),
+    "maj6": (0, 4, 7, 9), "6": (0, 4, 7, 9), "min6": (0, 3, 7, 9),
+    "9": (0, 4, 7, 10, 2), "maj9": (0, 4, 7, 11, 2), "min9": (0, 3, 7, 10, 2),
+    "11": (0, 4, 7, 10, 2, 5), "min11": (0, 3, 7, 10, 2, 5), "13": (0, 4, 7, 10, 2, 9),
+    "maj13": (0, 4, 7, 11, 2, 9), "min13": (0, 3, 7, 10, 2, 9), "sus4(b7)": (0, 5, 7, 10),
+}
+DEGREES = {1: 0, 2: 2, 3: 4, 4: 5, 5: 7, 6: 9, 7: 11, 9: 2, 11: 5, 13: 9}
+
+_CHORD_RE = re.compile(r"^([A-G])([#b]*)(?::([^(/]*))?(?:\(([^)]*)\))?(?:/([#b]*\d+))?$")
+_DEGREE_RE = re.compile(r"^(\*?)([#b]*)(\d+)$")
+
+
+def parse_root(text: str) -> int:
+    """Pitch class of a note name such as "C", "F#", "Bb", "Cb"; ValueError otherwise."""
+    m = re.fullmatch(r"([A-Ga-g])([#b]*)", text.strip())
+    if not m:
+        raise ValueError(f"not a note name: {text!r}")
+    return (NOTE_PC[m.group(1).upper()] + m.group(2).count("#") - m.group(2).count("b")) % 12
+
+
+def _degree(text: str) -> tuple[bool, int]:
+    m = _DEGREE_RE.match(text.strip())
+    if not m or int(m.group(3)) not in DEGREES:
+        raise ValueError(f"bad chord degree {text!r}")
+    return m.group(1) == "*", DEGREES[int(m.group(3))] + m.group(2).count("#") - m.group(2).count("b")
+
+
+def chord_pitch_classes(symbol: str) -> np.ndarray:
+    """Multi-hot pitch classes of a chord symbol: uint8 ``[12]`` (all zeros for "N" / "X").
+
+    The bass of an inversion ("/3", "/b7") is added to the chord's pitch classes.
+    Raises ValueError on a symbol it cannot read.
+    """
+    s = symbol.strip()
+    out = np.zeros(12, dtype=np.uint8)
+    if s in ("N", "X", ""):
+        return out
+    m = _CHORD_RE.match(s)
+    if not m:
+        raise ValueError(f"bad chord symbol {symbol!r}")
+    root = parse_root(m.group(1) + m.group(2))
+    quality, ext, bass = m.group(3), m.group(4), m.group(5)
+    quality = "maj" if quality in (None, "") else quality
+    if quality == "sus4" and ext is not None and ext.strip() == "b7":
+        quality, ext = "sus4(b7)", None
+    if quality not in QUALITIES:
+        raise ValueError(f"bad chord quality {quality!r} in {symbol!r}")
+    intervals = set(QUALITIES[quality])
+    for part in (ext.split(",") if ext else []):
+        omit, iv = _degree(part)
+        (intervals.discard if omit else intervals.add)(iv % 12)
+    if bass:
+        intervals.add(_degree(bass)[1] % 12)
+    for iv in intervals:
+        out[(root + iv) % 12] = 1
+    return out
+
+
+def parse_key(text: str) -> tuple[int, bool]:
+    """("C:maj" | "A:min" | "Gb:maj" | "C" | "a minor") -> (tonic pitch class, is_minor); ValueError otherwise."""
+    t = text.strip().replace(" ", ":")
+    root, _, mode = t.partition(":")
+    mode = mode.lower()
+    if mode in ("", "maj", "major"):
+        return parse_root(root), False
+    if mode in ("min", "minor"):
+        return parse_root(root), True
+    raise ValueError(f"bad key {text!r}")
+
+
+# Krumhansl-Kessler key profiles (C major, C minor)
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def estimate_key(histogram: np.ndarray) -> tuple[int, bool]:
+    """Key from a pitch-class histogram ``[12]`` (e.g. note durations per pitch class) by the
+    Krumhansl-Schmuckler method: the best correlation with the 24 rotated Krumhansl-Kessler
+    profiles. Returns (tonic pitch class, is_minor); (0, False) for an empty histogram."""
+    h = np.asarray(histogram, dtype=np.float64).reshape(12)
+    if h.sum() <= 0 or np.allclose(h, h[0]):
+        return 0, False
+    best = (-2.0, 0, False)
+    for minor, prof in ((False, KK_MAJOR), (True, KK_MINOR)):
+        for tonic in range(12):
+            r = float(np.corrcoef(h, np.roll(prof, tonic))[0, 1])
+            if r > best[0] + 1e-12:
+                best = (r, tonic, minor)
+    return best[1], best[2]
+
+
+def transpose_to_c(tonic: int, minor: bool) -> int:
+    """Semitones (-6..5) that move the key to C major (or A minor for minor keys)."""
+    target = 9 if minor else 0
+    return ((target - tonic + 6) % 12) - 6

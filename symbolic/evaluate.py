@@ -1,0 +1,470 @@
+"""``musegansynth evaluate symbolic``: objective metrics of generated music next to held-out data.
+
+The held-out phrases come from a dataset cache built by ``musegansynth data symbolic``
+(``DIR/meta.json`` + ``DIR/<split>.npz``, layout in docs/CONTRACTS.md). The generated phrases
+come from one of:
+
+- ``--weights PATH``: the composer (``symbolic.generate.Composer``) decodes one phrase per
+  selected held-out phrase, conditioned on that phrase's chords and style, so both columns
+  share the same harmony and style mix;
+- ``--generated FILE.npz``: an array ``rolls`` ``[N, tracks, bars, steps_per_bar, pitches]``
+  (bool, or probabilities binarized at ``--threshold``);
+- ``--midi DIR``: every ``*.mid`` / ``*.midi`` under DIR, read with ``symbolic.roll`` on the
+  dataset's grid and cut into phrases of the dataset's number of bars.
+
+Both sides go through :func:`symbolic.metrics.evaluate_rolls` without onsets (the cache keeps
+none), so a note is a maximal run of active steps on both sides. The table gives, per metric
+and track, the data value, the generated value, the relative difference
+``(generated - data) / |data|`` and whether it is within 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline.errors import UserError
+from pipeline.fileio import atomic_write_text
+from symbolic import metrics as M
+
+WITHIN = 0.10
+"""Relative difference counted as a match."""
+
+
+# --------------------------------------------------------------------------- inputs
+
+def load_split(data_dir: str | Path, split: str = "test") -> tuple[dict, dict[str, np.ndarray]]:
+    """Read ``meta.json`` and ``<split>.npz`` of a dataset cache.
+
+    Returns:
+        ``(meta, arrays)`` where ``arrays["rolls"]`` is bool [N, tracks, bars, steps_per_bar,
+        pitches], ``arrays["chords"]`` uint8 [N, bars, beats_per_bar, 12], ``arrays["style"]``
+        int64 [N] (zeros when the file has none), ``arrays["has_chords"]`` bool [N].
+    Raises:
+        UserError: the folder, meta.json or the split is missing or malformed.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"{data_dir}: no such dataset folder (build one with 'musegansynth data symbolic')")
+    meta_path = data_dir / "meta.json"
+    if not meta_path.is_file():
+        raise UserError(f"{meta_path}: missing (build the dataset with 'musegansynth data symbolic')")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{meta_path}: unreadable JSON ({exc})") from None
+    for key in ("tracks", "is_drum", "grid"):
+        if key not in meta:
+            raise UserError(f"{meta_path}: no '{key}' entry")
+    if len(meta["tracks"]) != len(meta["is_drum"]):
+        raise UserError(f"{meta_path}: 'tracks' and 'is_drum' differ in length")
+    for key in ("steps_per_beat", "beats_per_bar", "lowest_pitch", "n_pitches"):
+        if key not in meta["grid"]:
+            raise UserError(f"{meta_path}: grid has no '{key}'")
+    split_path = data_dir / f"{split}.npz"
+    if not split_path.is_file():
+        raise UserError(f"{split_path}: missing (split '{split}' was not built)")
+    try:
+        with np.load(split_path, allow_pickle=False) as z:
+            if "rolls" not in z.files:
+                raise UserError(f"{split_path}: no 'rolls' array")
+            arrays = {k: z[k] for k in z.files}
+    except UserError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{split_path}: unreadable npz ({exc})") from None
+    rolls = arrays["rolls"]
+    expect = _expected_shape(meta)
+    if rolls.ndim != 5 or tuple(rolls.shape[1:]) != expect:
+        raise UserError(f"{split_path}: 'rolls' has shape {tuple(rolls.shape)}, meta.json says [N, {expect}]")
+    n = rolls.shape[0]
+    arrays["rolls"] = rolls != 0
+    g = meta["grid"]
+    chords = arrays.get("chords")
+    if chords is None:
+        chords = np.zeros((n, expect[1], int(g["beats_per_bar"]), 12), dtype=np.uint8)
+    elif chords.shape != (n, expect[1], int(g["beats_per_bar"]), 12):
+        raise UserError(f"{split_path}: 'chords' has shape {chords.shape}, "
+                        f"expected {(n, expect[1], int(g['beats_per_bar']), 12)}")
+    arrays["chords"] = chords
+    arrays["style"] = np.asarray(arrays.get("style", np.zeros(n, np.int64)), dtype=np.int64).reshape(n)
+    arrays["has_chords"] = np.asarray(arrays.get("has_chords", chords.reshape(n, -1).any(axis=1)), bool).reshape(n)
+    return meta, arrays
+
+
+def _expected_shape(meta: dict) -> tuple[int, int, int, int]:
+    g = meta["grid"]
+    steps = int(g["steps_per_beat"]) * int(g["beats_per_bar"])
+    return (len(meta["tracks"]), int(meta.get("n_bars", 4)), steps, int(g["n_pitches"]))
+
+
+def select_phrases(n_total: int, n: int, seed: int) -> np.ndarray:
+    """Indices of at most ``n`` of ``n_total`` phrases: all of them in order when
+    ``n_total <= n``, else a sorted random subset drawn with ``seed``."""
+    if n < 1:
+        raise UserError(f"--n: should be at least 1, got {n}")
+    if n_total <= n:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserError(f"--device {device}: choose cpu, cuda or auto")
+    return device
+
+
+def _load_composer(weights: str | Path, device: str):
+    """``symbolic.generate.Composer.load`` (a separate function so tests can replace it)."""
+    path = Path(weights)
+    if not path.exists():
+        raise UserError(f"{path}: weights not found")
+    from symbolic.generate import Composer
+
+    return Composer.load(path, device=device)
+
+
+def generate_rolls(composer: Any, chords: np.ndarray, style: np.ndarray, *, seed: int = 0,
+                   threshold: float = 0.5, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """Decode one phrase per conditioning row with a composer.
+
+    Args:
+        composer: object with ``sample_latents(n, generator)`` and ``decode(latents, chords,
+            style)`` (see docs/CONTRACTS.md).
+        chords: uint8 [N, bars, beats_per_bar, 12] multi-hot chord pitch classes.
+        style: int64 [N] style indices of the composer (-1 unknown).
+        seed: seeds one CPU ``torch.Generator`` that draws all latents (same on every device).
+        threshold: probabilities above it are notes.
+        batch_size: phrases decoded at once.
+    Returns:
+        Bool array [N, tracks, bars, steps_per_bar, pitches].
+    """
+    import torch
+
+    n = int(chords.shape[0])
+    generator = torch.Generator().manual_seed(int(seed))  # CPU: the same latents on every device
+    latents = composer.sample_latents(n, generator=generator)
+    wants_threshold = "threshold" in inspect.signature(composer.decode).parameters
+    out = []
+    with torch.no_grad():
+        for lo in range(0, n, batch_size):
+            hi = min(n, lo + batch_size)
+            part = {k: v[lo:hi] for k, v in latents.items()}
+            c = torch.as_tensor(chords[lo:hi], dtype=torch.float32, device=device)
+            s = torch.as_tensor(style[lo:hi], dtype=torch.long, device=device)
+            if wants_threshold:  # ask for probabilities, binarize here at ``threshold``
+                probs = composer.decode(part, chords=c, style=s, threshold=None)
+            else:
+                probs = composer.decode(part, chords=c, style=s)
+            out.append((probs.detach().float().cpu().numpy() > threshold))
+    if not out:
+        return np.zeros((0,), dtype=bool)
+    return np.concatenate(out, axis=0)
+
+
+def load_generated_npz(path: str | Path, expect: tuple[int, ...], threshold: float = 0.5) -> np.ndarray:
+    """Read ``rolls`` [N, tracks, bars, steps, pitches] from an npz; binarize floats at ``threshold``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "rolls" not in z.files:
+                raise UserError(f"{path}: no 'rolls' array (found {', '.join(z.files) or 'nothing'})")
+            rolls = z["rolls"]
+    except UserError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable npz ({exc})") from None
+    if rolls.ndim != 5 or tuple(rolls.shape[1:]) != tuple(expect):
+        raise UserError(f"{path}: 'rolls' has shape {tuple(rolls.shape)}, the dataset's phrases are [N, {tuple(expect)}]")
+    if rolls.dtype.kind == "f":
+        return rolls > threshold
+    return rolls != 0
+
+
+def _track_map_for(meta: dict, name: str | None):
+    from symbolic.trackmap import TRACK_MAPS, get_track_map
+
+    if name is not None:
+        tm = get_track_map(name)
+    else:
+        tm = None
+        wanted = meta.get("track_map")
+        if wanted is not None:
+            tm = get_track_map(wanted)
+        else:
+            for candidate in TRACK_MAPS.values():
+                if candidate.names == list(meta["tracks"]) and candidate.is_drum == [bool(d) for d in meta["is_drum"]]:
+                    tm = candidate
+                    break
+        if tm is None:
+            raise UserError(f"--track-map: no known track map has the dataset's tracks {meta['tracks']}; name one")
+    if tm.names != list(meta["tracks"]):
+        raise UserError(f"--track-map {tm.name}: tracks {tm.names} differ from the dataset's {meta['tracks']}")
+    return tm
+
+
+def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = None) -> np.ndarray:
+    """Cut every MIDI file under ``midi_dir`` into phrases of the dataset's bars.
+
+    Returns:
+        Bool array [N, tracks, n_bars, steps_per_bar, pitches]; a file's trailing bars that do
+        not fill a phrase are left out.
+    """
+    from symbolic.roll import Grid, midi_to_multitrack
+
+    midi_dir = Path(midi_dir)
+    if not midi_dir.is_dir():
+        raise UserError(f"{midi_dir}: no such folder")
+    files = sorted(p for p in midi_dir.rglob("*") if p.suffix.lower() in (".mid", ".midi") and p.is_file())
+    if not files:
+        raise UserError(f"{midi_dir}: no .mid or .midi files")
+    tm = _track_map_for(meta, track_map)
+    grid = Grid.from_dict(meta["grid"])
+    n_tracks, n_bars, steps, pitches = _expected_shape(meta)
+    phrases = []
+    for path in files:
+        roll = midi_to_multitrack(path, tm, grid).roll != 0  # [tracks, bars, steps, pitches]
+        k = roll.shape[1] // n_bars
+        if k == 0:
+            continue
+        cut = roll[:, :k * n_bars].reshape(n_tracks, k, n_bars, steps, pitches)
+        phrases.append(cut.transpose(1, 0, 2, 3, 4))
+    if not phrases:
+        raise UserError(f"{midi_dir}: no file holds a whole phrase of {n_bars} bars")
+    return np.concatenate(phrases, axis=0)
+
+
+# --------------------------------------------------------------------------- comparison
+
+def relative_difference(data: float, generated: float) -> float:
+    """``(generated - data) / |data|``; 0 when both are 0; NaN when either is NaN or data is 0."""
+    if math.isnan(data) or math.isnan(generated):
+        return float("nan")
+    if data == 0:
+        return 0.0 if generated == 0 else float("nan")
+    return (generated - data) / abs(data)
+
+
+def compare(data: dict, generated: dict | None) -> list[dict]:
+    """Rows ``{metric, track, data, generated, rel_diff, within}`` in table order.
+
+    ``within`` is True when ``|rel_diff| <= 0.1``, False otherwise (also when undefined), and
+    None when there is no generated column.
+    """
+    rows = []
+    for track, values in data.items():
+        if track != M.PAIRS_KEY:
+            rows += [{"metric": m, "track": track, "data": v, "_pair": False} for m, v in values.items()]
+    for pair, values in data.get(M.PAIRS_KEY, {}).items():
+        rows += [{"metric": m, "track": pair, "data": v, "_pair": True} for m, v in values.items()]
+    for row in rows:
+        is_pair = row.pop("_pair")
+        if generated is None:
+            row.update(generated=None, rel_diff=None, within=None)
+            continue
+        src = generated.get(M.PAIRS_KEY, {}) if is_pair else generated
+        gen = float(src.get(row["track"], {}).get(row["metric"], float("nan")))
+        rel = relative_difference(float(row["data"]), gen)
+        row.update(generated=gen, rel_diff=rel, within=bool(not math.isnan(rel) and abs(rel) <= WITHIN + 1e-12))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as a fixed-width text table."""
+    def num(v: Any) -> str:
+        if v is None:
+            return "-"
+        return "nan" if math.isnan(v) else f"{v:.4f}"
+
+    def rel(v: Any) -> str:
+        if v is None:
+            return "-"
+        return "n/a" if math.isnan(v) else f"{100 * v:+.1f}%"
+
+    header = ("metric", "track", "data", "generated", "rel diff", "within 10%")
+    body = [(r["metric"], r["track"], num(r["data"]), num(r["generated"]), rel(r["rel_diff"]),
+             "-" if r["within"] is None else ("yes" if r["within"] else "no")) for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
+    return "\n".join(lines)
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace NaN / inf by None and numpy scalars by Python numbers, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    return obj
+
+
+def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str | Path | None = None,
+                      generated: str | Path | None = None, midi: str | Path | None = None,
+                      n: int = 512, seed: int = 0, device: str = "cpu", threshold: float = 0.5,
+                      track_map: str | None = None) -> dict:
+    """Metrics of held-out phrases and (optionally) of generated ones, side by side.
+
+    Args:
+        data_dir: dataset cache folder (meta.json + <split>.npz).
+        split: "train", "valid" or "test".
+        weights / generated / midi: at most one source of generated phrases (see module doc).
+        n: at most this many held-out phrases (a random subset drawn with ``seed``) and as
+            many generated ones (one per selected phrase with ``weights``).
+        seed: seeds the subset and the composer's latents.
+        device: "cpu", "cuda" or "auto" (composer only).
+        threshold: binarization threshold of generated probabilities.
+        track_map: track map used to read ``midi`` (default: the one matching meta's tracks).
+    Returns:
+        A JSON-ready report: ``{"data_dir", "split", "source", "seed", "n_data", "n_generated",
+        "tracks", "is_drum", "grid", "data": metrics, "generated": metrics | None, "rows": [...],
+        "summary": {"compared", "within"}}`` (metrics as from
+        :func:`symbolic.metrics.evaluate_rolls`; NaN kept as float NaN here).
+    """
+    sources = [(k, v) for k, v in (("weights", weights), ("generated", generated), ("midi", midi)) if v is not None]
+    if len(sources) > 1:
+        raise UserError("--weights, --generated and --midi: give at most one")
+    meta, arrays = load_split(data_dir, split)
+    names = [str(t) for t in meta["tracks"]]
+    is_drum = [bool(d) for d in meta["is_drum"]]
+    grid = meta["grid"]
+    idx = select_phrases(arrays["rolls"].shape[0], n, seed)
+    if idx.size == 0:
+        raise UserError(f"{Path(data_dir) / (split + '.npz')}: holds no phrase")
+    data_rolls = arrays["rolls"][idx]
+    data_metrics = M.evaluate_rolls(data_rolls, names, is_drum, grid)
+
+    gen_rolls = None
+    if weights is not None:
+        dev = _resolve_device(device)
+        composer = _load_composer(weights, dev)
+        _check_composer(composer, meta, weights)
+        style = map_styles(arrays["style"][idx], meta.get("styles"), getattr(composer, "styles", None))
+        gen_rolls = generate_rolls(composer, arrays["chords"][idx], style, seed=seed,
+                                   threshold=threshold, device=dev)
+        expect = _expected_shape(meta)
+        if gen_rolls.ndim != 5 or tuple(gen_rolls.shape[1:]) != expect:
+            raise UserError(f"{weights}: the composer made phrases of shape {gen_rolls.shape[1:]}, "
+                            f"the dataset's are {expect}")
+    elif generated is not None:
+        gen_rolls = load_generated_npz(generated, _expected_shape(meta), threshold)
+        gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]
+    elif midi is not None:
+        gen_rolls = load_midi_phrases(midi, meta, track_map)
+        gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]
+    if gen_rolls is not None and gen_rolls.shape[0] == 0:
+        raise UserError(f"{sources[0][1]}: holds no phrase")
+    gen_metrics = None if gen_rolls is None else M.evaluate_rolls(gen_rolls, names, is_drum, grid)
+    rows = compare(data_metrics, gen_metrics)
+    compared = [r for r in rows if r["within"] is not None]
+    return {
+        "data_dir": str(data_dir),
+        "split": split,
+        "source": None if not sources else {"kind": sources[0][0], "path": str(sources[0][1])},
+        "seed": int(seed),
+        "n_data": int(data_rolls.shape[0]),
+        "n_generated": None if gen_rolls is None else int(gen_rolls.shape[0]),
+        "tracks": names,
+        "is_drum": is_drum,
+        "grid": dict(grid),
+        "data": data_metrics,
+        "generated": gen_metrics,
+        "rows": rows,
+        "summary": {"compared": len(compared), "within": sum(1 for r in compared if r["within"])},
+    }
+
+
+def _check_composer(composer: Any, meta: dict, weights: Any) -> None:
+    names = [str(t) for t in getattr(composer, "track_names", [])]
+    if names != [str(t) for t in meta["tracks"]]:
+        raise UserError(f"{weights}: the composer's tracks {names} differ from the dataset's {meta['tracks']}")
+    g = getattr(composer, "grid", None)
+    if g is not None:
+        for key in ("steps_per_beat", "beats_per_bar", "lowest_pitch", "n_pitches"):
+            value = g.get(key) if isinstance(g, dict) else getattr(g, key, None)
+            if value is not None and int(value) != int(meta["grid"][key]):
+                raise UserError(f"{weights}: the composer's grid {key}={value} differs from the "
+                                f"dataset's {meta['grid'][key]}")
+
+
+def map_styles(style: np.ndarray, data_styles: Sequence[str] | None, model_styles: Sequence[str] | None) -> np.ndarray:
+    """Dataset style indices [N] -> the composer's indices, matched by name (case-insensitive).
+
+    Styles the composer does not know become -1 ("unknown style"). When either side has no
+    style names, the indices are passed through unchanged.
+    """
+    if not data_styles or not model_styles:
+        return style
+    model = [str(s).lower() for s in model_styles]
+    table = np.array([model.index(str(s).lower()) if str(s).lower() in model else -1 for s in data_styles]
+                     + [-1], dtype=np.int64)
+    style = np.asarray(style, dtype=np.int64)
+    safe = np.where((style >= 0) & (style < len(data_styles)), style, len(data_styles))
+    return table[safe]
+
+
+def report_text(report: dict) -> str:
+    """The table and a one-line summary of a report from :func:`evaluate_symbolic`."""
+    head = f"held-out: {report['data_dir']} [{report['split']}], {report['n_data']} phrases"
+    if report["source"] is not None:
+        head += (f"; generated: {report['source']['kind']} {report['source']['path']}, "
+                 f"{report['n_generated']} phrases")
+    lines = [head, format_table(report["rows"])]
+    if report["generated"] is not None:
+        s = report["summary"]
+        lines.append(f"{s['within']} of {s['compared']} metrics within 10% of the held-out data")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset cache folder (meta.json + <split>.npz)")
+    p.add_argument("--split", default="test", help="which split holds the held-out phrases (default: test)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--weights", metavar="PATH", help="composer weights: generate conditioned on the held-out chords/style")
+    src.add_argument("--generated", metavar="FILE.npz", help="npz with 'rolls' [N, tracks, bars, steps, pitches]")
+    src.add_argument("--midi", metavar="DIR", help="folder of MIDI files to cut into phrases")
+    p.add_argument("--track-map", default=None, help="track map for --midi (default: the one matching the dataset)")
+    p.add_argument("--n", type=int, default=512, help="at most this many phrases on each side (default: 512)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the phrase subset and the latents (default: 0)")
+    p.add_argument("--threshold", type=float, default=0.5, help="binarization threshold of probabilities")
+    p.add_argument("--json", metavar="OUT", default=None, help="also write the report as JSON")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    return p
+
+
+def cli_main(argv: Sequence[str]) -> int:
+    """Entry point: ``argv[0]`` is the program name, the rest the subcommand's arguments."""
+    argv = list(argv)
+    args = _parser(argv[0] if argv else "musegansynth evaluate symbolic").parse_args(argv[1:])
+    report = evaluate_symbolic(args.data, split=args.split, weights=args.weights, generated=args.generated,
+                               midi=args.midi, n=args.n, seed=args.seed, device=args.device,
+                               threshold=args.threshold, track_map=args.track_map)
+    print(report_text(report))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,288 @@
+"""Generation object for the MuseGAN composer: loads shipped weights, needs no Lightning.
+
+    composer = Composer.load("data/pretrained/symbolic_pop909.json")        # or the .safetensors, or a folder
+    gen = torch.Generator().manual_seed(0)
+    z = composer.sample_latents(2, gen)                                       # two 4-bar phrases
+    roll = composer.decode(z, chords=chords, style=style)                     # [2, T, B, S, P] in {0, 1}
+    song = composer.compose(n_phrases=4, seed=0)                              # [T, 16, S, P]
+
+Latents are drawn on the CPU from a CPU ``torch.Generator`` (then moved to the device), so a
+seed gives the same latents on every device; the same seed + device gives the same output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from pipeline.errors import UserError
+from symbolic.export import FORMAT
+from symbolic.modules import LATENT_KEYS, Generator
+
+
+def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
+    """(json path, safetensors path) from a .json, a .safetensors or a folder holding one pair."""
+    p = Path(path_or_dir)
+    if p.is_dir():
+        cards = sorted(p.glob("symbolic_*.json"))
+        if len(cards) != 1:
+            raise UserError(f"{p}: expected exactly one symbolic_<name>.json in the folder, found {len(cards)}")
+        p = cards[0]
+    if p.suffix == ".safetensors":
+        return p.with_suffix(".json"), p
+    if p.suffix == ".json":
+        return p, p.with_suffix(".safetensors")
+    if p.with_suffix(".json").is_file():
+        return p.with_suffix(".json"), p.with_suffix(".safetensors")
+    raise UserError(f"{p}: not a symbolic weights file (expected symbolic_<name>.json / .safetensors)")
+
+
+class Composer:
+    """A trained multitrack generator with its track names, programs and grid.
+
+    Attributes:
+        track_names: list[str], T names; programs: list[int] GM programs (0-127);
+        is_drum: list[bool]; grid: dict (steps_per_beat, beats_per_bar, lowest_pitch, n_pitches);
+        n_bars: bars a phrase (B); steps_per_bar: S; n_pitches: P; styles: list[str];
+        device: torch.device; generator: the :class:`symbolic.modules.Generator` (eval mode).
+    """
+
+    def __init__(self, generator: Generator, card: dict, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.generator = generator.to(self.device).eval().requires_grad_(False)
+        self.card = card
+        cfg = generator.config
+        self.track_names = list(card.get("tracks") or [f"track{i}" for i in range(cfg["n_tracks"])])
+        self.programs = [int(p) for p in card.get("programs") or [0] * cfg["n_tracks"]]
+        self.is_drum = [bool(d) for d in card.get("is_drum") or [False] * cfg["n_tracks"]]
+        self.grid = dict(card.get("grid") or {})
+        self.grid.setdefault("beats_per_bar", cfg["beats_per_bar"])
+        self.grid.setdefault("steps_per_beat", cfg["steps_per_bar"] // cfg["beats_per_bar"])
+        self.grid.setdefault("lowest_pitch", cfg["lowest_pitch"])
+        self.grid.setdefault("n_pitches", cfg["n_pitches"])
+        self.n_bars = int(cfg["n_bars"])
+        self.steps_per_bar = int(cfg["steps_per_bar"])
+        self.beats_per_bar = int(cfg["beats_per_bar"])
+        self.n_pitches = int(cfg["n_pitches"])
+        self.n_tracks = int(cfg["n_tracks"])
+        self.styles = list(card.get("styles") or [])
+        self.binary = cfg["binarize"] == "deterministic"
+        self.training_steps = int(card.get("training_steps", 0))
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, path_or_dir: str | Path, device: str | torch.device = "cpu") -> "Composer":
+        """Load ``symbolic_<name>.json`` + ``.safetensors`` (weights only; no pickle).
+
+        Raises:
+            UserError naming the file when a file is missing, unreadable, of another format or
+            when the weights do not match the hyper-parameters.
+        """
+        js, st = _resolve(path_or_dir)
+        if not js.is_file():
+            raise UserError(f"{js}: weights card not found")
+        if not st.is_file():
+            raise UserError(f"{st}: weights file not found")
+        try:
+            card = json.loads(js.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{js}: not readable JSON ({exc})") from None
+        if not isinstance(card, dict) or card.get("format") != FORMAT or "generator" not in card:
+            raise UserError(f"{js}: not a musegansynth symbolic generator card")
+        try:
+            gcfg = dict(card["generator"])
+            gcfg["trunk_channels"] = tuple(gcfg.get("trunk_channels", (64, 32)))
+            generator = Generator(**gcfg)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{js}: bad generator hyper-parameters ({exc})") from None
+        try:
+            from safetensors.torch import load_file
+
+            state = load_file(str(st), device="cpu")
+        except Exception as exc:  # safetensors raises its own error types
+            raise UserError(f"{st}: not a readable safetensors file ({exc})") from None
+        own = generator.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise UserError(f"{st}: weights do not match {js.name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+        if bad:
+            k = bad[0]
+            raise UserError(f"{st}: weight '{k}' has shape {tuple(state[k].shape)}, expected {tuple(own[k].shape)}")
+        generator.load_state_dict(state)
+        return cls(generator, card, device)
+
+    # ----------------------------------------------------------------- latent space
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Latents for ``n`` phrases: dict ``shared`` [n, Z], ``shared_t`` [n, Z], ``private`` [n, T, Z],
+        ``private_t`` [n, T, Z], drawn from ``generator`` (a CPU torch.Generator), on the device."""
+        return self.generator.sample_latents(n, generator=generator, device=self.device)
+
+    @staticmethod
+    def interpolate(latents_a: dict[str, torch.Tensor], latents_b: dict[str, torch.Tensor],
+                    t: float | torch.Tensor) -> dict[str, torch.Tensor]:
+        """Spherical interpolation per latent (keeps the norm typical of Gaussian samples).
+
+        ``t`` is a float in [0, 1] or a tensor [N] (one weight per phrase); 0 gives a, 1 gives b.
+        """
+        out = {}
+        for key in LATENT_KEYS:
+            a, b = latents_a[key], latents_b[key]
+            tt = torch.as_tensor(t, dtype=a.dtype, device=a.device)
+            if tt.dim() == 1:
+                tt = tt.reshape(-1, *([1] * (a.dim() - 1)))
+            an, bn = a / a.norm(dim=-1, keepdim=True).clamp(min=1e-8), b / b.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+            omega = torch.acos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+            so = torch.sin(omega)
+            slerp = (torch.sin((1 - tt) * omega) * a + torch.sin(tt * omega) * b) / so
+            lerp = (1 - tt) * a + tt * b
+            out[key] = torch.where(so.abs() < 1e-4, lerp, slerp)
+        return out
+
+    # ----------------------------------------------------------------- decoding
+    def _check_conditions(self, n: int, chords, style):
+        if chords is not None:
+            chords = torch.as_tensor(chords, dtype=torch.float32).to(self.device)
+            want = (n, self.n_bars, self.beats_per_bar, 12)
+            if tuple(chords.shape) != want:
+                raise UserError(f"chords: expected shape {list(want)}, got {list(chords.shape)}")
+        if style is not None:
+            style = torch.as_tensor(style, dtype=torch.long).to(self.device).reshape(-1)
+            if style.numel() == 1 and n != 1:
+                style = style.expand(n).clone()
+            if style.shape[0] != n:
+                raise UserError(f"style: expected {n} labels, got {style.shape[0]}")
+            if ((style >= len(self.styles)) | (style < -1)).any() and self.styles:
+                raise UserError(f"style: labels must be -1 (unknown) or 0..{len(self.styles) - 1} "
+                                f"({', '.join(self.styles)})")
+        return chords, style
+
+    def style_index(self, name: str | None) -> int:
+        """Index of a style name (case-insensitive); None -> -1 (unknown). UserError listing the styles."""
+        if name is None:
+            return -1
+        names = [s.lower() for s in self.styles]
+        if name.lower() not in names:
+            raise UserError(f"style: unknown style '{name}' (known: {', '.join(self.styles) or 'none'})")
+        return names.index(name.lower())
+
+    @torch.no_grad()
+    def decode(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
+               style: torch.Tensor | None = None, cond_roll: torch.Tensor | None = None,
+               cond_track: torch.Tensor | int | None = None, threshold: float = 0.5) -> torch.Tensor:
+        """Latents -> phrases.
+
+        Args:
+            latents: from :meth:`sample_latents` (N phrases).
+            chords: float [N, B, K, 12] multi-hot chord pitch classes per beat, or None (rows of all
+                zeros mean "no chord information" for that phrase).
+            style: long [N] (or one int) style indices, -1 unknown; None = unknown.
+            cond_roll: float [N, B, S, P] a given track; cond_track: its index (int or long [N]).
+            threshold: binarisation threshold for sigmoid models; ``None`` returns probabilities.
+        Returns:
+            float [N, T, B, S, P] in {0, 1} (probabilities in [0, 1] when ``threshold`` is None
+            and the model is not binary); the given track, if any, is kept as given.
+        """
+        n = latents["shared"].shape[0]
+        chords, style = self._check_conditions(n, chords, style)
+        has = None if chords is None else chords.reshape(n, -1).amax(1) > 0
+        if cond_roll is not None:
+            cond_roll = torch.as_tensor(cond_roll, dtype=torch.float32).to(self.device)
+            want = (n, self.n_bars, self.steps_per_bar, self.n_pitches)
+            if tuple(cond_roll.shape) != want:
+                raise UserError(f"given track: expected shape {list(want)}, got {list(cond_roll.shape)}")
+            ct = torch.as_tensor(cond_track, dtype=torch.long).to(self.device).reshape(-1)
+            cond_track = ct.expand(n).clone() if ct.numel() == 1 else ct
+        lat = {k: latents[k].to(self.device) for k in LATENT_KEYS}
+        probs = self.generator(lat, chords, has, style, cond_roll, cond_track)
+        if threshold is None or self.binary:
+            return probs.float()
+        return (probs > threshold).float()
+
+    # ----------------------------------------------------------------- conveniences
+    def _phrase_chords(self, chords, n_phrases: int) -> torch.Tensor | None:
+        """[bars_total, K, 12] (or [n_phrases, B, K, 12]) -> [n_phrases, B, K, 12], zero-padded."""
+        if chords is None:
+            return None
+        c = torch.as_tensor(chords, dtype=torch.float32)
+        if c.dim() == 4:
+            c = c.reshape(-1, *c.shape[2:])
+        if c.dim() != 3 or tuple(c.shape[1:]) != (self.beats_per_bar, 12):
+            raise UserError(f"chords: expected shape [bars, {self.beats_per_bar}, 12], got {list(c.shape)}")
+        total = n_phrases * self.n_bars
+        if c.shape[0] < total:
+            c = torch.cat([c, c.new_zeros(total - c.shape[0], *c.shape[1:])])
+        return c[:total].reshape(n_phrases, self.n_bars, self.beats_per_bar, 12)
+
+    def compose(self, n_phrases: int, seed: int, chords=None, style: int | str | None = None) -> torch.Tensor:
+        """Generate ``n_phrases`` independent phrases joined in time.
+
+        Args:
+            n_phrases: number of B-bar phrases (>= 1).
+            seed: random seed (same seed + device -> same output).
+            chords: float [n_phrases * B, K, 12] chord pitch classes per beat, or None.
+            style: style index or name, or None (unknown).
+        Returns:
+            float [T, n_phrases * B, S, P] in {0, 1} (on the CPU).
+        """
+        if n_phrases < 1:
+            raise UserError(f"n_phrases: must be at least 1, got {n_phrases}")
+        if isinstance(style, str):
+            style = self.style_index(style)
+        gen = torch.Generator().manual_seed(int(seed))
+        z = self.sample_latents(n_phrases, gen)
+        c = self._phrase_chords(chords, n_phrases)
+        st = None if style is None else torch.full((n_phrases,), int(style), dtype=torch.long)
+        roll = self.decode(z, chords=c, style=st)
+        return self.join_phrases(roll)
+
+    @staticmethod
+    def join_phrases(roll: torch.Tensor) -> torch.Tensor:
+        """[N, T, B, S, P] -> [T, N*B, S, P] (phrases one after another), on the CPU."""
+        n, t, b, s, p = roll.shape
+        return roll.permute(1, 0, 2, 3, 4).reshape(t, n * b, s, p).cpu()
+
+    def accompany(self, given_roll, track: int | str, seed: int, chords=None,
+                  style: int | str | None = None) -> torch.Tensor:
+        """Write the other tracks for one given track.
+
+        Uses the generator's track-conditional mode (trained with random track conditioning:
+        the given track is encoded per bar and fed to the generator; the critic judged the
+        result with the real track pasted in).
+
+        Args:
+            given_roll: [bars_total, S, P] the given track (any values > 0 count as notes).
+            track: index or name of the given track.
+            seed: random seed.
+            chords: optional [bars_total, K, 12]; style: optional index or name.
+        Returns:
+            float [T, bars_total, S, P] in {0, 1}; track ``track`` equals the given roll (binarised).
+        """
+        if isinstance(track, str):
+            names = [n.lower() for n in self.track_names]
+            if track.lower() not in names:
+                raise UserError(f"--track: unknown track '{track}' (tracks: {', '.join(self.track_names)})")
+            track = names.index(track.lower())
+        if not 0 <= int(track) < self.n_tracks:
+            raise UserError(f"--track: index {track} out of range 0..{self.n_tracks - 1}")
+        g = (torch.as_tensor(given_roll) > 0).float()
+        if g.dim() != 3 or tuple(g.shape[1:]) != (self.steps_per_bar, self.n_pitches):
+            raise UserError(f"given track: expected shape [bars, {self.steps_per_bar}, {self.n_pitches}], "
+                            f"got {list(g.shape)}")
+        bars = g.shape[0]
+        if bars == 0:
+            raise UserError("given track: no bars")
+        n_phrases = -(-bars // self.n_bars)
+        pad = n_phrases * self.n_bars - bars
+        g = torch.cat([g, g.new_zeros(pad, *g.shape[1:])]).reshape(n_phrases, self.n_bars, *g.shape[1:])
+        if isinstance(style, str):
+            style = self.style_index(style)
+        gen = torch.Generator().manual_seed(int(seed))
+        z = self.sample_latents(n_phrases, gen)
+        c = self._phrase_chords(chords, n_phrases)
+        st = None if style is None else torch.full((n_phrases,), int(style), dtype=torch.long)
+        roll = self.decode(z, chords=c, style=st, cond_roll=g, cond_track=int(track))
+        return self.join_phrases(roll)[:, :bars]

@@ -1,0 +1,285 @@
+"""Lightning training of the MuseGAN composer: WGAN-GP with manual optimisation, generator EMA.
+
+One ``training_step`` = one critic step on one batch; every ``n_critic``-th step is followed by
+one generator step (Adam, lr 2e-4, betas (0.5, 0.9), lambda_GP 10, as in MuseGAN). Note that
+Lightning's ``global_step`` (and so ``--trainer.max_steps``) counts every ``optimizer.step()``
+call, critic and generator alike: with ``n_critic = 5``, 6 global steps = 1 generator step.
+The logged ``train/g_steps`` counts generator steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from symbolic.export import export_generator
+from symbolic.modules import Critic, Generator, count_parameters, ema_update, gradient_penalty
+
+
+# --------------------------------------------------------------------------- inline metrics
+def roll_metrics(roll: torch.Tensor, chords: torch.Tensor | None = None, has_chords: torch.Tensor | None = None,
+                 lowest_pitch: int = 24, qn_min_steps: int = 2) -> dict[str, torch.Tensor]:
+    """Simple per-batch metrics of binary phrases (the full set lives in ``symbolic.metrics``).
+
+    Args:
+        roll: {0, 1} float or bool [N, T, B, S, P].
+        chords: float [N, B, K, 12] or None; has_chords: bool [N].
+        lowest_pitch: MIDI pitch of pitch index 0 (pitch classes are ``(lowest_pitch + i) % 12``).
+        qn_min_steps: a note is "qualified" when it lasts at least this many steps.
+    Returns:
+        dict of scalar tensors:
+        ``empty_bar_rate`` fraction of (phrase, track, bar) with no note;
+        ``upc`` mean number of used pitch classes in a non-empty (track, bar);
+        ``qualified_note_rate`` fraction of notes (runs of active steps, bars joined) lasting
+        at least ``qn_min_steps`` steps (nan-free: 0 when there is no note);
+        ``notes_per_bar`` mean note onsets per (track, bar);
+        ``chord_tone_rate`` (when chords are given) fraction of note onsets in phrases with
+        chords whose pitch class belongs to the chord of that beat.
+    """
+    x = roll.float() > 0.5
+    n, t, b, s, p = x.shape
+    active = x.flatten(3).any(-1)  # [N, T, B]
+    out = {"empty_bar_rate": 1.0 - active.float().mean()}
+    pc_idx = (torch.arange(p, device=x.device) + lowest_pitch) % 12
+    pcs = torch.zeros(n, t, b, 12, device=x.device).index_add_(3, pc_idx, x.any(3).float())  # [N, T, B, 12]
+    used = (pcs > 0).float().sum(-1)
+    out["upc"] = (used * active).sum() / active.float().sum().clamp(min=1)
+    flat = x.reshape(n, t, b * s, p)
+    prev = F.pad(flat, (0, 0, 1, 0))[:, :, :-1]
+    onsets = flat & ~prev
+    n_notes = onsets.float().sum()
+    if qn_min_steps <= 1:
+        qualified = n_notes
+    else:
+        run = onsets
+        for k in range(1, qn_min_steps):
+            run = run & F.pad(flat, (0, 0, 0, k))[:, :, k:]  # still sounding k steps after the onset
+        qualified = run.float().sum()
+    out["qualified_note_rate"] = qualified / n_notes.clamp(min=1)
+    out["notes_per_bar"] = n_notes / (n * t * b)
+    if chords is not None:
+        from symbolic.modules import chord_pitch_map
+        cmap = chord_pitch_map(chords.float(), s, p, lowest_pitch) > 0.5  # [N, B, S, P]
+        has = has_chords if has_chords is not None else chords.reshape(n, -1).amax(1) > 0
+        on = onsets.reshape(n, t, b, s, p) & has[:, None, None, None, None]
+        out["chord_tone_rate"] = (on & cmap[:, None]).float().sum() / on.float().sum().clamp(min=1)
+    return out
+
+
+def pianoroll_image(roll: torch.Tensor, track_names: list[str] | None = None, threshold: float = 0.5) -> np.ndarray:
+    """Draw one phrase [T, B, S, P] as an image, returned as uint8 [3, H, W] (CHW, for TensorBoard)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = roll.detach().float().cpu().numpy()
+    t, b, s, p = x.shape
+    fig, axes = plt.subplots(t, 1, figsize=(8, 1.6 * t), squeeze=False)
+    for i in range(t):
+        ax = axes[i, 0]
+        ax.imshow((x[i].reshape(b * s, p) > threshold).T, origin="lower", aspect="auto", cmap="Greys",
+                  interpolation="nearest")
+        for bar in range(1, b):
+            ax.axvline(bar * s - 0.5, color="tab:red", linewidth=0.6)
+        ax.set_ylabel(track_names[i] if track_names and i < len(track_names) else f"track {i}", fontsize=8)
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    fig.canvas.draw()
+    img = np.asarray(fig.canvas.buffer_rgba())[..., :3].transpose(2, 0, 1).copy()
+    plt.close(fig)
+    return img
+
+
+# --------------------------------------------------------------------------- LightningModule
+class MuseGANModule(L.LightningModule):
+    """WGAN-GP training of :class:`symbolic.modules.Generator` against :class:`Critic`.
+
+    Shape arguments are linked from the data module by the training CLI. Training arguments:
+    ``lr`` (Adam, both nets), ``betas``, ``n_critic`` critic steps per generator step,
+    ``gp_lambda``, ``ema_decay`` (generator EMA, with a warm-up ``min(decay, (1+g)/(10+g))``),
+    ``p_cond_track`` probability that a phrase is trained in accompaniment mode (one random
+    real track given to generator and critic), ``p_drop_chords`` / ``p_drop_style``
+    probabilities of hiding the chords / style (so the "unknown" paths are learned),
+    ``image_every`` generator steps between logged pianoroll images (0 = never).
+    """
+
+    def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
+                 n_pitches: int = 84, lowest_pitch: int = 24, n_styles: int = 1, data_meta: dict | None = None,
+                 z_dim: int = 32, g_trunk_channels: tuple[int, int] = (64, 32), g_branch_channels: int = 32,
+                 style_dim: int = 8, chord_dim: int = 16, track_cond_dim: int = 16, binarize: str = "sigmoid",
+                 d_channels: tuple[int, int] = (32, 64), d_hidden: int = 128, lr: float = 2e-4,
+                 betas: tuple[float, float] = (0.5, 0.9), n_critic: int = 5, gp_lambda: float = 10.0,
+                 ema_decay: float = 0.999, p_cond_track: float = 0.25, p_drop_chords: float = 0.1,
+                 p_drop_style: float = 0.1, image_every: int = 500, qn_min_steps: int = 2) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = Generator(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
+                                   beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
+                                   n_styles=n_styles, z_dim=z_dim, trunk_channels=tuple(g_trunk_channels),
+                                   branch_channels=g_branch_channels, style_dim=style_dim, chord_dim=chord_dim,
+                                   track_cond_dim=track_cond_dim, binarize=binarize)
+        self.critic = Critic(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
+                             beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
+                             n_styles=n_styles, channels=tuple(d_channels), hidden=d_hidden, style_dim=style_dim)
+        self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
+        self.data_meta = data_meta
+
+    # ----------------------------------------------------------------- helpers
+    def meta(self) -> dict:
+        """Dataset meta for export (falls back to generic names when trained without one)."""
+        if self.data_meta:
+            return self.data_meta
+        h = self.hparams
+        return {"tracks": [f"track{i}" for i in range(h.n_tracks)], "programs": [0] * h.n_tracks,
+                "is_drum": [False] * h.n_tracks, "n_bars": h.n_bars, "styles": [],
+                "grid": {"steps_per_beat": h.steps_per_bar // h.beats_per_bar, "beats_per_bar": h.beats_per_bar,
+                         "lowest_pitch": h.lowest_pitch, "n_pitches": h.n_pitches}}
+
+    def _conditions(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        real = batch["roll"]
+        n, dev = real.shape[0], real.device
+        chords, has, style = batch["chords"], batch["has_chords"].bool(), batch["style"].long()
+        cond_track = torch.full((n,), -1, dtype=torch.long, device=dev)
+        if train:
+            h = self.hparams
+            has = has & (torch.rand(n, device=dev) >= h.p_drop_chords)
+            style = torch.where(torch.rand(n, device=dev) < h.p_drop_style, torch.full_like(style, -1), style)
+            if h.p_cond_track > 0 and h.n_tracks > 1 and h.track_cond_dim > 0:
+                pick = torch.randint(0, h.n_tracks, (n,), device=dev)
+                cond_track = torch.where(torch.rand(n, device=dev) < h.p_cond_track, pick, cond_track)
+        cond_roll = real[torch.arange(n, device=dev), cond_track.clamp(min=0)]  # [N, B, S, P]
+        return {"chords": chords, "has_chords": has, "style": style, "cond_track": cond_track,
+                "cond_roll": cond_roll}
+
+    # ----------------------------------------------------------------- training
+    def configure_optimizers(self):
+        h = self.hparams
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr, betas=tuple(h.betas))
+        opt_d = torch.optim.Adam(self.critic.parameters(), lr=h.lr, betas=tuple(h.betas))
+        return [opt_g, opt_d]
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        h = self.hparams
+        opt_g, opt_d = self.optimizers()
+        real = batch["roll"]
+        n = real.shape[0]
+        c = self._conditions(batch, train=True)
+        dcond = {k: c[k] for k in ("chords", "has_chords", "style", "cond_track")}
+        gcond = {k: c[k] for k in ("chords", "has_chords", "style", "cond_roll", "cond_track")}
+
+        # critic step
+        self.toggle_optimizer(opt_d)
+        with torch.no_grad():
+            fake = self.generator(self.generator.sample_latents(n, device=real.device), **gcond)
+        both = torch.cat([real, fake])
+        scores = self.critic(both, **{k: torch.cat([v, v]) for k, v in dcond.items()})
+        d_real, d_fake = scores[:n].mean(), scores[n:].mean()
+        gp = gradient_penalty(self.critic, real, fake, **dcond)
+        d_loss = d_fake - d_real + h.gp_lambda * gp
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+        self.d_steps += 1
+        self.log_dict({"loss/d": d_loss.detach(), "loss/gp": gp.detach(),
+                       "loss/wasserstein": (d_real - d_fake).detach()}, prog_bar=True, sync_dist=True)
+
+        if int(self.d_steps) % h.n_critic != 0:
+            return
+        # generator step
+        self.toggle_optimizer(opt_g)
+        fake = self.generator(self.generator.sample_latents(n, device=real.device), **gcond)
+        g_loss = -self.critic(fake, **dcond).mean()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+        self.g_steps += 1
+        g = int(self.g_steps)
+        ema_update(self.g_ema, self.generator, min(h.ema_decay, (1 + g) / (10 + g)))
+        self.log("loss/g", g_loss.detach(), prog_bar=True, sync_dist=True)
+        self.log("train/g_steps", float(g), sync_dist=False)
+        if h.image_every and g % h.image_every == 0:
+            self._log_image(batch)
+
+    def _log_image(self, batch: dict[str, torch.Tensor]) -> None:
+        if not self.trainer.is_global_zero or self.logger is None:
+            return
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        gen = torch.Generator().manual_seed(0)
+        self.g_ema.eval()
+        with torch.no_grad():
+            z = self.g_ema.sample_latents(1, generator=gen, device=batch["roll"].device)
+            roll = self.g_ema(z, batch["chords"][:1], batch["has_chords"][:1].bool(), batch["style"][:1].long())
+        img = pianoroll_image(roll[0], self.meta().get("tracks"))
+        experiment.add_image("samples/ema", img, int(self.g_steps))
+
+    # ----------------------------------------------------------------- validation
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Generated (EMA, thresholded at 0.5) vs real metrics on the batch's chords and styles."""
+        real = batch["roll"]
+        n = real.shape[0]
+        c = self._conditions(batch, train=False)
+        self.g_ema.eval()
+        gen = torch.Generator().manual_seed(1000 + batch_idx)
+        z = self.g_ema.sample_latents(n, generator=gen, device=real.device)
+        fake = self.g_ema(z, c["chords"], c["has_chords"], c["style"]) > 0.5
+        lp = self.hparams.lowest_pitch
+        mf = roll_metrics(fake, c["chords"], c["has_chords"], lp, self.hparams.qn_min_steps)
+        mr = roll_metrics(real, c["chords"], c["has_chords"], lp, self.hparams.qn_min_steps)
+        logs = {f"val/{k}_fake": v for k, v in mf.items()}
+        logs.update({f"val/{k}_real": v for k, v in mr.items()})
+        self.log_dict(logs, sync_dist=True, batch_size=n)
+
+    def on_train_start(self) -> None:
+        if self.trainer.is_global_zero:
+            self.print(f"generator {count_parameters(self.generator):,} parameters, "
+                       f"critic {count_parameters(self.critic):,} parameters")
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.g_ema.eval()  # the EMA generator always uses its (copied) running statistics
+        return self
+
+
+# --------------------------------------------------------------------------- export callback
+class ExportComposer(L.Callback):
+    """Export the EMA generator to ``<out_dir>/symbolic_<name>.safetensors`` + ``.json``
+    at every checkpoint and at the end of fit (global rank zero only)."""
+
+    def __init__(self, name: str = "debug", out_dir: str = "data/pretrained") -> None:
+        super().__init__()
+        self.name, self.out_dir = name, out_dir
+
+    def export(self, trainer: L.Trainer, pl_module: MuseGANModule) -> tuple[Path, Path] | None:
+        if not trainer.is_global_zero:
+            return None
+        h = pl_module.hparams
+        extra = {k: (list(v) if isinstance(v, tuple) else v) for k, v in h.items() if k != "data_meta" and not k.startswith("_")}
+        extra["global_step"] = int(trainer.global_step)
+        return export_generator(pl_module.g_ema, self.out_dir, self.name, pl_module.meta(),
+                                training_steps=int(pl_module.g_steps), extra=extra)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.export(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.export(trainer, pl_module)
+
+
+def steps_for_generator_steps(g_steps: int, n_critic: int = 5) -> int:
+    """Lightning ``max_steps`` that gives ``g_steps`` generator steps (global steps count both nets)."""
+    return int(math.ceil(g_steps * (n_critic + 1)))

@@ -1,0 +1,146 @@
+"""Draw a multitrack pianoroll as a PNG: one panel per track, time in bars, pitch names.
+
+``musegansynth plot pianoroll MIDI --out PNG [--track-map NAME|auto]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.errors import UserError
+from pipeline.fileio import atomic_path
+from symbolic.roll import Grid, Multitrack, midi_to_multitrack, read_midi
+from symbolic.trackmap import LPD5, POP909, POP909_DRUMS, TrackMap, get_track_map
+
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_multitrack(mt_or_roll, track_names: Sequence[str] | None, out_png: str | os.PathLike,
+                    title: str | None = None, *, grid: Grid | None = None) -> Path:
+    """Draw a pianoroll (see :func:`draw_multitrack`) and write it to ``out_png`` atomically.
+
+    Returns the path written.
+    """
+    plt = _pyplot()
+    fig = draw_multitrack(mt_or_roll, track_names, title, grid=grid)
+    out_png = Path(out_png)
+    try:
+        with atomic_path(out_png, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return out_png
+
+
+def draw_multitrack(mt_or_roll, track_names: Sequence[str] | None = None, title: str | None = None, *,
+                    grid: Grid | None = None):
+    """A matplotlib Figure (Agg) of a pianoroll: one panel per track, time in bars with bar lines,
+    pitch names on the y axis (the C of each octave), shading by velocity.
+
+    Args:
+        mt_or_roll: a :class:`Multitrack`, or a roll ``[tracks, bars, steps_per_bar, n_pitches]``
+            (bool, uint8 velocities or float in [0, 1]; numpy or torch).
+        track_names: one name per track (default: the multitrack's names, or "track i").
+        title: figure title.
+        grid: the roll's grid (default: the multitrack's, or 84 pitches from MIDI 24 with the
+            roll's steps per bar as 4 beats).
+
+    Raises ValueError on a roll of the wrong shape or a wrong number of track names.
+    """
+    import pretty_midi
+
+    plt = _pyplot()
+
+    if isinstance(mt_or_roll, Multitrack):
+        roll = mt_or_roll.roll
+        grid = grid or mt_or_roll.grid
+        track_names = list(track_names) if track_names is not None else mt_or_roll.track_names
+    else:
+        roll = mt_or_roll.detach().cpu().numpy() if hasattr(mt_or_roll, "detach") else np.asarray(mt_or_roll)
+        if roll.ndim != 4:
+            raise ValueError(f"roll should have 4 dimensions [tracks, bars, steps_per_bar, pitches], got {roll.shape}")
+        if grid is None:
+            spb = roll.shape[2]
+            grid = Grid(steps_per_beat=max(1, spb // 4), beats_per_bar=4 if spb % 4 == 0 else 1,
+                        lowest_pitch=24, n_pitches=roll.shape[3]) if roll.shape[3] <= 104 else \
+                Grid(max(1, spb // 4), 4 if spb % 4 == 0 else 1, 0, roll.shape[3])
+    n_tracks, n_bars, steps, n_pitches = roll.shape
+    if (steps, n_pitches) != (grid.steps_per_bar, grid.n_pitches):
+        raise ValueError(f"roll shape {roll.shape} does not match the grid {grid}")
+    if track_names is None:
+        track_names = [f"track {i}" for i in range(n_tracks)]
+    if len(track_names) != n_tracks:
+        raise ValueError(f"{len(track_names)} track names for {n_tracks} tracks")
+    values = roll.astype(np.float32)
+    if roll.dtype == np.uint8:
+        values = values / 127.0
+    flat = values.reshape(n_tracks, n_bars * steps, n_pitches)
+
+    fig_w = min(24.0, 4.0 + 0.9 * n_bars)
+    fig, axes = plt.subplots(n_tracks, 1, figsize=(fig_w, 1.0 + 2.0 * n_tracks), sharex=True, squeeze=False)
+    cs = [p for p in range(grid.lowest_pitch, grid.lowest_pitch + n_pitches) if p % 12 == 0]
+    for t, ax in enumerate(axes[:, 0]):
+        img = flat[t].T  # [pitches, time]
+        active = np.flatnonzero(img.any(axis=1))
+        lo, hi = (active[0], active[-1]) if len(active) else (0, n_pitches - 1)
+        lo, hi = max(0, lo - 3), min(n_pitches - 1, hi + 3)
+        ax.imshow(img, aspect="auto", origin="lower", cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest",
+                  extent=(0, n_bars, grid.lowest_pitch - 0.5, grid.lowest_pitch + n_pitches - 0.5))
+        ax.set_ylim(grid.lowest_pitch + lo - 0.5, grid.lowest_pitch + hi + 0.5)
+        ax.set_yticks([c for c in cs if grid.lowest_pitch + lo <= c <= grid.lowest_pitch + hi] or
+                      [grid.lowest_pitch + lo])
+        ax.set_yticklabels([pretty_midi.note_number_to_name(int(c)) for c in ax.get_yticks()])
+        for b in range(1, n_bars):
+            ax.axvline(b, color="0.4", linewidth=0.8)
+        ax.set_ylabel(track_names[t])
+    axes[-1, 0].set_xlabel("bar")
+    every = 1 if n_bars <= 32 else int(np.ceil(n_bars / 16))
+    ticks = np.arange(0, n_bars, every)
+    axes[-1, 0].set_xticks(ticks)  # a tick at the start of each (shown) bar, numbered from 1
+    axes[-1, 0].set_xticklabels([str(int(b) + 1) for b in ticks])
+    axes[-1, 0].set_xlim(0, n_bars)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def guess_track_map(pm) -> TrackMap:
+    """POP909 (with drums when the file has a drum part) when its parts are named MELODY / BRIDGE /
+    PIANO, else LPD-5."""
+    names = {(i.name or "").strip().upper() for i in pm.instruments}
+    if names & {"MELODY", "BRIDGE", "PIANO"}:
+        return POP909_DRUMS if any(i.is_drum for i in pm.instruments) else POP909
+    return LPD5
+
+
+def cli_main(argv: list[str]) -> int:
+    """``musegansynth plot pianoroll MIDI --out PNG [--track-map NAME|auto]``; returns 0."""
+    p = argparse.ArgumentParser(prog=argv[0] if argv else "musegansynth plot pianoroll",
+                                description="Draw a MIDI file as a multitrack pianoroll PNG.")
+    p.add_argument("midi", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="PNG path (default: MIDI with .png)")
+    p.add_argument("--track-map", default="auto", help="auto (POP909 names if present, else LPD-5), lpd5, pop909, ...")
+    p.add_argument("--steps-per-beat", type=int, default=4)
+    p.add_argument("--title", default=None)
+    args = p.parse_args(argv[1:])
+    pm = read_midi(args.midi)
+    track_map = guess_track_map(pm) if args.track_map == "auto" else get_track_map(args.track_map)
+    mt = midi_to_multitrack(pm, track_map, Grid(steps_per_beat=args.steps_per_beat))
+    out = args.out or args.midi.with_suffix(".png")
+    plot_multitrack(mt, None, out, title=args.title or args.midi.name)
+    print(out)
+    return 0

@@ -1,0 +1,442 @@
+"""MIDI <-> multitrack pianoroll.
+
+The pianoroll of a song is ``roll``: uint8 velocities of shape
+``[tracks, bars, steps_per_bar, n_pitches]`` (0 = silent), with ``onsets``: bool of the same shape,
+True where a note starts. Keeping onsets lets two repeated notes of one pitch survive the round
+trip MIDI -> roll -> MIDI. Drum tracks keep onsets only: every drum note is one step long.
+
+Time is quantised on the file's own beat grid: a note's time in seconds is turned into
+quarter notes through the MIDI tempo map (the same as ticks / resolution), or through given beat
+times (e.g. POP909's ``beat_midi.txt``), then rounded to the nearest step. Notes whose pitch
+lies outside ``[lowest_pitch, lowest_pitch + n_pitches)`` or that start before bar 0 are dropped
+and counted in ``Multitrack.n_dropped``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import pretty_midi
+
+from pipeline.errors import UserError
+from pipeline.fileio import atomic_path
+from symbolic.trackmap import TrackMap, get_track_map
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The time and pitch grid of a pianoroll.
+
+    Attributes:
+        steps_per_beat: time steps per quarter note.
+        beats_per_bar: quarter notes per bar (4 for 4/4).
+        lowest_pitch: MIDI number of pitch row 0.
+        n_pitches: number of pitch rows (84 from MIDI 24 covers C1-B7).
+    """
+
+    steps_per_beat: int = 4
+    beats_per_bar: int = 4
+    lowest_pitch: int = 24
+    n_pitches: int = 84
+
+    def __post_init__(self) -> None:
+        if self.steps_per_beat < 1 or self.beats_per_bar < 1 or self.n_pitches < 1:
+            raise ValueError(f"bad grid {self}")
+        if not (0 <= self.lowest_pitch and self.lowest_pitch + self.n_pitches <= 128):
+            raise ValueError(f"grid pitches outside MIDI 0-127: {self}")
+
+    @property
+    def steps_per_bar(self) -> int:
+        return self.steps_per_beat * self.beats_per_bar
+
+    @property
+    def highest_pitch(self) -> int:
+        """MIDI number of the top pitch row (inclusive)."""
+        return self.lowest_pitch + self.n_pitches - 1
+
+    def to_dict(self) -> dict:
+        return {"steps_per_beat": self.steps_per_beat, "beats_per_bar": self.beats_per_bar,
+                "lowest_pitch": self.lowest_pitch, "n_pitches": self.n_pitches,
+                "steps_per_bar": self.steps_per_bar}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Grid":
+        return cls(int(d["steps_per_beat"]), int(d["beats_per_bar"]), int(d["lowest_pitch"]), int(d["n_pitches"]))
+
+
+class Note(NamedTuple):
+    """One note on the grid.
+
+    track: track index; pitch: MIDI number (0-127); start, end: grid steps from bar 0
+    (end exclusive, end > start); velocity: 1-127.
+    """
+
+    track: int
+    pitch: int
+    start: int
+    end: int
+    velocity: int
+
+
+@dataclass
+class Multitrack:
+    """A song as a multitrack pianoroll.
+
+    Attributes:
+        roll: uint8 velocities ``[tracks, bars, steps_per_bar, n_pitches]``, 0 = silent.
+        onsets: bool ``[tracks, bars, steps_per_bar, n_pitches]``, True where a note starts.
+        track_map: the tracks (names, GM programs, drum flags).
+        grid: the time / pitch grid.
+        tempo: quarter notes per minute (the file's first tempo).
+        time_signature: (numerator, denominator) of the file's first time signature.
+        n_dropped: notes dropped when reading (pitch out of range, or before bar 0).
+    """
+
+    roll: np.ndarray
+    onsets: np.ndarray
+    track_map: TrackMap
+    grid: Grid = field(default_factory=Grid)
+    tempo: float = 120.0
+    time_signature: tuple[int, int] = (4, 4)
+    n_dropped: int = 0
+
+    def __post_init__(self) -> None:
+        expect = (len(self.track_map), self.grid.steps_per_bar, self.grid.n_pitches)
+        if self.roll.ndim != 4 or (self.roll.shape[0], *self.roll.shape[2:]) != expect:
+            raise ValueError(f"roll should have shape [tracks={expect[0]}, bars, {expect[1]}, {expect[2]}], "
+                             f"got {self.roll.shape}")
+        if self.onsets.shape != self.roll.shape:
+            raise ValueError(f"onsets shape {self.onsets.shape} != roll shape {self.roll.shape}")
+
+    @property
+    def n_bars(self) -> int:
+        return int(self.roll.shape[1])
+
+    @property
+    def track_names(self) -> list[str]:
+        return self.track_map.names
+
+    @classmethod
+    def from_roll(cls, roll, track_map: TrackMap | str, grid: Grid = Grid(), *, tempo: float = 120.0,
+                  velocity: int = 100, threshold: float = 0.5, time_signature: tuple[int, int] = (4, 4)
+                  ) -> "Multitrack":
+        """A Multitrack from a generated roll ``[tracks, bars, steps_per_bar, n_pitches]``.
+
+        ``roll`` may be bool, float probabilities in [0, 1] (sounding where > ``threshold``; numpy or
+        torch) or uint8 velocities (kept). A note starts wherever a silent step turns on (uint8:
+        or the velocity changes); on drum tracks every sounding step is a hit.
+        """
+        track_map = get_track_map(track_map)
+        arr = roll.detach().cpu().numpy() if hasattr(roll, "detach") else np.asarray(roll)
+        if arr.dtype != np.uint8:
+            arr = np.where(binarize(arr.astype(np.float32) if arr.dtype != bool else arr,
+                                    threshold if arr.dtype != bool else 0), int(velocity), 0).astype(np.uint8)
+        if arr.ndim != 4:
+            raise ValueError(f"roll should have 4 dimensions [tracks, bars, steps_per_bar, pitches], got {arr.shape}")
+        notes = roll_to_notes(arr, grid=grid, drum_tracks=track_map.drum_tracks)
+        vel_roll, onsets = notes_to_roll(notes, n_tracks=arr.shape[0], grid=grid, n_bars=arr.shape[1],
+                                         drum_tracks=track_map.drum_tracks)
+        return cls(vel_roll, onsets, track_map, grid, float(tempo), tuple(time_signature))
+
+    def notes(self) -> list[Note]:
+        """The notes of the roll (see :func:`roll_to_notes`)."""
+        return roll_to_notes(self.roll, self.onsets, grid=self.grid, drum_tracks=self.track_map.drum_tracks)
+
+
+# --------------------------------------------------------------------------- reading / writing files
+
+def read_midi(path: str | os.PathLike) -> pretty_midi.PrettyMIDI:
+    """Read a MIDI file; UserError naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such MIDI file")
+    try:
+        return pretty_midi.PrettyMIDI(str(path))
+    except Exception as exc:  # mido / pretty_midi raise many kinds on garbage
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise UserError(f"{path}: not a readable MIDI file ({reason})") from None
+
+
+def write_midi(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike) -> None:
+    """Write ``pm`` to ``path`` atomically (nothing half-written is left on failure)."""
+    with atomic_path(path, suffix=".mid") as tmp:
+        pm.write(str(tmp))
+
+
+# --------------------------------------------------------------------------- time -> beats
+
+def _tempo_map_beats(pm: pretty_midi.PrettyMIDI, times: np.ndarray) -> np.ndarray:
+    """Quarter-note positions of ``times`` (seconds) through the file's tempo map (= ticks / resolution)."""
+    change_times, tempi = pm.get_tempo_changes()
+    if len(change_times) == 0:
+        change_times, tempi = np.array([0.0]), np.array([120.0])
+    change_beats = np.concatenate([[0.0], np.cumsum(np.diff(change_times) * tempi[:-1] / 60.0)])
+    idx = np.clip(np.searchsorted(change_times, times, side="right") - 1, 0, None)
+    return change_beats[idx] + (times - change_times[idx]) * tempi[idx] / 60.0
+
+
+def _beat_times_beats(beat_times: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Beat positions of ``times`` (seconds) from beat times, linear beyond both ends."""
+    bt = np.asarray(beat_times, dtype=np.float64)
+    if bt.ndim != 1 or len(bt) < 2 or np.any(np.diff(bt) <= 0):
+        raise ValueError("beat_times must be at least 2 increasing times in seconds")
+    idx = np.arange(len(bt), dtype=np.float64)
+    out = np.interp(times, bt, idx)
+    before, after = times < bt[0], times > bt[-1]
+    out[before] = (times[before] - bt[0]) / (bt[1] - bt[0])
+    out[after] = len(bt) - 1 + (times[after] - bt[-1]) / (bt[-1] - bt[-2])
+    return out
+
+
+def _round(x: np.ndarray) -> np.ndarray:
+    """Round half up (deterministic, unlike numpy's half-to-even)."""
+    return np.floor(np.asarray(x, dtype=np.float64) + 0.5 + 1e-9).astype(np.int64)
+
+
+def quantize_notes(pm: pretty_midi.PrettyMIDI, track_map: TrackMap, grid: Grid = Grid(), *,
+                   beat_times: np.ndarray | None = None, origin: float = 0.0) -> tuple[list[Note], int]:
+    """The notes of a MIDI file on the grid, before they are drawn into a roll.
+
+    Args:
+        pm: the MIDI file.
+        track_map: assigns the file's instruments to tracks.
+        grid: steps per beat and pitch range.
+        beat_times: optional beat times in seconds (e.g. POP909 annotations); default: the MIDI
+            tempo map, one beat = one quarter note.
+        origin: the beat position (in beats of the chosen beat scale) where bar 0 starts.
+
+    Returns:
+        (notes sorted by (track, start, pitch), number of notes dropped: pitch out of range or
+        starting before bar 0).
+    """
+    assignment = track_map.assign(pm.instruments)
+    drums = set(track_map.drum_tracks)
+    notes: list[Note] = []
+    dropped = 0
+    for inst, track in zip(pm.instruments, assignment):
+        if track is None or not inst.notes:
+            continue
+        starts = np.array([n.start for n in inst.notes], dtype=np.float64)
+        ends = np.array([n.end for n in inst.notes], dtype=np.float64)
+        to_beats = (lambda t: _beat_times_beats(beat_times, t)) if beat_times is not None else \
+            (lambda t: _tempo_map_beats(pm, t))
+        s = _round((to_beats(starts) - origin) * grid.steps_per_beat)
+        e = _round((to_beats(ends) - origin) * grid.steps_per_beat)
+        for n, a, b in zip(inst.notes, s, e):
+            if not grid.lowest_pitch <= n.pitch <= grid.highest_pitch or a < 0:
+                dropped += 1
+                continue
+            b = a + 1 if track in drums else max(int(b), int(a) + 1)
+            notes.append(Note(int(track), int(n.pitch), int(a), int(b), int(min(127, max(1, n.velocity)))))
+    notes.sort(key=lambda n: (n.track, n.start, n.pitch, n.end))
+    return notes, dropped
+
+
+# --------------------------------------------------------------------------- notes <-> roll
+
+def notes_to_roll(notes: Sequence[Note], *, n_tracks: int, grid: Grid = Grid(), n_bars: int | None = None,
+                  drum_tracks: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Draw notes into a roll.
+
+    Later-starting notes overwrite earlier ones of the same pitch; notes past ``n_bars`` are cut.
+    Drum notes are drawn one step long.
+
+    Returns:
+        roll: uint8 velocities ``[n_tracks, n_bars, steps_per_bar, n_pitches]``;
+        onsets: bool of the same shape.
+        ``n_bars`` defaults to the fewest whole bars holding every note (at least 1).
+    """
+    spb = grid.steps_per_bar
+    if n_bars is None:
+        last = max((n.end for n in notes), default=0)
+        n_bars = max(1, -(-last // spb))
+    T = n_bars * spb
+    roll = np.zeros((n_tracks, T, grid.n_pitches), dtype=np.uint8)
+    onsets = np.zeros((n_tracks, T, grid.n_pitches), dtype=bool)
+    drum_set = set(drum_tracks)
+    for n in sorted(notes, key=lambda n: (n.start, n.track, n.pitch)):
+        p = n.pitch - grid.lowest_pitch
+        if not 0 <= p < grid.n_pitches or not 0 <= n.track < n_tracks:
+            raise ValueError(f"note {n} outside the grid ({n_tracks} tracks, {grid})")
+        if n.start >= T or n.start < 0:
+            continue
+        end = n.start + 1 if n.track in drum_set else min(max(n.end, n.start + 1), T)
+        roll[n.track, n.start:end, p] = max(1, min(127, n.velocity))
+        onsets[n.track, n.start, p] = True
+    shape = (n_tracks, n_bars, spb, grid.n_pitches)
+    return roll.reshape(shape), onsets.reshape(shape)
+
+
+def roll_to_notes(roll: np.ndarray, onsets: np.ndarray | None = None, *, grid: Grid = Grid(),
+                  default_velocity: int = 100, drum_tracks: Sequence[int] = ()) -> list[Note]:
+    """Read the notes off a roll.
+
+    Args:
+        roll: ``[tracks, bars, steps_per_bar, n_pitches]`` or ``[tracks, steps, n_pitches]``; uint8
+            velocities, or bool / float (any value > 0 sounds; bool gets ``default_velocity``).
+        onsets: bool of the same shape, or None. With onsets a note starts at each onset (and
+            wherever a silent step turns on); without, where a silent step turns on or the
+            velocity changes.
+        grid: gives the pitch of row 0 (``lowest_pitch``).
+        default_velocity: velocity of notes from a bool / float roll.
+        drum_tracks: tracks whose notes are cut to one step; without onsets every sounding
+            step of a drum track is a hit.
+
+    Returns:
+        notes sorted by (track, start, pitch).
+    """
+    roll = np.asarray(roll)
+    if roll.ndim == 4:
+        roll = roll.reshape(roll.shape[0], -1, roll.shape[-1])
+    if roll.ndim != 3:
+        raise ValueError(f"roll should have 3 or 4 dimensions [tracks, (bars,) steps, pitches], got {roll.shape}")
+    if roll.dtype == np.uint8:
+        vel = roll.astype(np.int64)
+    else:
+        vel = np.where(roll > 0, default_velocity, 0).astype(np.int64)
+    if onsets is not None:
+        onsets = np.asarray(onsets, dtype=bool).reshape(vel.shape)
+    active = vel > 0
+    prev_vel = np.concatenate([np.zeros_like(vel[:, :1]), vel[:, :-1]], axis=1)
+    starts = active & (prev_vel == 0)
+    if onsets is not None:
+        starts |= onsets & active
+    else:
+        starts |= active & (vel != prev_vel)
+    drum_set = set(drum_tracks)
+    for t in drum_set:
+        if onsets is None and 0 <= t < vel.shape[0]:
+            starts[t] = active[t]  # drums keep onsets only: every sounding step is a hit
+    T = vel.shape[1]
+    notes: list[Note] = []
+    for t, p in zip(*np.nonzero(starts.any(axis=1))):
+        col_starts = np.flatnonzero(starts[t, :, p])
+        stops = np.flatnonzero(~active[t, :, p])
+        for k, s in enumerate(col_starts):
+            nxt = col_starts[k + 1] if k + 1 < len(col_starts) else T
+            j = np.searchsorted(stops, s)
+            off = stops[j] if j < len(stops) else T
+            e = s + 1 if t in drum_set else min(nxt, off)
+            notes.append(Note(int(t), int(p + grid.lowest_pitch), int(s), int(e), int(vel[t, s, p])))
+    notes.sort(key=lambda n: (n.track, n.start, n.pitch, n.end))
+    return notes
+
+
+def binarize(probs, threshold: float = 0.5):
+    """``probs > threshold`` as a bool array / tensor of the same shape (numpy or torch)."""
+    return probs > threshold
+
+
+# --------------------------------------------------------------------------- MIDI <-> Multitrack
+
+def midi_to_multitrack(path_or_pm, track_map: TrackMap | str, grid: Grid = Grid(), *,
+                       beat_times: np.ndarray | None = None, origin: float = 0.0,
+                       n_bars: int | None = None) -> Multitrack:
+    """Read a MIDI file (path or PrettyMIDI) into a :class:`Multitrack`.
+
+    Keeps the first tempo and time signature (4/4 when the file has none); bars are cut every
+    ``grid.beats_per_bar`` beats from ``origin`` whatever the file's meter (the data code skips
+    other meters). See :func:`quantize_notes` for ``beat_times`` and ``origin``.
+    """
+    track_map = get_track_map(track_map)
+    pm = path_or_pm if isinstance(path_or_pm, pretty_midi.PrettyMIDI) else read_midi(path_or_pm)
+    notes, dropped = quantize_notes(pm, track_map, grid, beat_times=beat_times, origin=origin)
+    roll, onsets = notes_to_roll(notes, n_tracks=len(track_map), grid=grid, n_bars=n_bars,
+                                 drum_tracks=track_map.drum_tracks)
+    _, tempi = pm.get_tempo_changes()
+    tempo = float(tempi[0]) if len(tempi) else 120.0
+    ts = pm.time_signature_changes
+    time_signature = (int(ts[0].numerator), int(ts[0].denominator)) if ts else (4, 4)
+    return Multitrack(roll, onsets, track_map, grid, tempo, time_signature, dropped)
+
+
+def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.PrettyMIDI:
+    """A PrettyMIDI of the multitrack: one named instrument per track with its GM program
+    (drum tracks on channel 10), the multitrack's tempo and time signature.
+
+    A step lasts ``60 / (tempo * steps_per_beat)`` seconds; ``resolution`` (ticks per quarter
+    note) should be a multiple of ``steps_per_beat`` so that steps fall on whole ticks.
+    """
+    pm = pretty_midi.PrettyMIDI(resolution=resolution, initial_tempo=float(mt.tempo))
+    num, den = mt.time_signature
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(int(num), int(den), 0.0))
+    step_s = 60.0 / (float(mt.tempo) * mt.grid.steps_per_beat)
+    instruments = [pretty_midi.Instrument(program=int(spec.program), is_drum=bool(spec.is_drum), name=spec.name)
+                   for spec in mt.track_map.tracks]
+    for n in mt.notes():
+        instruments[n.track].notes.append(
+            pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch), start=n.start * step_s, end=n.end * step_s))
+    pm.instruments.extend(instruments)
+    return pm
+
+
+# --------------------------------------------------------------------------- pypianoroll (LPD-5)
+
+def from_pypianoroll(ppr, track_map: TrackMap | str, grid: Grid = Grid(), *, origin_step: int | None = None
+                     ) -> Multitrack:
+    """A pypianoroll.Multitrack (e.g. an LPD-5 npz from ``pypianoroll.load``) as a :class:`Multitrack`.
+
+    Tracks are matched by name first (LPD-5's "Drums", "Piano", ...), then by program / drum flag.
+    Each track's pianoroll ``[time, 128]`` is read as "any value > 0 sounds" (binary LPD-5 rolls
+    and velocity rolls alike; pypianoroll's own ``binarize()`` is not used: after ``copy()`` it
+    silently does nothing). Steps are rescaled from ``ppr.resolution`` (steps per beat) to the
+    grid. Bar 0 starts at ``origin_step`` (default: the first downbeat, else 0); the roll keeps the
+    pianoroll's length in whole bars. The tempo is
+    read whatever its shape (pypianoroll 1.0.4's ``read()`` gives ``(T, 1)``).
+    """
+    track_map = get_track_map(track_map)
+    res = int(ppr.resolution)
+    if origin_step is None:
+        db = getattr(ppr, "downbeat", None)
+        origin_step = int(np.flatnonzero(np.asarray(db))[0]) if db is not None and np.any(db) else 0
+    assignment = track_map.assign(ppr.tracks)
+    notes: list[Note] = []
+    dropped = 0
+    drums = set(track_map.drum_tracks)
+    for tr, t in zip(ppr.tracks, assignment):
+        if t is None:
+            continue
+        pr = np.asarray(tr.pianoroll)
+        if pr.size == 0:
+            continue
+        vel = pr.astype(np.uint8) if pr.dtype != bool else pr
+        for n in roll_to_notes(vel[None], grid=Grid(res, 1, 0, 128)):
+            s = int(_round((n.start - origin_step) * grid.steps_per_beat / res))
+            e = int(_round((n.end - origin_step) * grid.steps_per_beat / res))
+            if not grid.lowest_pitch <= n.pitch <= grid.highest_pitch or s < 0:
+                dropped += 1
+                continue
+            e = s + 1 if t in drums else max(e, s + 1)
+            notes.append(Note(t, n.pitch, s, e, n.velocity))
+    length = max((np.asarray(tr.pianoroll).shape[0] for tr in ppr.tracks), default=0) - origin_step
+    n_bars = max(1, -(-int(length * grid.steps_per_beat) // (res * grid.steps_per_bar)),
+                 -(-max((n.end for n in notes), default=0) // grid.steps_per_bar))
+    roll, onsets = notes_to_roll(notes, n_tracks=len(track_map), grid=grid, n_bars=n_bars,
+                                 drum_tracks=track_map.drum_tracks)
+    tempo = getattr(ppr, "tempo", None)
+    tempo = np.asarray([] if tempo is None else tempo, dtype=np.float64).reshape(-1)  # (T,) or 1.0.4's (T, 1)
+    tempo_bpm = float(tempo[0]) if tempo.size else 120.0
+    return Multitrack(roll, onsets, track_map, grid, tempo_bpm, (4, 4), dropped)
+
+
+def to_pypianoroll(mt: Multitrack):
+    """The multitrack as a pypianoroll.Multitrack (velocity StandardTracks, one per track, on the
+    grid's resolution, all 128 pitches) with a tempo array of shape ``[time]`` and downbeats."""
+    import pypianoroll
+
+    T = mt.n_bars * mt.grid.steps_per_bar
+    tracks = []
+    for t, spec in enumerate(mt.track_map.tracks):
+        pr = np.zeros((T, 128), dtype=np.uint8)
+        for n in roll_to_notes(mt.roll[t:t + 1], mt.onsets[t:t + 1], grid=mt.grid):
+            pr[n.start:n.end, n.pitch] = n.velocity
+        tracks.append(pypianoroll.StandardTrack(name=spec.name, program=spec.program, is_drum=spec.is_drum,
+                                                pianoroll=pr))
+    downbeat = np.zeros(T, dtype=bool)
+    downbeat[::mt.grid.steps_per_bar] = True
+    return pypianoroll.Multitrack(resolution=mt.grid.steps_per_beat, tempo=np.full(T, float(mt.tempo)),
+                                  downbeat=downbeat, tracks=tracks)

@@ -1,0 +1,66 @@
+"""``musegansynth train symbolic --config FILE [overrides]``: Lightning CLI over the MuseGAN module.
+
+Examples::
+
+    musegansynth train symbolic --config configs/symbolic/debug.yaml
+    musegansynth train symbolic --config configs/symbolic/pop909.yaml --trainer.max_steps 600
+    musegansynth train symbolic --config configs/symbolic/pop909.yaml --ckpt_path last.ckpt   # resume
+    musegansynth train symbolic fit --config ... --print_config                                # show all
+
+Without a subcommand ``fit`` is assumed. The data module's shapes and meta are linked into the
+model, so configs give only the data folder, model widths and training settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import UserError
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+LINKED = ("n_tracks", "n_bars", "steps_per_bar", "beats_per_bar", "n_pitches", "lowest_pitch", "n_styles", "meta")
+
+
+def _config_files(args: list[str]) -> list[str]:
+    files = []
+    for i, a in enumerate(args):
+        if a in ("--config", "-c") and i + 1 < len(args):
+            files.append(args[i + 1])
+        elif a.startswith("--config="):
+            files.append(a.split("=", 1)[1])
+    return files
+
+
+def cli_main(argv: list[str]) -> int:
+    """Run the Lightning CLI. ``argv[0]`` is the program name, the rest its arguments."""
+    args = list(argv[1:])
+    for f in _config_files(args):
+        if not Path(f).is_file():
+            raise UserError(f"{f}: config file not found")
+    if not args or args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help"):
+        args = ["fit", *args]
+
+    from lightning.pytorch.cli import LightningCLI
+
+    from symbolic.datamodule import PhraseDataModule
+    from symbolic.lightning import MuseGANModule
+
+    class SymbolicCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            for key in LINKED:
+                target = "data_meta" if key == "meta" else key
+                parser.link_arguments(f"data.{key}", f"model.{target}", apply_on="instantiate")
+
+    SymbolicCLI(MuseGANModule, PhraseDataModule, args=args, save_config_kwargs={"overwrite": True},
+                parser_kwargs={"prog": argv[0] if argv else "musegansynth train symbolic"})
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    try:
+        sys.exit(cli_main(["musegansynth train symbolic", *sys.argv[1:]]))
+    except UserError as exc:
+        print(f"musegansynth train symbolic: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,190 @@
+"""``musegansynth evaluate audio`` on a synthetic note set with stand-in generators of known quality."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import audio.evaluate as ev
+from audio.classifier import PitchFamilyClassifier, load_split, train_classifier
+from pipeline.cli import main as cli
+from pipeline.errors import UserError
+
+SR = 16000
+PROGRAMS = [0, 40, 73]  # keyboard, string, flute
+SIZES = dict(window_samples=2048, n_fft=1024, hop=256, n_mels=48, channels=(8, 8, 16), hidden=32, dropout=0.0)
+
+
+def tones(pitch, kind, seed=0, samples=4096):
+    """Harmonic tones float32 [N, samples]; kind 0/1/2 = decaying 1/n, odd 1/n, nearly pure."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / SR
+    n = np.arange(1, 9)
+    profiles = [1.0 / n, (n % 2 == 1) / n, np.where(n == 1, 1.0, np.where(n == 2, 0.2, 0.0))]
+    out = np.zeros((len(pitch), samples), np.float32)
+    for i, (p, k) in enumerate(zip(pitch, kind)):
+        f0 = 440.0 * 2 ** ((p - 69) / 12)
+        ph = rng.uniform(0, 2 * np.pi, len(n))
+        w = (profiles[k][:, None] * np.sin(2 * np.pi * f0 * n[:, None] * t + ph[:, None])).sum(0)
+        out[i] = w * np.exp(-t * (8.0 if k == 0 else 0.5)) * rng.uniform(0.05, 0.5)
+    return out
+
+
+def write_note_set(root, counts, seed=0):
+    from audio.notes import _write_wav, example_record
+
+    rng = np.random.default_rng(seed)
+    for s, (split, n) in enumerate(counts.items()):
+        folder = root / f"nsynth-{split}"
+        (folder / "audio").mkdir(parents=True)
+        kind, pitch = rng.integers(0, 3, n), rng.integers(48, 60, n)
+        waves = tones(pitch, kind, seed=seed + s)
+        examples = {}
+        for i in range(n):
+            rec = example_record(PROGRAMS[kind[i]], int(pitch[i]), 1 + i, SR, i)
+            examples[rec["note_str"]] = rec
+            _write_wav(folder / "audio" / f"{rec['note_str']}.wav", waves[i], SR)
+        (folder / "examples.json").write_text(json.dumps(examples))
+
+
+class ToneGenerator:
+    """Stand-in for audio.generate.TimbreGenerator: plays the synthetic tones at ``pitch + shift``."""
+
+    sample_rate = SR
+    latent_dim = 3
+
+    def __init__(self, shift=0, samples=4096):
+        self.shift, self.samples = shift, samples
+
+    def sample_z(self, n, generator):
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def generate(self, pitch, program, velocity, z):
+        kind = [PROGRAMS.index(int(p)) for p in program]
+        seed = int(abs(float(z[0, 0])) * 1e6)
+        return torch.from_numpy(tones((pitch + self.shift).tolist(), kind, seed=seed, samples=self.samples))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ev")
+    data = root / "notes"
+    write_note_set(data, {"train": 480, "valid": 40, "test": 60})
+    train = load_split(data, "nsynth-train", 2048)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        clf = train_classifier(train["waves"], train["pitch"], train["family"], train["program"],
+                               families=["bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ",
+                                         "reed", "string", "synth_lead", "vocal", "drums"],
+                               epochs=15, lr=5e-3, ndb_k=10, log=None, **SIZES)
+    finally:
+        torch.set_num_threads(threads)
+    clf_path, _ = clf.save(root / "audio_classifier.safetensors")
+    weights = root / "audio_fake.safetensors"
+    weights.write_bytes(b"stand-in")
+    return {"data": data, "classifier": clf_path, "weights": weights, "clf": clf}
+
+
+def _run(setup, monkeypatch, gen, **kw):
+    monkeypatch.setattr(ev, "_load_generator", lambda path, device: gen)
+    return ev.evaluate_audio(data=setup["data"], weights=setup["weights"], classifier=setup["classifier"], **kw)
+
+
+def test_a_faithful_generator_meets_the_pitch_targets(setup, monkeypatch):
+    res = _run(setup, monkeypatch, ToneGenerator(), n=60)
+    r, g = res["real"], res["generated"]
+    assert r["n"] == g["n"] == 60 and res["clip_samples"] == 2048
+    assert r["pitch_accuracy"] >= 0.9 and g["pitch_accuracy"] >= 0.9, (r, g)
+    assert res["targets"]["generated_pitch_accuracy"]["met"] and res["targets"]["pitch_accuracy_ratio"]["met"]
+    assert res["pitch_accuracy_ratio"] == pytest.approx(g["pitch_accuracy"] / r["pitch_accuracy"])
+    assert g["ndb_k"] == 10 and 0 <= g["ndb"] <= 10 and g["ndb_over_k"] == g["ndb"] / 10
+    assert 0.0 <= g["pitch_entropy"] < np.log(12)
+
+
+def test_a_detuned_generator_fails_and_is_farther(setup, monkeypatch):
+    good = _run(setup, monkeypatch, ToneGenerator(), n=60)
+    bad = _run(setup, monkeypatch, ToneGenerator(shift=6), n=60)
+    assert bad["generated"]["pitch_accuracy"] < 0.3, bad["generated"]
+    assert not bad["targets"]["generated_pitch_accuracy"]["met"]
+    assert not bad["targets"]["pitch_accuracy_ratio"]["met"]
+    assert bad["fd_generated_vs_real"] > good["fd_generated_vs_real"]
+    assert bad["real"] == good["real"]  # the real side does not depend on the generator
+
+
+def test_silence_lands_in_few_bins_and_fails_ndb(setup, monkeypatch):
+    class Silent(ToneGenerator):
+        def generate(self, pitch, program, velocity, z):
+            return torch.zeros(len(pitch), 4096)
+
+    res = _run(setup, monkeypatch, Silent(), n=60)
+    assert res["generated"]["ndb_over_k"] > 0.3 and not res["targets"]["generated_ndb_over_k"]["met"]
+
+
+def test_short_generated_notes_cut_the_real_notes_too(setup, monkeypatch):
+    res = _run(setup, monkeypatch, ToneGenerator(samples=1024), n=20)
+    assert res["clip_samples"] == 1024 and res["n"] == 20
+
+
+def test_same_seed_same_result(setup, monkeypatch):
+    a = _run(setup, monkeypatch, ToneGenerator(), n=30, seed=3)
+    b = _run(setup, monkeypatch, ToneGenerator(), n=30, seed=3)
+    a.pop("seconds"), b.pop("seconds")
+    assert json.dumps(ev._jsonable(a), sort_keys=True) == json.dumps(ev._jsonable(b), sort_keys=True)
+
+
+def test_cli_prints_table_and_writes_json(setup, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(ev, "_load_generator", lambda path, device: ToneGenerator())
+    out = tmp_path / "res" / "audio.json"
+    # "--opt=VALUE" tokens: pipeline/cli.py splits leading "--opt VALUE" pairs apart (reported)
+    code = cli(["evaluate", "audio", f"--data={setup['data']}", f"--weights={setup['weights']}",
+                f"--classifier={setup['classifier']}", "--n=25", f"--json={out}"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "pitch accuracy" in text and "NDB/K" in text and "targets:" in text
+    saved = json.loads(out.read_text())
+    assert saved["n"] == 25 and saved["split"] == "nsynth-test"
+    assert set(saved["generated"]) >= {"pitch_accuracy", "pitch_entropy", "ndb", "ndb_over_k", "fd_train"}
+    assert not list(out.parent.glob(".*"))  # no temporary file left
+
+
+@pytest.mark.parametrize("what,pattern", [
+    ("data", "nowhere: note data folder not found"),
+    ("weights", "nothing.safetensors: timbre model weights not found"),
+    ("classifier", "noclf.safetensors: classifier file not found"),
+    ("split", "split 'nsynth-dev'"),
+    ("n", "--n 0: must be at least 1"),
+])
+def test_bad_input_is_a_user_error(setup, monkeypatch, tmp_path, capsys, what, pattern):
+    monkeypatch.setattr(ev, "_load_generator", lambda path, device: ToneGenerator())
+    args = {"--data": str(setup["data"]), "--weights": str(setup["weights"]),
+            "--classifier": str(setup["classifier"]), "--split": "nsynth-test", "--n": "5"}
+    bad = {"data": ("--data", str(tmp_path / "nowhere")), "weights": ("--weights", str(tmp_path / "nothing.safetensors")),
+           "classifier": ("--classifier", str(tmp_path / "noclf.safetensors")), "split": ("--split", "nsynth-dev"),
+           "n": ("--n", "0")}[what]
+    args[bad[0]] = bad[1]
+    argv = ["prog"] + [f"{k}={v}" for k, v in args.items()]
+    with pytest.raises(UserError, match=pattern):
+        ev.cli_main(argv)
+    # through the real CLI: one line on stderr, exit status 2
+    assert cli(["evaluate", "audio", *argv[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("musegansynth: error:")
+
+
+def test_missing_generator_module_is_a_user_error(setup, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *a, **k):
+        if name == "audio.generate":
+            raise ModuleNotFoundError("No module named 'audio.generate'", name="audio.generate")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(UserError, match="audio.generate is not available"):
+        ev._load_generator(setup["weights"], "cpu")

@@ -1,0 +1,150 @@
+"""The timbre model's training: DataModule, LightningModule, debug config end to end, export, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from audio.datamodule import NoteDataModule, load_split_arrays, spec_statistics
+from audio.generate import TimbreGenerator
+from audio.lightning import GANSynthModule
+from audio.modules import GANSynthLoss
+from audio.spectral import SpecConfig, SpecTransform
+from audio.train import cli_main
+from pipeline.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEBUG_YAML = ROOT / "configs" / "audio" / "debug.yaml"
+SPEC = dict(sample_rate=8000, n_fft=128, hop=32, n_mels=16)  # as configs/audio/debug.yaml
+FRAMES = 16
+
+
+def write_sine_notes(root: Path, n_train: int = 24, n_valid: int = 8, frames: int = FRAMES + 2, seed: int = 0) -> Path:
+    """Write train.npz / valid.npz arrays of decaying sine tones (NSynth-like labels) into ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    tf = SpecTransform(SpecConfig(**SPEC))
+    rng = np.random.default_rng(seed)
+    for split, m in (("train", n_train), ("valid", n_valid)):
+        pitch = rng.integers(48, 72, m)
+        program = rng.choice([0, 40, 128], m)
+        velocity = rng.integers(40, 127, m)
+        t = np.arange(tf.samples_for(frames)) / SPEC["sample_rate"]
+        freq = 440.0 * 2.0 ** ((pitch[:, None] - 69) / 12)
+        decay = np.where(program[:, None] == 128, 30.0, 2.0)
+        wave = velocity[:, None] / 127 * 0.5 * np.sin(2 * np.pi * freq * t) * np.exp(-t * decay)
+        spec = tf.wave_to_spec(torch.tensor(wave, dtype=torch.float32), frames=frames).numpy().astype(np.float16)
+        family = np.where(program == 128, 11, np.where(program == 40, 8, 4))
+        np.savez(root / f"{split}.npz", spec=spec, pitch=pitch, velocity=velocity, program=program, family=family)
+    return root
+
+
+def test_datamodule_crops_and_normalises_on_train(tmp_path):
+    root = write_sine_notes(tmp_path / "notes")
+    dm = NoteDataModule(data_root=str(root), clip_frames=FRAMES, batch_size=4, **SPEC)
+    dm.setup("fit")
+    spec = dm.train_set.tensors[0]
+    assert spec.shape == (24, 2, FRAMES, 16), spec.shape
+    assert dm.norm_mean.shape == dm.norm_std.shape == (2, 16), (dm.norm_mean.shape, dm.norm_std.shape)
+    mean, std = spec_statistics(torch.from_numpy(np.load(root / "train.npz")["spec"][:, :, :FRAMES]))
+    torch.testing.assert_close(dm.norm_mean, mean)
+    torch.testing.assert_close(dm.norm_std, std)
+    batch = next(iter(dm.train_dataloader()))
+    assert [tuple(t.shape) for t in batch] == [(4, 2, FRAMES, 16), (4,), (4,), (4,), (4,)]
+
+
+def test_datamodule_errors_name_the_file(tmp_path):
+    with pytest.raises(UserError, match="note dataset folder not found"):
+        load_split_arrays(tmp_path / "nowhere", "train", clip_frames=FRAMES, **SPEC)
+    root = write_sine_notes(tmp_path / "notes")
+    with pytest.raises(UserError, match=r"train\.npz: spectrograms have 18 frames, fewer than clip_frames=64"):
+        load_split_arrays(root, "train", clip_frames=64, **SPEC)
+    np.savez(root / "train.npz", spec=np.zeros((2, 2, 18, 16), np.float16), pitch=np.zeros(2, np.int64))
+    with pytest.raises(UserError, match=r"train\.npz: missing arrays \['velocity', 'program', 'family'\]"):
+        load_split_arrays(root, "train", clip_frames=FRAMES, **SPEC)
+
+
+def test_logged_names_cover_loss_weights(tmp_path):
+    root = write_sine_notes(tmp_path / "notes")
+    dm = NoteDataModule(data_root=str(root), clip_frames=FRAMES, batch_size=4, **SPEC)
+    model = GANSynthModule(latent_dim=8, frames=FRAMES, bins=16, g_channels=[16, 8], d_channels=[8, 16],
+                           pitch_dim=4, program_dim=4, media_every_n_steps=0, **SPEC)
+    import lightning as L
+
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    logged = set(trainer.logged_metrics)
+    for key in GANSynthLoss.CRITIC_TERMS:
+        assert f"train/critic/{key}" in logged, (key, sorted(logged))
+    for key in GANSynthLoss.GENERATOR_TERMS:
+        assert f"train/gen/{key}" in logged, (key, sorted(logged))
+    assert int(model.gen_steps) == 1 and int(model.critic_steps) == 1
+    # normalisation reached both generators
+    torch.testing.assert_close(model.generator_ema.norm_mean, dm.norm_mean)
+
+
+def test_bins_mismatch_is_a_user_error(tmp_path):
+    root = write_sine_notes(tmp_path / "notes")
+    dm = NoteDataModule(data_root=str(root), clip_frames=FRAMES, batch_size=4, **SPEC)
+    model = GANSynthModule(latent_dim=8, frames=FRAMES, bins=32, g_channels=[16, 8], d_channels=[8, 16], **SPEC)
+    import lightning as L
+
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(UserError, match="model.bins=32 but the data's spectrograms have 16 bins"):
+        trainer.fit(model, datamodule=dm)
+
+
+def _run_debug(tmp_path, root, *extra):
+    out = tmp_path / "run"
+    args = ["musegansynth train audio", "--config", str(DEBUG_YAML), "--data.data_root", str(root),
+            "--trainer.default_root_dir", str(out), "--trainer.logger.init_args.save_dir", str(out),
+            "--export.out_dir", str(out / "export"), "--checkpoint.dirpath", str(out / "ckpt"), *extra]
+    assert cli_main(args) == 0
+    return out
+
+
+def test_debug_config_trains_exports_and_loads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the config's own relative paths land in tmp_path too
+    root = write_sine_notes(tmp_path / "notes")
+    out = _run_debug(tmp_path, root)
+    st = out / "export" / "audio_debug.safetensors"
+    doc = json.loads((out / "export" / "audio_debug.json").read_text())
+    assert doc["steps"]["generator"] == 4 and doc["steps"]["critic"] == 4, doc["steps"]
+    assert doc["spec"]["n_mels"] == 16 and doc["clip_frames"] == FRAMES
+    assert doc["programs"] == [0, 40, 128]
+    assert set(doc["loss_weights"]) == set(GANSynthLoss.DEFAULT_WEIGHTS)
+    assert len(doc["normalization"]["mean"]) == 2 and len(doc["normalization"]["mean"][0]) == 16
+    tg = TimbreGenerator.load(st)
+    z = tg.sample_z(2, torch.Generator().manual_seed(0))
+    spec = tg.generate_spec(torch.tensor([60, 36]), torch.tensor([0, 128]), torch.tensor([100, 100]), z)
+    assert spec.shape == (2, 2, FRAMES, 16), spec.shape
+    assert torch.isfinite(spec).all()
+    # the exported generator is the EMA generator of the last checkpoint
+    ckpt = next(out.rglob("last.ckpt"))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    torch.testing.assert_close(tg.model.to_spec.weight, state["generator_ema.to_spec.weight"])
+    # TensorBoard got images and audio
+    events = list(out.rglob("events.out.tfevents.*"))
+    assert events and max(e.stat().st_size for e in events) > 10_000
+
+
+@pytest.mark.slow
+def test_debug_training_resumes_from_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = write_sine_notes(tmp_path / "notes")
+    out = _run_debug(tmp_path, root)
+    ckpt = next(out.rglob("last.ckpt"))
+    out2 = _run_debug(tmp_path, root, "--ckpt_path", str(ckpt), "--trainer.max_steps", "12")
+    doc = json.loads((out2 / "export" / "audio_debug.json").read_text())
+    assert doc["steps"]["generator"] == 6, doc["steps"]
+
+
+def test_train_without_config_is_a_user_error():
+    with pytest.raises(UserError, match="give --config FILE"):
+        cli_main(["musegansynth train audio"])

@@ -1,0 +1,109 @@
+"""Tests for audio.phase_plot: the explain-phase picture and its command line."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audio.phase_plot import cli_main, phase_views, plot_phase
+from audio.spectral import SpecConfig
+from pipeline.errors import UserError
+
+SR = 16000
+PROG = "musegansynth explain-phase"
+
+
+def _tone(freq: float = 440.0, seconds: float = 0.5, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * math.pi * freq * t) * np.minimum(1.0, 20 * t)).astype(np.float32)
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_phase_views_are_consistent():
+    views = phase_views(_tone(1040.0), SpecConfig(n_fft=512, hop=128))
+    n_frames = 1 + 8000 // 128
+    for key in ("logmag", "phase", "unwrapped", "if"):
+        assert views[key].shape == (n_frames, 256), (key, views[key].shape)
+    assert views["times"].shape == (n_frames,) and views["freqs"][1] == pytest.approx(31.25)
+    # IF is the unwrapped phase's per-frame difference over pi; the wrapped phase stays in [-pi, pi]
+    np.testing.assert_allclose(np.diff(views["unwrapped"], axis=0) / math.pi, views["if"][1:], atol=1e-9)
+    assert np.abs(views["phase"]).max() <= math.pi + 1e-12
+    # the tone (bin 33) turns 0.64 pi per hop: 2 pi * 1040 * 128 / 16000 = 16.64 pi, wrapped
+    np.testing.assert_allclose(views["if"][10:-10, 33], 0.64, atol=1e-3)
+
+
+def test_plot_phase_writes_one_png(tmp_path):
+    out = tmp_path / "phase.png"
+    got = plot_phase(torch.from_numpy(_tone())[None], SR, out, title="a generated note")  # [1, T] like a model's
+    assert got == out and out.is_file()
+    width, height = _png_size(out)
+    assert 800 <= width <= 3000 and 800 <= height <= 3000, (width, height)
+    assert out.stat().st_size > 50_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["phase.png"]  # no temporary left
+    with pytest.raises(ValueError, match=r"\[T\]"):
+        plot_phase(np.zeros((2, 100)), SR, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_cli_from_wav(tmp_path, capsys):
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, np.stack([_tone(), _tone()], axis=1), 22050)  # stereo, another rate
+    out = tmp_path / "pics" / "tone.png"
+    assert cli_main([PROG, str(wav), "--out", str(out), "--n-fft", "512", "--seconds", "0.3"]) == 0
+    assert out.is_file() and _png_size(out)[0] > 800
+    assert str(out) in capsys.readouterr().out
+
+
+def test_cli_bad_input_names_it_and_leaves_nothing(tmp_path):
+    out = tmp_path / "out.png"
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(UserError, match="missing.wav: no such audio file"):
+        cli_main([PROG, str(missing), "--out", str(out)])
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF not really a wave file at all" * 10)
+    with pytest.raises(UserError, match="garbage.wav: cannot read audio"):
+        cli_main([PROG, str(garbage), "--out", str(out)])
+    wav = tmp_path / "ok.wav"
+    sf.write(wav, _tone(), SR)
+    with pytest.raises(UserError, match="either a WAV file or --pitch"):
+        cli_main([PROG, str(wav), "--pitch", "60", "--out", str(out)])
+    with pytest.raises(UserError, match="both --pitch and --instrument"):
+        cli_main([PROG, "--pitch", "60", "--out", str(out)])
+    with pytest.raises(UserError, match="--pitch 200"):
+        cli_main([PROG, "--pitch", "200", "--instrument", "trumpet", "--out", str(out)])
+    with pytest.raises(UserError, match="--hop 300.*hop must divide"):
+        cli_main([PROG, str(wav), "--n-fft", "1024", "--hop", "300", "--out", str(out)])
+    with pytest.raises(UserError, match="out.jpg.*PNG"):
+        cli_main([PROG, str(wav), "--out", str(tmp_path / "out.jpg")])
+    with pytest.raises(UserError, match="instrument 'trumpte'.*Trumpet"):
+        cli_main([PROG, "--pitch", "60", "--instrument", "trumpte", "--out", str(out)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.wav", "ok.wav"]
+
+
+def _fluid_ready() -> bool:
+    try:
+        from audio.fluid import find_soundfont, fluidsynth_available
+
+        find_soundfont("timgm6mb")
+        return fluidsynth_available()
+    except Exception:
+        return False
+
+
+@pytest.mark.fluidsynth
+@pytest.mark.skipif(not _fluid_ready(), reason="fluidsynth or the TimGM6mb SoundFont is missing")
+def test_cli_renders_a_note(tmp_path):
+    out = tmp_path / "trumpet.png"
+    assert cli_main([PROG, "--pitch", "60", "--instrument", "Trumpet", "--seconds", "0.5",
+                     "--soundfont", "timgm6mb", "--out", str(out)]) == 0
+    assert out.is_file() and out.stat().st_size > 50_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trumpet.png"]

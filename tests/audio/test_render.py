@@ -1,0 +1,208 @@
+"""The note renderer: envelope, velocity steps, seamless sustain extension, placement, caching."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from audio.render import (DRUM_PROGRAM, NoteRenderer, RenderNote, envelope, extend_spec, notes_from_midi,
+                          quantize_velocity, slerp, timbre_latent)
+from audio.spectral import SpecConfig, SpecTransform
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
+from fakes import FakeTimbreGenerator  # noqa: E402
+
+SR = 16000
+
+
+def test_envelope_values_at_known_samples():
+    # sr 1000: attack 10 samples, release 300 samples
+    env = envelope(100, 1000, attack_s=0.010, release_s=0.3)
+    assert env.shape == (400,)
+    assert env[0] == 0.0
+    assert env[5] == pytest.approx(0.5)
+    assert env[10] == pytest.approx(1.0)
+    assert env[99] == pytest.approx(1.0)
+    assert env[100] == pytest.approx(1.0)  # release starts at the note-off
+    assert env[250] == pytest.approx(0.5)
+    assert env[399] == pytest.approx(1 / 300)
+
+
+def test_envelope_short_note_releases_from_its_level():
+    env = envelope(4, 1000, attack_s=0.010, release_s=0.3)
+    assert env[3] == pytest.approx(0.3)
+    assert env[4] == pytest.approx(0.4)  # level at note-off is 4/10
+    assert env[154] == pytest.approx(0.2)
+    assert len(env) == 304
+
+
+def test_quantize_velocity_steps():
+    assert quantize_velocity(1) == (0, 8)
+    assert quantize_velocity(127) == (7, 120)
+    assert quantize_velocity(100)[0] == quantize_velocity(101)[0] == 6
+    steps = [quantize_velocity(v)[0] for v in range(1, 128)]
+    assert steps == sorted(steps) and set(steps) == set(range(8))
+
+
+def _tone_spec(tr: SpecTransform, seconds: float, f0: float = 220.0) -> torch.Tensor:
+    n = int(seconds * SR)
+    t = torch.arange(n, dtype=torch.float64) / SR
+    wave = sum(0.5 ** h * torch.sin(2 * math.pi * (h + 1) * f0 * t + h) for h in range(4))
+    wave = (0.2 * wave).float()[None]
+    return tr.wave_to_spec(wave, frames=tr.frames_for(n))
+
+
+def _max_jump(wave: np.ndarray, lo: int, hi: int) -> float:
+    """Largest second difference (a click detector) in wave[lo:hi]."""
+    return float(np.abs(np.diff(wave[lo:hi], n=2)).max())
+
+
+def _flux(spec: torch.Tensor) -> np.ndarray:
+    """Spectral flux between consecutive frames of the linear magnitude: [frames - 1]."""
+    mag = torch.exp(spec[0, 0]) - 1e-6
+    return (mag[1:] - mag[:-1]).abs().sum(dim=1).numpy()
+
+
+def test_sustain_extension_has_no_seam():
+    tr = SpecTransform(SpecConfig(sample_rate=SR, n_fft=512, hop=128))
+    spec = _tone_spec(tr, 1.0)
+    clip = spec.shape[2]
+    frames = 4 * clip
+    ext = extend_spec(spec, frames)
+    assert ext.shape == (1, 2, frames, spec.shape[3]), ext.shape
+    # the frames before the steady window are the clip's own
+    lo = int(round(0.45 * clip))
+    assert torch.equal(ext[:, :, :lo], spec[:, :, :lo])
+    # spectral flux across the whole extension stays at the level inside the clip
+    inside = _flux(spec)[5:-5].max()
+    assert _flux(ext)[5:-5].max() <= 1.5 * inside + 1e-3
+    # in the waveform: no click at the window's end or anywhere after it
+    wave = tr.spec_to_wave(ext, tr.samples_for(frames))[0].numpy()
+    hop = tr.config.hop
+    seam = int(round(0.65 * clip)) * hop
+    ref = _max_jump(wave, 2000, lo * hop)
+    assert _max_jump(wave, seam - 2000, len(wave) - 2000) <= 1.2 * ref
+    # the extension keeps the pitch: the strongest frequency of the last second is still 220 Hz
+    tail = wave[-SR:] * np.hanning(SR)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(tail))) * SR / SR
+    assert abs(peak_hz - 220.0) <= 2.0
+    # and its level: RMS of the tail within 1 dB of the clip's steady part
+    steady = wave[lo * hop: seam]
+    assert abs(20 * np.log10(np.sqrt(np.mean(wave[-SR:] ** 2)) / np.sqrt(np.mean(steady ** 2)))) < 1.0
+
+
+def test_naive_loop_would_click():
+    """The check above can fail: repeating the clip's frames (phase restarting) gives a seam."""
+    tr = SpecTransform(SpecConfig(sample_rate=SR, n_fft=512, hop=128))
+    spec = _tone_spec(tr, 1.0, f0=223.0)
+    complex_spec = tr.stft(tr.spec_to_wave(spec))
+    looped = torch.cat([complex_spec, complex_spec], dim=1)  # phase jumps where the copy starts
+    # invert the looped complex STFT by hand (istft with the same framing)
+    x = torch.nn.functional.pad(looped, (0, 1)) * tr._get("sign", looped.device, torch.float32)
+    wave = torch.istft(x.transpose(1, 2), n_fft=512, hop_length=128, window=torch.hann_window(512), center=True)
+    wave = wave[0].numpy()
+    seam = complex_spec.shape[1] * 128
+    assert _max_jump(wave, seam - 600, seam + 600) > 1.2 * _max_jump(wave, 2000, seam - 2000)
+
+
+def test_extend_spec_cuts_short_notes():
+    tr = SpecTransform(SpecConfig(sample_rate=SR, n_fft=512, hop=128))
+    spec = _tone_spec(tr, 1.0)
+    assert torch.equal(extend_spec(spec, 20), spec[:, :, :20])
+
+
+def _renderer(**kw):
+    gen = FakeTimbreGenerator(clip_s=0.5)
+    return gen, NoteRenderer(gen, device="cpu", **kw)
+
+
+def test_notes_are_placed_at_their_onset_sample():
+    gen, r = _renderer()
+    timbres = timbre_latent(1, gen.latent_dim)[None]
+    notes = [RenderNote(0, 0, 60, 127, 0.5, 0.75), RenderNote(1, 0, 64, 127, 0.123, 0.3)]
+    stems = r.render(notes, timbres, n_stems=2)
+    onset0, onset1 = 8000, int(round(0.123 * SR))
+    assert not stems[0, :onset0 + 1].any()  # the envelope is 0 at the onset sample itself
+    assert stems[0, onset0 + 1] != 0
+    assert not stems[1, :onset1 + 1].any() and stems[1, onset1 + 1] != 0
+    # exact values: cached wave x envelope x velocity gain
+    hold = int(round(0.25 * SR))
+    env = envelope(hold, SR)
+    key = r.key(notes[0])
+    expect = r._cache[key][: len(env)] * env
+    np.testing.assert_allclose(stems[0, onset0:onset0 + len(env)], expect, rtol=0, atol=1e-7)
+    assert stems.shape[1] == onset0 + hold + int(0.3 * SR)
+
+
+def test_velocity_is_a_gain():
+    gen, r = _renderer()
+    timbres = timbre_latent(1, gen.latent_dim)[None]
+    loud = r.render([RenderNote(0, 0, 60, 120, 0.0, 0.2)], timbres, n_stems=1)
+    soft = r.render([RenderNote(0, 0, 60, 113, 0.0, 0.2)], timbres, n_stems=1)  # same velocity step
+    np.testing.assert_allclose(soft, loud * 113 / 120, atol=1e-6)
+
+
+def test_unique_keys_are_rendered_once():
+    gen, r = _renderer()
+    timbres = torch.stack([timbre_latent(1, gen.latent_dim), timbre_latent(2, gen.latent_dim)])
+    notes = []
+    for k in range(10):
+        t0 = 0.1 * k
+        notes += [RenderNote(0, 0, 60, 100, t0, t0 + 0.2),  # same key as the next one (velocity step 6)
+                  RenderNote(0, 0, 60, 101, t0 + 0.05, t0 + 0.1),
+                  RenderNote(1, 24, 48, 60, t0, t0 + 0.1),
+                  RenderNote(1, 24, 48, 60, t0, t0 + 0.1, timbre=1)]
+    r.render(notes, timbres, n_stems=2)
+    assert r.generated == 3 and sum(gen.calls) == 3, (r.generated, gen.calls)
+    r.render(notes[:4], timbres, n_stems=2)  # all cached
+    assert sum(gen.calls) == 3
+    # a longer note of a cached key renders that key again (longer)
+    r.render([RenderNote(0, 0, 60, 100, 0.0, 2.0)], timbres, n_stems=1)
+    assert sum(gen.calls) == 4
+
+
+def test_long_notes_are_extended_and_capped():
+    gen, r = _renderer(max_note_s=1.5)
+    timbres = timbre_latent(3, gen.latent_dim)[None]
+    stems = r.render([RenderNote(0, 0, 57, 127, 0.0, 5.0)], timbres, n_stems=1)
+    assert stems.shape[1] == int(1.5 * SR) + int(0.3 * SR)  # capped at 1.5 s + release
+    # the clip is 0.5 s, yet the note keeps sounding at full level until 1.5 s
+    rms = lambda a: float(np.sqrt(np.mean(a ** 2)))  # noqa: E731
+    assert rms(stems[0, int(1.3 * SR):int(1.5 * SR)]) > 0.7 * rms(stems[0, int(0.1 * SR):int(0.2 * SR)])
+
+
+def test_drum_notes_use_drum_program_and_fixed_length():
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    drums = pretty_midi.Instrument(0, is_drum=True, name="Drums")
+    drums.notes.append(pretty_midi.Note(100, 38, 0.0, 0.05))
+    keys = pretty_midi.Instrument(4, name="Keys")
+    keys.notes.append(pretty_midi.Note(90, 60, 0.5, 1.0))
+    pm.instruments += [drums, keys]
+    names, notes = notes_from_midi(pm)
+    assert names == ["Drums", "Keys"]
+    assert [(n.stem, n.program, n.pitch) for n in notes] == [(0, DRUM_PROGRAM, 38), (1, 4, 60)]
+    gen, r = _renderer(drum_hold_s=0.2)
+    assert r.hold_samples(notes[0]) == int(0.2 * SR)
+    assert r.key(notes[0])[0] == DRUM_PROGRAM
+
+
+def test_out_of_range_pitches_move_by_octaves():
+    gen, r = _renderer()
+    assert r.model_pitch(RenderNote(0, 0, 12, 100, 0, 1)) == 24
+    assert r.model_pitch(RenderNote(0, 0, 110, 100, 0, 1)) == 86
+    assert r.model_pitch(RenderNote(0, DRUM_PROGRAM, 110, 100, 0, 1)) == 110
+
+
+def test_slerp_ends_and_middle():
+    a, b = timbre_latent(1, 16), timbre_latent(2, 16)
+    assert torch.equal(slerp(a, b, 0.0), a) and torch.equal(slerp(a, b, 1.0), b)
+    mid = slerp(a, b, 0.5)
+    assert 0.8 * min(a.norm(), b.norm()) < mid.norm() < 1.2 * max(a.norm(), b.norm())
+    assert torch.equal(timbre_latent(1, 16), a)  # seeded

@@ -1,0 +1,138 @@
+"""Song configs: the shipped examples load; every wrong value names its key, value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.config import (DEFAULT_CONFIG, PROJECT_ROOT, chord_pitch_classes, chords_to_array, load_config,
+                             parse_config, resolve_instrument, resolve_weights_path, slugify)
+from pipeline.errors import UserError
+
+BASE = {
+    "title": "T",
+    "seed": 1,
+    "tempo": 100,
+    "tracks": [{"name": "lead", "source": "melody", "instrument": "Flute"},
+               {"name": "drums", "source": "drums"}],
+    "sections": [{"name": "a", "bars": 4, "chords": ["C", "Am"]}, {"name": "b", "bars": 2}],
+}
+
+
+def test_default_config_is_a_one_to_two_minute_song_with_drums():
+    cfg = load_config(DEFAULT_CONFIG)
+    names = [s.name for s in cfg.sections]
+    assert names == ["intro", "verse", "chorus", "verse", "chorus", "ending"]
+    assert 40 <= cfg.n_bars <= 56 and 100 <= cfg.tempo <= 120
+    seconds = cfg.n_bars * cfg.beats_per_bar * 60 / cfg.tempo
+    assert 60 <= seconds <= 120, seconds
+    assert any(t.source == "drums" for t in cfg.tracks)
+    assert cfg.time_signature == (4, 4)
+
+
+def test_second_example_config_loads():
+    cfg = load_config(PROJECT_ROOT / "configs" / "song" / "ballad.yaml")
+    assert cfg.sections[1].bars == 6 and len(cfg.sections[1].chords) == 24
+    assert cfg.tracks[1].program == 48  # family "string"
+
+
+def test_parse_values_and_defaults():
+    cfg = parse_config(copy.deepcopy(BASE), "x.yaml")
+    assert cfg.tracks[0].program == 73 and cfg.tracks[0].volume_db == 0.0 and cfg.tracks[0].pan is None
+    assert cfg.tracks[1].morph_seed == cfg.tracks[1].timbre_seed + 1000
+    # two chords over four bars cycle, one per bar, expanded to one per beat
+    assert cfg.sections[0].chords == ("C",) * 4 + ("Am",) * 4 + ("C",) * 4 + ("Am",) * 4
+    assert cfg.sections[1].chords is None
+    assert cfg.weights.symbolic.endswith("symbolic_pop909.safetensors")
+    assert cfg.to_dict()["time_signature"] == "4/4"
+    assert slugify("My Song!") == "my-song"
+
+
+def _error(mutate) -> str:
+    data = copy.deepcopy(BASE)
+    mutate(data)
+    with pytest.raises(UserError) as info:
+        parse_config(data, "song.yaml")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("song.yaml: ")
+    return msg
+
+
+@pytest.mark.parametrize("mutate, parts", [
+    (lambda d: d.update(tempo="fast"), ["tempo", "'fast'", "not a number", "30.0 to 300.0"]),
+    (lambda d: d.update(tempo=1000), ["tempo", "1000", "out of range"]),
+    (lambda d: d.update(time_signature="3/4"), ["time_signature", "'3/4'", "allowed: 4/4"]),
+    (lambda d: d.update(sample_rate=12345), ["sample_rate", "12345", "16000"]),
+    (lambda d: d.update(seed=-1), ["seed", "-1"]),
+    (lambda d: d.update(colour="red"), ["colour", "unknown key", "allowed:"]),
+    (lambda d: d["tracks"][0].update(volume_db=40), ["tracks[0].volume_db", "40", "-60.0 to 12.0"]),
+    (lambda d: d["tracks"][0].update(pan="left"), ["tracks[0].pan", "'left'", "-1.0 to 1.0"]),
+    (lambda d: d["tracks"][0].update(instrument="Flutee"), ["tracks[0].instrument", "'Flutee'", "Flute"]),
+    (lambda d: d["tracks"][1].update(name="lead"), ["tracks[1].name", "unique"]),
+    (lambda d: d["tracks"][1].update(volme_db=1), ["tracks[1].volme_db", "did you mean 'volume_db'"]),
+    (lambda d: d["sections"][1].update(bars=0), ["sections[1].bars", "0", "1 to 512"]),
+    (lambda d: d["sections"][1].update(bars=2.5), ["sections[1].bars", "2.5", "not an integer"]),
+    (lambda d: d["sections"][0].update(chords=["C", "Hm"]), ["sections[0].chords[1]", "'Hm'"]),
+    (lambda d: d["sections"][0].update(chords=["C", "Cxyz"]), ["sections[0].chords[1]", "quality"]),
+    (lambda d: d["sections"][0].update(chords=["C", "F", "G"]), ["sections[0].chords", "3 chords", "4 bars"]),
+    (lambda d: d["sections"][0].update(variation=1.5), ["sections[0].variation", "1.5", "0.0 to 1.0"]),
+    (lambda d: d["sections"][0].update(morph=-0.1), ["sections[0].morph", "-0.1"]),
+    (lambda d: d["sections"][0].pop("bars"), ["sections[0].bars", "missing"]),
+    (lambda d: d.update(sections=[]), ["sections", "non-empty list"]),
+    (lambda d: d.update(weights={"audio": 3}), ["weights.audio", "3"]),
+])
+def test_wrong_values_name_key_value_and_allowed(mutate, parts):
+    msg = _error(mutate)
+    for p in parts:
+        assert p in msg, (p, msg)
+
+
+def test_load_config_file_errors(tmp_path):
+    with pytest.raises(UserError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: [unclosed\n")
+    with pytest.raises(UserError, match=r"bad.yaml: not valid YAML at line"):
+        load_config(bad)
+    not_map = tmp_path / "list.yaml"
+    not_map.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(UserError, match="expected a mapping"):
+        load_config(not_map)
+
+
+def test_chord_symbols():
+    assert chord_pitch_classes("C") == (0, 4, 7)
+    assert chord_pitch_classes("Am") == (9, 0, 4)
+    assert chord_pitch_classes("G7") == (7, 11, 2, 5)
+    assert chord_pitch_classes("Bbmaj7") == (10, 2, 5, 9)
+    assert chord_pitch_classes("F#dim") == (6, 9, 0)
+    assert chord_pitch_classes("C/E") == (0, 4, 7)
+    assert chord_pitch_classes("C/Bb") == (0, 4, 7, 10)
+    assert chord_pitch_classes("N") == ()
+    with pytest.raises(ValueError):
+        chord_pitch_classes("X7")
+
+
+def test_chords_to_array():
+    arr = chords_to_array(("C", "C", "N", "G") * 2, 2, 4)
+    assert arr.shape == (2, 4, 12) and arr.dtype == np.float32
+    assert np.flatnonzero(arr[0, 0]).tolist() == [0, 4, 7]
+    assert not arr[0, 2].any()
+    assert np.flatnonzero(arr[1, 3]).tolist() == [2, 7, 11]
+    assert not chords_to_array(None, 3, 4).any()
+
+
+def test_instruments_and_weights(tmp_path):
+    assert resolve_instrument("acoustic grand piano") == 0
+    assert resolve_instrument("Violin") == 40
+    assert resolve_instrument("bass") == 33
+    with pytest.raises(ValueError, match="did you mean"):
+        resolve_instrument("Violn")
+    w = tmp_path / "m.safetensors"
+    w.write_bytes(b"x")
+    assert resolve_weights_path(str(tmp_path / "m"), "audio") == w.resolve()
+    with pytest.raises(UserError, match=r"weights.drums: .*nothing.safetensors: no such weights file"):
+        resolve_weights_path(str(tmp_path / "nothing.safetensors"), "drums")

@@ -1,0 +1,223 @@
+"""``musegansynth generate``: latent planning, composing, files, reproducibility, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from conftest import SMALL_SONG
+from fakes import FakeComposer, FakeTimbreGenerator, fake_drum_composer
+from pipeline.config import load_config, parse_config
+from pipeline.errors import UserError
+from pipeline.generate import (TRANSITION_T, Models, _generator, _seed_for, _take, cli_main, compose, fill_silent_bars, generate_song,
+                               plan_chords, plan_phrases, section_table)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cfg(**changes):
+    data = json.loads(json.dumps(SMALL_SONG))
+    data.update(changes)
+    return parse_config(data, "small.yaml")
+
+
+def test_plan_repeats_reuse_latents_and_transitions_interpolate():
+    comp = FakeComposer()
+    cfg = _cfg(sections=[{"name": "a", "bars": 8}, {"name": "b", "bars": 4}, {"name": "a", "bars": 8},
+                         {"name": "b", "bars": 4, "variation": 0.5}])
+    phrases = plan_phrases(comp, cfg, seed=3, tag="x")
+    assert len(phrases) == 2 + 1 + 2 + 1
+    a1, b1, a2, b2 = phrases[0:2], phrases[2], phrases[3:5], phrases[5]
+    # a repeat without variation reuses the first occurrence's latents (first phrase untouched)
+    assert torch.equal(a1[0]["shared"], a2[0]["shared"])
+    # the last phrase of a section moves towards the next section's first phrase (as drawn)
+    raw_a = comp.sample_latents(2, _generator(_seed_for(3, "x", "section", "a")))
+    raw_b = comp.sample_latents(1, _generator(_seed_for(3, "x", "section", "b")))
+    expect = comp.interpolate(_take(raw_a, 1), _take(raw_b, 0), TRANSITION_T)
+    assert torch.allclose(a1[1]["shared"], expect["shared"]) and torch.allclose(a1[1]["private"], expect["private"])
+    assert torch.equal(a1[0]["shared"], raw_a["shared"][:1])
+    assert not torch.allclose(a1[1]["shared"], raw_a["shared"][1:2])
+    again = plan_phrases(comp, cfg, seed=3, tag="x")
+    assert all(torch.equal(x["shared"], y["shared"]) for x, y in zip(again, phrases))  # deterministic
+    # variation: the repeated b differs from the first b but stays correlated with it
+    assert not torch.equal(b1["private"], b2["private"])
+    corr = np.corrcoef(b1["private"].flatten(), b2["private"].flatten())[0, 1]
+    assert corr > 0.5
+    # another seed gives other latents
+    assert not torch.equal(plan_phrases(comp, cfg, seed=4, tag="x")[0]["shared"], a1[0]["shared"])
+
+
+def test_plan_chords_per_phrase():
+    comp = FakeComposer()
+    cfg = _cfg(sections=[{"name": "a", "bars": 6, "chords": ["C", "G"]}, {"name": "b", "bars": 4}])
+    chords = plan_chords(comp, cfg)
+    assert chords.shape == (3, 4, 4, 12)
+    # bar 0 C, bar 1 G, ...; the padded bars 6-7 repeat the section from its start
+    assert torch.nonzero(chords[0, 0, 0]).flatten().tolist() == [0, 4, 7]
+    assert torch.nonzero(chords[0, 1, 2]).flatten().tolist() == [2, 7, 11]
+    assert torch.equal(chords[1, 2], chords[0, 0])
+    assert not chords[2].any()  # section b has no chords
+    assert plan_chords(comp, _cfg(sections=[{"name": "a", "bars": 4}])) is None
+
+
+def test_compose_aligns_tracks_and_conditions_on_chords(fake_models):
+    cfg = _cfg()
+    roll = compose(fake_models, cfg, cfg.seed, "cpu")
+    assert roll.shape == (3, 10, 16, 84) and roll.dtype == bool
+    calls = fake_models.composer.decode_calls
+    assert len(calls) == 1 and calls[0]["n"] == 3 and calls[0]["chords"].shape == (3, 4, 4, 12)
+    dcall = fake_models.drums.decode_calls[0]
+    assert dcall["style"].tolist() == [1, 1, 1]  # "rock" is style 1 of the fake drums model
+    # the melody follows the chords: bar 1 is Am, so its notes are A, C or E
+    pcs = {p % 12 for p in np.nonzero(roll[0, 1])[1] + 24}
+    assert pcs <= {9, 0, 4} and pcs
+    # drums are there in every bar (kick on beat 1)
+    assert roll[2, :, 0, 36 - 24].all()
+
+
+def test_compose_errors(fake_models):
+    bad_source = _cfg(tracks=[{"name": "x", "source": "bass"}])
+    with pytest.raises(UserError, match=r"small.yaml: tracks\[0\].source: 'bass' is not a composer track"):
+        compose(fake_models, bad_source, 1, "cpu")
+    with pytest.raises(UserError, match=r"style: 'jazz' is not allowed \(allowed: pop, rock\)"):
+        compose(fake_models, _cfg(style="jazz"), 1, "cpu")
+
+
+def test_fill_silent_bars():
+    roll = np.zeros((2, 4, 16, 84), dtype=bool)
+    roll[0, 0, :8, 40] = True
+    roll[0, 2, :4, 50] = True
+    roll[1, 1, 0, 12] = True  # drums do not count
+    out = fill_silent_bars(roll, drum_tracks=[1])
+    assert np.array_equal(out[0, 1], roll[0, 0])  # bar 1 repeats bar 0
+    assert np.array_equal(out[0, 2], roll[0, 2])
+    assert np.array_equal(out[0, 3], roll[0, 2])  # bar 3 repeats bar 2
+    assert np.array_equal(out[1], roll[1])
+    assert not out[0, 0].sum() == 0 and np.array_equal(roll[0, 1], np.zeros((16, 84), bool))  # input untouched
+
+
+def _samples(path):
+    data, sr = sf.read(str(path), dtype="int16", always_2d=True)
+    return data, sr
+
+
+def test_generate_song_writes_everything(tmp_path, fake_models):
+    cfg = _cfg()
+    out = generate_song(cfg, tmp_path / "song", models=fake_models, device="cpu")
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert names == ["index.html", "pianoroll.png", "song.json", "song.mid", "song.wav", "stems",
+                     "stems/drums.wav", "stems/keys.wav", "stems/lead.wav"]
+    pm = pretty_midi.PrettyMIDI(str(out / "song.mid"))
+    assert [i.name for i in pm.instruments] == ["lead", "keys", "drums"]
+    assert [i.program for i in pm.instruments] == [73, 0, 0] and pm.instruments[2].is_drum
+    assert pm.get_tempo_changes()[1].tolist() == [120.0]
+    assert pm.get_end_time() <= 10 * 2.0 + 1e-6  # 10 bars of 2 s
+    facts = json.loads((out / "song.json").read_text())
+    assert facts["note_counts"] == {i.name: len(i.notes) for i in pm.instruments}
+    assert all(facts["note_counts"].values())
+    assert facts["seed"] == 3 and facts["device"] == "cpu" and facts["bars"] == 10
+    assert [s["name"] for s in facts["sections"]] == ["verse", "chorus", "verse"]
+    assert facts["sections"][1]["start_s"] == 8.0 and facts["sections"][2]["end_s"] == 20.0
+    assert set(facts["timings"]) >= {"compose_s", "render_s", "total_s"}
+    assert facts["config"]["title"] == "Small Song" and "torch" in facts["versions"]
+    song, sr = _samples(out / "song.wav")
+    assert sr == 16000 and song.shape[1] == 2  # pans given: stereo
+    assert song.shape[0] >= int(20 * sr)
+    peak = np.abs(song).max() / 32767
+    assert 0.05 < peak <= 10 ** (-1 / 20) + 1e-4
+    stem, _ = _samples(out / "stems" / "lead.wav")
+    assert stem.shape[0] == song.shape[0] and np.abs(stem).max() > 0
+    # no silent gap: every bar of the mix has sound
+    bar = 2 * sr
+    for b in range(10):
+        assert np.abs(song[b * bar:(b + 1) * bar]).max() > 100, b
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path, fake_models):
+    cfg = _cfg()
+    a = generate_song(cfg, tmp_path / "a", models=fake_models)
+    b = generate_song(cfg, tmp_path / "b", models=Models(FakeComposer(), fake_drum_composer(),
+                                                        FakeTimbreGenerator(clip_s=0.5), {}))
+    assert (a / "song.mid").read_bytes() == (b / "song.mid").read_bytes()
+    assert np.array_equal(_samples(a / "song.wav")[0], _samples(b / "song.wav")[0])
+    c = generate_song(cfg.with_seed(4), tmp_path / "c", models=fake_models, renderer="none")
+    assert (a / "song.mid").read_bytes() != (c / "song.mid").read_bytes()
+    assert not (c / "song.wav").exists() and not (c / "stems").exists()
+    assert "No audio" in (c / "index.html").read_text()
+
+
+def test_failure_leaves_nothing(tmp_path, fake_models, monkeypatch):
+    import pipeline.report as report
+
+    def boom(*a, **k):
+        raise UserError("boom")
+
+    monkeypatch.setattr(report, "write_report", boom)
+    with pytest.raises(UserError, match="boom"):
+        generate_song(_cfg(), tmp_path / "out", models=fake_models)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_main_in_process(tmp_path, small_config_path, patch_load_models, capsys):
+    out = tmp_path / "o"
+    assert cli_main(["musegansynth generate", str(small_config_path), "--out", str(out), "--seed", "9",
+                     "--device", "cpu", "--flac"]) == 0
+    assert (out / "song.flac").exists() and (out / "stems" / "lead.flac").exists()
+    assert json.loads((out / "song.json").read_text())["seed"] == 9
+    assert patch_load_models == [("cpu", "neural")]
+    assert 'src="song.flac"' in (out / "index.html").read_text()
+
+
+def test_cli_count_makes_several_songs(tmp_path, small_config_path, patch_load_models):
+    out = tmp_path / "many"
+    assert cli_main(["g", str(small_config_path), "--out", str(out), "--count", "2", "--renderer", "none"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed-3", "seed-4"]
+    mids = [(out / d / "song.mid").read_bytes() for d in ("seed-3", "seed-4")]
+    assert mids[0] != mids[1]
+
+
+def test_cli_default_config_and_out(tmp_path, monkeypatch, patch_load_models):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["g", "--renderer", "none", "--seed", "1"]) == 0
+    out = tmp_path / "out" / "default-song"
+    assert (out / "song.mid").exists() and (out / "pianoroll.png").exists()
+    assert json.loads((out / "song.json").read_text())["bars"] == load_config(
+        ROOT / "configs/song/default.yaml").n_bars
+
+
+def test_cli_errors_in_process(tmp_path, small_config_path, patch_load_models):
+    with pytest.raises(UserError, match="--count 0"):
+        cli_main(["g", str(small_config_path), "--count", "0"])
+    with pytest.raises(UserError, match="no such config file"):
+        cli_main(["g", str(tmp_path / "nope.yaml")])
+
+
+def _run_cli(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_subprocess_bad_config_value(tmp_path):
+    bad = json.loads(json.dumps(SMALL_SONG))
+    bad["tracks"][1]["volume_db"] = "loud"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    out = tmp_path / "out"
+    proc = _run_cli("generate", str(path), "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "bad.yaml: tracks[1].volume_db: 'loud' is not a number" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]

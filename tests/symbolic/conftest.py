@@ -1,0 +1,65 @@
+"""Helpers that write small MIDI files with pretty_midi for the symbolic tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pretty_midi
+import pytest
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+if not SHARED.is_dir():
+    SHARED = Path("/work/shared/data")
+
+
+def write_midi_file(path, tracks, *, tempo=120.0, time_signature=(4, 4), tempo_changes=None, resolution=480,
+                    time_signatures=()):
+    """Write a MIDI file.
+
+    tracks: list of (name, program, is_drum, notes) with notes (pitch, start_beat, end_beat, velocity);
+    beats are quarter notes at ``tempo`` (or through ``tempo_changes``: list of (beat, qpm), first at 0);
+    ``time_signatures``: more (numerator, denominator, beat) changes after the first.
+    Returns the path.
+    """
+    pm = pretty_midi.PrettyMIDI(resolution=resolution, initial_tempo=tempo)
+    if tempo_changes:
+        # pretty_midi has no public tempo writer: set the tick scales and let it write them
+        ticks_per_beat = resolution
+        scales = [(int(b * ticks_per_beat), 60.0 / (q * resolution)) for b, q in tempo_changes]
+        pm._tick_scales = scales
+        pm._update_tick_to_time(resolution * 1000)
+    if time_signature:
+        pm.time_signature_changes.append(pretty_midi.TimeSignature(*time_signature, 0.0))
+    for num, den, beat in time_signatures:
+        pm.time_signature_changes.append(pretty_midi.TimeSignature(num, den, pm.tick_to_time(int(beat * resolution))))
+    for name, program, is_drum, notes in tracks:
+        inst = pretty_midi.Instrument(program=program, is_drum=is_drum, name=name)
+        for pitch, sb, eb, vel in notes:
+            inst.notes.append(pretty_midi.Note(velocity=vel, pitch=pitch,
+                                               start=pm.tick_to_time(int(round(sb * resolution))),
+                                               end=pm.tick_to_time(int(round(eb * resolution)))))
+        pm.instruments.append(inst)
+    pm.write(str(path))
+    return Path(path)
+
+
+@pytest.fixture
+def make_midi(tmp_path):
+    """``make_midi(name, tracks, **kw)`` writes ``tmp_path/name`` (see :func:`write_midi_file`)."""
+    def _make(name, tracks, **kw):
+        return write_midi_file(tmp_path / name, tracks, **kw)
+    return _make
+
+
+@pytest.fixture
+def midi_writer():
+    """:func:`write_midi_file` itself (any path)."""
+    return write_midi_file
+
+
+@pytest.fixture
+def shared_data():
+    """Path of ../shared/data; skips when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED

@@ -1,0 +1,363 @@
+"""``musegansynth evaluate symbolic`` on small hand-made dataset caches."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import UserError
+from symbolic import evaluate as E
+from symbolic import metrics as M
+
+ROOT = Path(__file__).resolve().parents[2]
+GRID = {"steps_per_beat": 4, "beats_per_bar": 4, "lowest_pitch": 24, "n_pitches": 84, "steps_per_bar": 16}
+PROG = "musegansynth evaluate symbolic"
+
+
+def make_rolls(n: int = 6) -> np.ndarray:
+    """[n, 3 (melody, piano, drums), 4, 16, 84] with every metric defined."""
+    rolls = np.zeros((n, 3, 4, 16, 84), dtype=bool)
+    for i in range(n):
+        root = i % 12
+        for bar in range(4):
+            rolls[i, 0, bar, 0:4, 36 + root] = True  # melody: 4-step note ...
+            rolls[i, 0, bar, 6 + (bar % 2):8 + (bar % 2), 40 + root] = True  # ... and a 2-step one
+            rolls[i, 1, bar, 0:8, [24 + root, 28 + root, 31 + root]] = True  # piano triad, re-struck each half bar
+            rolls[i, 1, bar, 8:16, [24 + root, 28 + root, 31 + root]] = False
+            rolls[i, 1, bar, 9:16, [24 + root, 28 + root, 31 + root]] = True
+            rolls[i, 2, bar, [0, 4, 8, 12], 12] = True  # kick on beats
+            rolls[i, 2, bar, [2, 6, 10, 14 - (bar % 2)], 18] = True  # hat
+    return rolls
+
+
+def make_dataset(root: Path, rolls: np.ndarray, tracks=("melody", "piano", "drums"),
+                 is_drum=(False, False, True), split: str = "test") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    n = rolls.shape[0]
+    meta = {"tracks": list(tracks), "programs": [0] * len(tracks), "is_drum": list(is_drum), "grid": GRID,
+            "n_bars": 4, "styles": ["a", "b"], "counts": {split: n}}
+    (root / "meta.json").write_text(json.dumps(meta))
+    chords = np.zeros((n, 4, 4, 12), dtype=np.uint8)
+    for i in range(n):
+        chords[i, :, :, [(i + k) % 12 for k in (0, 4, 7)]] = 1
+    np.savez_compressed(root / f"{split}.npz", rolls=rolls, chords=chords, has_chords=np.ones(n, bool),
+                        style=np.arange(n, dtype=np.int64) % 2, song=np.arange(n, dtype=np.int64),
+                        key=np.zeros(n, np.int64))
+    return root
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return make_dataset(tmp_path / "ds", make_rolls())
+
+
+def test_select_phrases():
+    assert E.select_phrases(5, 10, 0).tolist() == [0, 1, 2, 3, 4]
+    a = E.select_phrases(100, 7, 3)
+    assert a.tolist() == sorted(a.tolist()) and len(set(a.tolist())) == 7
+    assert a.tolist() == E.select_phrases(100, 7, 3).tolist()
+    assert a.tolist() != E.select_phrases(100, 7, 4).tolist()
+    with pytest.raises(UserError, match="--n"):
+        E.select_phrases(5, 0, 0)
+
+
+def test_relative_difference_and_within():
+    assert E.relative_difference(2.0, 2.2) == pytest.approx(0.1)
+    assert E.relative_difference(-2.0, -2.2) == pytest.approx(-0.1)
+    assert E.relative_difference(0.0, 0.0) == 0.0
+    assert math.isnan(E.relative_difference(0.0, 0.5))
+    assert math.isnan(E.relative_difference(float("nan"), 0.5))
+    data = {"m": {"EB": 0.5, "UPC": 2.0}, "pairs": {"m/p": {"TD": 1.0}}}
+    gen = {"m": {"EB": 0.55, "UPC": 2.5}, "pairs": {"m/p": {"TD": float("nan")}}}
+    rows = E.compare(data, gen)
+    assert [(r["metric"], r["track"], r["within"]) for r in rows] == [
+        ("EB", "m", True), ("UPC", "m", False), ("TD", "m/p", False)]
+    assert rows[1]["rel_diff"] == pytest.approx(0.25)
+    assert all(r["within"] is None for r in E.compare(data, None))
+    table = E.format_table(rows)
+    assert "+25.0%" in table and "n/a" in table and table.count("\n") == 4
+
+
+def test_data_only_report_matches_metrics(dataset, tmp_path, capsys):
+    out = tmp_path / "out" / "report.json"
+    assert E.cli_main([PROG, "--data", str(dataset), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "6 phrases" in printed and "UPC" in printed
+    report = json.loads(out.read_text())
+    expect = M.evaluate_rolls(make_rolls(), ["melody", "piano", "drums"], [False, False, True], GRID)
+    assert report["generated"] is None and report["n_data"] == 6
+    for track in ("melody", "piano", "drums"):
+        for metric, value in expect[track].items():
+            assert report["data"][track][metric] == pytest.approx(value), (track, metric)
+    assert report["data"]["pairs"]["melody/piano"]["TD"] == pytest.approx(expect["pairs"]["melody/piano"]["TD"])
+    assert len(report["rows"]) == 8 + 8 + 5 + 1
+    assert not list(out.parent.glob(".*"))  # no temporary file left
+
+
+def test_generated_npz_same_rolls_all_within(dataset, tmp_path, capsys):
+    gen = tmp_path / "gen.npz"
+    np.savez(gen, rolls=make_rolls().astype(np.float32) * 0.9)  # probabilities above 0.5
+    out = tmp_path / "r.json"
+    assert E.cli_main([PROG, "--data", str(dataset), "--generated", str(gen), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["summary"] == {"compared": 22, "within": 22}
+    assert all(r["rel_diff"] == 0.0 for r in report["rows"])
+    assert "22 of 22 metrics within 10%" in capsys.readouterr().out
+
+
+def test_generated_npz_differs(dataset, tmp_path):
+    rolls = make_rolls()
+    rolls[:, 0, 2:] = False  # melody silent in bars 2-3: EB 0 -> 0.5
+    rolls[:, 2] = False  # no drums at all: drum metrics NaN, EB 1
+    gen = tmp_path / "gen.npz"
+    np.savez(gen, rolls=rolls)
+    report = E.evaluate_symbolic(dataset, generated=gen)
+    rows = {(r["track"], r["metric"]): r for r in report["rows"]}
+    assert rows[("melody", "EB")]["generated"] == 0.5 and rows[("melody", "EB")]["within"] is False
+    assert math.isnan(rows[("melody", "EB")]["rel_diff"])  # data EB is 0
+    assert math.isnan(rows[("drums", "DP")]["generated"]) and rows[("drums", "DP")]["within"] is False
+    assert rows[("piano", "UPC")]["within"] is True
+    assert report["summary"]["within"] < report["summary"]["compared"] == 22
+    # NaN is written as JSON null
+    out = tmp_path / "r.json"
+    E.cli_main([PROG, "--data", str(dataset), "--generated", str(gen), "--json", str(out)])
+    assert json.loads(out.read_text())["generated"]["drums"]["DP"] is None
+
+
+def test_n_selects_a_seeded_subset(dataset):
+    r1 = E.evaluate_symbolic(dataset, n=3, seed=1)
+    r2 = E.evaluate_symbolic(dataset, n=3, seed=1)
+    assert r1["n_data"] == 3 and r1["data"] == r2["data"]
+    idx = E.select_phrases(6, 3, 1)
+    expect = M.evaluate_rolls(make_rolls()[idx], ["melody", "piano", "drums"], [False, False, True], GRID)
+    assert r1["data"]["melody"]["SC"] == pytest.approx(expect["melody"]["SC"])
+
+
+class FakeComposer:
+    """Plays back given rolls as probabilities and records the conditioning it was given."""
+
+    def __init__(self, rolls: np.ndarray):
+        self.track_names = ["melody", "piano", "drums"]
+        self.is_drum = [False, False, True]
+        self.grid = SimpleNamespace(**GRID)
+        self.rolls = rolls
+        self.chords, self.style, self.z = [], [], None
+        self.pos = 0
+
+    def sample_latents(self, n, generator):
+        self.z = torch.randn(n, 8, generator=generator)
+        return {"z": self.z}
+
+    def decode(self, latents, chords=None, style=None):
+        n = latents["z"].shape[0]
+        self.chords.append(chords.numpy())
+        self.style.append(style.numpy())
+        out = torch.as_tensor(self.rolls[self.pos:self.pos + n], dtype=torch.float32) * 0.8
+        self.pos += n
+        return out
+
+
+def test_weights_condition_on_held_out_chords_and_style(dataset, monkeypatch):
+    idx = E.select_phrases(6, 4, 5)
+    fake = FakeComposer(make_rolls()[idx])
+    seen = {}
+
+    def load(path, device):
+        seen["path"], seen["device"] = str(path), device
+        return fake
+
+    monkeypatch.setattr(E, "_load_composer", load)
+    report = E.evaluate_symbolic(dataset, weights="w.safetensors", n=4, seed=5)
+    assert seen == {"path": "w.safetensors", "device": "cpu"}
+    with np.load(dataset / "test.npz") as z:
+        assert np.array_equal(np.concatenate(fake.chords), z["chords"][idx].astype(np.float32))
+        assert np.array_equal(np.concatenate(fake.style), z["style"][idx])
+    assert report["n_generated"] == 4 and report["summary"]["within"] == report["summary"]["compared"] == 22
+    # the latents come from a generator seeded with --seed
+    assert torch.equal(fake.z, torch.randn(4, 8, generator=torch.Generator().manual_seed(5)))
+
+
+def test_weights_track_mismatch(dataset, monkeypatch):
+    fake = FakeComposer(make_rolls())
+    fake.track_names = ["a", "b", "c"]
+    monkeypatch.setattr(E, "_load_composer", lambda path, device: fake)
+    with pytest.raises(UserError, match="tracks"):
+        E.evaluate_symbolic(dataset, weights="w.safetensors")
+
+
+def test_missing_weights(dataset, tmp_path):
+    with pytest.raises(UserError, match="weights not found"):
+        E.evaluate_symbolic(dataset, weights=tmp_path / "nope.safetensors")
+
+
+def test_midi_folder(tmp_path, make_midi):
+    # POP909 tracks: melody, bridge, piano. 8 bars of 4/4 at 120 qpm -> 2 phrases of 4 bars
+    ds = make_dataset(tmp_path / "pop", make_rolls()[:, [0, 1, 1]], tracks=("melody", "bridge", "piano"),
+                      is_drum=(False, False, False))
+    midi_dir = tmp_path / "midi"
+    midi_dir.mkdir()
+    melody = [(60 + (b % 2) * 7, 4 * b, 4 * b + 2, 90) for b in range(8)]  # C or G, half a bar, each bar
+    piano = [(p, 4 * b, 4 * b + 4, 70) for b in range(8) for p in (48, 52, 55)]  # C E G whole bars
+    make_midi("midi/song.mid", [("MELODY", 0, False, melody), ("PIANO", 0, False, piano)])
+    make_midi("midi/short.mid", [("MELODY", 0, False, melody[:2])])  # 2 bars: no whole phrase
+    report = E.evaluate_symbolic(ds, midi=midi_dir)
+    gen = report["generated"]
+    assert report["n_generated"] == 2
+    assert gen["melody"]["EB"] == 0.0 and gen["bridge"]["EB"] == 1.0
+    assert gen["melody"]["UPC"] == 1.0  # one pitch class a bar
+    assert gen["melody"]["QN"] == 1.0  # 8-step notes
+    assert gen["piano"]["UPC"] == 3.0 and gen["piano"]["POLY"] == 3.0
+    assert gen["piano"]["PCE"] == pytest.approx(math.log2(3))
+    # melody bars alternate C and G over the C E G piano: mean of TD(C, CEG) and TD(G, CEG)
+    phi = M.tonal_centroid_matrix()
+    ceg = phi[:, [0, 4, 7]].mean(axis=1)
+    expect_td = (np.linalg.norm(phi[:, 0] - ceg) + np.linalg.norm(phi[:, 7] - ceg)) / 2
+    assert gen["pairs"]["melody/piano"]["TD"] == pytest.approx(expect_td)
+
+
+def test_midi_folder_errors(dataset, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no .mid"):
+        E.evaluate_symbolic(dataset, midi=empty)
+    (empty / "x.mid").write_bytes(b"MThd")
+    with pytest.raises(UserError, match="track map"):  # melody/piano/drums matches no known map
+        E.evaluate_symbolic(dataset, midi=empty)
+
+
+def test_bad_inputs(dataset, tmp_path):
+    with pytest.raises(UserError, match="no such dataset folder"):
+        E.evaluate_symbolic(tmp_path / "missing")
+    with pytest.raises(UserError, match="valid.npz: missing"):
+        E.evaluate_symbolic(dataset, split="valid")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, rolls=np.zeros((2, 3, 4, 16, 72), bool))
+    with pytest.raises(UserError, match="bad.npz.*shape"):
+        E.evaluate_symbolic(dataset, generated=bad)
+    np.savez(bad, other=np.zeros(3))
+    with pytest.raises(UserError, match="no 'rolls'"):
+        E.evaluate_symbolic(dataset, generated=bad)
+    (dataset / "meta.json").write_text("{not json")
+    with pytest.raises(UserError, match="meta.json: unreadable"):
+        E.evaluate_symbolic(dataset)
+    (dataset / "meta.json").unlink()
+    with pytest.raises(UserError, match="meta.json: missing"):
+        E.evaluate_symbolic(dataset)
+
+
+def test_sources_are_exclusive(dataset, capsys):
+    with pytest.raises(SystemExit) as exc:
+        E.cli_main([PROG, "--data", str(dataset), "--weights", "a", "--generated", "b"])
+    assert exc.value.code == 2
+    with pytest.raises(UserError, match="at most one"):
+        E.evaluate_symbolic(dataset, weights="a", generated="b")
+
+
+def test_subprocess_missing_data_dir_exits_2(tmp_path):
+    missing = tmp_path / "nothing_here"
+    # "--data=DIR" as one token: pipeline/cli.py's REMAINDER parsing reorders "--data DIR" (reported)
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "evaluate", "symbolic", f"--data={missing}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_map_styles_by_name():
+    style = np.array([0, 1, 2, 1])
+    # data styles a, b, c; the composer knows B and a: a -> 1, b -> 0, c -> -1 (unknown)
+    assert E.map_styles(style, ["a", "b", "c"], ["B", "a"]).tolist() == [1, 0, -1, 0]
+    assert E.map_styles(style, None, ["a"]).tolist() == style.tolist()
+    assert E.map_styles(np.array([-1, 5]), ["a"], ["a"]).tolist() == [-1, -1]
+
+
+def test_real_composer_weights(dataset, tmp_path):
+    from symbolic.export import export_generator
+    from symbolic.modules import Generator
+
+    torch.manual_seed(0)
+    gen = Generator(n_tracks=3, n_styles=2, z_dim=8, trunk_channels=(16, 8), branch_channels=8, style_dim=4,
+                    chord_dim=4, track_cond_dim=0)
+    meta = json.loads((dataset / "meta.json").read_text())
+    weights, _ = export_generator(gen, tmp_path / "w", "tiny", meta)
+    out1, out2 = tmp_path / "r1.json", tmp_path / "r2.json"
+    for out in (out1, out2):
+        assert E.cli_main([PROG, "--data", str(dataset), "--weights", str(weights), "--n", "4", "--seed", "3",
+                           "--json", str(out)]) == 0
+    r1, r2 = json.loads(out1.read_text()), json.loads(out2.read_text())
+    assert r1["source"] == {"kind": "weights", "path": str(weights)} and r1["n_generated"] == 4
+    assert r1["generated"] == r2["generated"]  # same seed + device -> same phrases
+    assert set(r1["generated"]) == {"melody", "piano", "drums", "pairs"}
+    assert r1["summary"]["compared"] == 22
+    # a dataset with other tracks is refused with the weights named
+    other = make_dataset(tmp_path / "other", make_rolls()[:, :2], tracks=("a", "b"), is_drum=(False, False))
+    with pytest.raises(UserError, match="tracks"):
+        E.evaluate_symbolic(other, weights=weights)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_requested_without_cuda(dataset, monkeypatch):
+    monkeypatch.setattr(E, "_load_composer", lambda path, device: pytest.fail("should not load"))
+    with pytest.raises(UserError, match="--device cuda: CUDA is not available"):
+        E.evaluate_symbolic(dataset, weights="w.safetensors", device="cuda")
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_symbolic_quality",
+                                                  ROOT / "benchmarks" / "bench_symbolic_quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_skips_without_weights(tmp_path, capsys):
+    assert _bench().main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and "none.safetensors" in out
+
+
+def test_benchmark_runs_with_weights(dataset, tmp_path, capsys):
+    from symbolic.export import export_generator
+    from symbolic.modules import Generator
+
+    torch.manual_seed(0)
+    gen = Generator(n_tracks=3, n_styles=2, z_dim=8, trunk_channels=(16, 8), branch_channels=8, style_dim=4,
+                    chord_dim=4, track_cond_dim=0)
+    weights, _ = export_generator(gen, tmp_path / "w", "tiny", json.loads((dataset / "meta.json").read_text()))
+    out = tmp_path / "bench.json"
+    assert _bench().main(["--weights", str(weights), "--data", str(dataset), "--n", "4", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    s = report["summary"]
+    assert f"within 10%: {s['within']}/{s['compared']} metrics (4 held-out vs 4 generated" in printed
+
+
+@pytest.mark.data
+def test_midi_folder_on_a_real_pop909_song(shared_data, tmp_path):
+    song = shared_data / "pop909" / "001" / "001.mid"
+    if not song.is_file():
+        pytest.skip(f"{song} is absent")
+    ds = make_dataset(tmp_path / "pop", make_rolls()[:, [0, 1, 1]], tracks=("melody", "bridge", "piano"),
+                      is_drum=(False, False, False))
+    midi_dir = tmp_path / "midi"
+    midi_dir.mkdir()
+    (midi_dir / "001.mid").symlink_to(song)
+    report = E.evaluate_symbolic(ds, midi=midi_dir)
+    gen = report["generated"]
+    assert report["n_generated"] >= 10  # a whole pop song is dozens of bars
+    for track in ("melody", "bridge", "piano"):
+        assert 0.0 <= gen[track]["EB"] < 1.0
+        assert 1.0 <= gen[track]["UPC"] <= 12.0
+        assert 0.0 <= gen[track]["PCE"] <= math.log2(12)
+        assert 0.5 < gen[track]["SC"] <= 1.0  # tonal music stays mostly in one scale
+    assert 0.0 <= gen["pairs"]["melody/piano"]["TD"] <= 3.0

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.cli import main as cli
+from pipeline.errors import UserError
+from symbolic.plot import cli_main, draw_multitrack, guess_track_map, plot_multitrack
+from symbolic.roll import Grid, midi_to_multitrack, read_midi
+from symbolic.trackmap import LPD5, POP909, POP909_DRUMS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _lines_x(ax):
+    return sorted(round(float(line.get_xdata()[0]), 6) for line in ax.get_lines())
+
+
+def test_draw_panels_bars_and_pitch_names():
+    import matplotlib.pyplot as plt
+
+    roll = np.zeros((3, 4, 16, 84), np.uint8)
+    roll[0, 0, 0:4, 60 - 24] = 100   # C4
+    roll[2, 3, 8, 36 - 24] = 127     # C2
+    fig = draw_multitrack(roll, ["melody", "bridge", "piano"], "t")
+    try:
+        axes = fig.axes
+        assert [ax.get_ylabel() for ax in axes] == ["melody", "bridge", "piano"]
+        assert all(_lines_x(ax) == [1.0, 2.0, 3.0] for ax in axes)  # bar lines between 4 bars
+        assert axes[-1].get_xlabel() == "bar" and axes[-1].get_xlim() == (0.0, 4.0)
+        assert [t.get_text() for t in axes[-1].get_xticklabels()] == ["1", "2", "3", "4"]
+        assert "C4" in [t.get_text() for t in axes[0].get_yticklabels()]
+        assert "C2" in [t.get_text() for t in axes[2].get_yticklabels()]
+        img = axes[0].get_images()[0].get_array()
+        assert img.shape == (84, 64) and img[60 - 24, 0] == pytest.approx(100 / 127)
+        assert fig._suptitle.get_text() == "t"
+    finally:
+        plt.close(fig)
+
+
+def test_plot_writes_png_and_checks_shapes(tmp_path):
+    out = plot_multitrack(np.ones((2, 2, 16, 84), bool), ["a", "b"], tmp_path / "r.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(ValueError, match="4 dimensions"):
+        plot_multitrack(np.zeros((2, 16, 84)), ["a", "b"], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="1 track names for 2"):
+        plot_multitrack(np.zeros((2, 1, 16, 84)), ["a"], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png"]  # no temporary left behind
+
+
+def test_cli_auto_track_map(make_midi, tmp_path, capsys):
+    pop = make_midi("pop.mid", [("MELODY", 0, False, [(72, 0, 1, 90)]), ("PIANO", 0, False, [(48, 0, 4, 70)])])
+    other = make_midi("lpd.mid", [("Guitar", 25, False, [(52, 0, 2, 90)]), ("Kit", 0, True, [(36, 0, 1, 90)])])
+    assert guess_track_map(read_midi(pop)) is POP909
+    assert guess_track_map(read_midi(other)) is LPD5
+    drums = make_midi("popd.mid", [("MELODY", 0, False, [(72, 0, 1, 90)]), ("D", 0, True, [(36, 0, 1, 90)])])
+    assert guess_track_map(read_midi(drums)) is POP909_DRUMS
+    out = tmp_path / "p.png"
+    assert cli_main(["prog", str(pop), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert cli(["plot", "pianoroll", str(other), "--out", str(tmp_path / "q.png"), "--track-map", "lpd5"]) == 0
+    assert (tmp_path / "q.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_cli_unreadable_midi(tmp_path, capsys, midi_writer):
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"garbage" * 20)
+    out = tmp_path / "bad.png"
+    with pytest.raises(UserError, match="bad.mid: not a readable MIDI file"):
+        cli_main(["prog", str(bad), "--out", str(out)])
+    assert cli(["plot", "pianoroll", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.mid" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    good = midi_writer(tmp_path / "good.mid", [("Piano", 0, False, [(60, 0, 1, 90)])])
+    with pytest.raises(UserError, match="track map 'zzz'"):
+        cli_main(["prog", str(good), "--out", str(out), "--track-map", "zzz"])
+    assert not out.exists()

@@ -1,0 +1,287 @@
+from __future__ import annotations
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from pipeline.errors import UserError
+from symbolic.roll import (Grid, Multitrack, Note, binarize, from_pypianoroll, midi_to_multitrack,
+                           multitrack_to_midi, notes_to_roll, quantize_notes, read_midi, roll_to_notes,
+                           to_pypianoroll, write_midi)
+from symbolic.trackmap import DRUMS, LPD5, POP909, get_track_map
+
+# Piano: C4 twice repeated (same pitch back to back), a C-E-G chord, a note across the bar line,
+# a note starting on the bar line. Bass: one note. Drums: kick + snare with long MIDI durations.
+HAND = [
+    ("Piano", 0, False, [(60, 0, 1, 100), (60, 1, 2, 90), (64, 2, 4, 80), (67, 2, 4, 81), (72, 2, 4, 82),
+                         (62, 3.5, 5.25, 70), (65, 4, 4.5, 127)]),
+    ("Bass", 33, False, [(36, 0, 4, 60), (36, 4, 8, 61)]),
+    ("Drums", 0, True, [(36, 0, 0.5, 110), (38, 1, 2, 100), (36, 4, 4.25, 111)]),
+]
+HAND_NOTES = sorted([
+    Note(0, 36, 0, 1, 110), Note(0, 38, 4, 5, 100), Note(0, 36, 16, 17, 111),
+    Note(1, 60, 0, 4, 100), Note(1, 60, 4, 8, 90), Note(1, 64, 8, 16, 80), Note(1, 67, 8, 16, 81),
+    Note(1, 72, 8, 16, 82), Note(1, 62, 14, 21, 70), Note(1, 65, 16, 18, 127),
+    Note(3, 36, 0, 16, 60), Note(3, 36, 16, 32, 61),
+], key=lambda n: (n.track, n.start, n.pitch, n.end))
+
+
+def test_hand_written_exact_roll(make_midi):
+    mt = midi_to_multitrack(make_midi("a.mid", HAND, tempo=100), LPD5)
+    assert mt.roll.shape == (5, 2, 16, 84), mt.roll.shape
+    assert mt.roll.dtype == np.uint8 and mt.onsets.dtype == bool
+    assert mt.tempo == pytest.approx(100.0) and mt.time_signature == (4, 4) and mt.n_dropped == 0
+    piano = mt.roll[1].reshape(-1, 84)
+    on = mt.onsets[1].reshape(-1, 84)
+    c4 = 60 - 24
+    np.testing.assert_array_equal(piano[:8, c4], [100] * 4 + [90] * 4)
+    assert piano[8, c4] == 0
+    np.testing.assert_array_equal(np.flatnonzero(on[:, c4]), [0, 4])
+    # drums are onsets, one step long, whatever the MIDI duration
+    drums = mt.roll[0].reshape(-1, 84)
+    np.testing.assert_array_equal(np.flatnonzero(drums[:, 38 - 24]), [4])
+    np.testing.assert_array_equal(np.flatnonzero(drums[:, 36 - 24]), [0, 16])
+    # the note starting on the bar line is in bar 1, step 0
+    assert mt.roll[1, 1, 0, 65 - 24] == 127 and mt.onsets[1, 1, 0, 65 - 24]
+    assert mt.notes() == HAND_NOTES
+    assert mt.roll[2].sum() == 0 and mt.roll[4].sum() == 0  # no guitar, no strings
+
+
+def test_round_trip_midi_roll_midi(make_midi, tmp_path):
+    mt = midi_to_multitrack(make_midi("a.mid", HAND, tempo=100, time_signature=(4, 4)), LPD5)
+    pm = multitrack_to_midi(mt)
+    out = tmp_path / "out.mid"
+    write_midi(pm, out)
+    back = read_midi(out)
+    # named tracks with their GM programs, drums on channel 10 (empty tracks hold no notes to read back)
+    assert [(i.name, int(i.program), i.is_drum) for i in pm.instruments] == \
+        [("Drums", 0, True), ("Piano", 0, False), ("Guitar", 24, False), ("Bass", 32, False), ("Strings", 48, False)]
+    assert [(i.name, int(i.program), i.is_drum) for i in back.instruments] == \
+        [("Drums", 0, True), ("Piano", 0, False), ("Bass", 32, False)]
+    assert back.get_tempo_changes()[1][0] == pytest.approx(100.0)
+    ts = back.time_signature_changes[0]
+    assert (ts.numerator, ts.denominator) == (4, 4)
+    # notes land exactly on the grid: a step at 100 qpm, 4 steps a beat, lasts 0.15 s
+    piano = back.instruments[1].notes
+    assert [(n.pitch, round(n.start / 0.15, 6), round(n.end / 0.15, 6), n.velocity) for n in piano[:2]] == \
+        [(60, 0, 4, 100), (60, 4, 8, 90)]
+    mt2 = midi_to_multitrack(out, LPD5)
+    assert mt2.notes() == HAND_NOTES
+    np.testing.assert_array_equal(mt2.roll, mt.roll)
+    np.testing.assert_array_equal(mt2.onsets, mt.onsets)
+
+
+def test_quantise_to_nearest_step_and_drop_out_of_range(make_midi):
+    tracks = [("p", 0, False, [(60, 0.13, 0.9, 50),   # 0.52 steps -> 1, end 3.6 -> 4
+                               (61, 0.1, 0.15, 50),   # 0.4 -> 0, end 0.6 -> 1
+                               (62, 1.0, 1.05, 50),   # too short: still one step
+                               (23, 0, 1, 50), (108, 0, 1, 50), (107, 2, 3, 50)])]
+    mt = midi_to_multitrack(make_midi("q.mid", tracks), LPD5)
+    assert mt.n_dropped == 2
+    assert [(n.pitch, n.start, n.end) for n in mt.notes()] == [(61, 0, 1), (60, 1, 4), (62, 4, 5), (107, 8, 12)]
+    assert mt.roll.shape[1] == 1
+
+
+def test_tempo_changes_use_the_beat_grid_not_seconds(make_midi):
+    # 120 qpm for 2 beats, then 60 qpm: beat 4 is at 1 s + 2 s = 3 s
+    tracks = [("p", 0, False, [(60, 0, 1, 90), (62, 2, 3, 90), (64, 4, 6, 90)])]
+    path = make_midi("t.mid", tracks, tempo_changes=[(0, 120.0), (2, 60.0)])
+    pm = read_midi(path)
+    assert pm.instruments[0].notes[2].start == pytest.approx(3.0)
+    mt = midi_to_multitrack(pm, LPD5)
+    assert [(n.pitch, n.start, n.end) for n in mt.notes()] == [(60, 0, 4), (62, 8, 12), (64, 16, 24)]
+    assert mt.tempo == pytest.approx(120.0)
+    # seconds x first tempo would have put the last note at step 24
+    assert int(round(3.0 * 120 / 60 * 4)) == 24
+
+
+def test_beat_times_and_origin():
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0, name="PIANO")
+    # beats every 0.5 s from 0.3 s; note on beat 2 (bar starts at beat 1) and one before the origin
+    inst.notes += [pretty_midi.Note(80, 60, 1.3, 1.8), pretty_midi.Note(80, 61, 0.3, 0.8)]
+    pm.instruments.append(inst)
+    beats = 0.3 + 0.5 * np.arange(10)
+    notes, dropped = quantize_notes(pm, POP909, Grid(), beat_times=beats, origin=1.0)
+    assert notes == [Note(2, 60, 4, 8, 80)] and dropped == 1
+    # beyond the last beat the last beat length goes on
+    notes, _ = quantize_notes(pm, POP909, Grid(), beat_times=beats[:2], origin=0.0)
+    assert [(n.pitch, n.start) for n in notes] == [(61, 0), (60, 8)]
+
+
+def test_notes_to_roll_and_back_with_repeats_and_bool_rolls():
+    grid = Grid(steps_per_beat=2, beats_per_bar=2, lowest_pitch=60, n_pitches=4)
+    notes = [Note(0, 60, 0, 2, 10), Note(0, 60, 2, 3, 20), Note(0, 63, 1, 4, 30)]
+    roll, onsets = notes_to_roll(notes, n_tracks=1, grid=grid)
+    assert roll.shape == (1, 1, 4, 4)
+    np.testing.assert_array_equal(roll[0, 0, :, 0], [10, 10, 20, 0])
+    np.testing.assert_array_equal(onsets[0, 0, :, 0], [1, 0, 1, 0])
+    assert roll_to_notes(roll, onsets, grid=grid) == sorted(notes, key=lambda n: (n.track, n.start, n.pitch))
+    # without onsets, a bool roll merges the repeat into one note at the default velocity
+    assert roll_to_notes(roll > 0, grid=grid, default_velocity=64) == [Note(0, 60, 0, 3, 64), Note(0, 63, 1, 4, 64)]
+    # without onsets a uint8 roll splits where the velocity changes
+    assert roll_to_notes(roll, grid=grid) == [Note(0, 60, 0, 2, 10), Note(0, 63, 1, 4, 30), Note(0, 60, 2, 3, 20)]
+    with pytest.raises(ValueError, match="outside the grid"):
+        notes_to_roll([Note(0, 70, 0, 1, 1)], n_tracks=1, grid=grid)
+    with pytest.raises(ValueError, match="shape"):
+        Multitrack(np.zeros((2, 1, 4, 4), np.uint8), np.zeros((2, 1, 4, 4), bool), DRUMS, grid)
+
+
+def test_binarize_numpy_and_torch():
+    import torch
+
+    p = np.array([0.2, 0.5, 0.51, 0.9])
+    np.testing.assert_array_equal(binarize(p), [False, False, True, True])
+    np.testing.assert_array_equal(binarize(p, threshold=0.1), [True] * 4)
+    t = binarize(torch.tensor(p))
+    assert t.dtype == torch.bool and t.tolist() == [False, False, True, True]
+
+
+def test_read_midi_errors(tmp_path):
+    with pytest.raises(UserError, match="missing.mid: no such MIDI file"):
+        read_midi(tmp_path / "missing.mid")
+    bad = tmp_path / "garbage.mid"
+    bad.write_bytes(b"this is not a MIDI file at all" * 10)
+    with pytest.raises(UserError, match="garbage.mid: not a readable MIDI file"):
+        read_midi(bad)
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match="empty.mid"):
+        midi_to_multitrack(empty, LPD5)
+
+
+def test_write_midi_is_atomic(tmp_path):
+    class Boom(pretty_midi.PrettyMIDI):
+        def write(self, filename):
+            open(filename, "wb").write(b"half")
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_midi(Boom(), tmp_path / "x.mid")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- pypianoroll traps
+
+def test_pypianoroll_npz_round_trip(make_midi, tmp_path):
+    import pypianoroll
+
+    mt = midi_to_multitrack(make_midi("a.mid", HAND, tempo=100), LPD5)
+    ppr = to_pypianoroll(mt)
+    assert ppr.tempo.shape == (32,)
+    ppr.save(str(tmp_path / "a.npz"))
+    loaded = pypianoroll.load(tmp_path / "a.npz")
+    back = from_pypianoroll(loaded, LPD5, Grid())
+    assert back.notes() == mt.notes() and back.tempo == pytest.approx(100.0)
+
+
+def test_pypianoroll_read_tempo_shape_trap(make_midi):
+    import pypianoroll
+
+    ppr = pypianoroll.read(make_midi("a.mid", HAND, tempo=100))
+    assert ppr.tempo.ndim == 2  # the 1.0.4 trap: (T, 1), and its write() then fails
+    with pytest.raises(TypeError):
+        ppr.write("/dev/null")
+    mt = from_pypianoroll(ppr, LPD5, Grid())  # resolution 24 -> 4 steps a beat
+    assert mt.tempo == pytest.approx(100.0)
+    # its velocity roll has no onsets: repeats survive only because their velocities differ
+    assert mt.notes() == HAND_NOTES
+
+
+def test_pypianoroll_copy_binarize_trap_does_not_reach_us():
+    import pypianoroll
+
+    pr = np.zeros((8, 128), np.uint8)
+    pr[0:4, 60] = 30
+    ppr = pypianoroll.Multitrack(resolution=4, tracks=[pypianoroll.StandardTrack("Piano", 0, False, pr)])
+    copied = ppr.copy()
+    assert type(copied.tracks[0]) is pypianoroll.Track        # the trap: type lost...
+    assert copied.binarize().tracks[0].pianoroll.max() == 30   # ...so binarize() does nothing
+    mt = from_pypianoroll(copied, LPD5, Grid(steps_per_beat=4))
+    assert mt.notes() == [Note(1, 60, 0, 4, 30)]
+    assert (binarize(mt.roll, 0) == (mt.roll > 0)).all() and binarize(mt.roll, 0).dtype == bool
+
+
+# ----------------------------------------------------------------------------- real files
+
+def _assert_real_round_trip(path, track_map, tmp_path):
+    pm = read_midi(path)
+    grid = Grid()
+    mt = midi_to_multitrack(pm, track_map, grid)
+    quant, dropped = quantize_notes(pm, track_map, grid)
+    assert dropped == mt.n_dropped
+    got = mt.notes()
+    # every quantised note starts where the roll says it does
+    assert {(n.track, n.pitch, n.start) for n in quant} == {(n.track, n.pitch, n.start) for n in got}
+    # notes that no other note of their pitch overlaps come back exactly
+    by_key = {}
+    for n in quant:
+        by_key.setdefault((n.track, n.pitch), []).append(n)
+    alone = set()
+    for lst in by_key.values():
+        lst.sort(key=lambda n: n.start)
+        for i, n in enumerate(lst):
+            if (i == 0 or lst[i - 1].end <= n.start) and (i + 1 == len(lst) or n.end <= lst[i + 1].start):
+                if sum(1 for m in lst if m.start == n.start) == 1:
+                    alone.add(n)
+    assert len(alone) > 0.5 * len(quant)
+    assert alone <= set(got)
+    out = tmp_path / "rt.mid"
+    write_midi(multitrack_to_midi(mt), out)
+    mt2 = midi_to_multitrack(out, track_map, grid)
+    assert mt2.notes() == got
+    np.testing.assert_array_equal(mt2.roll, mt.roll)
+    np.testing.assert_array_equal(mt2.onsets, mt.onsets)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("song", ["001", "002"])
+def test_real_pop909_round_trip(shared_data, song, tmp_path):
+    path = shared_data / "pop909" / song / f"{song}.mid"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    _assert_real_round_trip(path, POP909, tmp_path)
+
+
+@pytest.mark.data
+def test_real_groove_round_trip(shared_data, tmp_path):
+    files = sorted((shared_data / "groove" / "drummer1" / "eval_session").glob("*.mid"))[:2]
+    if not files:
+        pytest.skip("groove absent")
+    for f in files:
+        _assert_real_round_trip(f, get_track_map("drums"), tmp_path)
+
+
+def test_from_generated_roll_and_drum_hits(tmp_path):
+    import torch
+
+    probs = torch.zeros(2, 1, 16, 84)
+    probs[0, 0, 0:3, 36 - 24] = 0.9      # drums: three sounding steps = three hits
+    probs[1, 0, 4:8, 60 - 24] = 0.7      # piano: one note of 4 steps
+    probs[1, 0, 8, 60 - 24] = 0.4        # below threshold
+    from symbolic.trackmap import TrackMap, TrackSpec
+
+    tm = TrackMap((TrackSpec("drums", 0, is_drum=True), TrackSpec("piano", 0)))
+    mt = Multitrack.from_roll(probs, tm, Grid(), tempo=90.0, velocity=77)
+    assert mt.notes() == [Note(0, 36, 0, 1, 77), Note(0, 36, 1, 2, 77), Note(0, 36, 2, 3, 77), Note(1, 60, 4, 8, 77)]
+    pm = multitrack_to_midi(mt)
+    write_midi(pm, tmp_path / "g.mid")
+    back = midi_to_multitrack(tmp_path / "g.mid", tm)
+    assert back.notes() == mt.notes() and back.tempo == pytest.approx(90.0, abs=1e-3)
+    # drums are written on MIDI channel 10 (9 counting from 0), the rest elsewhere
+    import mido
+
+    channels = {m.channel for tr in mido.MidiFile(tmp_path / "g.mid").tracks for m in tr if m.type == "note_on"}
+    assert 9 in channels and len(channels) == 2
+    # a bool roll without onsets: drum runs are hits, pitched runs are notes
+    assert roll_to_notes(probs.numpy() > 0.5, grid=Grid(), drum_tracks=(0,), default_velocity=5)[:3] == \
+        [Note(0, 36, 0, 1, 5), Note(0, 36, 1, 2, 5), Note(0, 36, 2, 3, 5)]
+
+
+def test_grid_checks():
+    g = Grid()
+    assert (g.steps_per_bar, g.highest_pitch) == (16, 107)
+    assert Grid.from_dict(Grid(3, 4, 21, 88).to_dict()) == Grid(3, 4, 21, 88)
+    for bad in (dict(lowest_pitch=100), dict(steps_per_beat=0), dict(lowest_pitch=-1)):
+        with pytest.raises(ValueError):
+            Grid(**bad)
