@@ -39,8 +39,9 @@ VERSION = 1
 DRUM_PROGRAM = 128
 #: Pitch target of notes the pitch head does not judge (drums, out-of-range pitches).
 IGNORE = -100
-#: Default analysis window: the first 1.024 s of each note at 16 kHz.
-DEFAULT_WINDOW_SAMPLES = 16384
+#: Default analysis window: the first 0.512 s of each note at 16 kHz (the default timbre model
+#: makes 0.5 s notes; longer notes are judged on their first 0.512 s).
+DEFAULT_WINDOW_SAMPLES = 8192
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ class LogMel(nn.Module):
         fmax (Hz). range_db, silence_db: dB.
     """
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 2048, hop: int = 1024, n_mels: int = 229,
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 2048, hop: int = 512, n_mels: int = 229,
                  fmin: float = 30.0, fmax: float = 8000.0, window_samples: int = DEFAULT_WINDOW_SAMPLES,
                  range_db: float = 80.0, silence_db: float = -20.0):
         super().__init__()
@@ -206,7 +207,7 @@ class PitchFamilyClassifier:
 
     @classmethod
     def build(cls, *, pitch_min: int, n_pitches: int, families: Sequence[str], sample_rate: int = 16000,
-              n_fft: int = 2048, hop: int = 1024, n_mels: int = 229, fmin: float = 30.0, fmax: float = 8000.0,
+              n_fft: int = 2048, hop: int = 512, n_mels: int = 229, fmin: float = 30.0, fmax: float = 8000.0,
               window_samples: int = DEFAULT_WINDOW_SAMPLES, channels: Sequence[int] = (8, 16, 32),
               hidden: int = 128, dropout: float = 0.3) -> "PitchFamilyClassifier":
         """A fresh (untrained) classifier from plain sizes (see :class:`LogMel`, :class:`PitchFamilyNet`)."""
@@ -391,7 +392,7 @@ def spectral_summary(logmel: torch.Tensor, pool: tuple[int, int] = (4, 4)) -> to
 
 def train_classifier(train_waves: Any, train_pitch: Any, train_family: Any, train_program: Any, *,
                      families: Sequence[str], valid: tuple[Any, Any, Any, Any] | None = None,
-                     pitch_min: int | None = None, n_pitches: int | None = None, epochs: int = 12,
+                     pitch_min: int | None = None, n_pitches: int | None = None, epochs: int = 30,
                      batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0,
                      truncate_prob: float = 0.3, ndb_k: int = 50, sample_rate: int = 16000,
                      log: Callable[[str], None] | None = print, **sizes: Any) -> PitchFamilyClassifier:
@@ -447,7 +448,7 @@ def train_classifier(train_waves: Any, train_pitch: Any, train_family: Any, trai
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
                                                 pct_start=0.2)
     history: list[dict[str, float]] = []
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    best: tuple[tuple[float, float], dict[str, torch.Tensor]] | None = None
     frames = x.shape[1]
     for epoch in range(epochs):
         net.train()
@@ -476,8 +477,9 @@ def train_classifier(train_waves: Any, train_pitch: Any, train_family: Any, trai
         if valid is not None:
             acc = _accuracies(net, vx, vy_pitch, vy_family)
             row.update({"valid_pitch_accuracy": acc[0], "valid_family_accuracy": acc[1]})
-            score = acc[0] if not math.isnan(acc[0]) else acc[1]
-            if best is None or score > best[0]:
+            # ties go to the later epoch (lower training loss); family accuracy breaks pitch ties
+            score = (0.0 if math.isnan(acc[0]) else acc[0], acc[1])
+            if best is None or score >= best[0]:
                 best = (score, {k: v.detach().clone() for k, v in net.state_dict().items()})
         history.append(row)
         say("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
@@ -526,13 +528,16 @@ def split_name(split: str) -> str:
     return name
 
 
-def load_split(root: str | Path, split: str, clip_samples: int) -> dict[str, np.ndarray]:
-    """Real notes of one split of an NSynth-format note set, via :func:`audio.notes.load_note_waves`.
+def load_split(root: str | Path, split: str, clip_samples: int, max_notes: int | None = None,
+               seed: int = 0) -> dict[str, Any]:
+    """Real notes of one split of an NSynth-format note set (:mod:`audio.notes`).
 
     Args:
         root: the note set folder (holding ``nsynth-<split>/``).
         split: "nsynth-train" / "train", "nsynth-valid" / "valid" or "nsynth-test" / "test".
         clip_samples: samples kept from the start of each note (zero-padded when shorter).
+        max_notes: read only this many notes, chosen at random with ``seed`` (sorted), so that
+            big sets (NSynth's 289k training notes) need not be read whole.
     Returns:
         dict with ``waves`` float32 [N, clip_samples], int64 [N] ``pitch``, ``velocity``,
         ``program`` (128 = drums), ``family``, and ``sample_rate`` (Hz).
@@ -541,16 +546,24 @@ def load_split(root: str | Path, split: str, clip_samples: int) -> dict[str, np.
     name = split_name(split)
     if not root.is_dir():
         raise UserError(f"{root}: note data folder not found (build it with 'musegansynth data notes')")
-    from audio.notes import load_note_waves
+    if clip_samples < 1:
+        raise UserError(f"clip_samples {clip_samples}: must be positive")
+    from audio.notes import NoteSet, load_note_waves
 
-    data = load_note_waves(root, name, clip_samples)
-    waves = next((data[k] for k in ("wave", "waves") if k in data), None)
-    if waves is None:
-        raise UserError(f"{root}/nsynth-{name}: note data has no waves (keys: {sorted(data)})")
+    if max_notes is None:
+        data = load_note_waves(root, name, clip_samples)
+        waves = data["wave"]
+    else:
+        notes = NoteSet(root, name)
+        idx = np.arange(len(notes))
+        if max_notes < len(notes):
+            idx = np.sort(np.random.default_rng(seed).choice(len(notes), max_notes, replace=False))
+        waves = np.stack([notes.load_wave(int(i), clip_samples) for i in idx]) if len(idx) else \
+            np.zeros((0, clip_samples), np.float32)
+        data = {"pitch": notes.pitch[idx], "velocity": notes.velocity[idx], "program": notes.program[idx],
+                "family": notes.family[idx], "sample_rate": notes.sample_rate}
     out: dict[str, Any] = {"waves": np.asarray(waves, dtype=np.float32)}
     for k in ("pitch", "velocity", "program", "family"):
-        if k not in data:
-            raise UserError(f"{root}/nsynth-{name}: note data lacks '{k}'")
         out[k] = np.asarray(data[k], dtype=np.int64)
     out["sample_rate"] = int(data.get("sample_rate", 16000))
     if len(out["waves"]) == 0:
@@ -571,7 +584,7 @@ def cli_main(argv: list[str]) -> int:
                                      "'musegansynth evaluate audio' on an NSynth-format note set.")
     parser.add_argument("--data", required=True, help="note set folder (with nsynth-train, nsynth-valid, nsynth-test)")
     parser.add_argument("--out", required=True, help="output .safetensors path (a .json is written beside it)")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)

@@ -6,7 +6,8 @@ classifier (:mod:`audio.classifier`) then scores both sets alike:
 
 - pitch accuracy and pitch entropy (pitched notes only; drums have no pitch class),
 - family accuracy,
-- NDB and NDB/K against the k-means bins (k = 50) of the real training notes,
+- NDB and NDB/K against the k-means bins (k = 50) of the log-mel spectrograms of real training
+  notes (up to 5000 of them, cut to the length the notes are judged on),
 - Fréchet distance of classifier features to the training notes, and generated vs. real.
 
 Targets (printed and in the JSON): generated pitch accuracy >= 0.90 and >= 95% of the real
@@ -163,18 +164,50 @@ def choose_notes(n_available: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_available, n, replace=False))
 
 
+def set_reference(classifier: Any, data: str | Path, clip_samples: int, *, k: int = 50, max_notes: int = 5000,
+                  seed: int = 0) -> dict[str, Any]:
+    """Fit the NDB bins and FD statistics on real *training* notes cut to ``clip_samples``.
+
+    Both sets are judged on their first ``clip_samples`` samples, so the reference must be too.
+    Reads at most ``max_notes`` training notes (seeded choice). When the note set has no
+    training split, the statistics stored with the classifier are kept if they were made on the
+    same length (its whole window); otherwise UserError.
+
+    Returns:
+        JSON-able description: ``{"source", "n", "clip_samples", "k"}``.
+    """
+    from audio.classifier import load_split
+
+    try:
+        train = load_split(data, "nsynth-train", clip_samples, max_notes=max_notes, seed=seed)
+    except UserError:
+        if clip_samples >= classifier.window_samples and "ndb_centroids" in classifier.reference:
+            return {"source": "classifier", "n": int(classifier.reference["ndb_counts"].sum()),
+                    "clip_samples": classifier.window_samples, "k": int(len(classifier.reference["ndb_counts"]))}
+        raise
+    if len(train["waves"]) < k:
+        raise UserError(f"{data}: only {len(train['waves'])} training notes, NDB needs at least k={k}")
+    classifier.compute_reference(train["waves"], k=k, seed=seed)
+    return {"source": "nsynth-train", "n": int(len(train["waves"])), "clip_samples": int(clip_samples), "k": k}
+
+
 def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | Path = DEFAULT_CLASSIFIER,
                    split: str = "nsynth-test", n: int = 1000, seed: int = 0, device: str = "cpu",
-                   batch_size: int = 64, log: Any = None) -> dict[str, Any]:
+                   batch_size: int = 64, ndb_k: int = 50, reference_notes: int = 5000,
+                   log: Any = None) -> dict[str, Any]:
     """Generate notes for held-out labels and compare them with the real notes (see :func:`compare`).
+
+    The NDB bins and the FD reference are fitted on up to ``reference_notes`` real training
+    notes of ``data`` at the length the notes are judged on (see :func:`set_reference`).
 
     Raises:
         UserError: missing or unreadable data, weights or classifier; sample rate mismatch.
     """
-    from audio.classifier import PitchFamilyClassifier, load_split
+    from audio.classifier import PitchFamilyClassifier, load_split, split_name
 
     say = log or (lambda _m: None)
     data, weights = Path(data), Path(weights)
+    split_name(split)
     if not data.is_dir():
         raise UserError(f"{data}: note data folder not found (build it with 'musegansynth data notes')")
     if not weights.exists() and not weights.with_suffix(".safetensors").exists():
@@ -197,9 +230,12 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
     t1 = time.time()
     waves = generate_notes(gen, pitch, program, velocity, seed=seed, batch_size=batch_size, device=device)
     t_gen = time.time() - t1
+    clip = min(waves.shape[1], clf.window_samples)
+    reference = set_reference(clf, data, clip, k=ndb_k, max_notes=reference_notes, seed=seed)
     result = compare(clf, notes["waves"][idx], waves, pitch, program, family)
     result.update({"data": str(data), "split": split, "weights": str(weights), "classifier": str(classifier),
-                   "n": int(len(idx)), "seed": seed, "device": device,
+                   "n": int(len(idx)), "seed": seed, "device": device, "reference": reference,
+                   "generated_samples": int(waves.shape[1]),
                    "seconds": {"generate": round(t_gen, 3), "total": round(time.time() - t0, 3)}})
     return result
 
@@ -272,9 +308,13 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--ndb-k", type=int, default=50, help="k-means bins for NDB (default 50)")
+    parser.add_argument("--reference-notes", type=int, default=5000,
+                        help="training notes the NDB bins and FD reference are fitted on (default 5000)")
     args = parser.parse_args(argv[1:])
     result = evaluate_audio(data=args.data, weights=args.weights, classifier=args.classifier, split=args.split,
-                            n=args.n, seed=args.seed, device=args.device, batch_size=args.batch_size)
+                            n=args.n, seed=args.seed, device=args.device, batch_size=args.batch_size,
+                            ndb_k=args.ndb_k, reference_notes=args.reference_notes)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)

@@ -170,13 +170,18 @@ def unwrap(phase: torch.Tensor, dim: int = -1) -> torch.Tensor:
     if phase.shape[dim] < 2:
         return phase.clone()
     d = torch.diff(phase, dim=dim)
-    d_mod = _wrap(d)
-    # a jump of exactly +pi stays +pi (numpy's rule), not -pi
-    d_mod = torch.where((d_mod == -math.pi) & (d > 0), torch.full_like(d_mod, math.pi), d_mod)
-    correction = torch.where(d.abs() < math.pi, torch.zeros_like(d), d_mod - d)
+    correction = _unwrapped_step(d) - d
     first = phase.narrow(dim, 0, 1)
     zero = torch.zeros_like(first)
     return phase + torch.cat([zero, torch.cumsum(correction, dim=dim)], dim=dim)
+
+
+def _unwrapped_step(d: torch.Tensor) -> torch.Tensor:
+    """The step of the unwrapped phase for a raw step ``d`` (rad): ``d`` itself when |d| < pi,
+    else ``d`` wrapped into [-pi, pi), a jump of exactly +pi staying +pi (numpy's rule)."""
+    d_mod = _wrap(d)
+    d_mod = torch.where((d_mod == -math.pi) & (d > 0), torch.full_like(d_mod, math.pi), d_mod)
+    return torch.where(d.abs() < math.pi, d, d_mod)
 
 
 def instantaneous_frequency(phase: torch.Tensor, time_dim: int = -2) -> torch.Tensor:
@@ -191,11 +196,13 @@ def instantaneous_frequency(phase: torch.Tensor, time_dim: int = -2) -> torch.Te
         ``phase[0] / pi``, frame t > 0 holds ``(unwrap(phase)[t] - unwrap(phase)[t-1]) / pi``
         (radians per hop, in units of pi).
     """
-    unwrapped = unwrap(phase, dim=time_dim)
-    first = unwrapped.narrow(time_dim, 0, 1)
-    if unwrapped.shape[time_dim] < 2:
+    # diff(unwrap(phase)) is the wrapped step itself: computing it directly avoids summing
+    # large multiples of 2 pi in float32
+    first = phase.narrow(time_dim, 0, 1)
+    if phase.shape[time_dim] < 2:
         return first / math.pi
-    return torch.cat([first, torch.diff(unwrapped, dim=time_dim)], dim=time_dim) / math.pi
+    steps = _unwrapped_step(torch.diff(phase, dim=time_dim))
+    return torch.cat([first, steps], dim=time_dim) / math.pi
 
 
 def phase_from_if(if_: torch.Tensor, time_dim: int = -2) -> torch.Tensor:
@@ -206,9 +213,18 @@ def phase_from_if(if_: torch.Tensor, time_dim: int = -2) -> torch.Tensor:
         time_dim: the time (frame) axis.
 
     Returns:
-        Float tensor of the same shape: unwrapped phase in rad.
+        Float tensor of the same shape: unwrapped phase in rad (summed in float64 where the
+        device supports it, since the phase of a high bin grows to thousands of rad).
     """
-    return torch.cumsum(if_ * math.pi, dim=time_dim)
+    return _phase_from_if_wide(if_, time_dim).to(if_.dtype)
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    return x if x.device.type == "mps" else x.to(torch.float64)
+
+
+def _phase_from_if_wide(if_: torch.Tensor, time_dim: int) -> torch.Tensor:
+    return torch.cumsum(_wide(if_) * math.pi, dim=time_dim)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,18 +379,19 @@ class SpecTransform:
         if frames is not None:
             n = self.samples_for(frames)
             wave = wave[:, :n] if wave.shape[1] >= n else torch.nn.functional.pad(wave, (0, n - wave.shape[1]))
-        spec = self.stft(wave)
+        spec = self.stft(wave)  # [B, frames, linear_bins]
         mag = spec.abs()
-        phase = unwrap(torch.angle(spec), dim=1)  # [B, frames, linear_bins]
         if self.config.n_mels is None:
             logmag = torch.log(mag + LOG_EPS)
+            phase = torch.angle(spec)
         else:
             mel_t = self._get("mel", wave.device, wave.dtype).T  # [linear_bins, n_mels]
             logmag = torch.log(torch.sqrt(torch.clamp(mag.square() @ mel_t, min=0.0)) + LOG_EPS)
             if self.config.mel_phase == "complex":
-                phase = unwrap(torch.atan2(spec.imag @ mel_t, spec.real @ mel_t), dim=1)
+                phase = torch.atan2(spec.imag @ mel_t, spec.real @ mel_t)
             else:
-                phase = phase @ mel_t
+                unwrapped = unwrap(_wide(torch.angle(spec)), dim=1)
+                phase = (unwrapped @ _wide(mel_t)).to(wave.dtype)
         if_ = instantaneous_frequency(phase, time_dim=1)
         return torch.stack([logmag, if_], dim=1)
 
@@ -391,17 +408,18 @@ class SpecTransform:
         logmag, if_ = spec[:, 0], spec[:, 1]
         if self.config.n_mels is None:
             mag = torch.clamp(torch.exp(logmag) - LOG_EPS, min=0.0)
-            phase = phase_from_if(if_, time_dim=1)
+            phase = _wrap(_phase_from_if_wide(if_, time_dim=1)).to(spec.dtype)
         else:
             inv_t = self._get("mel_inv", spec.device, spec.dtype).T  # [n_mels, linear_bins]
             mel_mag = torch.clamp(torch.exp(logmag) - LOG_EPS, min=0.0)
             mag = torch.sqrt(torch.clamp(mel_mag.square() @ inv_t, min=0.0))
-            mel_phase = phase_from_if(if_, time_dim=1)
+            mel_phase = _phase_from_if_wide(if_, time_dim=1)
             if self.config.mel_phase == "complex":
+                mel_phase = _wrap(mel_phase).to(spec.dtype)
                 re, im = mel_mag * torch.cos(mel_phase), mel_mag * torch.sin(mel_phase)
                 phase = torch.atan2(im @ inv_t, re @ inv_t)
             else:
-                phase = mel_phase @ inv_t
+                phase = _wrap(mel_phase @ _wide(inv_t)).to(spec.dtype)
         return torch.polar(mag, phase)
 
     def spec_to_wave(self, spec: torch.Tensor, length: int | None = None) -> torch.Tensor:

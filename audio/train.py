@@ -14,6 +14,7 @@ Two callbacks are always on and have their own sections: ``export`` (the
 from __future__ import annotations
 
 import sys
+import warnings
 
 from pipeline.errors import UserError
 
@@ -44,6 +45,8 @@ def cli_main(argv: list[str] | None = None) -> int:
             parser.link_arguments("data.clip_frames", "model.frames")
             parser.link_arguments(("data.n_mels", "data.n_fft"), "model.bins", compute_fn=_bins)
 
+    # ModelCheckpoint warns that manual optimisation saves the post-step state: that is what we want
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     if len(argv) <= 1:
         raise UserError(f"{argv[0] if argv else 'train audio'}: give --config FILE (see configs/audio/*.yaml)")
     cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,

@@ -223,7 +223,10 @@ def pop909_songs(root: Path, grid: Grid, track_map: TrackMap = POP909) -> list[t
     folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / f"{p.name}.mid").is_file())
     if not folders:
         raise UserError(f"{root}: no POP909 song folders (NNN/NNN.mid) found")
-    return [(f.name, (lambda f=f, i=i: load_pop909_song(f, i, grid, track_map))) for i, f in enumerate(folders)]
+    # song id = the POP909 number ("007" -> 7) where the folder is numbered
+    return [(f.name, (lambda f=f, i=i: load_pop909_song(f, int(f.name) if f.name.isdigit() else i, grid,
+                                                        track_map)))
+            for i, f in enumerate(folders)]
 
 
 def download_pop909(dest: Path) -> Path:

@@ -55,8 +55,8 @@ def draw_multitrack(mt_or_roll, track_names: Sequence[str] | None = None, title:
             (bool, uint8 velocities or float in [0, 1]; numpy or torch).
         track_names: one name per track (default: the multitrack's names, or "track i").
         title: figure title.
-        grid: the roll's grid (default: the multitrack's, or 84 pitches from MIDI 24 with the
-            roll's steps per bar as 4 beats).
+        grid: the roll's grid (default: the multitrack's, or pitches from MIDI 24 (from 0 for more
+            than 104 rows) with the roll's steps per bar as 4 beats).
 
     Raises ValueError on a roll of the wrong shape or a wrong number of track names.
     """
@@ -74,9 +74,9 @@ def draw_multitrack(mt_or_roll, track_names: Sequence[str] | None = None, title:
             raise ValueError(f"roll should have 4 dimensions [tracks, bars, steps_per_bar, pitches], got {roll.shape}")
         if grid is None:
             spb = roll.shape[2]
-            grid = Grid(steps_per_beat=max(1, spb // 4), beats_per_bar=4 if spb % 4 == 0 else 1,
-                        lowest_pitch=24, n_pitches=roll.shape[3]) if roll.shape[3] <= 104 else \
-                Grid(max(1, spb // 4), 4 if spb % 4 == 0 else 1, 0, roll.shape[3])
+            four = spb % 4 == 0
+            grid = Grid(steps_per_beat=spb // 4 if four else spb, beats_per_bar=4 if four else 1,
+                        lowest_pitch=24 if roll.shape[3] <= 104 else 0, n_pitches=roll.shape[3])
     n_tracks, n_bars, steps, n_pitches = roll.shape
     if (steps, n_pitches) != (grid.steps_per_bar, grid.n_pitches):
         raise ValueError(f"roll shape {roll.shape} does not match the grid {grid}")

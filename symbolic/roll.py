@@ -403,7 +403,10 @@ def from_pypianoroll(ppr, track_map: TrackMap | str, grid: Grid = Grid(), *, ori
         pr = np.asarray(tr.pianoroll)
         if pr.size == 0:
             continue
-        vel = pr.astype(np.uint8) if pr.dtype != bool else pr
+        if pr.dtype == bool or (np.issubdtype(pr.dtype, np.floating) and pr.max() <= 1.0):
+            vel = pr > 0  # binary (LPD-5) or probabilities: default velocity
+        else:
+            vel = np.clip(pr, 0, 127).astype(np.uint8)  # velocities
         for n in roll_to_notes(vel[None], grid=Grid(res, 1, 0, 128)):
             s = int(_round((n.start - origin_step) * grid.steps_per_beat / res))
             e = int(_round((n.end - origin_step) * grid.steps_per_beat / res))

@@ -88,7 +88,7 @@ class TrackMap:
         """Track index for each instrument (objects with ``name``, ``program``, ``is_drum``), or None."""
         out: list[int | None] = []
         for inst in instruments:
-            out.append(self._match(getattr(inst, "name", "") or "", int(inst.program), bool(inst.is_drum)))
+            out.append(self._match(getattr(inst, "name", "") or "", int(inst.program or 0), bool(inst.is_drum)))
         if self.by_order:
             taken = {i for i in out if i is not None}
             free = [i for i, t in enumerate(self.tracks) if i not in taken and not t.is_drum]
@@ -109,10 +109,8 @@ class TrackMap:
         for i, t in enumerate(self.tracks):
             if first and len(first) > 1 and first in (s.lower() for s in t.source_names):
                 return i  # "Soprano Oboe 1 Violin1" -> soprano
-        if any(t.source_names for t in self.tracks) and not is_drum:
-            # name-based maps (POP909, SATB) take only named parts, except by order
-            if all(t.source_names or t.is_drum for t in self.tracks):
-                return None
+        if not is_drum and all(t.source_names or t.is_drum for t in self.tracks):
+            return None  # name-based maps (POP909, SATB) take only named parts (SATB: then by order)
         for i, t in enumerate(self.tracks):
             if is_drum and t.is_drum and not t.source_names:
                 return i

@@ -7,8 +7,14 @@ Examples::
     musegansynth train symbolic --config configs/symbolic/pop909.yaml --ckpt_path last.ckpt   # resume
     musegansynth train symbolic fit --config ... --print_config                                # show all
 
-Without a subcommand ``fit`` is assumed. The data module's shapes and meta are linked into the
-model, so configs give only the data folder, model widths and training settings.
+Without a subcommand ``fit`` is assumed. Several GPUs (DDP, no code change)::
+
+    musegansynth train symbolic --config configs/symbolic/pop909.yaml --trainer.devices 4 \
+        --trainer.strategy ddp_find_unused_parameters_true
+
+(the two nets take turns, so each step leaves one net without gradients: DDP must be told).
+The data module's shapes and meta are linked into the model, so configs give only the data
+folder, model widths and training settings.
 """
 
 from __future__ import annotations
@@ -40,7 +46,11 @@ def cli_main(argv: list[str]) -> int:
     if not args or args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help"):
         args = ["fit", *args]
 
+    import warnings
+
     from lightning.pytorch.cli import LightningCLI
+
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
     from symbolic.datamodule import PhraseDataModule
     from symbolic.lightning import MuseGANModule

@@ -91,6 +91,7 @@ def setup(tmp_path_factory):
 
 def _run(setup, monkeypatch, gen, **kw):
     monkeypatch.setattr(ev, "_load_generator", lambda path, device: gen)
+    kw.setdefault("ndb_k", 10)
     return ev.evaluate_audio(data=setup["data"], weights=setup["weights"], classifier=setup["classifier"], **kw)
 
 
@@ -126,7 +127,15 @@ def test_silence_lands_in_few_bins_and_fails_ndb(setup, monkeypatch):
 
 def test_short_generated_notes_cut_the_real_notes_too(setup, monkeypatch):
     res = _run(setup, monkeypatch, ToneGenerator(samples=1024), n=20)
-    assert res["clip_samples"] == 1024 and res["n"] == 20
+    assert res["clip_samples"] == 1024 and res["n"] == 20 and res["generated_samples"] == 1024
+    # the NDB bins and FD reference are refitted on training notes of the same length
+    assert res["reference"] == {"source": "nsynth-train", "n": 480, "clip_samples": 1024, "k": 10}
+    assert res["real"]["pitch_accuracy"] > 0.5  # still judged (the classifier saw cut notes in training)
+
+
+def test_reference_notes_caps_the_training_notes_read(setup, monkeypatch):
+    res = _run(setup, monkeypatch, ToneGenerator(), n=10, reference_notes=100)
+    assert res["reference"]["n"] == 100
 
 
 def test_same_seed_same_result(setup, monkeypatch):

@@ -11,26 +11,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakes import FakeComposer, FakeTimbreGenerator, fake_drum_composer  # noqa: E402
+from fakes import SMALL_SONG, FakeComposer, FakeTimbreGenerator, fake_drum_composer  # noqa: E402,F401
 
-SMALL_SONG = {
-    "title": "Small Song",
-    "seed": 3,
-    "tempo": 120,
-    "time_signature": "4/4",
-    "sample_rate": 16000,
-    "style": "rock",
-    "tracks": [
-        {"name": "lead", "source": "melody", "instrument": "Flute", "timbre_seed": 1, "volume_db": -1, "pan": -0.2},
-        {"name": "keys", "source": "piano", "instrument": "keyboard", "timbre_seed": 2, "volume_db": -4},
-        {"name": "drums", "source": "drums", "timbre_seed": 3, "volume_db": -6, "pan": 0.1},
-    ],
-    "sections": [
-        {"name": "verse", "bars": 4, "chords": ["C", "Am", "F", "G"]},
-        {"name": "chorus", "bars": 2, "chords": ["F", "G"], "morph": 0.5},
-        {"name": "verse", "bars": 4, "chords": ["C", "Am", "F", "G"], "variation": 0.3},
-    ],
-}
 
 
 @pytest.fixture(autouse=True)

@@ -169,4 +169,25 @@ def make_models(device: str = "cpu"):
     return FakeComposer(device=device), fake_drum_composer(device=device), FakeTimbreGenerator(device=device)
 
 
-__all__ = ["FakeComposer", "FakeTimbreGenerator", "fake_drum_composer", "make_models"]
+#: A small song config (10 bars at 120 bpm, three tracks with drums) for pipeline tests.
+SMALL_SONG = {
+    "title": "Small Song",
+    "seed": 3,
+    "tempo": 120,
+    "time_signature": "4/4",
+    "sample_rate": 16000,
+    "style": "rock",
+    "tracks": [
+        {"name": "lead", "source": "melody", "instrument": "Flute", "timbre_seed": 1, "volume_db": -1, "pan": -0.2},
+        {"name": "keys", "source": "piano", "instrument": "keyboard", "timbre_seed": 2, "volume_db": -4},
+        {"name": "drums", "source": "drums", "timbre_seed": 3, "volume_db": -6, "pan": 0.1},
+    ],
+    "sections": [
+        {"name": "verse", "bars": 4, "chords": ["C", "Am", "F", "G"]},
+        {"name": "chorus", "bars": 2, "chords": ["F", "G"], "morph": 0.5},
+        {"name": "verse", "bars": 4, "chords": ["C", "Am", "F", "G"], "variation": 0.3},
+    ],
+}
+
+
+__all__ = ["SMALL_SONG", "FakeComposer", "FakeTimbreGenerator", "fake_drum_composer", "make_models"]

@@ -112,6 +112,13 @@ def test_debug_config_trains_exports_and_resumes(tmp_path):
     assert card["training_steps"] == 4, card["training_steps"]  # 12 global steps, n_critic 2
     logs = list((tmp_path / "logs" / "symbolic_debug").glob("version_*/events.out.tfevents.*"))
     assert logs, "no TensorBoard log"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(logs[0]))
+    ea.Reload()
+    assert "samples/ema" in ea.Tags()["images"], ea.Tags()["images"]
+    for tag in ("loss/d", "loss/g", "loss/gp", "val/empty_bar_rate_fake", "val/upc_real"):
+        assert tag in ea.Tags()["scalars"], (tag, ea.Tags()["scalars"])
     composer = Composer.load(tmp_path / "pretrained" / "symbolic_debug.safetensors")
     roll = composer.compose(2, seed=0)
     assert roll.shape == (3, 8, 16, 84), roll.shape

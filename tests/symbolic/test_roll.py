@@ -285,3 +285,16 @@ def test_grid_checks():
     for bad in (dict(lowest_pitch=100), dict(steps_per_beat=0), dict(lowest_pitch=-1)):
         with pytest.raises(ValueError):
             Grid(**bad)
+
+
+def test_from_pypianoroll_float_and_bool_tracks():
+    import pypianoroll
+
+    f = np.zeros((8, 128), np.float32)
+    f[0:4, 60] = 0.7                     # a float roll in [0, 1] must not truncate to silence
+    b = np.zeros((8, 128), bool)
+    b[4:8, 40] = True
+    ppr = pypianoroll.Multitrack(resolution=4, tracks=[pypianoroll.Track("Piano", 0, False, f),
+                                                       pypianoroll.BinaryTrack("Bass", 33, False, b)])
+    mt = from_pypianoroll(ppr, LPD5, Grid())
+    assert mt.notes() == [Note(1, 60, 0, 4, 100), Note(3, 40, 4, 8, 100)]

@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from conftest import SMALL_SONG
+from fakes import SMALL_SONG
 from fakes import FakeComposer, FakeTimbreGenerator, fake_drum_composer
 from pipeline.config import load_config, parse_config
 from pipeline.errors import UserError

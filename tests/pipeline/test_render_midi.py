@@ -1,0 +1,129 @@
+"""``musegansynth render``: any MIDI voiced by the timbre model; program mapping; bad MIDI files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile as sf
+
+from fakes import FakeTimbreGenerator
+from pipeline.errors import UserError
+from pipeline.render import cli_main, nearest_program, program_mapper, render_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _midi(path: Path, programs=(0, 1), drums=True) -> Path:
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    for k, prog in enumerate(programs):
+        inst = pretty_midi.Instrument(prog, name=f"part{k}")
+        for j in range(6):
+            inst.notes.append(pretty_midi.Note(90, 60 + 4 * k + j, 0.25 * j, 0.25 * j + 0.2))
+        pm.instruments.append(inst)
+    if drums:
+        d = pretty_midi.Instrument(0, is_drum=True, name="kit")
+        d.notes += [pretty_midi.Note(100, 36, 0.0, 0.1), pretty_midi.Note(100, 38, 0.5, 0.6)]
+        pm.instruments.append(d)
+    pm.write(str(path))
+    return path
+
+
+@pytest.fixture
+def fake_timbre(monkeypatch):
+    import pipeline.render as render
+
+    gen = FakeTimbreGenerator(clip_s=0.5)
+    gen.programs = [0, 24, 40, 128]
+    monkeypatch.setattr(render, "load_timbre", lambda weights, device: gen)
+    return gen
+
+
+def test_nearest_program_prefers_the_family():
+    known = [0, 24, 40, 56]
+    assert nearest_program(0, known) == 0
+    assert nearest_program(6, known) == 0  # harpsichord -> piano (keyboard)
+    assert nearest_program(30, known) == 24  # guitar family
+    assert nearest_program(33, known) == 40  # bass: no bass known, nearest number
+    assert nearest_program(48, known) == 40  # string ensemble -> violin (string)
+
+
+def test_program_mapper_warns_once_per_program(capsys):
+    gen = FakeTimbreGenerator()
+    gen.programs = [0, 24, 128]
+    mapper = program_mapper(gen)
+    assert [mapper(p) for p in (1, 1, 1, 0, 25)] == [0, 0, 0, 0, 24]
+    assert mapper(36, True) == 36  # drum kits pass
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert "program 1 (Bright Acoustic Piano)" in err[0] and "as 0 (Acoustic Grand Piano)" in err[0]
+    gen.programs = []  # a model that does not list its programs: only inexact families warn
+    mapper = program_mapper(gen)
+    assert mapper(5) == 5 and mapper(122) == 122
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "program 122" in err[0]
+
+
+def test_render_cli_writes_a_wav(tmp_path, fake_timbre, capsys):
+    midi = _midi(tmp_path / "in.mid")
+    assert cli_main(["musegansynth render", str(midi), "--device", "cpu"]) == 0
+    wav = tmp_path / "in.wav"
+    data, sr = sf.read(str(wav))
+    assert sr == 16000 and data.ndim == 1
+    assert len(data) == int(np.ceil((1.45 + 0.3) * sr))  # last note-off + release
+    assert 0.05 < np.abs(data).max() <= 10 ** (-1 / 20) + 1e-4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "program 1 " in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mid", "in.wav"]
+
+
+def test_render_is_reproducible(tmp_path, fake_timbre):
+    midi = _midi(tmp_path / "in.mid")
+    a = render_file(midi, tmp_path / "a.wav", timbre=fake_timbre)
+    other = FakeTimbreGenerator(clip_s=0.5)
+    other.programs = list(fake_timbre.programs)
+    b = render_file(midi, tmp_path / "b.wav", timbre=other)
+    assert np.array_equal(sf.read(str(a), dtype="int16")[0], sf.read(str(b), dtype="int16")[0])
+
+
+def test_unreadable_midi_is_a_user_error(tmp_path, fake_timbre):
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd nonsense")
+    with pytest.raises(UserError, match="bad.mid"):
+        cli_main(["r", str(bad), "--out", str(tmp_path / "x.wav")])
+    with pytest.raises(UserError, match="nothere.mid"):
+        cli_main(["r", str(tmp_path / "nothere.mid")])
+    empty = tmp_path / "empty.mid"
+    pretty_midi.PrettyMIDI().write(str(empty))
+    with pytest.raises(UserError, match="no notes"):
+        cli_main(["r", str(empty), "--out", str(tmp_path / "e.wav")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mid", "empty.mid"]
+
+
+def test_unreadable_midi_subprocess(tmp_path):
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"\x00\x01garbage")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "render", str(bad), "--out", str(tmp_path / "o.wav")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.mid" in lines[0] and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mid"]
+
+
+@pytest.mark.fluidsynth
+def test_render_with_fluidsynth(tmp_path):
+    from audio.fluid import fluidsynth_available
+
+    if not fluidsynth_available():
+        pytest.skip("fluidsynth is not installed")
+    midi = _midi(tmp_path / "in.mid", programs=(0,), drums=False)
+    assert cli_main(["r", str(midi), "--renderer", "fluidsynth", "--out", str(tmp_path / "f.wav")]) == 0
+    data, sr = sf.read(str(tmp_path / "f.wav"))
+    assert sr == 44100 and np.abs(data).max() > 0.01
