@@ -13,7 +13,12 @@ bins of their log-mel spectrograms with the bin counts (for NDB). See :mod:`audi
 Train (writes ``OUT.safetensors`` + ``OUT.json``)::
 
     python -m audio.classifier --data data/build/notes/fluidr3 \
-        --out data/pretrained/audio_classifier.safetensors
+        --out data/pretrained/audio_classifier.safetensors --threads 1
+
+On the FluidR3 note set (3,752 training notes) this takes about 2.5 minutes on a 2-core CPU
+(30 epochs; ``--threads 1`` is faster than 2 on a shared machine and bit-reproducible) and
+reaches pitch accuracy 1.000 (195 pitched notes) and family accuracy 1.000 (207 notes) on
+nsynth-test. The weights file is 1.2 MB.
 """
 
 from __future__ import annotations

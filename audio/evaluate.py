@@ -1,7 +1,10 @@
 """``musegansynth evaluate audio``: GANSynth's metrics for generated notes, beside real held-out notes.
 
 For ``--n`` held-out notes of the note set (chosen with ``--seed``), the timbre model generates
-a note with the same (pitch, program, velocity) and a random latent z. The pitch/family
+a note with the same (pitch, program, velocity) and a random latent z. When the split has fewer
+than ``--n`` notes, all of them are the real set, and the generator makes the remaining notes
+with labels drawn from the training split (NDB's per-bin tests need many notes; see
+:func:`training_labels`). The pitch/family
 classifier (:mod:`audio.classifier`) then scores both sets alike:
 
 - pitch accuracy and pitch entropy (pitched notes only; drums have no pitch class),
@@ -74,13 +77,16 @@ def score_waves(classifier: Any, waves: Any, pitch: Any, program: Any, family: A
     return res
 
 
-def compare(classifier: Any, real_waves: Any, generated_waves: Any, pitch: Any, program: Any,
-            family: Any) -> dict[str, Any]:
-    """Score real and generated notes (same labels, Int arrays [N]) side by side.
+def compare(classifier: Any, real_waves: Any, generated_waves: Any, pitch: Any, program: Any, family: Any,
+            generated_labels: tuple[Any, Any, Any] | None = None) -> dict[str, Any]:
+    """Score real and generated notes side by side.
 
     Args:
-        real_waves, generated_waves: Float arrays [N, T_real] and [N, T_gen] at the
+        real_waves, generated_waves: Float arrays [N, T_real] and [M, T_gen] at the
             classifier's sample rate; both are judged on ``min(T_gen, window)`` samples.
+        pitch, program, family: Int arrays [N], labels of the real notes.
+        generated_labels: (pitch, program, family) Int arrays [M] of the generated notes;
+            default: the real notes' labels (M = N).
     Returns:
         JSON-able dict: ``real`` and ``generated`` (see :func:`score_waves`, without features),
         ``fd_generated_vs_real``, ``pitch_accuracy_ratio`` (generated / real), ``clip_samples``
@@ -90,15 +96,16 @@ def compare(classifier: Any, real_waves: Any, generated_waves: Any, pitch: Any, 
 
     real = torch.as_tensor(np.asarray(real_waves, dtype=np.float32))
     gen = torch.as_tensor(np.asarray(generated_waves, dtype=np.float32))
-    if real.dim() != 2 or gen.dim() != 2 or len(real) != len(gen):
-        raise ValueError(f"expected real [N, T] and generated [N, T'] waves, got {tuple(real.shape)} "
-                         f"and {tuple(gen.shape)}")
+    g_pitch, g_program, g_family = generated_labels if generated_labels is not None else (pitch, program, family)
+    if real.dim() != 2 or gen.dim() != 2 or len(real) != len(pitch) or len(gen) != len(g_pitch):
+        raise ValueError(f"expected real [N, T] and generated [M, T'] waves with N and M labels, got "
+                         f"{tuple(real.shape)} and {tuple(gen.shape)} for {len(pitch)} and {len(g_pitch)} labels")
     clip = min(gen.shape[1], classifier.window_samples)
     real = real[:, :clip]
     gen = gen[:, :clip]
     r = score_waves(classifier, real, pitch, program, family)
-    g = score_waves(classifier, gen, pitch, program, family)
-    fd_gr = frechet_distance_features(g.pop("features"), r.pop("features")) if len(real) > 1 else None
+    g = score_waves(classifier, gen, g_pitch, g_program, g_family)
+    fd_gr = frechet_distance_features(g.pop("features"), r.pop("features")) if min(len(real), len(gen)) > 1 else None
     ratio = (g["pitch_accuracy"] / r["pitch_accuracy"]
              if r["pitch_accuracy"] and not math.isnan(r["pitch_accuracy"]) else float("nan"))
     targets = {
@@ -164,6 +171,30 @@ def choose_notes(n_available: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_available, n, replace=False))
 
 
+def training_labels(data: str | Path, m: int, seed: int) -> dict[str, np.ndarray]:
+    """Labels of ``m`` notes drawn at random (seeded) from the training split of ``data``.
+
+    Used when more notes are asked for than the held-out split has: the extra generated notes
+    take labels drawn from the training notes (without replacement while there are enough), so
+    every generated note's label is an independent draw from the data's label distribution.
+    Reusing the few held-out labels instead would make the generated set's mix of
+    instruments and pitches that of the small split, which NDB's proportion tests flag as a
+    difference even for a perfect generator.
+
+    Returns:
+        dict of int64 arrays [m]: ``pitch``, ``program``, ``velocity``, ``family``.
+    """
+    from audio.notes import NoteSet
+
+    from audio.classifier import split_name
+
+    notes = NoteSet(data, split_name("nsynth-train"))
+    if len(notes) == 0:
+        raise UserError(f"{data}: the training split has no notes to draw labels from")
+    idx = np.random.default_rng(seed + 1).choice(len(notes), m, replace=m > len(notes))
+    return {k: np.asarray(getattr(notes, k)[idx], dtype=np.int64) for k in ("pitch", "program", "velocity", "family")}
+
+
 def set_reference(classifier: Any, data: str | Path, clip_samples: int, *, k: int = 50, max_notes: int = 5000,
                   seed: int = 0) -> dict[str, Any]:
     """Fit the NDB bins and FD statistics on real *training* notes cut to ``clip_samples``.
@@ -225,16 +256,23 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
         raise UserError(f"{data}: sample rate {notes['sample_rate']} Hz differs from the classifier's "
                         f"{clf.sample_rate} Hz")
     idx = choose_notes(len(notes["waves"]), n, seed)
-    pitch, program, velocity, family = (notes[k][idx] for k in ("pitch", "program", "velocity", "family"))
-    say(f"generating {len(idx)} notes ...")
+    real = {k: notes[k][idx] for k in ("pitch", "program", "velocity", "family")}
+    labels = real
+    if n > len(idx):
+        extra = training_labels(data, n - len(idx), seed)
+        labels = {k: np.concatenate([real[k], extra[k]]) for k in real}
+    say(f"generating {len(labels['pitch'])} notes ...")
     t1 = time.time()
-    waves = generate_notes(gen, pitch, program, velocity, seed=seed, batch_size=batch_size, device=device)
+    waves = generate_notes(gen, labels["pitch"], labels["program"], labels["velocity"], seed=seed,
+                           batch_size=batch_size, device=device)
     t_gen = time.time() - t1
     clip = min(waves.shape[1], clf.window_samples)
     reference = set_reference(clf, data, clip, k=ndb_k, max_notes=reference_notes, seed=seed)
-    result = compare(clf, notes["waves"][idx], waves, pitch, program, family)
+    result = compare(clf, notes["waves"][idx], waves, real["pitch"], real["program"], real["family"],
+                     generated_labels=(labels["pitch"], labels["program"], labels["family"]))
     result.update({"data": str(data), "split": split, "weights": str(weights), "classifier": str(classifier),
-                   "n": int(len(idx)), "seed": seed, "device": device, "reference": reference,
+                   "n": int(len(waves)), "n_real": int(len(idx)), "n_train_labels": int(len(waves) - len(idx)),
+                   "seed": seed, "device": device, "reference": reference,
                    "generated_samples": int(waves.shape[1]),
                    "seconds": {"generate": round(t_gen, 3), "total": round(time.time() - t0, 3)}})
     return result
@@ -265,6 +303,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines += [f"{name:<{width}}{_fmt(a):>12}{_fmt(b):>12}" for name, a, b in rows]
     lines.append(f"{'FD generated vs real':<{width}}{'':>12}{_fmt(result['fd_generated_vs_real']):>12}")
     lines.append(f"{'accuracy generated/real':<{width}}{'':>12}{_fmt(result['pitch_accuracy_ratio']):>12}")
+    if g["n"] < 500:
+        lines.append(f"note: NDB's tests have little power with {g['n']} generated notes (use --n 1000 or more)")
     lines.append("targets:")
     for name, t in result["targets"].items():
         lines.append(f"  {name} {_fmt(t['value'])} {t['target']}: {'met' if t['met'] else 'NOT met'}")
@@ -303,7 +343,8 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--split", default="nsynth-test", help="held-out split (default nsynth-test)")
     parser.add_argument("--weights", required=True, help="timbre model weights (data/pretrained/audio_<name>.safetensors)")
     parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER), help="pitch/family classifier weights")
-    parser.add_argument("--n", type=int, default=1000, help="held-out notes to evaluate (default 1000)")
+    parser.add_argument("--n", type=int, default=1000,
+                        help="notes to generate (default 1000); the real set is min(n, split size) held-out notes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -53,6 +53,9 @@ class GANSynthModule(L.LightningModule):
         n_critic: critic steps per generator step.
         gp_every: compute the gradient penalty every this many critic steps (1 = always).
         ema_decay: generator EMA decay (warmed up as ``min(decay, (1 + n) / (10 + n))``).
+        adv_start, adv_ramp: the generator's adversarial term (``wgan``) is off for the first
+            ``adv_start`` generator steps, then ramps linearly to its weight over ``adv_ramp``
+            steps (reconstruction-led warm-up; the critic trains from the start).
         sample_rate, n_fft, hop, n_mels: the spectral representation (for audio logging and export).
         media_every_n_steps: log spectrogram images and audio every this many generator steps (0 = never).
         seed: seeds the latent noise of training (with the trainer's global seed).
@@ -64,6 +67,7 @@ class GANSynthModule(L.LightningModule):
                  program_head: bool = True, loss_weights: dict[str, float] | None = None,
                  lr_g: float = 3e-4, lr_d: float = 3e-4, betas: tuple[float, float] = (0.5, 0.9),
                  n_critic: int = 1, gp_every: int = 1, ema_decay: float = 0.999,
+                 adv_start: int = 0, adv_ramp: int = 0,
                  sample_rate: int = 16000, n_fft: int = 512, hop: int = 128, n_mels: int | None = 128,
                  media_every_n_steps: int = 500):
         super().__init__()
@@ -158,6 +162,9 @@ class GANSynthModule(L.LightningModule):
             fake = self.generator(torch.randn(n, hp.latent_dim, device=self.device), *cond)
             fake_out = self.critic(fake)
             loss_g, terms_g = self.loss.generator_loss(fake_out, targets, fake, real)
+            ramp = self.adversarial_ramp(int(self.gen_steps))
+            if ramp < 1.0:  # scale the adversarial term only
+                loss_g = loss_g - (1.0 - ramp) * self.loss.weights["wgan"] * terms_g["wgan"]
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
             opt_g.step()
@@ -167,12 +174,22 @@ class GANSynthModule(L.LightningModule):
             ema_update(self.generator_ema, self.generator, min(hp.ema_decay, (1 + steps) / (10 + steps)))
             logs.update({f"train/gen/{k}": v.detach() for k, v in terms_g.items()})
             logs["train/gen/total"] = loss_g.detach()
+            logs["train/gen/adv_ramp"] = torch.tensor(ramp)
             with torch.no_grad():
                 logs["train/gen/fake_pitch_acc"] = (fake_out["pitch"].argmax(1) == targets["pitch"]).float().mean()
             if hp.media_every_n_steps and steps % hp.media_every_n_steps == 0:
                 self._log_media(b, "train")
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=n)
         self.log("gen_steps", self.gen_steps.float(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+
+    def adversarial_ramp(self, gen_step: int) -> float:
+        """Factor in [0, 1] on the generator's adversarial term at generator step ``gen_step``."""
+        hp = self.hparams
+        if gen_step < hp.adv_start:
+            return 0.0
+        if hp.adv_ramp <= 0:
+            return 1.0
+        return min(1.0, (gen_step - hp.adv_start + 1) / hp.adv_ramp)
 
     @torch.no_grad()
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -153,8 +153,13 @@ class Generator(nn.Module):
         """Data-space spec [B, 2, frames, bins] -> normalised units."""
         return (spec - self.norm_mean[:, None, :]) / self.norm_std[:, None, :]
 
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised [B, 2, frames, bins] -> data space (log magnitude; IF clamped to [-1, 1])."""
+    def denormalize(self, x: torch.Tensor, max_sigma: float = 8.0) -> torch.Tensor:
+        """Normalised [B, 2, frames, bins] -> data space (log magnitude; IF clamped to [-1, 1]).
+
+        The log magnitude is first clamped to ``max_sigma`` standard deviations of the data, so an
+        untrained or extrapolating generator cannot produce astronomically loud waves.
+        """
+        x = torch.cat([x[:, :1].clamp(-max_sigma, max_sigma), x[:, 1:]], dim=1)
         spec = x * self.norm_std[:, None, :] + self.norm_mean[:, None, :]
         return torch.cat([spec[:, :1], spec[:, 1:].clamp(-1.0, 1.0)], dim=1)
 
@@ -163,8 +168,9 @@ class Critic(nn.Module):
     """WGAN critic with auxiliary classifier heads (AC-GAN style, as GANSynth).
 
     Args:
-        channels: widths of the stride-2 conv stages (one 3×3 conv + one 3×3 stride-2 conv each
-            would be costlier; here each stage is a single 4×4 stride-2 conv).
+        channels: widths: a 3×3 conv to ``channels[0]``, then one 4×4 stride-2 conv per further
+            entry (each halves frames and bins), a 3×3 conv, and a global mean over time and
+            frequency (so any input size works).
         n_pitch_classes: size of the pitch head (joint pitched + drum vocabulary, 256).
         n_families: size of the instrument-family head.
         n_programs: size of the program head (0 disables it).

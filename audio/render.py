@@ -18,7 +18,8 @@ Pipeline for a list of :class:`RenderNote`:
 4. Envelope (:func:`envelope`, as GANSynth's reference MIDI renderer): 10 ms linear attack,
    sustain to the note's end (notes capped at ``max_note_s``), 0.3 s linear release. Velocity is
    a gain (``velocity / 127``). Drum notes (program :data:`DRUM_PROGRAM`, pitch = GM percussion
-   key) sound for ``drum_hold_s`` whatever their written length.
+   key) sound for ``drum_hold_s`` whatever their written length, and are never extended: a hit
+   decays, so past the clip's end it is silent.
 5. The note is added into its stem at sample ``round(start_s * sample_rate)``.
 """
 
@@ -273,7 +274,11 @@ class NoteRenderer:
             samples = max(needs[k] for k in batch)
             frames = tr.frames_for(samples)
             with torch.inference_mode():
+                clip = spec.shape[2]
                 spec = extend_spec(spec, frames, self.steady)
+                drum_rows = torch.tensor([k[0] == DRUM_PROGRAM for k in batch], device=spec.device)
+                if frames > clip and bool(drum_rows.any()):  # a drum hit decays: silence after its clip
+                    spec[drum_rows, 0, clip:] = math.log(1e-6)
                 waves = tr.spec_to_wave(spec, samples).float().cpu().numpy()
             for k, w in zip(batch, waves):
                 self._cache[k] = np.ascontiguousarray(w[: needs[k]], dtype=np.float32)

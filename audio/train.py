@@ -47,6 +47,7 @@ def cli_main(argv: list[str] | None = None) -> int:
 
     # ModelCheckpoint warns that manual optimisation saves the post-step state: that is what we want
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     if len(argv) <= 1:
         raise UserError(f"{argv[0] if argv else 'train audio'}: give --config FILE (see configs/audio/*.yaml)")
     cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,

@@ -6,7 +6,7 @@ prints the real vs. generated table and which targets are met (generated pitch a
 and >= 95% of real, NDB/K <= 0.30). Exits 0 with a message when the data, the classifier or
 the weights are absent.
 
-    python benchmarks/bench_audio_quality.py [--n 1000] [--device cpu] [--json OUT]
+    python benchmarks/bench_audio_quality.py [--n 1000] [--device cpu] [--json OUT] [--weights PATH]
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--split", default="nsynth-test")
+    parser.add_argument("--weights", action="append", default=None,
+                        help="evaluate these weights instead of the shipped ones (repeatable)")
     parser.add_argument("--json", default=None, help="write the last model's results here (or NAME-suffixed per model)")
     args = parser.parse_args(argv)
 
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"bench_audio_quality: skipped, no {what} at {path.relative_to(ROOT)}")
             return 0
-    weights = shipped_weights()
+    weights = [Path(w) for w in args.weights] if args.weights else shipped_weights()
     if not weights:
         print(f"bench_audio_quality: skipped, no timbre model weights data/pretrained/audio_*.safetensors")
         return 0
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for w in weights:
         t0 = time.time()
-        print(f"== {w.relative_to(ROOT)} on {DATA.relative_to(ROOT)}/{args.split} (n={args.n}, seed={args.seed}, "
+        print(f"== {w} on {DATA.relative_to(ROOT)}/{args.split} (n={args.n}, seed={args.seed}, "
               f"device={args.device})")
         try:
             res = evaluate_audio(data=DATA, weights=w, classifier=CLASSIFIER, split=args.split, n=args.n,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import os
 import platform
 import sys
 import time
@@ -445,6 +446,15 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__, "pretty_midi": getattr(pretty_midi, "__version__", "?")}
 
 
+def _make_readable(folder: Path) -> None:
+    """Give the outputs the usual permissions (temporary files are created private): rw-r--r-- less umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in folder.rglob("*"):
+        if p.is_file():
+            p.chmod(0o644 & ~mask)
+
+
 def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, device: str = "cpu",
                   renderer: str = "neural", flac: bool = False, progress: bool = False) -> Path:
     """Generate one song into ``out_dir`` (staged: all files or none). Returns ``out_dir``.
@@ -457,8 +467,17 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
 
     if renderer not in RENDERERS:
         raise UserError(f"--renderer {renderer!r}: not allowed (allowed: {', '.join(RENDERERS)})")
+    if renderer == "neural":
+        if models.timbre is None:
+            raise UserError("--renderer neural: no timbre model loaded")
+        sr = int(models.timbre.sample_rate)
+        if sr != config.sample_rate:
+            raise UserError(f"{config.source}: sample_rate: {config.sample_rate} does not match the timbre "
+                            f"model's {sr} Hz (allowed: {sr})")
     out_dir = Path(out_dir)
     seed = int(config.seed)
+    if str(device).startswith("cuda"):  # deterministic cuBLAS (read when CUDA starts its first handle)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -480,13 +499,8 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
             t1 = time.perf_counter()
             audio_facts: dict[str, Any] = {}
             if renderer == "neural":
-                if models.timbre is None:
-                    raise UserError("--renderer neural: no timbre model loaded")
-                stems, facts = render_song_neural(pm, config, models.timbre, device, progress)
                 sr = int(models.timbre.sample_rate)
-                if sr != config.sample_rate:
-                    raise UserError(f"{config.source}: sample_rate: {config.sample_rate} does not match the timbre "
-                                    f"model's {sr} Hz (allowed: {sr})")
+                stems, facts = render_song_neural(pm, config, models.timbre, device, progress)
                 audio_facts = write_audio(stage, stems, [t.name for t in config.tracks], config, sr, flac)
                 audio_facts.update(facts)
             elif renderer == "fluidsynth":
@@ -519,6 +533,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
             import json
 
             atomic_write_text(stage / "song.json", json.dumps(facts, indent=2, sort_keys=False) + "\n")
+            _make_readable(stage)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
     return out_dir

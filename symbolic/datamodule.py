@@ -96,7 +96,7 @@ class PhraseDataModule(L.LightningDataModule):
         data_dir: folder with meta.json and {train,valid,test}.npz.
         batch_size: phrases per batch (per device under DDP).
         num_workers: DataLoader workers (0 = in the main process).
-        val_batches_size: batch size of the validation loader (generated-vs-real metrics).
+        val_batch_size: batch size of the validation loader (generated-vs-real metrics).
     The shape attributes (``n_tracks``, ``n_bars``, ``steps_per_bar``, ``beats_per_bar``,
     ``n_pitches``, ``lowest_pitch``, ``n_styles``) and ``meta`` are read in ``__init__`` so the
     training CLI can link them into the model.

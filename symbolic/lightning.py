@@ -131,8 +131,10 @@ class MuseGANModule(L.LightningModule):
                              beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                              n_styles=n_styles, channels=tuple(d_channels), hidden=d_hidden, style_dim=style_dim)
         self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
-        self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
+        # step counters as Python ints (reading a GPU tensor each step would stall the GPU);
+        # saved in checkpoints by on_save_checkpoint / on_load_checkpoint
+        self.g_steps = 0
+        self.d_steps = 0
         self.data_meta = data_meta
 
     # ----------------------------------------------------------------- helpers
@@ -193,9 +195,9 @@ class MuseGANModule(L.LightningModule):
         self.untoggle_optimizer(opt_d)
         self.d_steps += 1
         self.log_dict({"loss/d": d_loss.detach(), "loss/gp": gp.detach(),
-                       "loss/wasserstein": (d_real - d_fake).detach()}, prog_bar=True, sync_dist=True)
+                       "loss/wasserstein": (d_real - d_fake).detach()})
 
-        if int(self.d_steps) % h.n_critic != 0:
+        if self.d_steps % h.n_critic != 0:
             return
         # generator step
         self.toggle_optimizer(opt_g)
@@ -206,10 +208,10 @@ class MuseGANModule(L.LightningModule):
         opt_g.step()
         self.untoggle_optimizer(opt_g)
         self.g_steps += 1
-        g = int(self.g_steps)
+        g = self.g_steps
         ema_update(self.g_ema, self.generator, min(h.ema_decay, (1 + g) / (10 + g)))
-        self.log("loss/g", g_loss.detach(), prog_bar=True, sync_dist=True)
-        self.log("train/g_steps", float(g), sync_dist=False)
+        self.log("loss/g", g_loss.detach())
+        self.log("train/g_steps", float(g))
         if h.image_every and g % h.image_every == 0:
             self._log_image(batch)
 
@@ -225,7 +227,7 @@ class MuseGANModule(L.LightningModule):
             z = self.g_ema.sample_latents(1, generator=gen, device=batch["roll"].device)
             roll = self.g_ema(z, batch["chords"][:1], batch["has_chords"][:1].bool(), batch["style"][:1].long())
         img = pianoroll_image(roll[0], self.meta().get("tracks"))
-        experiment.add_image("samples/ema", img, int(self.g_steps))
+        experiment.add_image("samples/ema", img, self.g_steps)
 
     # ----------------------------------------------------------------- validation
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -243,6 +245,14 @@ class MuseGANModule(L.LightningModule):
         logs = {f"val/{k}_fake": v for k, v in mf.items()}
         logs.update({f"val/{k}_real": v for k, v in mr.items()})
         self.log_dict(logs, sync_dist=True, batch_size=n)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["musegan_steps"] = {"g_steps": self.g_steps, "d_steps": self.d_steps}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        steps = checkpoint.get("musegan_steps", {})
+        self.g_steps = int(steps.get("g_steps", 0))
+        self.d_steps = int(steps.get("d_steps", 0))
 
     def on_train_start(self) -> None:
         if self.trainer.is_global_zero:

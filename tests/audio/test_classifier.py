@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from audio.classifier import (IGNORE, LogMel, PitchFamilyClassifier, cli_main, mel_filterbank, split_name,
-                              train_classifier)
+from audio.classifier import (IGNORE, LogMel, PitchFamilyClassifier, cli_main, load_split, mel_filterbank,
+                              split_name, train_classifier)
 from pipeline.errors import UserError
 
 SR = 16000
@@ -122,6 +122,12 @@ def test_features_and_reference_statistics(trained):
     assert torch.allclose(trained.features(wave[:3]), f[:3], atol=1e-5)
 
 
+def test_training_notes_against_their_own_reference(trained):
+    wave = labelled(480, 0)[0]  # the training notes of the fixture
+    res = trained.ndb().evaluate(trained.spectral_features(wave))
+    assert res.ndb == 0 and np.allclose(res.sample_proportions, res.reference_proportions)
+
+
 def test_save_load_round_trip(trained, tmp_path):
     st, js = trained.save(tmp_path / "clf.safetensors")
     assert st.stat().st_size < 2_000_000
@@ -189,6 +195,22 @@ def test_cli_trains_and_writes_weights(tmp_path, capsys):
     assert meta["info"]["n_train"] == 240 and meta["info"]["n_test"] == 40
     assert 0.0 <= meta["info"]["test_pitch_accuracy"] <= 1.0
     PitchFamilyClassifier.load(out)
+
+
+def test_load_split_reads_all_or_a_seeded_subset(tmp_path):
+    root = write_note_set(tmp_path / "notes", counts={"train": 30, "test": 5})
+    full = load_split(root, "nsynth-train", 1000)
+    assert full["waves"].shape == (30, 1000) and full["sample_rate"] == SR
+    assert set(np.unique(full["family"])) <= {4, 8, 2}  # keyboard, string, flute
+    sub = load_split(root, "train", 1000, max_notes=10, seed=1)
+    assert sub["waves"].shape == (10, 1000)
+    again = load_split(root, "train", 1000, max_notes=10, seed=1)
+    assert np.array_equal(sub["waves"], again["waves"]) and np.array_equal(sub["pitch"], again["pitch"])
+    # each chosen note is the same note as in the full read
+    rows = [int(np.flatnonzero((full["waves"] == w).all(1))[0]) for w in sub["waves"]]
+    assert np.array_equal(full["pitch"][rows], sub["pitch"])
+    with pytest.raises(UserError, match="nowhere: note data folder not found"):
+        load_split(tmp_path / "nowhere", "test", 100)
 
 
 def test_cli_missing_data_is_a_user_error(tmp_path):

@@ -130,7 +130,13 @@ def test_short_generated_notes_cut_the_real_notes_too(setup, monkeypatch):
     assert res["clip_samples"] == 1024 and res["n"] == 20 and res["generated_samples"] == 1024
     # the NDB bins and FD reference are refitted on training notes of the same length
     assert res["reference"] == {"source": "nsynth-train", "n": 480, "clip_samples": 1024, "k": 10}
-    assert res["real"]["pitch_accuracy"] > 0.5  # still judged (the classifier saw cut notes in training)
+    # the real notes were cut to 1024 samples as well
+    test = load_split(setup["data"], "nsynth-test", 2048)
+    idx = ev.choose_notes(60, 20, 0)
+    clf = setup["clf"]
+    logits = clf.predict(test["waves"][idx, :1024])[0]
+    expected = (logits.argmax(1).numpy() + clf.pitch_min == test["pitch"][idx]).mean()
+    assert res["real"]["pitch_accuracy"] == pytest.approx(expected)
 
 
 def test_reference_notes_caps_the_training_notes_read(setup, monkeypatch):
@@ -148,9 +154,8 @@ def test_same_seed_same_result(setup, monkeypatch):
 def test_cli_prints_table_and_writes_json(setup, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(ev, "_load_generator", lambda path, device: ToneGenerator())
     out = tmp_path / "res" / "audio.json"
-    # "--opt=VALUE" tokens: pipeline/cli.py splits leading "--opt VALUE" pairs apart (reported)
-    code = cli(["evaluate", "audio", f"--data={setup['data']}", f"--weights={setup['weights']}",
-                f"--classifier={setup['classifier']}", "--n=25", f"--json={out}"])
+    code = cli(["evaluate", "audio", "--data", str(setup["data"]), "--weights", str(setup["weights"]),
+                "--classifier", str(setup["classifier"]), "--n", "25", "--json", str(out)])
     assert code == 0
     text = capsys.readouterr().out
     assert "pitch accuracy" in text and "NDB/K" in text and "targets:" in text
@@ -197,3 +202,43 @@ def test_missing_generator_module_is_a_user_error(setup, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(UserError, match="audio.generate is not available"):
         ev._load_generator(setup["weights"], "cpu")
+
+
+def test_with_a_real_timbre_generator_file(setup, tmp_path):
+    """End to end through audio.generate.TimbreGenerator.load (an untrained tiny model)."""
+    from audio.generate import save_timbre_generator
+    from audio.modules import Generator
+
+    torch.manual_seed(0)
+    kwargs = dict(latent_dim=8, frames=16, bins=32, channels=[16, 8], pitch_dim=4, program_dim=4)
+    meta = {"generator": kwargs, "spec": {"sample_rate": SR, "n_fft": 256, "hop": 64, "n_mels": 32},
+            "clip_frames": 16}
+    weights = save_timbre_generator(tmp_path / "audio_tiny", Generator(**kwargs), meta)
+    runs = [ev.evaluate_audio(data=setup["data"], weights=weights, classifier=setup["classifier"], n=12, seed=1,
+                              ndb_k=10) for _ in range(2)]
+    res = runs[0]
+    assert res["generated_samples"] == 15 * 64 == res["clip_samples"]
+    assert res["generated"]["n"] == 12
+    assert not res["targets"]["generated_pitch_accuracy"]["met"]  # an untrained model has no pitch
+    for r in runs:
+        r.pop("seconds")
+    assert json.dumps(ev._jsonable(runs[0]), sort_keys=True) == json.dumps(ev._jsonable(runs[1]), sort_keys=True)
+
+
+def test_training_labels_are_seeded_draws_from_the_training_split(setup):
+    train = load_split(setup["data"], "nsynth-train", 16)
+    got = ev.training_labels(setup["data"], 50, seed=0)
+    assert all(v.shape == (50,) for v in got.values())
+    pairs = set(zip(train["pitch"].tolist(), train["program"].tolist(), train["velocity"].tolist()))
+    drawn = list(zip(got["pitch"].tolist(), got["program"].tolist(), got["velocity"].tolist()))
+    assert set(drawn) <= pairs and len(set(drawn)) == 50  # without replacement
+    again = ev.training_labels(setup["data"], 50, seed=0)
+    assert all(np.array_equal(got[k], again[k]) for k in got)
+    assert len(ev.training_labels(setup["data"], 1000, seed=0)["pitch"]) == 1000  # more than the split
+
+
+def test_more_notes_than_the_split(setup, monkeypatch):
+    res = _run(setup, monkeypatch, ToneGenerator(), n=150)
+    assert res["n"] == 150 and res["n_real"] == 60 and res["n_train_labels"] == 90
+    assert res["generated"]["n"] == 150 and res["real"]["n"] == 60
+    assert res["generated"]["pitch_accuracy"] >= 0.9

@@ -88,6 +88,14 @@ def test_logged_names_cover_loss_weights(tmp_path):
     torch.testing.assert_close(model.generator_ema.norm_mean, dm.norm_mean)
 
 
+def test_adversarial_ramp():
+    model = GANSynthModule(latent_dim=8, frames=FRAMES, bins=16, g_channels=[16, 8], d_channels=[8, 16],
+                           adv_start=10, adv_ramp=4, **SPEC)
+    assert [model.adversarial_ramp(s) for s in (0, 9, 10, 11, 12, 13, 100)] == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    model = GANSynthModule(latent_dim=8, frames=FRAMES, bins=16, g_channels=[16, 8], d_channels=[8, 16], **SPEC)
+    assert model.adversarial_ramp(0) == 1.0
+
+
 def test_bins_mismatch_is_a_user_error(tmp_path):
     root = write_sine_notes(tmp_path / "notes")
     dm = NoteDataModule(data_root=str(root), clip_frames=FRAMES, batch_size=4, **SPEC)
@@ -148,3 +156,22 @@ def test_debug_training_resumes_from_checkpoint(tmp_path, monkeypatch):
 def test_train_without_config_is_a_user_error():
     with pytest.raises(UserError, match="give --config FILE"):
         cli_main(["musegansynth train audio"])
+
+
+def test_packed_waves_load_as_spectrograms(tmp_path):
+    """<split>_waves.npz (int16 clips + labels, as pack_note_waves writes) loads like the spectrogram arrays."""
+    from audio.datamodule import ARRAY_KEYS
+
+    tf = SpecTransform(SpecConfig(**SPEC))
+    rng = np.random.default_rng(1)
+    n, samples = 6, tf.samples_for(FRAMES)
+    wave = (rng.standard_normal((n, samples)) * 3000).astype(np.int16)
+    labels = {k: rng.integers(0, 10, n) for k in ARRAY_KEYS[1:]}
+    np.savez_compressed(tmp_path / "train_waves.npz", wave=wave, sample_rate=np.int64(8000), **labels)
+    arrays = load_split_arrays(tmp_path, "train", clip_frames=FRAMES, **SPEC)
+    expected = tf.wave_to_spec(torch.from_numpy(wave.astype(np.float32) / 32767.0), frames=FRAMES)
+    assert arrays["spec"].shape == (n, 2, FRAMES, 16), arrays["spec"].shape
+    torch.testing.assert_close(torch.from_numpy(arrays["spec"]).float(), expected.half().float())
+    assert arrays["pitch"].tolist() == labels["pitch"].tolist()
+    with pytest.raises(UserError, match=r"train_waves\.npz: audio is 8000 Hz, data.sample_rate is 16000"):
+        load_split_arrays(tmp_path, "train", clip_frames=FRAMES, **dict(SPEC, sample_rate=16000))

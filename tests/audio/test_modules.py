@@ -70,11 +70,14 @@ def test_normalize_denormalize_round_trip_and_if_clamp():
     g = _small_generator()
     g.norm_mean.copy_(torch.randn(2, 24))
     g.norm_std.copy_(torch.rand(2, 24) + 0.5)
-    spec = torch.cat([torch.randn(3, 1, 16, 24) - 5.0, torch.rand(3, 1, 16, 24) * 2 - 1], dim=1)
+    logmag = g.norm_mean[0] + g.norm_std[0] * torch.randn(3, 1, 16, 24).clamp(-3, 3)  # within 8 sigma
+    spec = torch.cat([logmag, torch.rand(3, 1, 16, 24) * 2 - 1], dim=1)
     back = g.denormalize(g.normalize(spec))
     torch.testing.assert_close(back, spec, rtol=1e-5, atol=1e-5)
     out = g.denormalize(torch.full((1, 2, 16, 24), 100.0))
     assert out[:, 1].max() <= 1.0 and out[:, 1].min() >= -1.0
+    # log magnitude clamped at 8 standard deviations above the mean
+    torch.testing.assert_close(out[0, 0, 0], g.norm_mean[0] + 8.0 * g.norm_std[0])
 
 
 def test_ema_update_math():

@@ -206,3 +206,12 @@ def test_slerp_ends_and_middle():
     mid = slerp(a, b, 0.5)
     assert 0.8 * min(a.norm(), b.norm()) < mid.norm() < 1.2 * max(a.norm(), b.norm())
     assert torch.equal(timbre_latent(1, 16), a)  # seeded
+
+
+def test_drum_hits_are_not_extended():
+    gen, r = _renderer(drum_hold_s=1.0)  # clip 0.5 s, hit held 1 s: longer than the clip
+    timbres = timbre_latent(1, gen.latent_dim)[None]
+    stems = r.render([RenderNote(0, DRUM_PROGRAM, 38, 127, 0.0, 0.1)], timbres, n_stems=1)
+    clip = gen.transform.samples_for(gen.clip_frames)
+    assert np.abs(stems[0, :clip]).max() > 0.01
+    assert np.abs(stems[0, clip + 512:]).max() < 1e-4  # silent past the clip (after the window's overlap)

@@ -20,7 +20,7 @@ from fakes import FakeComposer, FakeTimbreGenerator, fake_drum_composer
 from pipeline.config import load_config, parse_config
 from pipeline.errors import UserError
 from pipeline.generate import (TRANSITION_T, Models, _generator, _seed_for, _take, cli_main, compose, fill_silent_bars, generate_song,
-                               plan_chords, plan_phrases, section_table)
+                               plan_chords, plan_phrases)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -221,3 +221,47 @@ def test_cli_subprocess_bad_config_value(tmp_path):
     assert "bad.yaml: tracks[1].volume_db: 'loud' is not a number" in lines[0]
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_timbre_morphs_by_section(fake_models):
+    import pretty_midi as pm_mod
+
+    from pipeline.generate import render_song_neural
+
+    cfg = _cfg()  # the chorus (bars 4-5, 8-12 s) has morph 0.5, the verses 0
+    pm = pm_mod.PrettyMIDI(initial_tempo=120)
+    for name in ("lead", "keys", "drums"):
+        inst = pm_mod.Instrument(0, is_drum=name == "drums", name=name)
+        inst.notes += [pm_mod.Note(100, 60, t, t + 0.5) for t in (1.0, 9.0, 13.0)]
+        pm.instruments.append(inst)
+    gen = fake_models.timbre
+    stems, facts = render_song_neural(pm, cfg, gen, "cpu")
+    # 3 tracks x 2 morph values = 6 timbres; each track's verse notes share one, its chorus note another
+    assert facts["unique_notes"] == 6 and facts["notes"] == 9
+    assert stems.shape[0] == 3
+    # the chorus note of the lead sounds different from its verse notes (another timbre latent)
+    sr = 16000
+    verse1, chorus, verse2 = (stems[0, int(t * sr):int((t + 0.4) * sr)] for t in (1.0, 9.0, 13.0))
+    np.testing.assert_allclose(verse1, verse2, atol=1e-6)
+    assert np.abs(chorus - verse1).max() > 1e-3
+
+
+def test_wrong_sample_rate_is_refused_before_rendering(tmp_path, fake_models):
+    cfg = _cfg(sample_rate=22050)
+    with pytest.raises(UserError, match=r"sample_rate: 22050 does not match the timbre model's 16000 Hz"):
+        generate_song(cfg, tmp_path / "o", models=fake_models)
+    assert fake_models.timbre.calls == [] and not (tmp_path / "o").exists()
+
+
+@pytest.mark.fluidsynth
+def test_generate_with_fluidsynth(tmp_path, fake_models):
+    from audio.fluid import fluidsynth_available
+
+    if not fluidsynth_available():
+        pytest.skip("fluidsynth is not installed")
+    cfg = _cfg(sections=[{"name": "a", "bars": 2, "chords": ["C", "G"]}])
+    out = generate_song(cfg, tmp_path / "f", models=Models(FakeComposer(), fake_drum_composer(), None, {}),
+                        renderer="fluidsynth")
+    song, sr = _samples(out / "song.wav")
+    assert sr == 16000 and song.shape[1] == 2 and np.abs(song).max() > 1000
+    assert sorted(p.name for p in (out / "stems").iterdir()) == ["drums.wav", "keys.wav", "lead.wav"]

@@ -159,3 +159,18 @@ def test_shipped_configs_parse(name, tmp_path):
                     "--trainer.logger", "false", "--trainer.callbacks", "[]"])
     assert cli.model.hparams.n_tracks == 3
     assert cli.model.hparams.n_critic >= 1
+
+
+@pytest.mark.slow
+def test_debug_config_trains_with_two_ddp_processes_on_cpu(tmp_path):
+    """DDP without code changes: two CPU processes (gloo), export from rank zero only."""
+    import subprocess
+    import sys
+
+    write_fake_cache(tmp_path / "data", n_train=16, n_valid=8, n_test=4)
+    cfg = _debug_config(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "symbolic.train", "--config", str(cfg), "--trainer.devices", "2",
+                          "--trainer.strategy", "ddp_find_unused_parameters_true"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "pretrained" / "symbolic_debug.safetensors").is_file()
