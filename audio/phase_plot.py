@@ -245,6 +245,20 @@ def _render(pitch: int, instrument: str, velocity: int, seconds: float, sample_r
     return wave
 
 
+def _generate(pitch: int, program: int, velocity: int, weights: str | None, seed: int) -> tuple[np.ndarray, int]:
+    """One note from the timbre model (its clip, before any sustain extension): ([T] float32, sample rate)."""
+    import torch
+
+    from audio.generate import TimbreGenerator
+
+    root = Path(__file__).resolve().parents[1]
+    path = Path(weights) if weights else root / "data" / "pretrained" / "audio_default.safetensors"
+    gen = TimbreGenerator.load(path)
+    z = gen.sample_z(1, torch.Generator().manual_seed(seed))
+    wave = gen.generate(torch.tensor([pitch]), torch.tensor([program]), torch.tensor([velocity]), z)
+    return np.asarray(wave[0].detach().cpu().numpy(), dtype=np.float32), int(gen.sample_rate)
+
+
 def cli_main(argv: Sequence[str]) -> int:
     """``musegansynth explain-phase [WAV | --pitch P --instrument NAME] --out PNG [...]``.
 
@@ -268,6 +282,11 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--max-hz", type=float, default=None, help="top of the frequency axis (default 4000 Hz)")
     parser.add_argument("--soundfont", default=None, help="SoundFont name or path (default FluidR3_GM)")
     parser.add_argument("--title", default=None, help="headline of the figure")
+    parser.add_argument("--generated", action="store_true",
+                        help="draw a note made by the timbre model (with --pitch and --instrument) instead of FluidSynth")
+    parser.add_argument("--weights", default=None,
+                        help="timbre model weights for --generated (default: the shipped audio_default)")
+    parser.add_argument("--timbre-seed", type=int, default=0, help="seed of the timbre latent for --generated")
     args = parser.parse_args(argv[1:])
 
     if args.seconds is not None and not (0 < args.seconds <= 60):
@@ -286,12 +305,16 @@ def cli_main(argv: Sequence[str]) -> int:
             raise UserError(f"--velocity {args.velocity}: must be 1-127")
         if args.sample_rate < 1000:
             raise UserError(f"--sample-rate {args.sample_rate}: too low")
-        sr = args.sample_rate
-        wave = _render(args.pitch, args.instrument, args.velocity, args.seconds or 1.0, sr, args.soundfont)
         from audio.families import instrument_name_to_program, program_name
 
         program = instrument_name_to_program(args.instrument)
         name = program_name(program) if program < 128 else "drums"
+        if args.generated:
+            wave, sr = _generate(args.pitch, program, args.velocity, args.weights, args.timbre_seed)
+            name = f"{name} by the timbre model"
+        else:
+            sr = args.sample_rate
+            wave = _render(args.pitch, args.instrument, args.velocity, args.seconds or 1.0, sr, args.soundfont)
         title = args.title or (f"{name}, MIDI {args.pitch} ({440.0 * 2 ** ((args.pitch - 69) / 12):.1f} Hz): "
                                "why GANSynth models instantaneous frequency")
     hop = args.hop if args.hop is not None else args.n_fft // 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,17 @@ def test_cli_renders_a_note(tmp_path):
                      "--soundfont", "timgm6mb", "--out", str(out)]) == 0
     assert out.is_file() and out.stat().st_size > 50_000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trumpet.png"]
+
+
+SHIPPED_AUDIO = Path(__file__).resolve().parents[2] / "data" / "pretrained" / "audio_default.safetensors"
+
+
+@pytest.mark.skipif(not SHIPPED_AUDIO.exists(), reason="no shipped timbre model")
+def test_cli_draws_a_generated_note(tmp_path):
+    out = tmp_path / "gen.png"
+    assert cli_main(["explain-phase", "--generated", "--pitch", "60", "--instrument", "trumpet", "--out", str(out)]) == 0
+    assert out.stat().st_size > 50_000, out.stat().st_size
+    with pytest.raises(UserError, match="nope.safetensors"):
+        cli_main(["explain-phase", "--generated", "--pitch", "60", "--instrument", "trumpet",
+                  "--weights", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "bad.png")])
+    assert not (tmp_path / "bad.png").exists()
