@@ -58,7 +58,12 @@ class GANSynthModule(L.LightningModule):
             steps (reconstruction-led warm-up; the critic trains from the start).
         sample_rate, n_fft, hop, n_mels: the spectral representation (for audio logging and export).
         media_every_n_steps: log spectrogram images and audio every this many generator steps (0 = never).
-        seed: seeds the latent noise of training (with the trainer's global seed).
+        init_weights: optional path to an exported ``audio_<name>.safetensors`` (as
+            :class:`ExportEMAGenerator` writes): the generator and its EMA copy start from those
+            weights (continue training from shipped weights when no checkpoint exists; the critic
+            and the optimisers start fresh, the step counters at 0). The source's step counts (from
+            the JSON next to it, when present) are recorded in the export as ``init``. A resumed
+            checkpoint (``--ckpt_path``) overrides these weights.
     """
 
     def __init__(self, latent_dim: int = 64, frames: int = 64, bins: int = 128,
@@ -69,7 +74,7 @@ class GANSynthModule(L.LightningModule):
                  n_critic: int = 1, gp_every: int = 1, ema_decay: float = 0.999,
                  adv_start: int = 0, adv_ramp: int = 0,
                  sample_rate: int = 16000, n_fft: int = 512, hop: int = 128, n_mels: int | None = 128,
-                 media_every_n_steps: int = 500):
+                 media_every_n_steps: int = 500, init_weights: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -94,6 +99,12 @@ class GANSynthModule(L.LightningModule):
         self.register_buffer("gen_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("critic_steps", torch.zeros((), dtype=torch.long))
         self._transform = None
+        self.init_info: dict[str, Any] | None = None
+        if init_weights:
+            state = load_generator_weights(init_weights, self.generator)
+            self.generator.load_state_dict(state)
+            self.generator_ema.load_state_dict(state)
+            self.init_info = _init_info(init_weights)
 
     # ------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -274,7 +285,67 @@ class GANSynthModule(L.LightningModule):
             "steps": {"generator": int(self.gen_steps), "critic": int(self.critic_steps),
                       "global": int(self.global_step) if self._trainer is not None else 0},
             "parameters": {"generator": count_parameters(self.generator), "critic": count_parameters(self.critic)},
+            **({"init": self.init_info} if self.init_info is not None else {}),
         }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.init_info is not None:
+            checkpoint["init_info"] = self.init_info
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "init_info" in checkpoint:
+            self.init_info = checkpoint["init_info"]
+
+
+def load_generator_weights(path: str | Path, generator: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Read an exported generator state dict and check it against ``generator``.
+
+    Args:
+        path: ``audio_<name>.safetensors`` written by :class:`ExportEMAGenerator`.
+        generator: the generator the weights are meant for (its keys and shapes are the reference).
+    Returns:
+        The state dict (CPU tensors), ready for ``generator.load_state_dict``.
+    Raises:
+        UserError naming the file when it is missing, unreadable, or its tensors' names or shapes
+        differ from ``generator``'s (e.g. other ``model.g_channels`` or ``data.n_mels``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: model.init_weights file not found")
+    try:
+        from safetensors.torch import load_file  # noqa: PLC0415
+
+        state = load_file(str(p), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise UserError(f"{p}: cannot read model.init_weights ({type(exc).__name__}: {exc})") from None
+    expected = generator.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise UserError(f"{p}: model.init_weights do not match the generator "
+                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise UserError(f"{p}: model.init_weights tensor {key} has shape {tuple(value.shape)}, the generator's "
+                            f"is {tuple(expected[key].shape)} (check model.g_channels / latent_dim / data.n_mels)")
+    return state
+
+
+def _init_info(path: str | Path) -> dict[str, Any]:
+    """{"weights": path, "steps": the source's step counts or None} for the export's ``init`` key."""
+    import json  # noqa: PLC0415
+
+    p = Path(path)
+    steps = None
+    json_path = p.with_suffix(".json")
+    try:
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+        steps = doc.get("steps") if isinstance(doc, dict) else None
+        if isinstance(doc, dict) and isinstance(doc.get("init"), dict):  # chained continuations
+            return {"weights": str(p), "steps": steps, "init": doc["init"]}
+    except (OSError, UnicodeDecodeError, ValueError):
+        pass
+    return {"weights": str(p), "steps": steps}
 
 
 class ExportEMAGenerator(Callback):
