@@ -1,6 +1,8 @@
 """``musegansynth accompany``: given one track of a MIDI file, the composer writes the others.
 
-The named MIDI track is quantised onto the composer's grid (``symbolic.roll``) and given to
+The MIDI track named by ``--track`` (a name, or ``#N`` for the N-th track: the way to pick one
+without a name) is taken alone, directly (no name or program rule that could also take other
+tracks), quantised onto the composer's grid (``symbolic.roll``) and given to
 ``Composer.accompany`` (which cuts it into phrases) as the composer track ``--as`` (default:
 the composer's first track, "melody" for the shipped POP909 model). The result keeps the given
 notes exactly as quantised and adds the composer's other tracks. ``song.mid`` (and ``song.wav``
@@ -11,6 +13,7 @@ folder: all or nothing.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -23,13 +26,44 @@ from pipeline.fileio import staged_dir
 DEFAULT_SYMBOLIC_WEIGHTS = "data/pretrained/symbolic_pop909.safetensors"
 
 
+def _describe(i: int, inst) -> str:
+    """How an instrument is listed in messages: its name, or ``#i (no name, program P)``."""
+    name = (inst.name or "").strip()
+    if name:
+        return repr(name)
+    return f"#{i} (no name, {'drums' if inst.is_drum else f'program {int(inst.program)}'})"
+
+
+def select_instrument(pm, track: str, source: str) -> int:
+    """Index in ``pm.instruments`` of the instrument ``--track`` names.
+
+    ``track`` is an instrument name (case-insensitive, stripped; the first instrument of that
+    name), or ``#N`` / ``N`` for the N-th instrument (0-based, the file's order) -- the way to
+    pick an instrument without a name. A name wins over an index ("1" is the track named "1"
+    when there is one). Raises UserError listing the file's tracks otherwise.
+    """
+    key = str(track).strip()
+    for i, inst in enumerate(pm.instruments):
+        if (inst.name or "").strip().lower() == key.lower():
+            return i
+    digits = key[1:] if key.startswith("#") else key
+    if digits.isdigit() and int(digits) < len(pm.instruments):
+        return int(digits)
+    names = ", ".join(_describe(i, inst) for i, inst in enumerate(pm.instruments)) or "none"
+    raise UserError(f"{source}: --track {track!r}: no such track (tracks: {names}); give a name, or #N for "
+                    f"the N-th track counting from 0")
+
+
 def find_instrument(pm, name: str, source: str):
-    """The instrument of ``pm`` called ``name`` (case-insensitive); UserError listing the names otherwise."""
-    for inst in pm.instruments:
-        if (inst.name or "").strip().lower() == name.strip().lower():
-            return inst
-    names = ", ".join(repr((i.name or "").strip()) for i in pm.instruments) or "none"
-    raise UserError(f"{source}: --track {name!r}: no such track (tracks: {names})")
+    """The instrument of ``pm`` that ``--track name`` selects (see :func:`select_instrument`)."""
+    return pm.instruments[select_instrument(pm, name, source)]
+
+
+def only_instrument(pm, index: int):
+    """A shallow copy of ``pm`` (same tempo map, time signatures, resolution) holding only instrument ``index``."""
+    one = copy.copy(pm)
+    one.instruments = [pm.instruments[index]]
+    return one
 
 
 def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
@@ -39,14 +73,16 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
     Args:
         pm: the input ``pretty_midi.PrettyMIDI``.
         composer: an object with ``symbolic.generate.Composer``'s contract (``accompany``).
-        track: the input instrument's name.
+        track: the input instrument: its name, or ``#N`` for the N-th instrument (see
+            :func:`select_instrument`).
         as_track: the composer track it plays (default the composer's first track).
         seed: seed of the composer's latents.
     """
     from symbolic.roll import Multitrack, binarize, midi_to_multitrack
     from symbolic.trackmap import TrackMap, TrackSpec
 
-    inst = find_instrument(pm, track, source)
+    index = select_instrument(pm, track, source)
+    inst = pm.instruments[index]
     if inst.is_drum:
         raise UserError(f"{source}: --track {track!r}: a drum track cannot be accompanied")
     names = list(composer.track_names)
@@ -58,13 +94,15 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
     from pipeline.generate import composer_grid
 
     grid = composer_grid(composer)
-    # a map that takes only the named instrument (name rule), keeping the file's tempo map
-    given_map = TrackMap((TrackSpec(target, int(inst.program), source_names=((inst.name or "").strip(),)),),
-                         name="given")
-    given_mt = midi_to_multitrack(pm, given_map, grid)
+    # the selected instrument alone (whatever its name, even none: no name rule involved), read with
+    # the file's tempo map by a one-track map that takes any non-drum program
+    given_map = TrackMap((TrackSpec(target, int(inst.program), programs=((0, 127),)),), name="given")
+    if not inst.notes:
+        raise UserError(f"{source}: --track {track!r}: the track has no notes")
+    given_mt = midi_to_multitrack(only_instrument(pm, index), given_map, grid)
     if not given_mt.roll.any():
-        raise UserError(f"{source}: --track {track!r}: no notes inside the composer's pitch range "
-                        f"{grid.lowest_pitch}-{grid.highest_pitch}")
+        raise UserError(f"{source}: --track {track!r}: none of its {len(inst.notes)} notes is inside the "
+                        f"composer's pitch range {grid.lowest_pitch}-{grid.highest_pitch}")
     bars = given_mt.n_bars
     given = torch.from_numpy(given_mt.roll[0] > 0).float()  # [bars, S, P]
     with torch.inference_mode():
@@ -101,7 +139,9 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Given one track of a MIDI file, write the other tracks.")
     p.add_argument("midi", help="the MIDI file")
-    p.add_argument("--track", required=True, help="name of the MIDI track to keep (e.g. MELODY)")
+    p.add_argument("--track", required=True,
+                   help="the MIDI track to keep: its name (e.g. MELODY), or #N for the N-th track counting from 0 "
+                        "(for a track without a name)")
     p.add_argument("--as", dest="as_track", default=None,
                    help="the composer track it plays (default: the composer's first, melody)")
     p.add_argument("--out", default=None, help="output folder (default: out/<midi name>-accompanied)")
@@ -143,7 +183,7 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
 
 
 def cli_main(argv: list[str]) -> int:
-    """``musegansynth accompany MIDI --track NAME [--out DIR] [--renderer neural|none]``."""
+    """``musegansynth accompany MIDI --track NAME|#N [--out DIR] [--renderer neural|none]``."""
     from pipeline.generate import resolve_device
     from pipeline.render import load_timbre
     from symbolic.roll import read_midi

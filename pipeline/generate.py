@@ -23,6 +23,10 @@ Steps (:func:`generate_song`):
    ``fluidsynth`` renders the MIDI with FluidSynth instead; ``none`` writes no audio.
 5. **Report**: ``pianoroll.png``, ``song.json``, ``index.html`` (:mod:`pipeline.report`).
 
+``--count N`` (N > 1) makes the songs of seeds seed..seed+N-1 into ``DIR/seed-<n>/`` with
+Lightning's ``Trainer.predict`` on one or several devices (:mod:`pipeline.batch`, imported only
+then: one song needs no Lightning); each is the song ``--seed n`` alone writes.
+
 Everything is written into a staging folder first (``pipeline.fileio.staged_dir``): on any
 error nothing is left behind. Same config + seed + device gives the same ``song.mid`` bytes and
 the same ``song.wav`` samples.
@@ -550,13 +554,25 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--renderer", choices=RENDERERS, default="neural")
-    p.add_argument("--count", type=int, default=1, help="songs to make, seeds seed..seed+N-1")
+    p.add_argument("--count", type=int, default=1,
+                   help="songs to make, seeds seed..seed+N-1, into OUT/seed-<n>/ (N > 1: Lightning's batched "
+                        "prediction on one or several devices)")
+    p.add_argument("--devices", default="auto",
+                   help="with --count N > 1: devices for Lightning (auto, a count, -1 for all, or GPU indices "
+                        "such as 0,1); several devices share the seeds (DDP)")
     p.add_argument("--flac", action="store_true", help="write FLAC instead of 16-bit WAV")
     return p
 
 
 def cli_main(argv: list[str]) -> int:
-    """``musegansynth generate [CONFIG] [--out DIR] [--seed N] [--device D] [--renderer R] [--count N] [--flac]``."""
+    """``musegansynth generate [CONFIG] [--out DIR] [--seed N] [--device D] [--renderer R] [--count N]
+    [--devices D] [--flac]``.
+
+    One song goes into DIR. ``--count N`` (N > 1) makes N songs, seeds seed..seed+N-1, into
+    ``DIR/seed-<n>/`` with Lightning's ``Trainer.predict`` (:mod:`pipeline.batch`; Lightning is
+    imported only then), on ``--devices``; each is the song ``--seed n`` alone would write.
+    Prints each song folder on stdout.
+    """
     args = build_parser(argv[0]).parse_args(argv[1:])
     config = load_config(args.config if args.config is not None else DEFAULT_CONFIG)
     if args.count < 1:
@@ -565,18 +581,25 @@ def cli_main(argv: list[str]) -> int:
         if not 0 <= args.seed < 2**31:
             raise UserError(f"--seed {args.seed}: must be 0 to {2**31 - 1}")
         config = config.with_seed(args.seed)
+    if config.seed + args.count - 1 >= 2**31:
+        raise UserError(f"--count {args.count}: the last seed {config.seed + args.count - 1} is past {2**31 - 1}")
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else Path("out") / config.slug
-    models = load_models(config, device, args.renderer)
-    seeds = [config.seed + k for k in range(args.count)]
-    it: Sequence[int] = seeds
-    if len(seeds) > 1:
-        from tqdm import tqdm
+    progress = sys.stderr.isatty()
+    if args.count == 1:
+        models = load_models(config, device, args.renderer)
+        generate_song(config, out, models=models, device=device, renderer=args.renderer, flac=args.flac,
+                      progress=progress)
+        print(out)
+        return 0
+    from pipeline.batch import generate_batch, parse_devices
 
-        it = tqdm(seeds, desc="songs", unit="song")
-    for s in it:
-        target = out if len(seeds) == 1 else out / f"seed-{s}"
-        generate_song(config.with_seed(s), target, models=models, device=device, renderer=args.renderer,
-                      flac=args.flac, progress=sys.stderr.isatty())
+    devices = parse_devices(args.devices)  # checked before any model is loaded
+    # on the CPU every rank shares the device: load once here (bad weights fail before Lightning
+    # starts); each GPU rank loads its own on its GPU (SongPredictor.setup)
+    models = load_models(config, device, args.renderer) if device == "cpu" else None
+    for target in generate_batch(config, out, count=args.count, device=device, devices=devices,
+                                 renderer=args.renderer, flac=args.flac, progress=progress, models=models,
+                                 loader=load_models):
         print(target)
     return 0

@@ -175,3 +175,83 @@ def test_packed_waves_load_as_spectrograms(tmp_path):
     assert arrays["pitch"].tolist() == labels["pitch"].tolist()
     with pytest.raises(UserError, match=r"train_waves\.npz: audio is 8000 Hz, data.sample_rate is 16000"):
         load_split_arrays(tmp_path, "train", clip_frames=FRAMES, **dict(SPEC, sample_rate=16000))
+
+
+TINY = dict(latent_dim=8, frames=FRAMES, bins=16, g_channels=[16, 8], d_channels=[8, 16], pitch_dim=4,
+            program_dim=4, media_every_n_steps=0, **SPEC)
+
+
+def _export_tiny(tmp_path, seed: int, **overrides) -> tuple[Path, GANSynthModule]:
+    """Export the EMA generator of a freshly made tiny module (weights perturbed so they differ from init)."""
+    from audio.generate import save_timbre_generator
+
+    torch.manual_seed(seed)
+    src = GANSynthModule(**dict(TINY, **overrides))
+    with torch.no_grad():
+        for p in src.generator_ema.parameters():
+            p.add_(torch.randn_like(p))
+        src.generator_ema.norm_mean.fill_(0.25)
+    src.gen_steps += 7
+    path = save_timbre_generator(tmp_path / "audio_src", src.generator_ema, src.export_meta(), name="src")
+    return path, src
+
+
+def test_init_weights_loads_generator_and_ema(tmp_path):
+    path, src = _export_tiny(tmp_path, seed=1)
+    torch.manual_seed(2)
+    fresh = GANSynthModule(**TINY)
+    model = GANSynthModule(**TINY, init_weights=str(path))
+    expected = src.generator_ema.state_dict()
+    for net in (model.generator, model.generator_ema):
+        state = net.state_dict()
+        assert set(state) == set(expected)
+        for key, value in expected.items():
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
+    # without init_weights the module starts elsewhere (the test is not vacuous)
+    assert not torch.equal(fresh.generator.to_spec.weight, model.generator.to_spec.weight)
+    # the two copies are separate tensors: training the generator leaves the EMA alone
+    with torch.no_grad():
+        model.generator.to_spec.weight.add_(1.0)
+    torch.testing.assert_close(model.generator_ema.to_spec.weight, expected["to_spec.weight"])
+    # the export records where training started and the source's steps
+    meta = model.export_meta()
+    assert meta["init"] == {"weights": str(path), "steps": {"generator": 7, "critic": 0, "global": 0}}
+    assert meta["hparams"]["init_weights"] == str(path)
+    assert "init" not in fresh.export_meta()
+
+
+def test_init_weights_mismatch_is_a_user_error(tmp_path):
+    path, _ = _export_tiny(tmp_path, seed=1, g_channels=[16, 12])
+    with pytest.raises(UserError, match=r"audio_src\.safetensors: model\.init_weights tensor \S+ has shape"):
+        GANSynthModule(**TINY, init_weights=str(path))
+    path2, _ = _export_tiny(tmp_path / "b", seed=1, g_channels=[16, 8, 8])
+    with pytest.raises(UserError, match=r"model\.init_weights do not match the generator \(missing \[\], unexpected"):
+        GANSynthModule(**TINY, init_weights=str(path2))
+    with pytest.raises(UserError, match=r"nowhere\.safetensors: model\.init_weights file not found"):
+        GANSynthModule(**TINY, init_weights=str(tmp_path / "nowhere.safetensors"))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError, match=r"bad\.safetensors: cannot read model\.init_weights"):
+        GANSynthModule(**TINY, init_weights=str(bad))
+
+
+def test_cli_continues_from_exported_weights(tmp_path, monkeypatch):
+    """--model.init_weights: a second run starts from the first run's export and records it."""
+    monkeypatch.chdir(tmp_path)
+    root = write_sine_notes(tmp_path / "notes")
+    first = _run_debug(tmp_path, root)
+    src = first / "export" / "audio_debug.safetensors"
+    src_weight = TimbreGenerator.load(src).model.to_spec.weight.clone()
+    second = tmp_path / "second"
+    args = ["musegansynth train audio", "--config", str(DEBUG_YAML), "--data.data_root", str(root),
+            "--trainer.default_root_dir", str(second), "--trainer.logger.init_args.save_dir", str(second),
+            "--export.out_dir", str(second / "export"), "--checkpoint.dirpath", str(second / "ckpt"),
+            "--model.init_weights", str(src), "--trainer.max_steps", "2"]
+    assert cli_main(args) == 0
+    doc = json.loads((second / "export" / "audio_debug.json").read_text())
+    assert doc["steps"]["generator"] == 1, doc["steps"]
+    assert doc["init"] == {"weights": str(src), "steps": {"generator": 4, "critic": 4, "global": 8}}, doc["init"]
+    # one EMA step (decay min(0.9, 2/11)) away from the source, not from a fresh initialisation
+    new_weight = TimbreGenerator.load(second / "export" / "audio_debug.safetensors").model.to_spec.weight
+    assert (new_weight - src_weight).abs().max() < 0.1 * src_weight.abs().max()
+    assert not torch.equal(new_weight, src_weight)

@@ -87,3 +87,89 @@ def test_accompany_cli_with_fakes(tmp_path, monkeypatch):
     assert cli_main(["a", str(midi), "--track", "MELODY", "--out", str(tmp_path / "o"), "--renderer", "none",
                      "--device", "cpu"]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["song.mid"]
+
+
+def _unnamed_song(path: Path) -> Path:
+    """Two instruments without names and the same program (73), and a named piano; 90 bpm."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=90)
+    step = 60 / 90 / 4
+    decoy = pretty_midi.Instrument(73)  # no name
+    decoy.notes.append(pretty_midi.Note(90, 84, 0, 8 * step))
+    lead = pretty_midi.Instrument(73)  # no name either: the one we give
+    for k in range(8):  # 8 notes of 2 steps every 4 steps: 2 bars
+        lead.notes.append(pretty_midi.Note(60 + 5 * k, 62 + k, 4 * k * step, (4 * k + 2) * step))
+    piano = pretty_midi.Instrument(0, name="PIANO")
+    piano.notes.append(pretty_midi.Note(80, 48, 0, 1))
+    pm.instruments += [decoy, lead, piano]
+    pm.write(str(path))
+    return path
+
+
+def _notes(inst):
+    return [(n.pitch, n.velocity, round(n.start, 4), round(n.end, 4)) for n in inst.notes]
+
+
+def test_accompany_an_unnamed_track_by_index(tmp_path, monkeypatch):
+    import pipeline.accompany as acc
+
+    midi = _unnamed_song(tmp_path / "in.mid")
+    pm = pretty_midi.PrettyMIDI(str(midi))
+    assert [i.name for i in pm.instruments] == ["", "", "PIANO"]
+    comp = FakeComposer()
+    # "#1" takes instrument 1 alone: not instrument 0, which has the same (empty) name and program
+    mt, ti = accompany_midi(pm, comp, track="#1", seed=2, source="in.mid")
+    assert ti == 0 and mt.track_names == ["melody", "bridge", "piano"] and mt.n_bars == 2
+    assert comp.accompany_calls == [{"track": 0, "seed": 2, "bars": 2}]
+    assert [(n.pitch, n.start, n.end, n.velocity) for n in mt.notes() if n.track == 0] == \
+        [(62 + k, 4 * k, 4 * k + 2, 60 + 5 * k) for k in range(8)]
+    # a plain index works too, and through the CLI
+    assert accompany_midi(pm, FakeComposer(), track="1", seed=2)[0].roll[0].tolist() == mt.roll[0].tolist()
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: FakeComposer())
+    out = tmp_path / "o"
+    assert cli_main(["a", str(midi), "--track", "#1", "--out", str(out), "--renderer", "none", "--seed", "2",
+                     "--device", "cpu"]) == 0
+    song = pretty_midi.PrettyMIDI(str(out / "song.mid"))
+    assert [i.name for i in song.instruments] == ["melody", "bridge", "piano"]
+    assert song.instruments[0].program == 73
+    assert _notes(song.instruments[0]) == _notes(pm.instruments[1])
+
+
+def test_accompany_takes_only_the_named_track(tmp_path):
+    """A name selects that instrument alone, not others whose name starts the same way."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    first = pretty_midi.Instrument(0, name="MELODY")
+    first.notes.append(pretty_midi.Note(100, 60, 0.0, 0.5))
+    second = pretty_midi.Instrument(0, name="MELODY 2")
+    second.notes.append(pretty_midi.Note(100, 67, 1.0, 1.5))
+    pm.instruments += [first, second]
+    mt, _ = accompany_midi(pm, FakeComposer(), track="melody", seed=0)
+    assert [(n.pitch, n.start, n.end) for n in mt.notes() if n.track == 0] == [(60, 0, 4)]
+    mt2, _ = accompany_midi(pm, FakeComposer(), track="Melody 2", seed=0)
+    assert [(n.pitch, n.start, n.end) for n in mt2.notes() if n.track == 0] == [(67, 8, 12)]
+    assert mt2.track_names[0] == "MELODY 2"
+
+
+def test_unknown_track_lists_the_tracks_present(tmp_path, monkeypatch):
+    import pipeline.accompany as acc
+
+    midi = _unnamed_song(tmp_path / "in.mid")
+    monkeypatch.setattr(acc, "load_composer", lambda *a: pytest.fail("loaded a model"))
+    listing = (r"in.mid: --track 'lead': no such track \(tracks: #0 \(no name, program 73\), "
+               r"#1 \(no name, program 73\), 'PIANO'\); give a name, or #N")
+    with pytest.raises(UserError, match=listing):
+        cli_main(["a", str(midi), "--track", "lead", "--out", str(tmp_path / "o")])
+    for bad in ("#3", "3", "#-1", "#"):
+        with pytest.raises(UserError, match=rf"--track '{bad}': no such track \(tracks: #0"):
+            cli_main(["a", str(midi), "--track", bad, "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+    # a track without notes, and one whose notes are all outside the composer's range
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    pm.instruments.append(pretty_midi.Instrument(0, name="EMPTY"))
+    high = pretty_midi.Instrument(0, name="HIGH")
+    high.notes.append(pretty_midi.Note(100, 120, 0.0, 0.5))
+    pm.instruments.append(high)
+    with pytest.raises(UserError, match=r"x.mid: --track 'empty': the track has no notes"):
+        accompany_midi(pm, FakeComposer(), track="empty", source="x.mid")
+    with pytest.raises(UserError, match=r"--track 'HIGH': none of its 1 notes is inside the composer's pitch "
+                                        r"range 24-107"):
+        accompany_midi(pm, FakeComposer(), track="HIGH", source="x.mid")

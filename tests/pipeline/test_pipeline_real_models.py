@@ -129,3 +129,22 @@ def test_render_and_accompany_with_real_modules(tmp_path, weights):
     given = [(n.pitch, round(n.start, 2), round(n.end, 2)) for n in song.instruments[0].notes]
     assert given == [(n.pitch, round(n.start, 2), round(n.end, 2)) for n in mel.notes]
     assert (out / "song.wav").exists()
+
+
+def test_count_with_real_modules_matches_single_runs(tmp_path, weights):
+    """``--count 2`` (Lightning's Trainer.predict) writes what ``--seed n`` alone writes, real modules."""
+    from pipeline.generate import cli_main
+
+    cfg = _config(tmp_path, weights)
+    many = tmp_path / "many"
+    assert cli_main(["g", str(cfg), "--out", str(many), "--count", "2", "--device", "cpu", "--devices", "1"]) == 0
+    assert sorted(p.name for p in many.iterdir()) == ["seed-5", "seed-6"]
+    for seed in (5, 6):
+        one = tmp_path / f"one-{seed}"
+        assert cli_main(["g", str(cfg), "--out", str(one), "--seed", str(seed), "--device", "cpu"]) == 0
+        got = many / f"seed-{seed}"
+        assert (got / "song.mid").read_bytes() == (one / "song.mid").read_bytes()
+        wa, sr = sf.read(str(got / "song.wav"), dtype="int16")
+        wb, _ = sf.read(str(one / "song.wav"), dtype="int16")
+        assert sr == 16000 and np.array_equal(wa, wb)
+        assert json.loads((got / "song.json").read_text())["seed"] == seed
