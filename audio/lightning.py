@@ -309,26 +309,13 @@ def load_generator_weights(path: str | Path, generator: torch.nn.Module) -> dict
         UserError naming the file when it is missing, unreadable, or its tensors' names or shapes
         differ from ``generator``'s (e.g. other ``model.g_channels`` or ``data.n_mels``).
     """
+    from audio.generate import read_matching_state  # noqa: PLC0415
+
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: model.init_weights file not found")
-    try:
-        from safetensors.torch import load_file  # noqa: PLC0415
-
-        state = load_file(str(p), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise UserError(f"{p}: cannot read model.init_weights ({type(exc).__name__}: {exc})") from None
-    expected = generator.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise UserError(f"{p}: model.init_weights do not match the generator "
-                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    for key, value in state.items():
-        if value.shape != expected[key].shape:
-            raise UserError(f"{p}: model.init_weights tensor {key} has shape {tuple(value.shape)}, the generator's "
-                            f"is {tuple(expected[key].shape)} (check model.g_channels / latent_dim / data.n_mels)")
-    return state
+    return read_matching_state(p, generator, "model.init_weights do not match the generator",
+                               what="model.init_weights", hint="check model.g_channels / latent_dim / data.n_mels")
 
 
 def _init_info(path: str | Path) -> dict[str, Any]:
