@@ -257,7 +257,8 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
 
         return np.asarray(binarize(torch.cat(rolls, dim=1), 0.5).numpy(), dtype=bool)
 
-    main = song_roll(comp, "composer", None, use_chords=True)
+    # the composer learnt one style per dataset; condition on its first (POP909's "pop"), as in training
+    main = song_roll(comp, "composer", 0 if getattr(comp, "styles", None) else None, use_chords=True)
     drums = None
     if models.drums is not None and any(t.source.lower() in drum_names and t.source.lower() not in comp_names
                                         for t in config.tracks):

@@ -76,6 +76,8 @@ def test_compose_aligns_tracks_and_conditions_on_chords(fake_models):
     assert roll.shape == (3, 10, 16, 84) and roll.dtype == bool
     calls = fake_models.composer.decode_calls
     assert len(calls) == 1 and calls[0]["n"] == 3 and calls[0]["chords"].shape == (3, 4, 4, 12)
+    # the composer is conditioned on its own (first) style, not on the rarely trained "unknown" one
+    assert calls[0]["style"].tolist() == [0, 0, 0]
     dcall = fake_models.drums.decode_calls[0]
     assert dcall["style"].tolist() == [1, 1, 1]  # "rock" is style 1 of the fake drums model
     # the melody follows the chords: bar 1 is Am, so its notes are A, C or E
