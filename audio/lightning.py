@@ -309,7 +309,7 @@ def load_generator_weights(path: str | Path, generator: torch.nn.Module) -> dict
         UserError naming the file when it is missing, unreadable, or its tensors' names or shapes
         differ from ``generator``'s (e.g. other ``model.g_channels`` or ``data.n_mels``).
     """
-    from audio.generate import read_matching_state  # noqa: PLC0415
+    from pipeline.weights import read_matching_state  # noqa: PLC0415
 
     p = Path(path)
     if not p.is_file():

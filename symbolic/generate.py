@@ -97,21 +97,9 @@ class Composer:
             generator = Generator(**gcfg)
         except (TypeError, ValueError) as exc:
             raise UserError(f"{js}: bad generator hyper-parameters ({exc})") from None
-        try:
-            from safetensors.torch import load_file
+        from pipeline.weights import read_matching_state
 
-            state = load_file(str(st), device="cpu")
-        except Exception as exc:  # safetensors raises its own error types
-            raise UserError(f"{st}: not a readable safetensors file ({exc})") from None
-        own = generator.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise UserError(f"{st}: weights do not match {js.name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
-        if bad:
-            k = bad[0]
-            raise UserError(f"{st}: weight '{k}' has shape {tuple(state[k].shape)}, expected {tuple(own[k].shape)}")
+        state = read_matching_state(st, generator, f"weights do not match {js.name}")
         generator.load_state_dict(state)
         return cls(generator, card, device)
 

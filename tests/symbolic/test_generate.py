@@ -117,7 +117,7 @@ def test_load_errors_name_the_file(weights, tmp_path):
     card2 = dict(card, generator=dict(card["generator"], branch_channels=5))
     (bad / "symbolic_b.json").write_text(json.dumps(card2))
     (bad / "symbolic_b.safetensors").write_bytes(weights.read_bytes())
-    with pytest.raises(UserError, match=r"symbolic_b.safetensors: weight '.*' has shape"):
+    with pytest.raises(UserError, match=r"symbolic_b.safetensors: tensor \S+ has shape"):
         Composer.load(bad / "symbolic_b.json")
     # missing tensors
     (bad / "symbolic_b.json").write_text(json.dumps(card))
@@ -126,7 +126,7 @@ def test_load_errors_name_the_file(weights, tmp_path):
         Composer.load(bad / "symbolic_b.json")
     # not safetensors at all, and a JSON of another kind
     (bad / "symbolic_b.safetensors").write_bytes(b"not a tensor file")
-    with pytest.raises(UserError, match="symbolic_b.safetensors: not a readable safetensors file"):
+    with pytest.raises(UserError, match="symbolic_b.safetensors: cannot read weights"):
         Composer.load(bad / "symbolic_b.json")
     (bad / "symbolic_b.json").write_text("{\"format\": \"other\"}")
     with pytest.raises(UserError, match="symbolic_b.json: not a musegansynth symbolic generator card"):

@@ -1,0 +1,44 @@
+"""Reading shipped weights safely: safetensors only, checked against the module they are for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pipeline.errors import UserError
+
+
+def read_matching_state(path: str | Path, module: torch.nn.Module, mismatch: str, what: str = "",
+                        hint: str = "") -> dict[str, torch.Tensor]:
+    """Read a safetensors state dict and check its tensor names and shapes against ``module``.
+
+    Args:
+        path: a ``.safetensors`` file.
+        module: the module the weights are meant for (its keys and shapes are the reference).
+        mismatch: the words that say what a mismatch means, e.g. "weights do not match audio_x.json".
+        what: how the file is named in messages (e.g. "model.init_weights"); hint: what to check.
+    Returns:
+        The state dict (CPU tensors), ready for ``module.load_state_dict``.
+    Raises:
+        UserError naming the file when it is missing, unreadable, or does not match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: weights file not found")
+    try:
+        from safetensors.torch import load_file  # noqa: PLC0415
+
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise UserError(f"{path}: cannot read {what or 'weights'} ({type(exc).__name__}: {exc})") from None
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise UserError(f"{path}: {mismatch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise UserError(f"{path}: {what + ' ' if what else ''}tensor {key} has shape {tuple(value.shape)}, "
+                            f"expected {tuple(expected[key].shape)}{f' ({hint})' if hint else ''}")
+    return state
