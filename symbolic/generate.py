@@ -218,14 +218,17 @@ class Composer:
         """
         if n_phrases < 1:
             raise UserError(f"n_phrases: must be at least 1, got {n_phrases}")
+        return self.join_phrases(self._decode_seeded(n_phrases, seed, chords, style))
+
+    def _decode_seeded(self, n_phrases: int, seed: int, chords, style: int | str | None,
+                       **cond) -> torch.Tensor:
+        """Latents from ``seed``, chords and style per phrase, decoded: [N, T, B, S, P]."""
         if isinstance(style, str):
             style = self.style_index(style)
-        gen = torch.Generator().manual_seed(int(seed))
-        z = self.sample_latents(n_phrases, gen)
+        z = self.sample_latents(n_phrases, torch.Generator().manual_seed(int(seed)))
         c = self._phrase_chords(chords, n_phrases)
         st = None if style is None else torch.full((n_phrases,), int(style), dtype=torch.long)
-        roll = self.decode(z, chords=c, style=st)
-        return self.join_phrases(roll)
+        return self.decode(z, chords=c, style=st, **cond)
 
     @staticmethod
     def join_phrases(roll: torch.Tensor) -> torch.Tensor:
@@ -266,11 +269,5 @@ class Composer:
         n_phrases = -(-bars // self.n_bars)
         pad = n_phrases * self.n_bars - bars
         g = torch.cat([g, g.new_zeros(pad, *g.shape[1:])]).reshape(n_phrases, self.n_bars, *g.shape[1:])
-        if isinstance(style, str):
-            style = self.style_index(style)
-        gen = torch.Generator().manual_seed(int(seed))
-        z = self.sample_latents(n_phrases, gen)
-        c = self._phrase_chords(chords, n_phrases)
-        st = None if style is None else torch.full((n_phrases,), int(style), dtype=torch.long)
-        roll = self.decode(z, chords=c, style=st, cond_roll=g, cond_track=int(track))
+        roll = self._decode_seeded(n_phrases, seed, chords, style, cond_roll=g, cond_track=int(track))
         return self.join_phrases(roll)[:, :bars]
