@@ -74,13 +74,23 @@ class GANSynthModule(L.LightningModule):
                  n_critic: int = 1, gp_every: int = 1, ema_decay: float = 0.999,
                  adv_start: int = 0, adv_ramp: int = 0,
                  sample_rate: int = 16000, n_fft: int = 512, hop: int = 128, n_mels: int | None = 128,
-                 media_every_n_steps: int = 500, init_weights: str | None = None):
+                 media_every_n_steps: int = 500, init_weights: str | None = None, if_prior: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator_kwargs = dict(latent_dim=latent_dim, frames=frames, bins=bins, channels=list(g_channels),
                                      pitch_dim=pitch_dim, program_dim=program_dim, output=g_output)
+        if if_prior:
+            self.generator_kwargs["if_prior"] = True
         self.generator = Generator(**self.generator_kwargs)
+        if if_prior:
+            from audio.spectral import SpecConfig, SpecTransform, harmonic_if_prior  # noqa: PLC0415
+
+            cfg = SpecConfig(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels)
+            try:
+                self.generator.set_if_prior(harmonic_if_prior(SpecTransform(cfg), frames))
+            except ValueError as exc:
+                raise UserError(f"model.if_prior: {exc} (model.frames / model.bins must match the data)") from None
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.critic = Critic(channels=list(d_channels), n_families=n_families,
                              n_programs=N_PROGRAMS if program_head else 0)
@@ -315,7 +325,8 @@ def load_generator_weights(path: str | Path, generator: torch.nn.Module) -> dict
     if not p.is_file():
         raise UserError(f"{p}: model.init_weights file not found")
     return read_matching_state(p, generator, "model.init_weights do not match the generator",
-                               what="model.init_weights", hint="check model.g_channels / latent_dim / data.n_mels")
+                               what="model.init_weights", hint="check model.g_channels / latent_dim / data.n_mels",
+                               optional=("if_residual_gain",))
 
 
 def _init_info(path: str | Path) -> dict[str, Any]:

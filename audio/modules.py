@@ -92,13 +92,19 @@ class Generator(nn.Module):
         pitch_dim, program_dim: sizes of the learned pitch and program embeddings.
         output: "linear" (default) or "tanh" (then scaled by ``tanh_scale``); the output lives
             in normalised units.
-    Buffers ``norm_mean`` and ``norm_std`` (shape [2, bins]) hold the data normalisation.
+        if_prior: the IF of a pitched note is a fixed harmonic prior (the IF of a harmonic tone
+            at that pitch, :func:`audio.spectral.harmonic_if_prior`, set with
+            :meth:`set_if_prior`) plus ``if_residual_gain`` (a learned scalar, 0 at first) times
+            the network's IF output. Drums (program 128) keep the network's IF.
+    Buffers ``norm_mean`` and ``norm_std`` (shape [2, bins]) hold the data normalisation;
+    ``if_prior_table`` ([128, frames, bins], data-space IF) is not saved with the weights, as
+    it follows from the spectral config.
     """
 
     def __init__(self, latent_dim: int = 64, frames: int = 64, bins: int = 128,
                  channels: tuple[int, ...] | list[int] = (128, 96, 64, 48, 32),
                  pitch_dim: int = 32, program_dim: int = 32, output: str = "linear",
-                 tanh_scale: float = 3.0):
+                 tanh_scale: float = 3.0, if_prior: bool = False):
         super().__init__()
         if output not in ("linear", "tanh"):
             raise ValueError(f"output must be 'linear' or 'tanh', got {output!r}")
@@ -120,6 +126,20 @@ class Generator(nn.Module):
         self.to_spec = nn.Conv2d(channels[-1], 2, 1)
         self.register_buffer("norm_mean", torch.zeros(2, self.bins))
         self.register_buffer("norm_std", torch.ones(2, self.bins))
+        self.if_prior = bool(if_prior)
+        if self.if_prior:
+            self.if_residual_gain = nn.Parameter(torch.zeros(()))
+            self.register_buffer("if_prior_table", torch.zeros(128, self.frames, self.bins), persistent=False)
+            self.if_prior_ready = False
+
+    def set_if_prior(self, table: torch.Tensor) -> None:
+        """Set the data-space IF prior, [128, frames, bins] (see :func:`audio.spectral.harmonic_if_prior`)."""
+        if not self.if_prior:
+            raise ValueError("set_if_prior: this generator was built with if_prior=False")
+        if tuple(table.shape) != tuple(self.if_prior_table.shape):
+            raise ValueError(f"IF prior should have shape {tuple(self.if_prior_table.shape)}, got {tuple(table.shape)}")
+        self.if_prior_table.copy_(table)
+        self.if_prior_ready = True
 
     def condition(self, pitch: torch.Tensor, program: torch.Tensor, velocity: torch.Tensor,
                   program_embedding: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,6 +167,13 @@ class Generator(nn.Module):
         x = self.to_spec(x)[:, :, : self.frames, : self.bins]
         if self.output == "tanh":
             x = self.tanh_scale * torch.tanh(x / self.tanh_scale)
+        if self.if_prior:
+            if not self.if_prior_ready:
+                raise RuntimeError("Generator(if_prior=True): call set_if_prior() before generating")
+            prior = (self.if_prior_table[pitch.clamp(0, 127)] - self.norm_mean[1]) / self.norm_std[1]
+            pitched = (program != DRUM_PROGRAM).view(-1, 1, 1)
+            if_ = torch.where(pitched, prior.to(x.dtype) + self.if_residual_gain.to(x.dtype) * x[:, 1], x[:, 1])
+            x = torch.stack([x[:, 0], if_], dim=1)
         return x
 
     def normalize(self, spec: torch.Tensor) -> torch.Tensor:

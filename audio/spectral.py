@@ -456,3 +456,63 @@ def snr_db(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.nda
     if noise == 0.0:
         return math.inf
     return 10.0 * math.log10(max(signal, 1e-30) / noise)
+
+
+# ---------------------------------------------------------------------------------------------
+# harmonic IF prior
+
+
+#: Harmonics of :func:`harmonic_tone` stop below this fraction of the Nyquist frequency.
+HARMONIC_CEILING = 0.99
+#: Samples in the one-period wavetable :func:`harmonic_tone` interpolates.
+WAVETABLE_SIZE = 1 << 15
+
+
+def harmonic_tone(pitch: float, samples: int, sample_rate: int) -> torch.Tensor:
+    """A sawtooth-like test tone: ``sum_h sin(2 pi h f0 t) / h`` over the harmonics ``h f0`` below
+    :data:`HARMONIC_CEILING` of the Nyquist frequency, ``f0 = 440 * 2**((pitch - 69) / 12)``.
+
+    Returns a float32 tensor [samples] (float64 arithmetic; silent when ``f0`` is above the
+    ceiling). Its spectrogram's IF marks where the harmonics of that pitch lie, precise to a
+    fraction of a bin: the timbre model's IF prior (:func:`harmonic_if_prior`).
+    """
+    if samples < 0:
+        raise ValueError(f"samples must be >= 0, got {samples}")
+    f0 = 440.0 * 2.0 ** ((float(pitch) - 69.0) / 12.0)
+    n_harm = int(math.floor(HARMONIC_CEILING * sample_rate / 2.0 / f0))
+    if n_harm < 1:
+        return torch.zeros(samples)
+    # one period of the band-limited wave (exact: its harmonics are whole multiples of the
+    # period), then read at the tone's phase with linear interpolation
+    size = WAVETABLE_SIZE
+    spectrum = torch.zeros(size // 2 + 1, dtype=torch.complex128)
+    h = torch.arange(1, n_harm + 1, dtype=torch.float64)
+    spectrum[1: n_harm + 1] = -0.5j * size / h  # sin(2 pi h x) / h
+    table = torch.fft.irfft(spectrum, n=size)
+    pos = torch.remainder(torch.arange(samples, dtype=torch.float64) * (f0 / sample_rate), 1.0) * size
+    i0 = pos.floor().long()
+    frac = pos - i0
+    wave = table[i0 % size] * (1.0 - frac) + table[(i0 + 1) % size] * frac
+    return wave.float()
+
+
+def harmonic_if_prior(transform: "SpecTransform", frames: int, pitches: int = 128) -> torch.Tensor:
+    """IF of :func:`harmonic_tone` for MIDI pitches ``0 .. pitches - 1``: float32 [pitches, frames, bins].
+
+    The tone starts at sample 0 and lasts ``transform.samples_for(frames)`` samples, as the
+    training clips do. The timbre generator's IF output for a pitched note is this map plus a
+    learned residual (:class:`audio.modules.Generator` with ``if_prior=True``): a pitch decides
+    where its harmonics are, and regression to the IF alone places them too vaguely for low
+    notes, where a semitone moves a harmonic by a fraction of a bin.
+    """
+    key = (tuple(sorted(transform.config.to_dict().items())), int(frames), int(pitches))
+    if key not in _IF_PRIOR_CACHE:
+        n = transform.samples_for(frames)
+        sr = transform.config.sample_rate
+        tones = torch.stack([harmonic_tone(p, n, sr) for p in range(pitches)])
+        _IF_PRIOR_CACHE[key] = transform.wave_to_spec(tones, frames=frames)[:, 1].contiguous()
+    return _IF_PRIOR_CACHE[key].clone()
+
+
+#: harmonic_if_prior's results by (spectral config, frames, pitches): a process computes each once.
+_IF_PRIOR_CACHE: dict[tuple, torch.Tensor] = {}

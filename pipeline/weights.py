@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -10,7 +11,7 @@ from pipeline.errors import UserError
 
 
 def read_matching_state(path: str | Path, module: torch.nn.Module, mismatch: str, what: str = "",
-                        hint: str = "") -> dict[str, torch.Tensor]:
+                        hint: str = "", optional: Sequence[str] = ()) -> dict[str, torch.Tensor]:
     """Read a safetensors state dict and check its tensor names and shapes against ``module``.
 
     Args:
@@ -18,6 +19,8 @@ def read_matching_state(path: str | Path, module: torch.nn.Module, mismatch: str
         module: the module the weights are meant for (its keys and shapes are the reference).
         mismatch: the words that say what a mismatch means, e.g. "weights do not match audio_x.json".
         what: how the file is named in messages (e.g. "model.init_weights"); hint: what to check.
+        optional: names the file may lack; they keep ``module``'s current values (a parameter
+            added to a model that older weights can still initialise).
     Returns:
         The state dict (CPU tensors), ready for ``module.load_state_dict``.
     Raises:
@@ -33,6 +36,9 @@ def read_matching_state(path: str | Path, module: torch.nn.Module, mismatch: str
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise UserError(f"{path}: cannot read {what or 'weights'} ({type(exc).__name__}: {exc})") from None
     expected = module.state_dict()
+    for key in optional:
+        if key in expected and key not in state:
+            state[key] = expected[key].detach().clone()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:

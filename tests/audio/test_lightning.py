@@ -255,3 +255,33 @@ def test_cli_continues_from_exported_weights(tmp_path, monkeypatch):
     new_weight = TimbreGenerator.load(second / "export" / "audio_debug.safetensors").model.to_spec.weight
     assert (new_weight - src_weight).abs().max() < 0.1 * src_weight.abs().max()
     assert not torch.equal(new_weight, src_weight)
+
+
+def test_if_prior_run_continues_from_a_model_without_it(tmp_path, monkeypatch):
+    """--model.if_prior true from a plain export: the gain starts at 0 and trains; the export
+    reloads with the prior, and a pitched note's IF is the prior plus the gain times the residual."""
+    monkeypatch.chdir(tmp_path)
+    root = write_sine_notes(tmp_path / "notes")
+    src = _run_debug(tmp_path, root) / "export" / "audio_debug.safetensors"
+    second = tmp_path / "second"
+    args = ["musegansynth train audio", "--config", str(DEBUG_YAML), "--data.data_root", str(root),
+            "--trainer.default_root_dir", str(second), "--trainer.logger.init_args.save_dir", str(second),
+            "--export.out_dir", str(second / "export"), "--checkpoint.dirpath", str(second / "ckpt"),
+            "--model.init_weights", str(src), "--model.if_prior", "true", "--trainer.max_steps", "6"]
+    assert cli_main(args) == 0
+    doc = json.loads((second / "export" / "audio_debug.json").read_text())
+    assert doc["generator"]["if_prior"] is True and doc["hparams"]["if_prior"] is True
+    tg = TimbreGenerator.load(second / "export" / "audio_debug.safetensors")
+    gain = tg.model.if_residual_gain.item()
+    assert gain != 0.0  # trained (it started at 0: the source has no gain)
+    z = tg.sample_z(1, torch.Generator().manual_seed(0))
+    pitch, program, velocity = torch.tensor([60]), torch.tensor([0]), torch.tensor([100])
+    spec = tg.generate_spec(pitch, program, velocity, z)
+    g = tg.model
+    with torch.no_grad():
+        g.if_prior = False  # the bare network's output
+        raw = g(z, pitch, program, velocity)
+        g.if_prior = True
+    prior = (g.if_prior_table[60] - g.norm_mean[1]) / g.norm_std[1]
+    expected = g.denormalize(torch.stack([raw[:, 0], prior[None] + gain * raw[:, 1]], dim=1))
+    torch.testing.assert_close(spec, expected)
