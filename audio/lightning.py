@@ -12,6 +12,10 @@ Training (manual optimisation, two optimisers):
 - an exponential moving average of the generator (``generator_ema``) after each generator step:
   it is what validation, the logged samples and the exported weights use.
 
+With ``if_prior`` the IF of pitched notes is a harmonic prior plus a learned residual
+(:class:`audio.modules.Generator`): the reconstruction L1 on the IF alone left low notes a
+semitone or two off (the IF, not the magnitude, decides where a low note's harmonics land).
+
 Everything is at one fixed resolution (no progressive growing): with the reconstruction term the
 fixed-resolution model trains stably from the first steps, and progressive growing's phases
 would cost most of a short CPU budget at resolutions nobody listens to.

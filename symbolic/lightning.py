@@ -19,7 +19,8 @@ import torch
 from torch.nn import functional as F
 
 from symbolic.export import export_generator
-from symbolic.modules import Critic, Generator, count_parameters, ema_update, gradient_penalty
+from symbolic.modules import (Critic, Generator, count_parameters, density_matching_loss, ema_update,
+                              gradient_penalty)
 
 
 # --------------------------------------------------------------------------- inline metrics
@@ -108,7 +109,9 @@ class MuseGANModule(L.LightningModule):
     ``p_cond_track`` probability that a phrase is trained in accompaniment mode (one random
     real track given to generator and critic), ``p_drop_chords`` / ``p_drop_style``
     probabilities of hiding the chords / style (so the "unknown" paths are learned),
-    ``image_every`` generator steps between logged pianoroll images (0 = never).
+    ``image_every`` generator steps between logged pianoroll images (0 = never),
+    ``density_weight`` weight of :func:`symbolic.modules.density_matching_loss` (the per-bar note
+    density distribution of generated vs. real phrases) in the generator loss (0 = off).
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -118,7 +121,8 @@ class MuseGANModule(L.LightningModule):
                  d_channels: tuple[int, int] = (32, 64), d_hidden: int = 128, lr: float = 2e-4,
                  betas: tuple[float, float] = (0.5, 0.9), n_critic: int = 5, gp_lambda: float = 10.0,
                  ema_decay: float = 0.999, p_cond_track: float = 0.25, p_drop_chords: float = 0.1,
-                 p_drop_style: float = 0.1, image_every: int = 500, qn_min_steps: int = 2) -> None:
+                 p_drop_style: float = 0.1, image_every: int = 500, qn_min_steps: int = 2,
+                 density_weight: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -203,6 +207,10 @@ class MuseGANModule(L.LightningModule):
         self.toggle_optimizer(opt_g)
         fake = self.generator(self.generator.sample_latents(n, device=real.device), **gcond)
         g_loss = -self.critic(fake, **dcond).mean()
+        if h.density_weight:
+            density = density_matching_loss(fake, real)
+            g_loss = g_loss + h.density_weight * density
+            self.log("loss/density", density.detach())
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
