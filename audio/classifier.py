@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import UserError
+from pipeline.fileio import read_json_object
 
 #: Format version of the saved classifier (JSON "version").
 VERSION = 1
@@ -360,15 +361,15 @@ class PitchFamilyClassifier:
             if not p.is_file():
                 raise UserError(f"{p}: classifier file not found (train one with "
                                 f"'python -m audio.classifier --data DIR --out {st}')")
+        meta = read_json_object(js)
         try:
-            meta = json.loads(js.read_text())
             if meta.get("kind") != "audio_classifier":
                 raise UserError(f"{js}: not an audio classifier (kind={meta.get('kind')!r})")
             if int(meta.get("version", -1)) > VERSION:
                 raise UserError(f"{js}: version {meta['version']} is newer than this code ({VERSION})")
             frontend = LogMel(**meta["frontend"])
             net = PitchFamilyNet(**meta["net"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{js}: bad classifier description ({exc})") from None
         try:
             tensors = load_file(str(st))

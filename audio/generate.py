@@ -23,7 +23,7 @@ import torch
 
 from audio.modules import DRUM_PROGRAM, Generator
 from pipeline.errors import UserError
-from pipeline.fileio import atomic_path, atomic_write_text
+from pipeline.fileio import atomic_path, atomic_write_text, read_json_object
 from pipeline.weights import read_matching_state
 
 FORMAT = "musegansynth-audio-generator"
@@ -121,11 +121,8 @@ class TimbreGenerator:
         for f in (st_path, json_path):
             if not f.is_file():
                 raise UserError(f"{f}: timbre model weights not found (train with 'musegansynth train audio')")
-        try:
-            meta = json.loads(json_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{json_path}: not a readable JSON file ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        meta = read_json_object(json_path)
+        if meta.get("format") != FORMAT:
             raise UserError(f"{json_path}: not a timbre model description (format should be {FORMAT!r})")
         if int(meta.get("version", -1)) > VERSION:
             raise UserError(f"{json_path}: format version {meta.get('version')} is newer than this program's {VERSION}")

@@ -43,7 +43,7 @@ import numpy as np
 from audio.families import (DRUM_KEYS, DRUM_PROGRAM, FAMILIES, family_default_program, instrument_name_to_program,
                             program_to_family)
 from pipeline.errors import UserError
-from pipeline.fileio import atomic_path, atomic_write_text
+from pipeline.fileio import atomic_path, atomic_write_text, read_json_object
 
 SPLITS = ("train", "valid", "test")
 #: Percent of notes in each split (by a hash of the note_str).
@@ -422,10 +422,7 @@ class NoteSet:
         if not path.is_file():
             raise UserError(f"{path}: not found; build notes with 'musegansynth data notes --out {root}' "
                             f"or point at an NSynth folder")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: not readable JSON ({exc})") from None
+        data = read_json_object(path)
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected an object keyed by note_str")
         self.folder = folder

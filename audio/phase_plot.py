@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from audio.spectral import LOG_EPS, SpecConfig, SpecTransform, unwrap
+from audio.spectral import SpecConfig, SpecTransform, unwrap
 from pipeline.errors import UserError
 from pipeline.fileio import atomic_path
 

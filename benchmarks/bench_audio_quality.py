@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     weights = [Path(w) for w in args.weights] if args.weights else shipped_weights()
     if not weights:
-        print(f"bench_audio_quality: skipped, no timbre model weights data/pretrained/audio_*.safetensors")
+        print("bench_audio_quality: skipped, no timbre model weights data/pretrained/audio_*.safetensors")
         return 0
 
     from audio.evaluate import evaluate_audio, format_table, write_json

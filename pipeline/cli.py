@@ -51,12 +51,12 @@ def _build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         parts = name.split()
         if len(parts) == 1:
-            p = sub.add_parser(parts[0], help=help_text, add_help=False)
+            sub.add_parser(parts[0], help=help_text, add_help=False)
         else:
             if parts[0] not in groups:
                 gp = sub.add_parser(parts[0], help=GROUPS[parts[0]])
                 groups[parts[0]] = gp.add_subparsers(dest="target", metavar="TARGET")
-            p = groups[parts[0]].add_parser(parts[1], help=help_text, add_help=False)
+            groups[parts[0]].add_parser(parts[1], help=help_text, add_help=False)
     return parser
 
 

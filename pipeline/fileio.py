@@ -1,13 +1,16 @@
-"""Atomic file output: nothing half-written is ever left behind."""
+"""Atomic file output (nothing half-written is ever left behind) and a checked JSON reader."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from pipeline.errors import UserError
 
 
 def _umask() -> int:
@@ -71,3 +74,17 @@ def staged_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
             os.replace(entry, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path``; UserError ``"<path>: not readable JSON (...)"`` when the file
+    cannot be read or decoded, or holds something other than an object. (Callers check that the
+    file exists first, with their own advice on how to make it.)"""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: not readable JSON (expected an object, found {type(doc).__name__})")
+    return doc

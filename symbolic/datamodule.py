@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.errors import UserError
+from pipeline.fileio import read_json_object
 
 SPLITS = ("train", "valid", "test")
 _KEYS = ("rolls", "chords", "has_chords", "style")
@@ -26,10 +27,7 @@ def read_meta(data_dir: str | Path) -> dict:
     path = Path(data_dir) / "meta.json"
     if not path.is_file():
         raise UserError(f"{path}: dataset cache not found (build it with 'musegansynth data symbolic')")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not readable JSON ({exc})") from None
+    meta = read_json_object(path)
     for key in ("tracks", "grid", "n_bars"):
         if key not in meta:
             raise UserError(f"{path}: missing key '{key}'")

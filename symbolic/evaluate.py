@@ -47,54 +47,22 @@ def load_split(data_dir: str | Path, split: str = "test") -> tuple[dict, dict[st
         pitches], ``arrays["chords"]`` uint8 [N, bars, beats_per_bar, 12], ``arrays["style"]``
         int64 [N] (zeros when the file has none), ``arrays["has_chords"]`` bool [N].
     Raises:
-        UserError: the folder, meta.json or the split is missing or malformed.
+        UserError: the folder, meta.json or the split is missing or malformed (the checks of
+        :func:`symbolic.datamodule.read_meta` and :func:`symbolic.datamodule.load_split`).
     """
+    from symbolic.datamodule import load_split as load_arrays, read_meta  # noqa: PLC0415
+
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"{data_dir}: no such dataset folder (build one with 'musegansynth data symbolic')")
-    meta_path = data_dir / "meta.json"
-    if not meta_path.is_file():
-        raise UserError(f"{meta_path}: missing (build the dataset with 'musegansynth data symbolic')")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{meta_path}: unreadable JSON ({exc})") from None
-    for key in ("tracks", "is_drum", "grid"):
-        if key not in meta:
-            raise UserError(f"{meta_path}: no '{key}' entry")
+    meta = read_meta(data_dir)
     if len(meta["tracks"]) != len(meta["is_drum"]):
-        raise UserError(f"{meta_path}: 'tracks' and 'is_drum' differ in length")
-    for key in ("steps_per_beat", "beats_per_bar", "lowest_pitch", "n_pitches"):
-        if key not in meta["grid"]:
-            raise UserError(f"{meta_path}: grid has no '{key}'")
-    split_path = data_dir / f"{split}.npz"
-    if not split_path.is_file():
-        raise UserError(f"{split_path}: missing (split '{split}' was not built)")
-    try:
-        with np.load(split_path, allow_pickle=False) as z:
-            if "rolls" not in z.files:
-                raise UserError(f"{split_path}: no 'rolls' array")
-            arrays = {k: z[k] for k in z.files}
-    except UserError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{split_path}: unreadable npz ({exc})") from None
-    rolls = arrays["rolls"]
-    expect = _expected_shape(meta)
-    if rolls.ndim != 5 or tuple(rolls.shape[1:]) != expect:
-        raise UserError(f"{split_path}: 'rolls' has shape {tuple(rolls.shape)}, meta.json says [N, {expect}]")
-    n = rolls.shape[0]
-    arrays["rolls"] = rolls != 0
-    g = meta["grid"]
-    chords = arrays.get("chords")
-    if chords is None:
-        chords = np.zeros((n, expect[1], int(g["beats_per_bar"]), 12), dtype=np.uint8)
-    elif chords.shape != (n, expect[1], int(g["beats_per_bar"]), 12):
-        raise UserError(f"{split_path}: 'chords' has shape {chords.shape}, "
-                        f"expected {(n, expect[1], int(g['beats_per_bar']), 12)}")
-    arrays["chords"] = chords
-    arrays["style"] = np.asarray(arrays.get("style", np.zeros(n, np.int64)), dtype=np.int64).reshape(n)
-    arrays["has_chords"] = np.asarray(arrays.get("has_chords", chords.reshape(n, -1).any(axis=1)), bool).reshape(n)
+        raise UserError(f"{data_dir / 'meta.json'}: 'tracks' and 'is_drum' differ in length")
+    arrays = load_arrays(data_dir, split, meta)
+    n = arrays["rolls"].shape[0]
+    arrays["rolls"] = arrays["rolls"] != 0
+    arrays["style"] = np.asarray(arrays["style"], dtype=np.int64).reshape(n)
+    arrays["has_chords"] = np.asarray(arrays["has_chords"], dtype=bool).reshape(n)
     return meta, arrays
 
 

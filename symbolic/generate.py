@@ -12,12 +12,12 @@ seed gives the same latents on every device; the same seed + device gives the sa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from pipeline.errors import UserError
+from pipeline.fileio import read_json_object
 from symbolic.export import FORMAT
 from symbolic.modules import LATENT_KEYS, Generator
 
@@ -85,11 +85,8 @@ class Composer:
             raise UserError(f"{js}: weights card not found")
         if not st.is_file():
             raise UserError(f"{st}: weights file not found")
-        try:
-            card = json.loads(js.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{js}: not readable JSON ({exc})") from None
-        if not isinstance(card, dict) or card.get("format") != FORMAT or "generator" not in card:
+        card = read_json_object(js)
+        if card.get("format") != FORMAT or "generator" not in card:
             raise UserError(f"{js}: not a musegansynth symbolic generator card")
         try:
             gcfg = dict(card["generator"])

@@ -12,7 +12,6 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.errors import UserError
 from pipeline.fileio import atomic_path
 from symbolic.roll import Grid, Multitrack, midi_to_multitrack, read_midi
 from symbolic.trackmap import LPD5, POP909, POP909_DRUMS, TrackMap, get_track_map

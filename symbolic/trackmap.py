@@ -17,7 +17,7 @@ Instruments that match nothing are left out (counted by the caller).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from pipeline.errors import UserError

@@ -151,7 +151,7 @@ def test_load_errors_name_the_file(trained, tmp_path):
     with pytest.raises(UserError, match="c.safetensors: weights do not match"):
         PitchFamilyClassifier.load(st)
     js.write_text("{not json")
-    with pytest.raises(UserError, match="c.json: bad classifier description"):
+    with pytest.raises(UserError, match="c.json: not readable JSON"):
         PitchFamilyClassifier.load(st)
 
 

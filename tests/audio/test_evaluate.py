@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import audio.evaluate as ev
-from audio.classifier import PitchFamilyClassifier, load_split, train_classifier
+from audio.classifier import load_split, train_classifier
 from pipeline.cli import main as cli
 from pipeline.errors import UserError
 

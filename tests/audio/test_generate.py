@@ -86,7 +86,7 @@ def test_corrupt_files_raise_user_error(tmp_path):
     path, _ = _save(tmp_path)
     json_path = tmp_path / "audio_tiny.json"
     json_path.write_text("{not json")
-    with pytest.raises(UserError, match=r"audio_tiny\.json: not a readable JSON file"):
+    with pytest.raises(UserError, match=r"audio_tiny\.json: not readable JSON"):
         TimbreGenerator.load(path)
     json_path.write_text(json.dumps({"format": "something else"}))
     with pytest.raises(UserError, match="not a timbre model description"):

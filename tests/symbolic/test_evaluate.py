@@ -236,7 +236,7 @@ def test_midi_folder_errors(dataset, tmp_path):
 def test_bad_inputs(dataset, tmp_path):
     with pytest.raises(UserError, match="no such dataset folder"):
         E.evaluate_symbolic(tmp_path / "missing")
-    with pytest.raises(UserError, match="valid.npz: missing"):
+    with pytest.raises(UserError, match="valid.npz: split file not found"):
         E.evaluate_symbolic(dataset, split="valid")
     bad = tmp_path / "bad.npz"
     np.savez(bad, rolls=np.zeros((2, 3, 4, 16, 72), bool))
@@ -246,10 +246,10 @@ def test_bad_inputs(dataset, tmp_path):
     with pytest.raises(UserError, match="no 'rolls'"):
         E.evaluate_symbolic(dataset, generated=bad)
     (dataset / "meta.json").write_text("{not json")
-    with pytest.raises(UserError, match="meta.json: unreadable"):
+    with pytest.raises(UserError, match="meta.json: not readable JSON"):
         E.evaluate_symbolic(dataset)
     (dataset / "meta.json").unlink()
-    with pytest.raises(UserError, match="meta.json: missing"):
+    with pytest.raises(UserError, match="meta.json: dataset cache not found"):
         E.evaluate_symbolic(dataset)
 
 

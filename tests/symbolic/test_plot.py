@@ -6,7 +6,7 @@ import pytest
 from pipeline.cli import main as cli
 from pipeline.errors import UserError
 from symbolic.plot import cli_main, draw_multitrack, guess_track_map, plot_multitrack
-from symbolic.roll import Grid, midi_to_multitrack, read_midi
+from symbolic.roll import read_midi
 from symbolic.trackmap import LPD5, POP909, POP909_DRUMS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
