@@ -36,7 +36,14 @@ def build(config: dict) -> tuple[Generator, Critic, dict]:
     bins = d.get("n_mels") or d.get("n_fft", 512) // 2
     g = Generator(latent_dim=m.get("latent_dim", 64), frames=d.get("clip_frames", 64), bins=bins,
                   channels=m.get("g_channels", [128, 96, 48, 24, 12]), pitch_dim=m.get("pitch_dim", 32),
-                  program_dim=m.get("program_dim", 32), output=m.get("g_output", "linear"))
+                  program_dim=m.get("program_dim", 32), output=m.get("g_output", "linear"),
+                  if_prior=bool(m.get("if_prior", False)))
+    if g.if_prior:  # the harmonic IF prior of the configured representation (as TimbreGenerator sets it)
+        from audio.spectral import SpecConfig, SpecTransform, harmonic_if_prior
+
+        cfg = SpecConfig(sample_rate=d.get("sample_rate", 16000), n_fft=d.get("n_fft", 512), hop=d.get("hop", 128),
+                         n_mels=d.get("n_mels"))
+        g.set_if_prior(harmonic_if_prior(SpecTransform(cfg), g.frames))
     c = Critic(channels=m.get("d_channels", [12, 24, 48, 96, 128]), n_families=m.get("n_families", 12),
                n_programs=129 if m.get("program_head", True) else 0)
     return g, c, {"weights": m.get("loss_weights"), "spec": {k: d.get(k) for k in ("sample_rate", "n_fft", "hop",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from audio.datamodule import NoteDataModule, load_split_arrays, spec_statistics
 from audio.generate import TimbreGenerator
@@ -285,3 +286,21 @@ def test_if_prior_run_continues_from_a_model_without_it(tmp_path, monkeypatch):
     prior = (g.if_prior_table[60] - g.norm_mean[1]) / g.norm_std[1]
     expected = g.denormalize(torch.stack([raw[:, 0], prior[None] + gain * raw[:, 1]], dim=1))
     torch.testing.assert_close(spec, expected)
+
+
+@pytest.mark.parametrize("configs", [["default.yaml"], ["paper_gpu.yaml"], ["debug.yaml"],
+                                     ["default.yaml", "finetune_cpu.yaml"],
+                                     ["default.yaml", "finetune_cpu.yaml", "finetune_prior.yaml"]])
+def test_shipped_configs_parse(configs, capsys):
+    """Every shipped config (and the documented chains) parses against the module's signature."""
+    args = ["musegansynth train audio"]
+    for name in configs:
+        args += ["--config", str(ROOT / "configs" / "audio" / name)]
+    with pytest.raises(SystemExit) as exc:
+        cli_main([*args, "--print_config"])
+    assert exc.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    default = yaml.safe_load((ROOT / "configs" / "audio" / configs[-1]).read_text())
+    for key, value in (default.get("model") or {}).items():
+        if not isinstance(value, dict):
+            assert printed["model"][key] == value, key
