@@ -7,6 +7,10 @@ Examples::
     musegansynth train symbolic --config configs/symbolic/pop909.yaml --ckpt_path last.ckpt   # resume
     musegansynth train symbolic fit --config ... --print_config                                # show all
 
+Resuming (``--ckpt_path``) restores weights, optimisers, step counters and Lightning's Timer
+(so ``trainer.max_time`` counts the earlier runs' time too); the model's hyper-parameters come
+from the configs and overrides given now, not from the checkpoint (Lightning's CLI would
+otherwise override them with the checkpoint's), so a resumed run can change e.g. a loss weight.
 Without a subcommand ``fit`` is assumed. Several GPUs (DDP, no code change)::
 
     musegansynth train symbolic --config configs/symbolic/pop909.yaml --trainer.devices 4 \
@@ -56,6 +60,13 @@ def cli_main(argv: list[str]) -> int:
     from symbolic.lightning import MuseGANModule
 
     class SymbolicCLI(LightningCLI):
+        def _parse_ckpt_path(self) -> None:
+            # Lightning's CLI would replace the model section of the config with the
+            # hyper-parameters stored in the checkpoint, silently dropping the user's changes
+            # (e.g. --model.density_weight on a resumed run). Here the config and overrides
+            # given on the command line define the model; the checkpoint gives its state.
+            return
+
         def add_arguments_to_parser(self, parser) -> None:
             for key in LINKED:
                 target = "data_meta" if key == "meta" else key

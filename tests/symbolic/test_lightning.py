@@ -125,10 +125,14 @@ def test_debug_config_trains_exports_and_resumes(tmp_path):
     ckpts = sorted((tmp_path / "logs" / "symbolic_debug").glob("version_*/checkpoints/*.ckpt"))
     assert ckpts, "no checkpoint"
     # resume for 6 more global steps (= 2 more generator steps)
+    # a model hyper-parameter changed on the command line holds on resume (Lightning's CLI would
+    # take the checkpoint's value instead)
     assert cli_main(["musegansynth train symbolic", "--config", str(cfg), "--trainer.max_steps", "18",
-                     "--ckpt_path", str(ckpts[-1])]) == 0
+                     "--ckpt_path", str(ckpts[-1]), "--model.density_weight", "2.5"]) == 0
     card = json.loads((tmp_path / "pretrained" / "symbolic_debug.json").read_text())
     assert card["training_steps"] == 6, card["training_steps"]
+    hparams = sorted((tmp_path / "logs" / "symbolic_debug").glob("version_*/hparams.yaml"))[-1]
+    assert yaml.safe_load(hparams.read_text())["density_weight"] == 2.5
 
 
 def test_train_cli_unknown_config_is_user_error(tmp_path):
