@@ -82,11 +82,7 @@ class TimbreGenerator:
         from audio.spectral import SpecConfig, SpecTransform  # noqa: PLC0415
 
         self.device = torch.device(device)
-        if getattr(generator, "if_prior", False):
-            from audio.spectral import harmonic_if_prior  # noqa: PLC0415
-
-            generator.set_if_prior(harmonic_if_prior(SpecTransform(SpecConfig(**dict(meta["spec"]))),
-                                                     int(meta["clip_frames"])))
+        generator.set_if_prior_for(SpecConfig(**dict(meta["spec"])))
         self.model = generator.to(self.device).eval().requires_grad_(False)
         self.meta = meta
         spec = dict(meta["spec"])

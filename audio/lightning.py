@@ -88,11 +88,11 @@ class GANSynthModule(L.LightningModule):
             self.generator_kwargs["if_prior"] = True
         self.generator = Generator(**self.generator_kwargs)
         if if_prior:
-            from audio.spectral import SpecConfig, SpecTransform, harmonic_if_prior  # noqa: PLC0415
+            from audio.spectral import SpecConfig  # noqa: PLC0415
 
-            cfg = SpecConfig(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels)
             try:
-                self.generator.set_if_prior(harmonic_if_prior(SpecTransform(cfg), frames))
+                self.generator.set_if_prior_for(SpecConfig(sample_rate=sample_rate, n_fft=n_fft, hop=hop,
+                                                           n_mels=n_mels))
             except ValueError as exc:
                 raise UserError(f"model.if_prior: {exc} (model.frames / model.bins must match the data)") from None
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)

@@ -141,6 +141,14 @@ class Generator(nn.Module):
         self.if_prior_table.copy_(table)
         self.if_prior_ready = True
 
+    def set_if_prior_for(self, spec_config) -> None:
+        """With ``if_prior``, set the prior of the representation ``spec_config`` (an
+        :class:`audio.spectral.SpecConfig`) at this generator's frames; nothing otherwise."""
+        if self.if_prior:
+            from audio.spectral import SpecTransform, harmonic_if_prior  # noqa: PLC0415
+
+            self.set_if_prior(harmonic_if_prior(SpecTransform(spec_config), self.frames))
+
     def condition(self, pitch: torch.Tensor, program: torch.Tensor, velocity: torch.Tensor,
                   program_embedding: torch.Tensor | None = None) -> torch.Tensor:
         """Conditioning vector [B, 128] from pitch [B], program [B], velocity [B] (long).

@@ -423,8 +423,6 @@ class NoteSet:
             raise UserError(f"{path}: not found; build notes with 'musegansynth data notes --out {root}' "
                             f"or point at an NSynth folder")
         data = read_json_object(path)
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected an object keyed by note_str")
         self.folder = folder
         self.split = split
         self.examples: list[dict[str, Any]] = []

@@ -39,11 +39,10 @@ def build(config: dict) -> tuple[Generator, Critic, dict]:
                   program_dim=m.get("program_dim", 32), output=m.get("g_output", "linear"),
                   if_prior=bool(m.get("if_prior", False)))
     if g.if_prior:  # the harmonic IF prior of the configured representation (as TimbreGenerator sets it)
-        from audio.spectral import SpecConfig, SpecTransform, harmonic_if_prior
+        from audio.spectral import SpecConfig
 
-        cfg = SpecConfig(sample_rate=d.get("sample_rate", 16000), n_fft=d.get("n_fft", 512), hop=d.get("hop", 128),
-                         n_mels=d.get("n_mels"))
-        g.set_if_prior(harmonic_if_prior(SpecTransform(cfg), g.frames))
+        g.set_if_prior_for(SpecConfig(sample_rate=d.get("sample_rate", 16000), n_fft=d.get("n_fft", 512),
+                                      hop=d.get("hop", 128), n_mels=d.get("n_mels")))
     c = Critic(channels=m.get("d_channels", [12, 24, 48, 96, 128]), n_families=m.get("n_families", 12),
                n_programs=129 if m.get("program_head", True) else 0)
     return g, c, {"weights": m.get("loss_weights"), "spec": {k: d.get(k) for k in ("sample_rate", "n_fft", "hop",
