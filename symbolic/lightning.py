@@ -19,8 +19,8 @@ import torch
 from torch.nn import functional as F
 
 from symbolic.export import export_generator
-from symbolic.modules import (Critic, Generator, count_parameters, density_matching_loss, ema_update,
-                              gradient_penalty)
+from symbolic.modules import (STAT_TERMS, Critic, Generator, count_parameters, density_matching_loss,
+                              ema_update, gradient_penalty, statistics_matching_loss)
 
 
 # --------------------------------------------------------------------------- inline metrics
@@ -122,7 +122,8 @@ class MuseGANModule(L.LightningModule):
                  betas: tuple[float, float] = (0.5, 0.9), n_critic: int = 5, gp_lambda: float = 10.0,
                  ema_decay: float = 0.999, p_cond_track: float = 0.25, p_drop_chords: float = 0.1,
                  p_drop_style: float = 0.1, image_every: int = 500, qn_min_steps: int = 2,
-                 density_weight: float = 0.0) -> None:
+                 density_weight: float = 0.0, stats_weight: float = 0.0,
+                 stats_terms: tuple[str, ...] = STAT_TERMS) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -140,6 +141,9 @@ class MuseGANModule(L.LightningModule):
         self.g_steps = 0
         self.d_steps = 0
         self.data_meta = data_meta
+        unknown = set(stats_terms) - set(STAT_TERMS)
+        if unknown:
+            raise ValueError(f"unknown stats_terms {sorted(unknown)}; choose from {list(STAT_TERMS)}")
 
     # ----------------------------------------------------------------- helpers
     def meta(self) -> dict:
@@ -211,6 +215,11 @@ class MuseGANModule(L.LightningModule):
             density = density_matching_loss(fake, real)
             g_loss = g_loss + h.density_weight * density
             self.log("loss/density", density.detach())
+        if h.stats_weight:
+            pitched = [not d for d in self.meta().get("is_drum", [False] * h.n_tracks)]
+            stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(h.stats_terms))
+            g_loss = g_loss + h.stats_weight * sum(stats.values())
+            self.log_dict({f"loss/stats_{k}": v.detach() for k, v in stats.items()})
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()

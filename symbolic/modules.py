@@ -450,6 +450,151 @@ def density_matching_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tenso
     return (gap / (dr.mean(dim=1) + 1.0)).mean()
 
 
+STAT_TERMS = ("density", "onsets", "polyphony", "upc", "tonal")
+"""Terms of :func:`statistics_matching_loss`, in order."""
+
+
+def threshold_straight_through(probs: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """``probs > threshold`` as 0/1 in the forward pass, the identity's gradient in the backward pass.
+
+    The forward value is exactly the roll that generation writes (thresholded at 0.5), so
+    statistics computed on it are the statistics of the generated music; the gradient reaches
+    every probability (the straight-through estimator).
+    """
+    hard = (probs > threshold).to(probs.dtype)
+    return probs + (hard - probs).detach()
+
+
+def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1-D Wasserstein-1 distance between two sets of samples (1-D tensors, any sizes).
+
+    Equal sizes: mean absolute difference of the sorted samples (exact). Unequal sizes: the
+    same on ``min(len)`` evenly spaced quantiles of each (levels ``(2i + 1) / 2k``, read off the
+    sorted samples: the empirical inverse distribution function, no interpolation).
+    Returns a scalar; 0 when either set is empty.
+    """
+    if a.dim() != 1 or b.dim() != 1:
+        raise ValueError(f"samples should be 1-D, got {tuple(a.shape)} and {tuple(b.shape)}")
+    b = b.to(a.dtype)
+    if a.numel() == 0 or b.numel() == 0:
+        return a.sum() * 0.0
+    if a.numel() == b.numel():
+        return (a.sort().values - b.sort().values).abs().mean()
+    k = min(a.numel(), b.numel())
+    mid = 2 * torch.arange(k, device=a.device) + 1  # quantile levels (2i + 1) / 2k
+
+    def quantiles(x: torch.Tensor) -> torch.Tensor:  # the empirical inverse distribution function
+        return x.sort().values[(mid * x.numel()) // (2 * k)]
+
+    return (quantiles(a) - quantiles(b)).abs().mean()
+
+
+def _pitch_class_fold(n_pitches: int, lowest_pitch: int, device, dtype) -> torch.Tensor:
+    """One-hot [P, 12] map from pitch index to true pitch class (``(lowest_pitch + i) % 12``)."""
+    pcs = (torch.arange(n_pitches, device=device) + int(lowest_pitch)) % 12
+    return F.one_hot(pcs, 12).to(dtype)
+
+
+def _tonal_matrix(device, dtype) -> torch.Tensor:
+    """Harte et al. (2006) tonal centroid matrix [12, 6] (pitch class -> 6-D)."""
+    pcs = torch.arange(12, dtype=torch.float64)
+    cols = []
+    for radius, angle in ((1.0, 7 * math.pi / 6), (1.0, 3 * math.pi / 2), (0.5, 2 * math.pi / 3)):
+        cols += [radius * torch.sin(pcs * angle), radius * torch.cos(pcs * angle)]
+    return torch.stack(cols, dim=1).to(device=device, dtype=dtype)
+
+
+def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] | None = None,
+                    terms: tuple[str, ...] = STAT_TERMS) -> dict[str, list[torch.Tensor]]:
+    """Per-track samples of the musical statistics that :func:`statistics_matching_loss` matches.
+
+    Args:
+        roll: {0, 1}-valued float [N, T, B, S, P] (differentiable, e.g. from
+            :func:`threshold_straight_through`).
+        lowest_pitch: MIDI pitch of pitch index 0.
+        pitched: one flag per track (False for drums: no pitch classes); default all True.
+        terms: which of :data:`STAT_TERMS` to compute.
+    Returns:
+        dict term -> list of 1-D sample tensors (one per track, or per pitched pair for
+        ``"tonal"``):
+        ``density`` active cells per (phrase, bar); ``onsets`` note onsets per (phrase, bar),
+        bars joined; ``polyphony`` sounding pitches per (phrase, step); ``upc`` used pitch
+        classes per (phrase, bar) (0 for an empty bar); ``tonal`` per (phrase, bar) where both
+        tracks of a pair sound, the distance between their tonal centroids (metrics' TD).
+    """
+    unknown = set(terms) - set(STAT_TERMS)
+    if unknown:
+        raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {list(STAT_TERMS)}")
+    if roll.dim() != 5:
+        raise ValueError(f"roll should be [N, tracks, bars, steps, pitches], got {tuple(roll.shape)}")
+    n, t, b, s, p = roll.shape
+    pitched = [True] * t if pitched is None else list(pitched)
+    if len(pitched) != t:
+        raise ValueError(f"pitched has {len(pitched)} flags for {t} tracks")
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in terms}
+    fold = _pitch_class_fold(p, lowest_pitch, roll.device, roll.dtype)
+    chroma = roll.sum(3) @ fold if ("upc" in terms or "tonal" in terms) else None  # [N, T, B, 12]
+    for i in range(t):
+        x = roll[:, i]  # [N, B, S, P]
+        if "density" in terms:
+            out["density"].append(x.sum(dim=(2, 3)).reshape(-1))
+        if "onsets" in terms:
+            flat = x.reshape(n, b * s, p)
+            prev = F.pad(flat, (0, 0, 1, 0))[:, :-1]
+            out["onsets"].append((flat * (1.0 - prev)).reshape(n, b, s, p).sum(dim=(2, 3)).reshape(-1))
+        if "polyphony" in terms:
+            out["polyphony"].append(x.sum(-1).reshape(-1))
+        if "upc" in terms and pitched[i]:
+            # a pitch class is used in a bar when any of its cells is on (max over steps, octaves)
+            used = (x.amax(2)[..., None] * fold).amax(2)  # [N, B, 12]
+            out["upc"].append(used.sum(-1).reshape(-1))
+    if "tonal" in terms:
+        tm = _tonal_matrix(roll.device, roll.dtype)
+        idx = [i for i in range(t) if pitched[i]]
+        for a_i, i in enumerate(idx):
+            for j in idx[a_i + 1:]:
+                ca, cb = chroma[:, i].reshape(-1, 12), chroma[:, j].reshape(-1, 12)
+                sa, sb = ca.sum(-1), cb.sum(-1)
+                both = (sa.detach() > 0) & (sb.detach() > 0)
+                ta = (ca[both] / sa[both, None]) @ tm
+                tb = (cb[both] / sb[both, None]) @ tm
+                out["tonal"].append((ta - tb).square().sum(-1).clamp(min=1e-12).sqrt())
+    return out
+
+
+def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitch: int,
+                             pitched: list[bool] | None = None,
+                             terms: tuple[str, ...] = STAT_TERMS) -> dict[str, torch.Tensor]:
+    """Distribution matching of musical statistics between a generated and a real batch.
+
+    The generated probabilities are thresholded at 0.5 with the straight-through estimator, so
+    each statistic is that of the music generation writes: empty bars count as empty, a melody
+    step with two pitches counts as two. For every term of :func:`roll_statistics` and every
+    track (or pair), the 1-D Wasserstein distance between the generated and the real samples
+    (:func:`wasserstein_1d`) is divided by the real samples' mean plus one; each term is the
+    mean over tracks. A feature-matching signal (Salimans et al. 2016) on the quantities the
+    metrics measure: it asks for the data's mix of rests, busy bars, chords and single notes
+    without saying which bar gets which.
+
+    Args:
+        fake: float [N, T, B, S, P] probabilities; real: {0, 1} [N', T, B, S, P].
+        lowest_pitch, pitched, terms: as in :func:`roll_statistics`.
+    Returns:
+        dict term -> scalar tensor (0 for identical statistics in any order).
+    """
+    if fake.dim() != 5 or real.dim() != 5 or fake.shape[1:] != real.shape[1:]:
+        raise ValueError(f"fake and real should both be [N, tracks, bars, steps, pitches] with the same "
+                         f"tracks and grid, got {tuple(fake.shape)} and {tuple(real.shape)}")
+    sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, terms)
+    with torch.no_grad():
+        sr = roll_statistics((real > 0.5).to(fake.dtype), lowest_pitch, pitched, terms)
+    out = {}
+    for k in terms:
+        gaps = [wasserstein_1d(a, r) / (r.mean() + 1.0 if r.numel() else 1.0) for a, r in zip(sf[k], sr[k])]
+        out[k] = torch.stack(gaps).mean() if gaps else fake.sum() * 0.0
+    return out
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """``p_ema <- decay * p_ema + (1 - decay) * p`` for parameters; buffers are copied."""

@@ -1,0 +1,146 @@
+"""statistics_matching_loss: feature matching of the thresholded generated roll against real phrases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from symbolic import metrics
+from symbolic.datamodule import PhraseDataModule, write_fake_cache
+from symbolic.lightning import MuseGANModule
+from symbolic.modules import (STAT_TERMS, roll_statistics, statistics_matching_loss, threshold_straight_through,
+                              wasserstein_1d)
+
+
+def _hand_roll() -> torch.Tensor:
+    """1 phrase, 1 track, 2 bars of 4 steps x 13 pitches (index 0 = MIDI 60, C4).
+
+    Bar 0: C4 on steps 0-1, E4 on step 2, C5 on step 3 and held into bar 1's step 0.
+    Bar 1: that C5 (step 0), then G4 + B4 together on step 2.
+    """
+    r = torch.zeros(1, 1, 2, 4, 13)
+    r[0, 0, 0, 0:2, 0] = 1   # C4
+    r[0, 0, 0, 2, 4] = 1     # E4
+    r[0, 0, 0, 3, 12] = 1    # C5 ...
+    r[0, 0, 1, 0, 12] = 1    # ... held across the bar line
+    r[0, 0, 1, 2, 7] = 1     # G4
+    r[0, 0, 1, 2, 11] = 1    # B4
+    return r
+
+
+def test_statistics_of_a_hand_made_roll():
+    s = roll_statistics(_hand_roll(), lowest_pitch=60)
+    assert s["density"][0].tolist() == [4.0, 3.0]
+    assert s["onsets"][0].tolist() == [3.0, 2.0]  # the held C5 is no new note in bar 1
+    assert s["polyphony"][0].tolist() == [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 2.0, 0.0]
+    assert s["upc"][0].tolist() == [2.0, 3.0]  # {C, E}; {C, G, B}
+    assert s["tonal"] == []  # one track: no pair
+
+
+def test_tonal_distance_of_two_hand_made_tracks_matches_the_metric():
+    r = torch.zeros(1, 2, 2, 4, 12)
+    r[0, 0, :, :, 0] = 1            # C in both bars
+    r[0, 1, 0, :, 0] = 1            # bar 0: the same C -> distance 0
+    r[0, 1, 1, :, 7] = 1            # bar 1: G
+    d = roll_statistics(r, lowest_pitch=60, terms=("tonal",))["tonal"][0]
+    c = np.zeros(12); c[0] = 1
+    g = np.zeros(12); g[7] = 1
+    expected = np.linalg.norm(metrics.tonal_centroid(c) - metrics.tonal_centroid(g))
+    assert d.tolist() == pytest.approx([0.0, expected], abs=1e-6)
+
+
+def test_agrees_with_the_metrics_module_on_random_rolls():
+    rng = np.random.default_rng(0)
+    roll = rng.random((16, 3, 4, 16, 30)) < 0.04
+    roll[:5, 0, 1] = False  # some empty bars
+    s = roll_statistics(torch.tensor(roll).float(), lowest_pitch=36)
+    for t in range(3):
+        dens = s["density"][t]
+        assert float((dens == 0).float().mean()) == pytest.approx(metrics.empty_bar_rate(roll[:, t]))
+        upc = s["upc"][t]
+        assert float(upc[upc > 0].mean()) == pytest.approx(metrics.used_pitch_classes(roll[:, t], 36))
+        poly = s["polyphony"][t]
+        assert float(poly[poly > 0].mean()) == pytest.approx(metrics.polyphony(roll[:, t])[0])
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    for k, (a, b) in enumerate(pairs):
+        want = metrics.tonal_distance(roll[:, a], roll[:, b], 36)
+        assert float(s["tonal"][k].mean()) == pytest.approx(want, rel=1e-5)
+
+
+def test_drum_tracks_have_no_pitch_class_terms():
+    r = torch.ones(2, 3, 1, 2, 12)
+    s = roll_statistics(r, 36, pitched=[True, False, True])
+    assert len(s["upc"]) == 2 and len(s["tonal"]) == 1 and len(s["density"]) == 3
+    with pytest.raises(ValueError, match="2 flags for 3 tracks"):
+        roll_statistics(r, 36, pitched=[True, False])
+
+
+def test_wasserstein_1d_known_values():
+    a = torch.tensor([0.0, 1.0, 2.0])
+    assert wasserstein_1d(a, torch.tensor([2.0, 0.0, 1.0])).item() == 0.0
+    assert wasserstein_1d(torch.zeros(2), torch.ones(2)).item() == 1.0
+    assert wasserstein_1d(torch.tensor([0.0, 4.0]), torch.tensor([1.0, 1.0])).item() == 2.0  # (1 + 3) / 2
+    # unequal sizes: compared on min(len) quantiles
+    assert wasserstein_1d(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.0, 1.0, 1.0])).item() == pytest.approx(0.0)
+    assert wasserstein_1d(torch.tensor([]), torch.ones(3)).item() == 0.0
+    with pytest.raises(ValueError, match="1-D"):
+        wasserstein_1d(torch.zeros(2, 2), torch.zeros(4))
+
+
+def test_threshold_straight_through_forward_and_gradient():
+    p = torch.tensor([0.2, 0.5, 0.51, 0.9], requires_grad=True)
+    y = threshold_straight_through(p)
+    assert y.tolist() == [0.0, 0.0, 1.0, 1.0]
+    (y * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert p.grad.tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_loss_is_zero_for_the_same_phrases_in_any_order_and_sees_thresholded_values():
+    rng = np.random.default_rng(1)
+    real = torch.tensor(rng.random((8, 2, 2, 8, 24)) < 0.1).float()
+    out = statistics_matching_loss(real[torch.randperm(8)], real, 48)
+    assert set(out) == set(STAT_TERMS)
+    assert all(v.item() == 0.0 for v in out.values())
+    # probabilities that threshold to the real roll are the real roll: still zero
+    soft = real * 0.8 + 0.1
+    assert all(v.item() == pytest.approx(0.0, abs=1e-6) for v in statistics_matching_loss(soft, real, 48).values())
+    # an all-quiet generator (every probability 0.4) is all-empty: known density term
+    quiet = statistics_matching_loss(torch.full_like(real, 0.4), real, 48, terms=("density",))["density"]
+    d = real.sum(dim=(3, 4))  # [N, T, B]
+    expected = np.mean([float(d[:, t].mean() / (d[:, t].mean() + 1)) for t in range(2)])
+    assert quiet.item() == pytest.approx(expected)
+
+
+def test_gradient_reaches_every_probability_and_bad_input_is_refused():
+    real = torch.zeros(4, 2, 2, 4, 12)
+    real[:, :, :, 0, 3] = 1
+    fake = torch.full_like(real, 0.3, requires_grad=True)
+    sum(statistics_matching_loss(fake, real, 60).values()).backward()
+    assert fake.grad is not None and bool((fake.grad != 0).all())
+    with pytest.raises(ValueError, match="same tracks and grid"):
+        statistics_matching_loss(fake, real[:, :1], 60)
+    with pytest.raises(ValueError, match="unknown statistics"):
+        statistics_matching_loss(fake, real, 60, terms=("density", "groove"))
+
+
+def test_training_logs_the_statistics_terms(tmp_path):
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
+    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
+    kw = dict(n_tracks=3, n_bars=4, steps_per_bar=16, n_pitches=84, n_styles=2, data_meta=dm.meta, z_dim=4,
+              g_trunk_channels=(8, 4), g_branch_channels=4, d_channels=(4, 8), d_hidden=8, n_critic=1,
+              image_every=0)
+    torch.manual_seed(0)
+    model = MuseGANModule(**kw, stats_weight=1.0, stats_terms=("density", "upc"))
+    trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=CSVLogger(tmp_path / "logs"), log_every_n_steps=1,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, default_root_dir=str(tmp_path))
+    trainer.fit(model, dm)
+    assert model.g_steps == 2
+    assert {"loss/stats_density", "loss/stats_upc"} <= set(trainer.logged_metrics)
+    assert "loss/stats_tonal" not in trainer.logged_metrics
+    with pytest.raises(ValueError, match="unknown stats_terms"):
+        MuseGANModule(**kw, stats_terms=("density", "swing"))
