@@ -111,7 +111,15 @@ class MuseGANModule(L.LightningModule):
     probabilities of hiding the chords / style (so the "unknown" paths are learned),
     ``image_every`` generator steps between logged pianoroll images (0 = never),
     ``density_weight`` weight of :func:`symbolic.modules.density_matching_loss` (the per-bar note
-    density distribution of generated vs. real phrases) in the generator loss (0 = off).
+    density distribution of generated vs. real phrases) in the generator loss (0 = off),
+    ``stats_weight`` weight of :func:`symbolic.modules.statistics_matching_loss` (the
+    distributions of per-bar density, onsets, used pitch classes, per-step polyphony and
+    tonal distance of the thresholded output vs. real phrases; 0 = off) and ``stats_terms``
+    which of those terms (``symbolic.modules.STAT_TERMS``). ``bar_gate`` adds the generator's
+    per-(track, bar) gate (:class:`symbolic.modules.Generator`). ``init_from`` starts a new run
+    from a training checkpoint's weights (generator, EMA, critic) and step counters, with fresh
+    optimisers; parameters the checkpoint lacks (a bar gate added since) keep their
+    initialisation. Ignored when the run itself resumes (``--ckpt_path``).
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -123,7 +131,8 @@ class MuseGANModule(L.LightningModule):
                  ema_decay: float = 0.999, p_cond_track: float = 0.25, p_drop_chords: float = 0.1,
                  p_drop_style: float = 0.1, image_every: int = 500, qn_min_steps: int = 2,
                  density_weight: float = 0.0, stats_weight: float = 0.0,
-                 stats_terms: tuple[str, ...] = STAT_TERMS) -> None:
+                 stats_terms: tuple[str, ...] = STAT_TERMS, bar_gate: bool = False,
+                 init_from: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -131,7 +140,7 @@ class MuseGANModule(L.LightningModule):
                                    beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                                    n_styles=n_styles, z_dim=z_dim, trunk_channels=tuple(g_trunk_channels),
                                    branch_channels=g_branch_channels, style_dim=style_dim, chord_dim=chord_dim,
-                                   track_cond_dim=track_cond_dim, binarize=binarize)
+                                   track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bar_gate)
         self.critic = Critic(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                              beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                              n_styles=n_styles, channels=tuple(d_channels), hidden=d_hidden, style_dim=style_dim)
@@ -171,6 +180,41 @@ class MuseGANModule(L.LightningModule):
         cond_roll = real[torch.arange(n, device=dev), cond_track.clamp(min=0)]  # [N, B, S, P]
         return {"chords": chords, "has_chords": has, "style": style, "cond_track": cond_track,
                 "cond_roll": cond_roll}
+
+    def setup(self, stage: str) -> None:
+        # runs before Lightning restores a --ckpt_path, which then replaces these weights
+        if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
+            self.load_training_weights(self.hparams.init_from)
+
+    def load_training_weights(self, path: str | Path) -> None:
+        """Copy generator, EMA and critic weights and the step counters from a training checkpoint.
+
+        Tensors the module has and the checkpoint lacks are allowed only for the bar gate
+        (``*.bar_gate.*``); anything else that differs raises :class:`UserError`.
+        """
+        from pipeline.errors import UserError
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: model.init_from checkpoint not found")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            state = ckpt["state_dict"]
+        except Exception as exc:  # not a Lightning checkpoint, or not loadable safely
+            raise UserError(f"{path}: cannot read model.init_from as a training checkpoint "
+                            f"({type(exc).__name__}: {exc})") from None
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        bad = [k for k in missing if ".bar_gate." not in k] + [k for k in state if k not in own]
+        bad += [k for k in state if k in own and state[k].shape != own[k].shape]
+        if bad:
+            raise UserError(f"{path}: model.init_from does not match this model's configuration "
+                            f"(differs at {bad[:3]}); use the same sizes as the run that wrote it")
+        for k in missing:
+            state[k] = own[k]
+        self.load_state_dict(state)
+        steps = ckpt.get("musegan_steps", {})
+        self.g_steps, self.d_steps = int(steps.get("g_steps", 0)), int(steps.get("d_steps", 0))
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self):

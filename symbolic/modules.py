@@ -34,6 +34,8 @@ from torch import nn
 from torch.nn import functional as F
 
 LATENT_KEYS = ("shared", "shared_t", "private", "private_t")
+BAR_GATE_OPEN = 5.0
+"""Initial logit of :class:`Generator`'s bar gates (sigmoid(5) = 0.993: open)."""
 
 
 # --------------------------------------------------------------------------- binary neurons
@@ -192,12 +194,18 @@ class Generator(nn.Module):
         style_dim, chord_dim, track_cond_dim: conditioning embedding sizes (track_cond_dim 0 = off).
         binarize: "sigmoid" (output probabilities; threshold 0.5 at test time) or "deterministic"
             (binary neurons with the straight-through estimator, BinaryMuseGAN).
+        bar_gate: add a learned gate per (track, bar): a small MLP of the bar's latents and
+            conditions gives ``g`` in (0, 1) and the bar's probabilities are multiplied by it, so
+            one number can silence a whole bar (``g < 0.5`` leaves nothing above the 0.5
+            threshold). Starts open (``g`` = sigmoid(5) for every bar), so a generator trained
+            without it keeps its output when the gate is added.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
                  n_pitches: int = 84, lowest_pitch: int = 24, n_styles: int = 1, z_dim: int = 32,
                  trunk_channels: tuple[int, int] = (128, 64), branch_channels: int = 32, style_dim: int = 8,
-                 chord_dim: int = 16, track_cond_dim: int = 16, binarize: str = "sigmoid") -> None:
+                 chord_dim: int = 16, track_cond_dim: int = 16, binarize: str = "sigmoid",
+                 bar_gate: bool = False) -> None:
         super().__init__()
         if binarize not in ("sigmoid", "deterministic"):
             raise ValueError(f"binarize must be 'sigmoid' or 'deterministic', not {binarize!r}")
@@ -208,7 +216,7 @@ class Generator(nn.Module):
                            beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                            n_styles=n_styles, z_dim=z_dim, trunk_channels=list(trunk_channels),
                            branch_channels=branch_channels, style_dim=style_dim, chord_dim=chord_dim,
-                           track_cond_dim=track_cond_dim, binarize=binarize)
+                           track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bool(bar_gate))
         self.n_tracks, self.n_bars, self.steps_per_bar = n_tracks, n_bars, steps_per_bar
         self.beats_per_bar, self.n_pitches, self.lowest_pitch = beats_per_bar, n_pitches, lowest_pitch
         self.z_dim, self.binarize = z_dim, binarize
@@ -244,12 +252,31 @@ class Generator(nn.Module):
         self.out_bias_pitch = nn.Parameter(torch.full((t, n_pitches), -3.0))
         # direct chord -> pitch path: a learned per-track weight on the chord tones of each step
         self.chord_gain = nn.Parameter(torch.zeros(t))
+        # optional per-(track, bar) gate on the bar's probabilities (see the class docstring)
+        self.bar_gate = None
+        if bar_gate:
+            self.bar_gate = nn.Sequential(nn.Linear(in_dim, 2 * z_dim), nn.ReLU(), nn.Linear(2 * z_dim, t))
+            nn.init.zeros_(self.bar_gate[2].weight)
+            nn.init.constant_(self.bar_gate[2].bias, BAR_GATE_OPEN)
 
     # ----------------------------------------------------------------- latents
     def latent_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of one sample's latents (without the batch dimension)."""
         t, z = self.n_tracks, self.z_dim
         return {"shared": (z,), "shared_t": (z,), "private": (t, z), "private_t": (t, z)}
+
+    def _trunk_input(self, latents: dict[str, torch.Tensor], cond: torch.Tensor):
+        """Per-bar input of the trunk [N, B, in_dim] and the per-track latents [N, T, B, 2Z]."""
+        t, b, z = self.n_tracks, self.n_bars, self.z_dim
+        n = latents["shared"].shape[0]
+        shared_t = self.temporal_shared(latents["shared_t"]).reshape(n, b, z)
+        priv_t = self.temporal_private2(F.relu(self.temporal_private1(latents["private_t"])))
+        priv_t = priv_t.reshape(n, t, b, z)
+        priv = latents["private"][:, :, None, :].expand(n, t, b, z)
+        priv_all = torch.cat([priv, priv_t], dim=-1)  # [N, T, B, 2Z]
+        x = torch.cat([latents["shared"][:, None, :].expand(n, b, z), shared_t,
+                       priv_all.permute(0, 2, 1, 3).reshape(n, b, t * 2 * z), cond], dim=-1)
+        return x, priv_all
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
                        device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
@@ -269,20 +296,21 @@ class Generator(nn.Module):
     def logits(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
                has_chords: torch.Tensor | None = None, style: torch.Tensor | None = None,
                cond_roll: torch.Tensor | None = None, cond_track: torch.Tensor | None = None) -> torch.Tensor:
-        """Pre-sigmoid scores, float [N, T, B, S, P]. Arguments as in :meth:`forward`."""
+        """Pre-sigmoid scores, float [N, T, B, S, P] (before any bar gate). Arguments as in :meth:`forward`."""
+        return self._scores(latents, chords, has_chords, style, cond_roll, cond_track)[0]
+
+    def _scores(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None,
+                has_chords: torch.Tensor | None, style: torch.Tensor | None, cond_roll: torch.Tensor | None,
+                cond_track: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pre-sigmoid scores [N, T, B, S, P], bar-gate logits [N, T, B] or None)."""
         t, b, s, p, z = self.n_tracks, self.n_bars, self.steps_per_bar, self.n_pitches, self.z_dim
         k, o, ks = self.beats_per_bar, self.p_coarse, self.k_steps
         c1, c2, c3 = self.c1, self.c2, self.c3
         n = latents["shared"].shape[0]
         m = n * b
         cond = self.cond(n, chords, has_chords, style, cond_roll, cond_track)  # [N, B, C]
-        shared_t = self.temporal_shared(latents["shared_t"]).reshape(n, b, z)
-        priv_t = self.temporal_private2(F.relu(self.temporal_private1(latents["private_t"])))
-        priv_t = priv_t.reshape(n, t, b, z)
-        priv = latents["private"][:, :, None, :].expand(n, t, b, z)
-        priv_all = torch.cat([priv, priv_t], dim=-1)  # [N, T, B, 2Z]
-        x = torch.cat([latents["shared"][:, None, :].expand(n, b, z), shared_t,
-                       priv_all.permute(0, 2, 1, 3).reshape(n, b, t * 2 * z), cond], dim=-1)
+        x, priv_all = self._trunk_input(latents, cond)
+        gate = self.bar_gate(x).transpose(1, 2) if self.bar_gate is not None else None  # [N, T, B]
         h = F.relu(self.trunk_in_norm(self.trunk_in(x.reshape(m, -1))))       # [M, K*O*c1]
         h = self.trunk_up(h.reshape(m, k, o, c1))                               # [M, K, O, ks*c2]
         h = h.reshape(m, k, o, ks, c2).transpose(2, 3).reshape(m * s * o, c2)   # [M*S*O, c2]
@@ -300,7 +328,7 @@ class Generator(nn.Module):
             if has_chords is not None:
                 cmap = cmap * has_chords.to(out.dtype)[:, None, None, None]
             out = out + self.chord_gain[None, :, None, None, None] * cmap[:, None]
-        return out
+        return out, gate
 
     def forward(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
                 has_chords: torch.Tensor | None = None, style: torch.Tensor | None = None,
@@ -319,9 +347,21 @@ class Generator(nn.Module):
             straight-through gradients (``binarize="deterministic"``). The given track (if any)
             is pasted over its generated version.
         """
-        logits = self.logits(latents, chords, has_chords, style, cond_roll, cond_track)
-        out = binary_neuron(logits) if self.binarize == "deterministic" else torch.sigmoid(logits)
+        logits, gate = self._scores(latents, chords, has_chords, style, cond_roll, cond_track)
+        probs = torch.sigmoid(logits)
+        if gate is not None:
+            probs = probs * torch.sigmoid(gate)[..., None, None]
+        out = _StraightThroughRound.apply(probs) if self.binarize == "deterministic" else probs
         return paste_condition(out, cond_roll, cond_track)
+
+    def gates(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
+              has_chords: torch.Tensor | None = None, style: torch.Tensor | None = None,
+              cond_roll: torch.Tensor | None = None, cond_track: torch.Tensor | None = None) -> torch.Tensor:
+        """The bar gates, float [N, T, B] in (0, 1) (all ones without ``bar_gate``)."""
+        if self.bar_gate is None:
+            n = latents["shared"].shape[0]
+            return torch.ones(n, self.n_tracks, self.n_bars, device=latents["shared"].device)
+        return torch.sigmoid(self._scores(latents, chords, has_chords, style, cond_roll, cond_track)[1])
 
 
 # --------------------------------------------------------------------------- critic

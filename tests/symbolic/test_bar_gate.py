@@ -1,0 +1,124 @@
+"""The generator's per-(track, bar) gate and starting a run from a training checkpoint (init_from)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pipeline.errors import UserError
+from symbolic.datamodule import PhraseDataModule, write_fake_cache
+from symbolic.export import export_generator
+from symbolic.generate import Composer
+from symbolic.lightning import MuseGANModule
+from symbolic.modules import BAR_GATE_OPEN, Generator
+
+SMALL = dict(n_tracks=3, n_bars=2, steps_per_bar=8, beats_per_bar=4, n_pitches=24, lowest_pitch=48, n_styles=2,
+             z_dim=4, trunk_channels=(8, 4), branch_channels=4, style_dim=2, chord_dim=2, track_cond_dim=2)
+
+
+def _pair():
+    torch.manual_seed(0)
+    plain = Generator(**SMALL).eval()
+    gated = Generator(**SMALL, bar_gate=True).eval()
+    missing, unexpected = gated.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("bar_gate.") for k in missing)
+    return plain, gated
+
+
+def test_a_new_gate_is_open_and_scales_every_bar_by_sigmoid_5():
+    plain, gated = _pair()
+    z = plain.sample_latents(5, generator=torch.Generator().manual_seed(1))
+    g = gated.gates(z)
+    assert g.shape == (5, 3, 2)
+    assert torch.allclose(g, torch.full_like(g, 1 / (1 + math.exp(-BAR_GATE_OPEN))))
+    with torch.no_grad():
+        assert torch.allclose(gated(z), plain(z) * g[..., None, None], atol=1e-6)
+        assert torch.equal(plain.gates(z), torch.ones(5, 3, 2))
+    assert "bar_gate" not in plain.config or plain.config["bar_gate"] is False
+    assert not any("bar_gate" in k for k in plain.state_dict())
+
+
+def test_a_closed_gate_silences_exactly_its_track_and_bar():
+    _, gated = _pair()
+    with torch.no_grad():
+        gated.bar_gate[2].bias[1] = -20.0  # track 1 closed in every bar
+    z = gated.sample_latents(4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out = gated(z)
+    assert float(out[:, 1].max()) < 1e-6
+    assert float(out[:, [0, 2]].max()) > 0.0
+    # binary neurons: a closed bar is all zeros, the gradient still reaches the gate
+    binary = Generator(**SMALL, bar_gate=True, binarize="deterministic")
+    binary.load_state_dict(gated.state_dict())
+    out = binary(z)
+    assert set(out.unique().tolist()) <= {0.0, 1.0} and float(out[:, 1].sum()) == 0.0
+    out.sum().backward()
+    assert binary.bar_gate[2].bias.grad is not None and float(binary.bar_gate[2].bias.grad.abs().sum()) > 0
+
+
+def test_gated_weights_export_and_load_to_the_same_output(tmp_path):
+    _, gated = _pair()
+    with torch.no_grad():
+        gated.bar_gate[2].bias.copy_(torch.tensor([3.0, -3.0, 0.5]))
+    meta = {"tracks": ["a", "b", "c"], "programs": [0, 0, 0], "is_drum": [False] * 3, "n_bars": 2, "styles": ["x", "y"],
+            "grid": {"steps_per_beat": 2, "beats_per_bar": 4, "lowest_pitch": 48, "n_pitches": 24}}
+    export_generator(gated, tmp_path, "gated", meta)
+    comp = Composer.load(tmp_path / "symbolic_gated.json")
+    assert comp.generator.config["bar_gate"] is True
+    z = gated.sample_latents(3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(comp.generator.eval()(z), gated(z))
+
+
+def _tiny_module(dm, **kw) -> MuseGANModule:
+    return MuseGANModule(n_tracks=3, n_bars=4, steps_per_bar=16, n_pitches=84, n_styles=2, data_meta=dm.meta, z_dim=4,
+                         g_trunk_channels=(8, 4), g_branch_channels=4, d_channels=(4, 8), d_hidden=8, n_critic=1,
+                         image_every=0, **kw)
+
+
+def _fit(model, dm, root, steps):
+    import lightning as L
+
+    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=str(root))
+    trainer.fit(model, dm)
+    return trainer
+
+
+def test_init_from_copies_weights_and_steps_and_adds_a_gate(tmp_path):
+    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
+    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
+    torch.manual_seed(0)
+    first = _tiny_module(dm)
+    trainer = _fit(first, dm, tmp_path / "a", 4)
+    ckpt = tmp_path / "first.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert first.g_steps == 2
+
+    second = _tiny_module(dm, bar_gate=True, init_from=str(ckpt))
+    second.load_training_weights(ckpt)
+    assert (second.g_steps, second.d_steps) == (first.g_steps, first.d_steps) == (2, 2)
+    for name, value in first.state_dict().items():
+        assert torch.equal(second.state_dict()[name], value), name
+    assert float(second.generator.bar_gate[2].bias[0]) == BAR_GATE_OPEN
+
+    third = _tiny_module(dm, bar_gate=True, init_from=str(ckpt))
+    _fit(third, dm, tmp_path / "c", 2)  # setup() loads the checkpoint, then training goes on
+    assert third.g_steps == 3
+
+
+def test_init_from_refuses_a_missing_or_mismatching_checkpoint(tmp_path):
+    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
+    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
+    model = _tiny_module(dm)
+    with pytest.raises(UserError, match="init_from checkpoint not found"):
+        model.load_training_weights(tmp_path / "nope.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read model.init_from"):
+        model.load_training_weights(tmp_path / "junk.ckpt")
+    torch.save({"state_dict": {"generator.out_w": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    with pytest.raises(UserError, match="does not match this model's configuration"):
+        model.load_training_weights(tmp_path / "other.ckpt")
