@@ -36,6 +36,10 @@ from torch.nn import functional as F
 LATENT_KEYS = ("shared", "shared_t", "private", "private_t")
 BAR_GATE_OPEN = 5.0
 """Initial logit of :class:`Generator`'s bar gates (sigmoid(5) = 0.993: open)."""
+BAR_GATE_SCALE = 10.0
+"""A bar gate's logit is this times its MLP's output: Adam moves every parameter by about the
+learning rate per step, so an unscaled gate would need thousands of steps to go from open (5)
+to closed (< 0); scaled, a few hundred."""
 
 
 # --------------------------------------------------------------------------- binary neurons
@@ -257,7 +261,7 @@ class Generator(nn.Module):
         if bar_gate:
             self.bar_gate = nn.Sequential(nn.Linear(in_dim, 2 * z_dim), nn.ReLU(), nn.Linear(2 * z_dim, t))
             nn.init.zeros_(self.bar_gate[2].weight)
-            nn.init.constant_(self.bar_gate[2].bias, BAR_GATE_OPEN)
+            nn.init.constant_(self.bar_gate[2].bias, BAR_GATE_OPEN / BAR_GATE_SCALE)
 
     # ----------------------------------------------------------------- latents
     def latent_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -310,7 +314,9 @@ class Generator(nn.Module):
         m = n * b
         cond = self.cond(n, chords, has_chords, style, cond_roll, cond_track)  # [N, B, C]
         x, priv_all = self._trunk_input(latents, cond)
-        gate = self.bar_gate(x).transpose(1, 2) if self.bar_gate is not None else None  # [N, T, B]
+        gate = None
+        if self.bar_gate is not None:  # gate logits [N, T, B]
+            gate = BAR_GATE_SCALE * self.bar_gate(x).transpose(1, 2)
         h = F.relu(self.trunk_in_norm(self.trunk_in(x.reshape(m, -1))))       # [M, K*O*c1]
         h = self.trunk_up(h.reshape(m, k, o, c1))                               # [M, K, O, ks*c2]
         h = h.reshape(m, k, o, ks, c2).transpose(2, 3).reshape(m * s * o, c2)   # [M*S*O, c2]

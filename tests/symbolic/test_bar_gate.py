@@ -12,7 +12,7 @@ from symbolic.datamodule import PhraseDataModule, write_fake_cache
 from symbolic.export import export_generator
 from symbolic.generate import Composer
 from symbolic.lightning import MuseGANModule
-from symbolic.modules import BAR_GATE_OPEN, Generator
+from symbolic.modules import BAR_GATE_OPEN, BAR_GATE_SCALE, Generator
 
 SMALL = dict(n_tracks=3, n_bars=2, steps_per_bar=8, beats_per_bar=4, n_pitches=24, lowest_pitch=48, n_styles=2,
              z_dim=4, trunk_channels=(8, 4), branch_channels=4, style_dim=2, chord_dim=2, track_cond_dim=2)
@@ -43,7 +43,7 @@ def test_a_new_gate_is_open_and_scales_every_bar_by_sigmoid_5():
 def test_a_closed_gate_silences_exactly_its_track_and_bar():
     _, gated = _pair()
     with torch.no_grad():
-        gated.bar_gate[2].bias[1] = -20.0  # track 1 closed in every bar
+        gated.bar_gate[2].bias[1] = -20.0 / BAR_GATE_SCALE  # track 1 closed in every bar
     z = gated.sample_latents(4, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         out = gated(z)
@@ -61,7 +61,7 @@ def test_a_closed_gate_silences_exactly_its_track_and_bar():
 def test_gated_weights_export_and_load_to_the_same_output(tmp_path):
     _, gated = _pair()
     with torch.no_grad():
-        gated.bar_gate[2].bias.copy_(torch.tensor([3.0, -3.0, 0.5]))
+        gated.bar_gate[2].bias.copy_(torch.tensor([3.0, -3.0, 0.5]) / BAR_GATE_SCALE)
     meta = {"tracks": ["a", "b", "c"], "programs": [0, 0, 0], "is_drum": [False] * 3, "n_bars": 2, "styles": ["x", "y"],
             "grid": {"steps_per_beat": 2, "beats_per_bar": 4, "lowest_pitch": 48, "n_pitches": 24}}
     export_generator(gated, tmp_path, "gated", meta)
@@ -103,7 +103,8 @@ def test_init_from_copies_weights_and_steps_and_adds_a_gate(tmp_path):
     assert (second.g_steps, second.d_steps) == (first.g_steps, first.d_steps) == (2, 2)
     for name, value in first.state_dict().items():
         assert torch.equal(second.state_dict()[name], value), name
-    assert float(second.generator.bar_gate[2].bias[0]) == BAR_GATE_OPEN
+    assert float(second.generator.gates(second.generator.sample_latents(1))[0, 0, 0]) == pytest.approx(
+        1 / (1 + math.exp(-BAR_GATE_OPEN)))
 
     third = _tiny_module(dm, bar_gate=True, init_from=str(ckpt))
     _fit(third, dm, tmp_path / "c", 2)  # setup() loads the checkpoint, then training goes on
