@@ -67,6 +67,14 @@ def cli_main(argv: list[str]) -> int:
             # given on the command line define the model; the checkpoint gives its state.
             return
 
+        def instantiate_classes(self) -> None:
+            # a bad value the types allow (e.g. an unknown --model.stats_terms entry) is the
+            # user's error, not the program's: one line, exit status 2
+            try:
+                super().instantiate_classes()
+            except ValueError as exc:
+                raise UserError(f"bad model or data settings: {exc}") from None
+
         def add_arguments_to_parser(self, parser) -> None:
             for key in LINKED:
                 target = "data_meta" if key == "meta" else key

@@ -142,6 +142,16 @@ def test_train_cli_unknown_config_is_user_error(tmp_path):
         cli_main(["musegansynth train symbolic", "--config", str(tmp_path / "nope.yaml")])
 
 
+def test_train_cli_bad_model_setting_is_user_error(tmp_path):
+    from symbolic.train import cli_main
+
+    write_fake_cache(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
+    cfg = _debug_config(tmp_path)
+    with pytest.raises(UserError, match=r"bad model or data settings: unknown stats_terms \['swing'\]"):
+        cli_main(["musegansynth train symbolic", "--config", str(cfg), "--model.stats_terms", "[density, swing]"])
+    assert not (tmp_path / "pretrained" / "symbolic_debug.json").exists()
+
+
 @pytest.mark.parametrize("name", ["pop909.yaml", "drums.yaml", "paper_gpu.yaml", "debug.yaml"])
 def test_shipped_configs_parse(name, tmp_path):
     """Every shipped config parses against the module and data module signatures."""
