@@ -19,8 +19,8 @@ import torch
 from torch.nn import functional as F
 
 from symbolic.export import export_generator
-from symbolic.modules import (STAT_TERMS, Critic, Generator, count_parameters, density_matching_loss,
-                              ema_update, gradient_penalty, statistics_matching_loss)
+from symbolic.modules import (ALL_STAT_TERMS, STAT_TERMS, Critic, Generator, count_parameters,
+                              density_matching_loss, ema_update, gradient_penalty, statistics_matching_loss)
 
 
 # --------------------------------------------------------------------------- inline metrics
@@ -115,11 +115,11 @@ class MuseGANModule(L.LightningModule):
     ``stats_weight`` weight of :func:`symbolic.modules.statistics_matching_loss` (the
     distributions of per-bar density, onsets, used pitch classes, per-step polyphony and
     tonal distance of the thresholded output vs. real phrases; 0 = off) and ``stats_terms``
-    which of those terms (``symbolic.modules.STAT_TERMS``). ``bar_gate`` adds the generator's
-    per-(track, bar) gate (:class:`symbolic.modules.Generator`). ``init_from`` starts a new run
-    from a training checkpoint's weights (generator, EMA, critic) and step counters, with fresh
-    optimisers; parameters the checkpoint lacks (a bar gate added since) keep their
-    initialisation. Ignored when the run itself resumes (``--ckpt_path``).
+    which terms (default ``symbolic.modules.STAT_TERMS``; ``activity`` may be added).
+    ``bar_gate`` adds the generator's per-(track, bar) gate (:class:`symbolic.modules.Generator`).
+    ``init_from`` starts a new run from a training checkpoint's weights (generator, EMA, critic)
+    and step counters, with fresh optimisers; parameters the checkpoint lacks (a bar gate added
+    since) keep their initialisation. Ignored when the run itself resumes (``--ckpt_path``).
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -150,9 +150,9 @@ class MuseGANModule(L.LightningModule):
         self.g_steps = 0
         self.d_steps = 0
         self.data_meta = data_meta
-        unknown = set(stats_terms) - set(STAT_TERMS)
+        unknown = set(stats_terms) - set(ALL_STAT_TERMS)
         if unknown:
-            raise ValueError(f"unknown stats_terms {sorted(unknown)}; choose from {list(STAT_TERMS)}")
+            raise ValueError(f"unknown stats_terms {sorted(unknown)}; choose from {list(ALL_STAT_TERMS)}")
 
     # ----------------------------------------------------------------- helpers
     def meta(self) -> dict:

@@ -497,7 +497,11 @@ def density_matching_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tenso
 
 
 STAT_TERMS = ("density", "onsets", "polyphony", "upc", "tonal")
-"""Terms of :func:`statistics_matching_loss`, in order."""
+"""Statistics of the thresholded roll (:func:`roll_statistics`): the default terms of
+:func:`statistics_matching_loss`, in order."""
+ALL_STAT_TERMS = STAT_TERMS + ("activity",)
+"""Every term :func:`statistics_matching_loss` knows: the above and ``activity``, the highest
+probability of each (phrase, bar) against the real bar's 0 / 1 (empty / not)."""
 
 
 def threshold_straight_through(probs: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -622,18 +626,31 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
     metrics measure: it asks for the data's mix of rests, busy bars, chords and single notes
     without saying which bar gets which.
 
+    The ``activity`` term (not in the default ``terms``) works on the probabilities themselves:
+    per track, the highest probability of every (phrase, bar) against the real bars' 0 (empty)
+    or 1, so that the least active generated bars are pushed toward silence in the proportion
+    the data has empty bars; its gradient reaches exactly those bars (and their bar gates).
+
     Args:
         fake: float [N, T, B, S, P] probabilities; real: {0, 1} [N', T, B, S, P].
-        lowest_pitch, pitched, terms: as in :func:`roll_statistics`.
+        lowest_pitch, pitched: as in :func:`roll_statistics`.
+        terms: any of :data:`ALL_STAT_TERMS`.
     Returns:
         dict term -> scalar tensor (0 for identical statistics in any order).
     """
     if fake.dim() != 5 or real.dim() != 5 or fake.shape[1:] != real.shape[1:]:
         raise ValueError(f"fake and real should both be [N, tracks, bars, steps, pitches] with the same "
                          f"tracks and grid, got {tuple(fake.shape)} and {tuple(real.shape)}")
-    sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, terms)
+    unknown = set(terms) - set(ALL_STAT_TERMS)
+    if unknown:
+        raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {list(ALL_STAT_TERMS)}")
+    hard = tuple(k for k in terms if k in STAT_TERMS)
+    sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, hard)
     with torch.no_grad():
-        sr = roll_statistics((real > 0.5).to(fake.dtype), lowest_pitch, pitched, terms)
+        sr = roll_statistics((real > 0.5).to(fake.dtype), lowest_pitch, pitched, hard)
+    if "activity" in terms:
+        sf["activity"] = list(fake.amax(dim=(3, 4)).transpose(0, 1).reshape(fake.shape[1], -1))
+        sr["activity"] = list((real > 0.5).to(fake.dtype).amax(dim=(3, 4)).transpose(0, 1).reshape(real.shape[1], -1))
     out = {}
     for k in terms:
         gaps = [wasserstein_1d(a, r) / (r.mean() + 1.0 if r.numel() else 1.0) for a, r in zip(sf[k], sr[k])]

@@ -9,7 +9,7 @@ import torch
 from symbolic import metrics
 from symbolic.datamodule import PhraseDataModule, write_fake_cache
 from symbolic.lightning import MuseGANModule
-from symbolic.modules import (STAT_TERMS, roll_statistics, statistics_matching_loss, threshold_straight_through,
+from symbolic.modules import (ALL_STAT_TERMS, STAT_TERMS, roll_statistics, statistics_matching_loss, threshold_straight_through,
                               wasserstein_1d)
 
 
@@ -110,6 +110,26 @@ def test_loss_is_zero_for_the_same_phrases_in_any_order_and_sees_thresholded_val
     d = real.sum(dim=(3, 4))  # [N, T, B]
     expected = np.mean([float(d[:, t].mean() / (d[:, t].mean() + 1)) for t in range(2)])
     assert quiet.item() == pytest.approx(expected)
+
+
+def test_activity_term_known_value_and_its_gradient_reaches_only_the_quietest_bars():
+    real = torch.zeros(4, 1, 2, 4, 12)
+    real[:2, 0, :, 0, 3] = 1  # 8 bars: 4 sound, 4 are empty (mean activity 0.5)
+    fake = torch.full_like(real, 0.7)
+    fake[0, 0, 0] = 0.9  # the loudest bar
+    fake[3, 0, 1] = 0.2  # the quietest bar
+    fake.requires_grad_(True)
+    act = statistics_matching_loss(fake, real, 60, terms=("activity",))["activity"]
+    # sorted bar maxima [0.2, .7 x 6, 0.9] against [0 x 4, 1 x 4]: (0.2 + 3 * 0.7 + 3 * 0.3 + 0.1) / 8 / 1.5
+    assert act.item() == pytest.approx((0.2 + 2.1 + 0.9 + 0.1) / 8 / 1.5)
+    act.backward()
+    grad = fake.grad.flatten(3).abs().sum(-1)[:, 0]  # [N, bars]
+    assert grad[3, 1] > 0 and grad[0, 0] > 0
+    assert "activity" in ALL_STAT_TERMS and "activity" not in STAT_TERMS
+    # the hard statistics are untouched by it
+    both = statistics_matching_loss(fake.detach(), real, 60, terms=("density", "activity"))
+    assert both["density"].item() == pytest.approx(
+        statistics_matching_loss(fake.detach(), real, 60, terms=("density",))["density"].item())
 
 
 def test_gradient_reaches_every_probability_and_bad_input_is_refused():
