@@ -112,7 +112,7 @@ def test_loss_is_zero_for_the_same_phrases_in_any_order_and_sees_thresholded_val
     assert quiet.item() == pytest.approx(expected)
 
 
-def test_activity_term_known_value_and_its_gradient_reaches_only_the_quietest_bars():
+def test_activity_term_known_value_and_gradient():
     real = torch.zeros(4, 1, 2, 4, 12)
     real[:2, 0, :, 0, 3] = 1  # 8 bars: 4 sound, 4 are empty (mean activity 0.5)
     fake = torch.full_like(real, 0.7)
