@@ -61,3 +61,57 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
         card["training"] = extra
     atomic_write_text(js_path, json.dumps(card, indent=2, sort_keys=True) + "\n")
     return st_path, js_path
+
+
+def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: bool = False) -> tuple[Path, Path]:
+    """Export a training checkpoint's EMA generator (or, with ``raw``, the trained generator itself).
+
+    The checkpoint is read with ``torch.load(weights_only=True)``; the card records which
+    generator was exported (``training.exported``) and the step counters.
+    """
+    from pipeline.errors import UserError
+    from symbolic.lightning import MuseGANModule
+
+    ckpt = Path(ckpt)
+    if not ckpt.is_file():
+        raise UserError(f"{ckpt}: checkpoint not found")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
+    except Exception as exc:  # not a Lightning checkpoint, or not loadable safely
+        raise UserError(f"{ckpt}: cannot read as a training checkpoint ({type(exc).__name__}: {exc})") from None
+    hparams.pop("init_from", None)
+    model = MuseGANModule(**hparams)
+    model.load_state_dict(state["state_dict"])
+    model.on_load_checkpoint(state)
+    generator = (model.generator if raw else model.g_ema).eval()
+    extra = {k: (list(v) if isinstance(v, tuple) else v) for k, v in hparams.items() if k != "data_meta"}
+    extra.update(exported="generator" if raw else "ema", global_step=int(state.get("global_step", 0)))
+    return export_generator(generator, out_dir, name, model.meta(), training_steps=model.g_steps, extra=extra)
+
+
+def cli_main(argv: list[str]) -> int:
+    """``python -m symbolic.export CKPT --out DIR --name NAME [--raw]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=argv[0], description="Export a composer training checkpoint's generator.")
+    p.add_argument("ckpt", help="Lightning checkpoint (.ckpt) of `musegansynth train symbolic`")
+    p.add_argument("--out", default="data/pretrained", help="output folder (default: data/pretrained)")
+    p.add_argument("--name", default="pop909", help="model name: writes symbolic_<name>.safetensors + .json")
+    p.add_argument("--raw", action="store_true", help="the trained generator instead of its EMA")
+    args = p.parse_args(argv[1:])
+    st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw)
+    print(f"wrote {st} and {js}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    from pipeline.errors import UserError
+
+    try:
+        sys.exit(cli_main(["python -m symbolic.export", *sys.argv[1:]]))
+    except UserError as exc:
+        print(f"python -m symbolic.export: error: {exc}", file=sys.stderr)
+        sys.exit(2)
