@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate audio": ("audio.evaluate", "pitch accuracy, pitch entropy, NDB and Frechet distance of generated notes"),
     "explain-phase": ("audio.phase_plot", "draw waveform, STFT frames, log magnitude, phase, unwrapped phase and IF"),
     "plot pianoroll": ("symbolic.plot", "draw a MIDI file as a multitrack pianoroll PNG"),
+    "export symbolic": ("symbolic.export", "export a composer training checkpoint's generator (EMA or --raw)"),
 }
 
 GROUPS = {
@@ -38,6 +39,7 @@ GROUPS = {
     "data": "build a dataset",
     "evaluate": "evaluate one stage",
     "plot": "draw a picture",
+    "export": "export weights from a training checkpoint",
 }
 
 

@@ -91,7 +91,7 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
 
 
 def cli_main(argv: list[str]) -> int:
-    """``python -m symbolic.export CKPT --out DIR --name NAME [--raw]``."""
+    """``musegansynth export symbolic CKPT --out DIR --name NAME [--raw]``."""
     import argparse
 
     p = argparse.ArgumentParser(prog=argv[0], description="Export a composer training checkpoint's generator.")
@@ -104,14 +104,3 @@ def cli_main(argv: list[str]) -> int:
     print(f"wrote {st} and {js}")
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    from pipeline.errors import UserError
-
-    try:
-        sys.exit(cli_main(["python -m symbolic.export", *sys.argv[1:]]))
-    except UserError as exc:
-        print(f"python -m symbolic.export: error: {exc}", file=sys.stderr)
-        sys.exit(2)

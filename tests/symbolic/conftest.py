@@ -63,3 +63,44 @@ def shared_data():
     if not SHARED.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED
+
+
+TINY_MODULE = dict(n_tracks=3, n_bars=4, steps_per_bar=16, n_pitches=84, n_styles=2, z_dim=4, g_trunk_channels=(8, 4),
+                   g_branch_channels=4, d_channels=(4, 8), d_hidden=8, n_critic=1, image_every=0)
+"""A MuseGANModule small enough to train a few steps in a test (on ``write_fake_cache`` data)."""
+
+
+def fit_tiny(root, steps: int, logger=False, **module_kw):
+    """Train a tiny MuseGANModule for ``steps`` global steps on a fake cache under ``root``.
+
+    Returns (module, trainer); ``module_kw`` are extra MuseGANModule arguments.
+    """
+    import lightning as L
+    import torch
+
+    from symbolic.datamodule import PhraseDataModule, write_fake_cache
+    from symbolic.lightning import MuseGANModule
+
+    root = Path(root)
+    if not (root / "data" / "meta.json").is_file():
+        write_fake_cache(root / "data", n_train=8, n_valid=4, n_test=2)
+    dm = PhraseDataModule(data_dir=str(root / "data"), batch_size=4, val_batch_size=4)
+    torch.manual_seed(0)
+    model = MuseGANModule(**TINY_MODULE, data_meta=dm.meta, **module_kw)
+    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=logger, log_every_n_steps=1,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, default_root_dir=str(root))
+    trainer.fit(model, dm)
+    return model, trainer
+
+
+@pytest.fixture
+def tiny_fit():
+    """:func:`fit_tiny`: train a tiny MuseGANModule a few steps on fake data."""
+    return fit_tiny
+
+
+@pytest.fixture
+def tiny_module_kw():
+    """A copy of :data:`TINY_MODULE` (MuseGANModule keyword arguments)."""
+    return dict(TINY_MODULE)

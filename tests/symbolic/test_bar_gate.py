@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from pipeline.errors import UserError
-from symbolic.datamodule import PhraseDataModule, write_fake_cache
 from symbolic.export import export_generator
 from symbolic.generate import Composer
 from symbolic.lightning import MuseGANModule
@@ -72,33 +71,13 @@ def test_gated_weights_export_and_load_to_the_same_output(tmp_path):
         assert torch.equal(comp.generator.eval()(z), gated(z))
 
 
-def _tiny_module(dm, **kw) -> MuseGANModule:
-    return MuseGANModule(n_tracks=3, n_bars=4, steps_per_bar=16, n_pitches=84, n_styles=2, data_meta=dm.meta, z_dim=4,
-                         g_trunk_channels=(8, 4), g_branch_channels=4, d_channels=(4, 8), d_hidden=8, n_critic=1,
-                         image_every=0, **kw)
-
-
-def _fit(model, dm, root, steps):
-    import lightning as L
-
-    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        default_root_dir=str(root))
-    trainer.fit(model, dm)
-    return trainer
-
-
-def test_init_from_copies_weights_and_steps_and_adds_a_gate(tmp_path):
-    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
-    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
-    torch.manual_seed(0)
-    first = _tiny_module(dm)
-    trainer = _fit(first, dm, tmp_path / "a", 4)
+def test_init_from_copies_weights_and_steps_and_adds_a_gate(tmp_path, tiny_fit, tiny_module_kw):
+    first, trainer = tiny_fit(tmp_path, 4)
     ckpt = tmp_path / "first.ckpt"
     trainer.save_checkpoint(ckpt)
     assert first.g_steps == 2
 
-    second = _tiny_module(dm, bar_gate=True, init_from=str(ckpt))
+    second = MuseGANModule(**tiny_module_kw, data_meta=first.data_meta, bar_gate=True, init_from=str(ckpt))
     second.load_training_weights(ckpt)
     assert (second.g_steps, second.d_steps) == (first.g_steps, first.d_steps) == (2, 2)
     for name, value in first.state_dict().items():
@@ -106,15 +85,12 @@ def test_init_from_copies_weights_and_steps_and_adds_a_gate(tmp_path):
     assert float(second.generator.gates(second.generator.sample_latents(1))[0, 0, 0]) == pytest.approx(
         1 / (1 + math.exp(-BAR_GATE_OPEN)))
 
-    third = _tiny_module(dm, bar_gate=True, init_from=str(ckpt))
-    _fit(third, dm, tmp_path / "c", 2)  # setup() loads the checkpoint, then training goes on
+    third, _ = tiny_fit(tmp_path, 2, bar_gate=True, init_from=str(ckpt))  # setup() loads it, then trains on
     assert third.g_steps == 3
 
 
-def test_init_from_refuses_a_missing_or_mismatching_checkpoint(tmp_path):
-    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
-    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
-    model = _tiny_module(dm)
+def test_init_from_refuses_a_missing_or_mismatching_checkpoint(tmp_path, tiny_module_kw):
+    model = MuseGANModule(**tiny_module_kw)
     with pytest.raises(UserError, match="init_from checkpoint not found"):
         model.load_training_weights(tmp_path / "nope.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from symbolic.datamodule import PhraseDataModule, write_fake_cache
-from symbolic.lightning import MuseGANModule
 from symbolic.modules import density_matching_loss
 
 
@@ -48,23 +46,12 @@ def test_gradient_reaches_the_generated_roll_and_shapes_are_checked():
         density_matching_loss(r[0], r[0])
 
 
-def test_training_logs_the_density_term(tmp_path):
-    import lightning as L
+def test_training_logs_the_density_term(tmp_path, tiny_fit):
     from lightning.pytorch.loggers import CSVLogger
 
-    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
-    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
-    kw = dict(n_tracks=3, n_bars=4, steps_per_bar=16, n_pitches=84, n_styles=2, data_meta=dm.meta, z_dim=4,
-              g_trunk_channels=(8, 4), g_branch_channels=4, d_channels=(4, 8), d_hidden=8, n_critic=1,
-              image_every=0)
     logged = {}
     for weight in (0.0, 5.0):
-        torch.manual_seed(0)
-        model = MuseGANModule(**kw, density_weight=weight)
-        trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=CSVLogger(tmp_path / f"w{weight}"),
-                            log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, limit_val_batches=0, default_root_dir=str(tmp_path))
-        trainer.fit(model, dm)
+        model, trainer = tiny_fit(tmp_path, 4, logger=CSVLogger(tmp_path / f"w{weight}"), density_weight=weight)
         logged[weight] = set(trainer.logged_metrics)
         assert model.g_steps == 2
     assert "loss/density" in logged[5.0] and "loss/density" not in logged[0.0]

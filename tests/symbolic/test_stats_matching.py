@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from symbolic import metrics
-from symbolic.datamodule import PhraseDataModule, write_fake_cache
 from symbolic.lightning import MuseGANModule
-from symbolic.modules import (ALL_STAT_TERMS, STAT_TERMS, roll_statistics, statistics_matching_loss, threshold_straight_through,
-                              wasserstein_1d)
+from symbolic.modules import (ALL_STAT_TERMS, STAT_TERMS, roll_statistics, statistics_matching_loss,
+                              threshold_straight_through, wasserstein_1d)
 
 
 def _hand_roll() -> torch.Tensor:
@@ -144,23 +143,13 @@ def test_gradient_reaches_every_probability_and_bad_input_is_refused():
         statistics_matching_loss(fake, real, 60, terms=("density", "groove"))
 
 
-def test_training_logs_the_statistics_terms(tmp_path):
-    import lightning as L
+def test_training_logs_the_statistics_terms(tmp_path, tiny_fit, tiny_module_kw):
     from lightning.pytorch.loggers import CSVLogger
 
-    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
-    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
-    kw = dict(n_tracks=3, n_bars=4, steps_per_bar=16, n_pitches=84, n_styles=2, data_meta=dm.meta, z_dim=4,
-              g_trunk_channels=(8, 4), g_branch_channels=4, d_channels=(4, 8), d_hidden=8, n_critic=1,
-              image_every=0)
-    torch.manual_seed(0)
-    model = MuseGANModule(**kw, stats_weight=1.0, stats_terms=("density", "upc"))
-    trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=CSVLogger(tmp_path / "logs"), log_every_n_steps=1,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, default_root_dir=str(tmp_path))
-    trainer.fit(model, dm)
+    model, trainer = tiny_fit(tmp_path, 4, logger=CSVLogger(tmp_path / "logs"), stats_weight=1.0,
+                              stats_terms=("density", "upc"))
     assert model.g_steps == 2
     assert {"loss/stats_density", "loss/stats_upc"} <= set(trainer.logged_metrics)
     assert "loss/stats_tonal" not in trainer.logged_metrics
     with pytest.raises(ValueError, match="unknown stats_terms"):
-        MuseGANModule(**kw, stats_terms=("density", "swing"))
+        MuseGANModule(**tiny_module_kw, stats_terms=("density", "swing"))
