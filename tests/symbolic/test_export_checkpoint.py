@@ -1,4 +1,4 @@
-"""symbolic.export.export_checkpoint / ``python -m symbolic.export``: weights from a training checkpoint."""
+"""symbolic.export.export_checkpoint / ``musegansynth export symbolic``: weights from a training checkpoint."""
 
 from __future__ import annotations
 
