@@ -43,16 +43,26 @@ to closed (< 0); scaled, a few hundred."""
 
 
 # --------------------------------------------------------------------------- binary neurons
-class _StraightThroughRound(torch.autograd.Function):
-    """Round to {0, 1} in the forward pass, identity gradient in the backward pass."""
+class _StraightThroughThreshold(torch.autograd.Function):
+    """``x > threshold`` as exact 0 / 1 in the forward pass, identity gradient in the backward pass."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D401
-        return (x > 0.5).to(x.dtype)
+    def forward(ctx, x: torch.Tensor, threshold: float) -> torch.Tensor:  # noqa: D401
+        return (x > threshold).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+def threshold_straight_through(probs: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """``probs > threshold`` as 0/1 in the forward pass, the identity's gradient in the backward pass.
+
+    The forward value is exactly the roll that generation writes (thresholded at 0.5), so
+    statistics computed on it are the statistics of the generated music; the gradient reaches
+    every probability (the straight-through estimator).
+    """
+    return _StraightThroughThreshold.apply(probs, threshold)
 
 
 def binary_neuron(logits: torch.Tensor) -> torch.Tensor:
@@ -64,7 +74,7 @@ def binary_neuron(logits: torch.Tensor) -> torch.Tensor:
         Tensor of the same shape with values in {0, 1}; its gradient is the gradient of
         ``sigmoid(logits)`` (the sigmoid-adjusted straight-through estimator).
     """
-    return _StraightThroughRound.apply(torch.sigmoid(logits))
+    return threshold_straight_through(torch.sigmoid(logits))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -357,7 +367,7 @@ class Generator(nn.Module):
         probs = torch.sigmoid(logits)
         if gate is not None:
             probs = probs * torch.sigmoid(gate)[..., None, None]
-        out = _StraightThroughRound.apply(probs) if self.binarize == "deterministic" else probs
+        out = threshold_straight_through(probs) if self.binarize == "deterministic" else probs
         return paste_condition(out, cond_roll, cond_track)
 
     def gates(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
@@ -502,17 +512,6 @@ STAT_TERMS = ("density", "onsets", "polyphony", "upc", "tonal")
 ALL_STAT_TERMS = STAT_TERMS + ("activity",)
 """Every term :func:`statistics_matching_loss` knows: the above and ``activity``, the highest
 probability of each (phrase, bar) against the real bar's 0 / 1 (empty / not)."""
-
-
-def threshold_straight_through(probs: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """``probs > threshold`` as 0/1 in the forward pass, the identity's gradient in the backward pass.
-
-    The forward value is exactly the roll that generation writes (thresholded at 0.5), so
-    statistics computed on it are the statistics of the generated music; the gradient reaches
-    every probability (the straight-through estimator).
-    """
-    hard = (probs > threshold).to(probs.dtype)
-    return probs + (hard - probs).detach()
 
 
 def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
