@@ -69,25 +69,14 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
     The checkpoint is read with ``torch.load(weights_only=True)``; the card records which
     generator was exported (``training.exported``) and the step counters.
     """
-    from pipeline.errors import UserError
-    from symbolic.lightning import MuseGANModule
+    from symbolic.lightning import MuseGANModule, export_module, read_training_checkpoint
 
-    ckpt = Path(ckpt)
-    if not ckpt.is_file():
-        raise UserError(f"{ckpt}: checkpoint not found")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
-    except Exception as exc:  # not a Lightning checkpoint, or not loadable safely
-        raise UserError(f"{ckpt}: cannot read as a training checkpoint ({type(exc).__name__}: {exc})") from None
-    hparams.pop("init_from", None)
-    model = MuseGANModule(**hparams)
+    state = read_training_checkpoint(ckpt, required=("state_dict", "hyper_parameters"))
+    hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
+    model = MuseGANModule(**hparams)  # init_from is only read when a fit starts
     model.load_state_dict(state["state_dict"])
     model.on_load_checkpoint(state)
-    generator = (model.generator if raw else model.g_ema).eval()
-    extra = {k: (list(v) if isinstance(v, tuple) else v) for k, v in hparams.items() if k != "data_meta"}
-    extra.update(exported="generator" if raw else "ema", global_step=int(state.get("global_step", 0)))
-    return export_generator(generator, out_dir, name, model.meta(), training_steps=model.g_steps, extra=extra)
+    return export_module(model, out_dir, name, global_step=int(state.get("global_step", 0)), raw=raw)
 
 
 def cli_main(argv: list[str]) -> int:

@@ -194,15 +194,8 @@ class MuseGANModule(L.LightningModule):
         """
         from pipeline.errors import UserError
 
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: model.init_from checkpoint not found")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            state = ckpt["state_dict"]
-        except Exception as exc:  # not a Lightning checkpoint, or not loadable safely
-            raise UserError(f"{path}: cannot read model.init_from as a training checkpoint "
-                            f"({type(exc).__name__}: {exc})") from None
+        ckpt = read_training_checkpoint(path, "model.init_from")
+        state = ckpt["state_dict"]
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         bad = [k for k in missing if ".bar_gate." not in k] + [k for k in state if k not in own]
@@ -338,17 +331,49 @@ class ExportComposer(L.Callback):
     def export(self, trainer: L.Trainer, pl_module: MuseGANModule) -> tuple[Path, Path] | None:
         if not trainer.is_global_zero:
             return None
-        h = pl_module.hparams
-        extra = {k: (list(v) if isinstance(v, tuple) else v) for k, v in h.items() if k != "data_meta" and not k.startswith("_")}
-        extra["global_step"] = int(trainer.global_step)
-        return export_generator(pl_module.g_ema, self.out_dir, self.name, pl_module.meta(),
-                                training_steps=int(pl_module.g_steps), extra=extra)
+        return export_module(pl_module, self.out_dir, self.name, global_step=int(trainer.global_step))
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         self.export(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.export(trainer, pl_module)
+
+
+def export_module(module: MuseGANModule, out_dir: str | Path, name: str, global_step: int,
+                  raw: bool = False) -> tuple[Path, Path]:
+    """Export a module's EMA generator (or, with ``raw``, the trained generator itself); the card's
+    ``training`` holds the hyper-parameters, ``global_step`` and which generator (``exported``)."""
+    extra = {k: (list(v) if isinstance(v, tuple) else v) for k, v in module.hparams.items()
+             if k != "data_meta" and not k.startswith("_")}
+    extra.update(global_step=int(global_step), exported="generator" if raw else "ema")
+    generator = module.generator if raw else module.g_ema
+    return export_generator(generator, out_dir, name, module.meta(), training_steps=int(module.g_steps), extra=extra)
+
+
+def read_training_checkpoint(path: str | Path, role: str = "",
+                             required: tuple[str, ...] = ("state_dict",)) -> dict:
+    """Read a Lightning checkpoint of this module safely (``torch.load(weights_only=True)``).
+
+    Args:
+        path: the ``.ckpt`` file; role: how messages name it (e.g. "model.init_from");
+        required: top-level entries it must hold.
+    Raises:
+        UserError when it is missing, unreadable or lacks a required entry.
+    """
+    from pipeline.errors import UserError
+
+    path, named = Path(path), f"{role} " if role else ""
+    if not path.is_file():
+        raise UserError(f"{path}: {named}checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        missing = [k for k in required if k not in ckpt]
+        if missing:
+            raise KeyError(f"no {missing}")
+    except Exception as exc:  # not a Lightning checkpoint, or not loadable safely
+        raise UserError(f"{path}: cannot read {named}as a training checkpoint ({type(exc).__name__}: {exc})") from None
+    return ckpt
 
 
 def steps_for_generator_steps(g_steps: int, n_critic: int = 5) -> int:
