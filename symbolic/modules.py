@@ -324,9 +324,7 @@ class Generator(nn.Module):
         m = n * b
         cond = self.cond(n, chords, has_chords, style, cond_roll, cond_track)  # [N, B, C]
         x, priv_all = self._trunk_input(latents, cond)
-        gate = None
-        if self.bar_gate is not None:  # gate logits [N, T, B]
-            gate = BAR_GATE_SCALE * self.bar_gate(x).transpose(1, 2)
+        gate = self._gate_logits(x)
         h = F.relu(self.trunk_in_norm(self.trunk_in(x.reshape(m, -1))))       # [M, K*O*c1]
         h = self.trunk_up(h.reshape(m, k, o, c1))                               # [M, K, O, ks*c2]
         h = h.reshape(m, k, o, ks, c2).transpose(2, 3).reshape(m * s * o, c2)   # [M*S*O, c2]
@@ -374,10 +372,15 @@ class Generator(nn.Module):
               has_chords: torch.Tensor | None = None, style: torch.Tensor | None = None,
               cond_roll: torch.Tensor | None = None, cond_track: torch.Tensor | None = None) -> torch.Tensor:
         """The bar gates, float [N, T, B] in (0, 1) (all ones without ``bar_gate``)."""
+        n = latents["shared"].shape[0]
         if self.bar_gate is None:
-            n = latents["shared"].shape[0]
             return torch.ones(n, self.n_tracks, self.n_bars, device=latents["shared"].device)
-        return torch.sigmoid(self._scores(latents, chords, has_chords, style, cond_roll, cond_track)[1])
+        x, _ = self._trunk_input(latents, self.cond(n, chords, has_chords, style, cond_roll, cond_track))
+        return torch.sigmoid(self._gate_logits(x))
+
+    def _gate_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Bar-gate logits [N, T, B] from the trunk input [N, B, in_dim]; None without a gate."""
+        return None if self.bar_gate is None else BAR_GATE_SCALE * self.bar_gate(x).transpose(1, 2)
 
 
 # --------------------------------------------------------------------------- critic
@@ -582,7 +585,6 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         raise ValueError(f"pitched has {len(pitched)} flags for {t} tracks")
     out: dict[str, list[torch.Tensor]] = {k: [] for k in terms}
     fold = _pitch_class_fold(p, lowest_pitch, roll.device, roll.dtype)
-    chroma = roll.sum(3) @ fold if ("upc" in terms or "tonal" in terms) else None  # [N, T, B, 12]
     for i in range(t):
         x = roll[:, i]  # [N, B, S, P]
         if "density" in terms:
@@ -598,6 +600,7 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
             used = (x.amax(2)[..., None] * fold).amax(2)  # [N, B, 12]
             out["upc"].append(used.sum(-1).reshape(-1))
     if "tonal" in terms:
+        chroma = roll.sum(3) @ fold  # duration-weighted [N, T, B, 12]
         tm = _tonal_matrix(roll.device, roll.dtype)
         idx = [i for i in range(t) if pitched[i]]
         for a_i, i in enumerate(idx):
@@ -644,12 +647,13 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
     if unknown:
         raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {list(ALL_STAT_TERMS)}")
     hard = tuple(k for k in terms if k in STAT_TERMS)
+    real = (real > 0.5).to(fake.dtype)
     sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, hard)
     with torch.no_grad():
-        sr = roll_statistics((real > 0.5).to(fake.dtype), lowest_pitch, pitched, hard)
+        sr = roll_statistics(real, lowest_pitch, pitched, hard)
     if "activity" in terms:
-        sf["activity"] = list(fake.amax(dim=(3, 4)).transpose(0, 1).reshape(fake.shape[1], -1))
-        sr["activity"] = list((real > 0.5).to(fake.dtype).amax(dim=(3, 4)).transpose(0, 1).reshape(real.shape[1], -1))
+        for stats, roll in ((sf, fake), (sr, real)):  # highest probability of each bar, per track
+            stats["activity"] = list(roll.amax(dim=(3, 4)).transpose(0, 1).reshape(roll.shape[1], -1))
     out = {}
     for k in terms:
         gaps = [wasserstein_1d(a, r) / (r.mean() + 1.0 if r.numel() else 1.0) for a, r in zip(sf[k], sr[k])]
