@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from symbolic.export import export_generator
-from symbolic.modules import (ALL_STAT_TERMS, STAT_TERMS, Critic, Generator, count_parameters,
+from symbolic.modules import (STAT_TERMS, Critic, Generator, check_stat_terms, count_parameters,
                               density_matching_loss, ema_update, gradient_penalty, statistics_matching_loss)
 
 
@@ -150,9 +150,7 @@ class MuseGANModule(L.LightningModule):
         self.g_steps = 0
         self.d_steps = 0
         self.data_meta = data_meta
-        unknown = set(stats_terms) - set(ALL_STAT_TERMS)
-        if unknown:
-            raise ValueError(f"unknown stats_terms {sorted(unknown)}; choose from {list(ALL_STAT_TERMS)}")
+        check_stat_terms(stats_terms, what="stats_terms")
 
     # ----------------------------------------------------------------- helpers
     def meta(self) -> dict:

@@ -517,6 +517,13 @@ ALL_STAT_TERMS = STAT_TERMS + ("activity",)
 probability of each (phrase, bar) against the real bar's 0 / 1 (empty / not)."""
 
 
+def check_stat_terms(terms, known: tuple[str, ...] = ALL_STAT_TERMS, what: str = "statistics") -> None:
+    """Raise ValueError naming any of ``terms`` not in ``known``."""
+    unknown = set(terms) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {what} {sorted(unknown)}; choose from {list(known)}")
+
+
 def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """1-D Wasserstein-1 distance between two sets of samples (1-D tensors, any sizes).
 
@@ -574,9 +581,7 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         classes per (phrase, bar) (0 for an empty bar); ``tonal`` per (phrase, bar) where both
         tracks of a pair sound, the distance between their tonal centroids (metrics' TD).
     """
-    unknown = set(terms) - set(STAT_TERMS)
-    if unknown:
-        raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {list(STAT_TERMS)}")
+    check_stat_terms(terms, STAT_TERMS)
     if roll.dim() != 5:
         raise ValueError(f"roll should be [N, tracks, bars, steps, pitches], got {tuple(roll.shape)}")
     n, t, b, s, p = roll.shape
@@ -643,9 +648,7 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
     if fake.dim() != 5 or real.dim() != 5 or fake.shape[1:] != real.shape[1:]:
         raise ValueError(f"fake and real should both be [N, tracks, bars, steps, pitches] with the same "
                          f"tracks and grid, got {tuple(fake.shape)} and {tuple(real.shape)}")
-    unknown = set(terms) - set(ALL_STAT_TERMS)
-    if unknown:
-        raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {list(ALL_STAT_TERMS)}")
+    check_stat_terms(terms)
     hard = tuple(k for k in terms if k in STAT_TERMS)
     real = (real > 0.5).to(fake.dtype)
     sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, hard)
