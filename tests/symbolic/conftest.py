@@ -94,7 +94,7 @@ def fit_tiny(root, steps: int, logger=False, **module_kw):
     return model, trainer
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_fit():
     """:func:`fit_tiny`: train a tiny MuseGANModule a few steps on fake data."""
     return fit_tiny

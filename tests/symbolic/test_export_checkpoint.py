@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import json
 
-import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from pipeline.errors import UserError
-from symbolic.datamodule import PhraseDataModule, write_fake_cache
 from symbolic.export import cli_main, export_checkpoint
-from symbolic.lightning import MuseGANModule
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_fit):
     root = tmp_path_factory.mktemp("export")
-    write_fake_cache(root / "data", n_train=8, n_valid=4, n_test=2)
-    dm = PhraseDataModule(data_dir=str(root / "data"), batch_size=4, val_batch_size=4)
-    torch.manual_seed(0)
-    model = MuseGANModule(n_tracks=3, n_bars=4, steps_per_bar=16, n_pitches=84, n_styles=2, data_meta=dm.meta,
-                          z_dim=4, g_trunk_channels=(8, 4), g_branch_channels=4, d_channels=(4, 8), d_hidden=8,
-                          n_critic=1, image_every=0, bar_gate=True)
-    trainer = L.Trainer(accelerator="cpu", max_steps=6, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        default_root_dir=str(root))
-    trainer.fit(model, dm)
+    model, trainer = tiny_fit(root, 6, bar_gate=True)
     trainer.save_checkpoint(root / "run.ckpt")
     return root, model
 
