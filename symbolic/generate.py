@@ -19,7 +19,7 @@ import torch
 from pipeline.errors import UserError
 from pipeline.fileio import read_json_object
 from symbolic.export import FORMAT
-from symbolic.modules import LATENT_KEYS, Generator
+from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator
 
 
 def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
@@ -103,7 +103,8 @@ class Composer:
     # ----------------------------------------------------------------- latent space
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Latents for ``n`` phrases: dict ``shared`` [n, Z], ``shared_t`` [n, Z], ``private`` [n, T, Z],
-        ``private_t`` [n, T, Z], drawn from ``generator`` (a CPU torch.Generator), on the device."""
+        ``private_t`` [n, T, Z] (and bool ``arrangement`` [n, T, B] for a model with arrangement
+        conditioning), drawn from ``generator`` (a CPU torch.Generator), on the device."""
         return self.generator.sample_latents(n, generator=generator, device=self.device)
 
     @staticmethod
@@ -112,8 +113,13 @@ class Composer:
         """Spherical interpolation per latent (keeps the norm typical of Gaussian samples).
 
         ``t`` is a float in [0, 1] or a tensor [N] (one weight per phrase); 0 gives a, 1 gives b.
+        An arrangement (binary) is a's where ``t < 0.5`` and b's from there on.
         """
         out = {}
+        if ARRANGEMENT_KEY in latents_a and ARRANGEMENT_KEY in latents_b:
+            a, b = latents_a[ARRANGEMENT_KEY], latents_b[ARRANGEMENT_KEY]
+            tt = torch.as_tensor(t, device=a.device).reshape(-1, *([1] * (a.dim() - 1)))
+            out[ARRANGEMENT_KEY] = torch.where(tt < 0.5, a, b)
         for key in LATENT_KEYS:
             a, b = latents_a[key], latents_b[key]
             tt = torch.as_tensor(t, dtype=a.dtype, device=a.device)
@@ -181,7 +187,7 @@ class Composer:
                 raise UserError(f"given track: expected shape {list(want)}, got {list(cond_roll.shape)}")
             ct = torch.as_tensor(cond_track, dtype=torch.long).to(self.device).reshape(-1)
             cond_track = ct.expand(n).clone() if ct.numel() == 1 else ct
-        lat = {k: latents[k].to(self.device) for k in LATENT_KEYS}
+        lat = {k: latents[k].to(self.device) for k in (*LATENT_KEYS, ARRANGEMENT_KEY) if k in latents}
         probs = self.generator(lat, chords, has, style, cond_roll, cond_track)
         if threshold is None or self.binary:
             return probs.float()

@@ -19,8 +19,30 @@ import torch
 from torch.nn import functional as F
 
 from symbolic.export import export_generator
-from symbolic.modules import (STAT_TERMS, Critic, Generator, check_stat_terms, count_parameters,
+from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, check_stat_terms, count_parameters,
                               density_matching_loss, ema_update, gradient_penalty, statistics_matching_loss)
+
+
+OPTIONAL_PARTS = (".bar_gate.", ".arrange_")
+"""Generator tensors ``model.init_from`` may find missing (parts added to a trained model);
+they keep their initialisation."""
+
+
+def track_indices(tracks, data_meta: dict | None, n_tracks: int, what: str) -> tuple[int, ...]:
+    """Track names (from ``data_meta["tracks"]``) or indices -> sorted indices; ValueError when unknown."""
+    names = [str(t).lower() for t in (data_meta or {}).get("tracks", [])]
+    out = set()
+    for t in tracks or ():
+        if isinstance(t, int) or str(t).lstrip("-").isdigit():
+            i = int(t)
+        elif str(t).lower() in names:
+            i = names.index(str(t).lower())
+        else:
+            raise ValueError(f"{what}: unknown track {t!r} (tracks: {', '.join(names) or f'0..{n_tracks - 1}'})")
+        if not 0 <= i < n_tracks:
+            raise ValueError(f"{what}: track index {i} out of range 0..{n_tracks - 1}")
+        out.add(i)
+    return tuple(sorted(out))
 
 
 # --------------------------------------------------------------------------- inline metrics
@@ -117,6 +139,9 @@ class MuseGANModule(L.LightningModule):
     tonal distance of the thresholded output vs. real phrases; 0 = off) and ``stats_terms``
     which terms (default ``symbolic.modules.STAT_TERMS``; ``activity`` may be added).
     ``bar_gate`` adds the generator's per-(track, bar) gate (:class:`symbolic.modules.Generator`).
+    ``arrangement`` conditions the generator on which tracks play in which bars: the real
+    phrase's in training, and a Markov chain counted on the training phrases (at ``fit`` setup)
+    for generation. ``monophonic`` names (or indices) the tracks that keep one pitch a step.
     ``init_from`` starts a new run from a training checkpoint's weights (generator, EMA, critic)
     and step counters, with fresh optimisers; parameters the checkpoint lacks (a bar gate added
     since) keep their initialisation. Ignored when the run itself resumes (``--ckpt_path``).
@@ -132,6 +157,7 @@ class MuseGANModule(L.LightningModule):
                  p_drop_style: float = 0.1, image_every: int = 500, qn_min_steps: int = 2,
                  density_weight: float = 0.0, stats_weight: float = 0.0,
                  stats_terms: tuple[str, ...] = STAT_TERMS, bar_gate: bool = False,
+                 arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
                  init_from: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -140,7 +166,9 @@ class MuseGANModule(L.LightningModule):
                                    beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                                    n_styles=n_styles, z_dim=z_dim, trunk_channels=tuple(g_trunk_channels),
                                    branch_channels=g_branch_channels, style_dim=style_dim, chord_dim=chord_dim,
-                                   track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bar_gate)
+                                   track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bar_gate,
+                                   arrangement=arrangement,
+                                   monophonic=track_indices(monophonic, data_meta, n_tracks, "monophonic"))
         self.critic = Critic(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                              beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                              n_styles=n_styles, channels=tuple(d_channels), hidden=d_hidden, style_dim=style_dim)
@@ -183,20 +211,31 @@ class MuseGANModule(L.LightningModule):
         # runs before Lightning restores a --ckpt_path, which then replaces these weights
         if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
             self.load_training_weights(self.hparams.init_from)
+        if stage == "fit" and self.hparams.arrangement:
+            dm = getattr(self.trainer, "datamodule", None)
+            train = getattr(dm, "datasets", {}).get("train") if dm is not None else None
+            if train is None:
+                raise ValueError("model.arrangement needs the data module's training phrases")
+            activity = train.rolls.flatten(3).any(-1)                     # [N, T, B]
+            for g in (self.generator, self.g_ema):
+                g.fit_arrangement_prior(activity)
 
     def load_training_weights(self, path: str | Path) -> None:
         """Copy generator, EMA and critic weights and the step counters from a training checkpoint.
 
-        Tensors the module has and the checkpoint lacks are allowed only for the bar gate
-        (``*.bar_gate.*``); anything else that differs raises :class:`UserError`.
+        Only the parts a run may add or drop (``OPTIONAL_PARTS``: bar gate, arrangement) may be
+        in one and not the other (added ones keep their initialisation); anything else that
+        differs raises :class:`UserError`.
         """
         from pipeline.errors import UserError
 
         ckpt = read_training_checkpoint(path, "model.init_from")
         state = ckpt["state_dict"]
         own = self.state_dict()
+        optional = lambda k: any(part in k for part in OPTIONAL_PARTS)  # noqa: E731
+        state = {k: v for k, v in state.items() if k in own or not optional(k)}  # parts this run drops
         missing = [k for k in own if k not in state]
-        bad = [k for k in missing if ".bar_gate." not in k] + [k for k in state if k not in own]
+        bad = [k for k in missing if not optional(k)] + [k for k in state if k not in own]
         bad += [k for k in state if k in own and state[k].shape != own[k].shape]
         if bad:
             raise UserError(f"{path}: model.init_from does not match this model's configuration "
@@ -208,6 +247,13 @@ class MuseGANModule(L.LightningModule):
         self.g_steps, self.d_steps = int(steps.get("g_steps", 0)), int(steps.get("d_steps", 0))
 
     # ----------------------------------------------------------------- training
+    def _latents(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Fresh latents for a batch; with arrangement conditioning, the real phrases' arrangement."""
+        z = self.generator.sample_latents(real.shape[0], device=real.device)
+        if self.hparams.arrangement:
+            z[ARRANGEMENT_KEY] = real.flatten(3).amax(-1) > 0                  # [N, T, B]
+        return z
+
     def configure_optimizers(self):
         h = self.hparams
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr, betas=tuple(h.betas))
@@ -226,7 +272,7 @@ class MuseGANModule(L.LightningModule):
         # critic step
         self.toggle_optimizer(opt_d)
         with torch.no_grad():
-            fake = self.generator(self.generator.sample_latents(n, device=real.device), **gcond)
+            fake = self.generator(self._latents(real), **gcond)
         both = torch.cat([real, fake])
         scores = self.critic(both, **{k: torch.cat([v, v]) for k, v in dcond.items()})
         d_real, d_fake = scores[:n].mean(), scores[n:].mean()
@@ -244,7 +290,7 @@ class MuseGANModule(L.LightningModule):
             return
         # generator step
         self.toggle_optimizer(opt_g)
-        fake = self.generator(self.generator.sample_latents(n, device=real.device), **gcond)
+        fake = self.generator(self._latents(real), **gcond)
         g_loss = -self.critic(fake, **dcond).mean()
         if h.density_weight:
             density = density_matching_loss(fake, real)

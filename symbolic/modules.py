@@ -34,6 +34,9 @@ from torch import nn
 from torch.nn import functional as F
 
 LATENT_KEYS = ("shared", "shared_t", "private", "private_t")
+ARRANGEMENT_KEY = "arrangement"
+"""Latent key of the per-(track, bar) arrangement [N, T, B] (1 = the track plays in that bar),
+drawn by :meth:`Generator.sample_latents` when the generator has ``arrangement=True``."""
 BAR_GATE_OPEN = 5.0
 """Initial logit of :class:`Generator`'s bar gates (sigmoid(5) = 0.993: open)."""
 BAR_GATE_SCALE = 10.0
@@ -189,6 +192,31 @@ class Conditioner(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+ARRANGEMENT_MAX_TRACKS = 8
+"""Largest track count with arrangement conditioning (its chain has 2^T states a bar)."""
+
+
+def arrangement_states(activity: torch.Tensor) -> torch.Tensor:
+    """Per-bar state numbers long [N, B] of an activity [N, T, B] (bit i set = track i plays)."""
+    a = torch.as_tensor(activity).bool().long()
+    weights = 2 ** torch.arange(a.shape[1], device=a.device)
+    return (a * weights[None, :, None]).sum(1)
+
+
+def keep_most_probable_pitch(probs: torch.Tensor, tracks: tuple[int, ...]) -> torch.Tensor:
+    """Zero every pitch but the most probable one per step for ``tracks`` of probs [N, T, B, S, P].
+
+    The kept pitch passes its gradient; the zeroed ones get none. Other tracks are unchanged.
+    """
+    if not tracks:
+        return probs
+    idx = torch.as_tensor(list(tracks), device=probs.device)
+    sel = probs[:, idx]                                                  # [N, t, B, S, P]
+    top = torch.zeros_like(sel).scatter_(-1, sel.argmax(-1, keepdim=True), 1.0)
+    keep = torch.ones_like(probs).index_copy(1, idx, top)
+    return probs * keep
+
+
 # --------------------------------------------------------------------------- generator
 class Generator(nn.Module):
     """MuseGAN hybrid generator: temporal generators + bar generator (shared trunk, private branches).
@@ -213,27 +241,43 @@ class Generator(nn.Module):
             one number can silence a whole bar (``g < 0.5`` leaves nothing above the 0.5
             threshold). Starts open (``g`` = sigmoid(5) for every bar), so a generator trained
             without it keeps its output when the gate is added.
+        arrangement: condition on an arrangement, float [N, T, B] in {0, 1}: which tracks play
+            in which bars. It is fed to the trunk and the private branches, and a bar marked 0 is
+            silent (its probabilities are multiplied by 0). In training it is the real phrase's;
+            for generation :meth:`sample_latents` draws it from a first-order Markov chain over
+            the per-bar track-activity states, counted on the training data
+            (:meth:`fit_arrangement_prior`). New layers start at zero, so a generator trained
+            without it keeps its output on all-active arrangements.
+        monophonic: indices of tracks that hold at most one pitch per step (e.g. a vocal
+            melody): only the most probable pitch of each step is kept.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
                  n_pitches: int = 84, lowest_pitch: int = 24, n_styles: int = 1, z_dim: int = 32,
                  trunk_channels: tuple[int, int] = (128, 64), branch_channels: int = 32, style_dim: int = 8,
                  chord_dim: int = 16, track_cond_dim: int = 16, binarize: str = "sigmoid",
-                 bar_gate: bool = False) -> None:
+                 bar_gate: bool = False, arrangement: bool = False, monophonic: tuple[int, ...] = ()) -> None:
         super().__init__()
         if binarize not in ("sigmoid", "deterministic"):
             raise ValueError(f"binarize must be 'sigmoid' or 'deterministic', not {binarize!r}")
         if steps_per_bar % beats_per_bar:
             raise ValueError(f"steps_per_bar {steps_per_bar} must be a multiple of beats_per_bar {beats_per_bar}")
+        monophonic = tuple(sorted({int(i) for i in monophonic}))
+        if any(not 0 <= i < n_tracks for i in monophonic):
+            raise ValueError(f"monophonic: track indices must be in 0..{n_tracks - 1}, got {list(monophonic)}")
+        if arrangement and n_tracks > ARRANGEMENT_MAX_TRACKS:
+            raise ValueError(f"arrangement: at most {ARRANGEMENT_MAX_TRACKS} tracks (2^T bar states), got {n_tracks}")
         #: the constructor's keyword arguments (saved beside exported weights)
         self.config = dict(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                            beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                            n_styles=n_styles, z_dim=z_dim, trunk_channels=list(trunk_channels),
                            branch_channels=branch_channels, style_dim=style_dim, chord_dim=chord_dim,
-                           track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bool(bar_gate))
+                           track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bool(bar_gate),
+                           arrangement=bool(arrangement), monophonic=list(monophonic))
         self.n_tracks, self.n_bars, self.steps_per_bar = n_tracks, n_bars, steps_per_bar
         self.beats_per_bar, self.n_pitches, self.lowest_pitch = beats_per_bar, n_pitches, lowest_pitch
         self.z_dim, self.binarize = z_dim, binarize
+        self.monophonic = monophonic
         c1, c2 = trunk_channels
         c3 = branch_channels
         self.c1, self.c2, self.c3 = c1, c2, c3
@@ -272,6 +316,16 @@ class Generator(nn.Module):
             self.bar_gate = nn.Sequential(nn.Linear(in_dim, 2 * z_dim), nn.ReLU(), nn.Linear(2 * z_dim, t))
             nn.init.zeros_(self.bar_gate[2].weight)
             nn.init.constant_(self.bar_gate[2].bias, BAR_GATE_OPEN / BAR_GATE_SCALE)
+        # optional arrangement conditioning (see the class docstring); all-zero start
+        self.has_arrangement = bool(arrangement)
+        if arrangement:
+            self.arrange_in = nn.Linear(t, k * o * c1, bias=False)          # bar's activity -> trunk
+            nn.init.zeros_(self.arrange_in.weight)
+            self.arrange_bias = nn.Parameter(torch.zeros(t, t, c2))         # bar's activity -> branch t
+            n_states = 2 ** t
+            # Markov chain over per-bar states (bit i = track i plays): counts, zero = not fitted
+            self.register_buffer("arrange_init", torch.zeros(n_states))
+            self.register_buffer("arrange_trans", torch.zeros(n_states, n_states))
 
     # ----------------------------------------------------------------- latents
     def latent_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -304,7 +358,52 @@ class Generator(nn.Module):
         out = {}
         for key, shape in self.latent_shapes().items():
             out[key] = torch.randn((n, *shape), generator=generator, device=gen_device).to(device)
+        if self.has_arrangement:  # drawn after the Gaussians: their numbers do not depend on it
+            u = torch.rand((n, self.n_bars), generator=generator, device=gen_device)
+            out[ARRANGEMENT_KEY] = self.sample_arrangement(u.cpu().double()).to(device)
         return out
+
+    # ----------------------------------------------------------------- arrangement prior
+    @torch.no_grad()
+    def fit_arrangement_prior(self, activity: torch.Tensor) -> None:
+        """Count the arrangement chain on real phrases: ``activity`` bool [N, T, B] (track plays in bar)."""
+        if not self.has_arrangement:
+            raise ValueError("fit_arrangement_prior: this generator has no arrangement conditioning")
+        a = torch.as_tensor(activity).bool()
+        if a.dim() != 3 or tuple(a.shape[1:]) != (self.n_tracks, self.n_bars):
+            raise ValueError(f"activity: expected [N, {self.n_tracks}, {self.n_bars}], got {list(a.shape)}")
+        states = arrangement_states(a)                                     # [N, B]
+        n_states = 2 ** self.n_tracks
+        init = torch.bincount(states[:, 0], minlength=n_states).double()
+        pairs = states[:, :-1] * n_states + states[:, 1:]
+        trans = torch.bincount(pairs.reshape(-1), minlength=n_states * n_states).double()
+        self.arrange_init.copy_(init.to(self.arrange_init))
+        self.arrange_trans.copy_(trans.reshape(n_states, n_states).to(self.arrange_trans))
+
+    @torch.no_grad()
+    def sample_arrangement(self, u: torch.Tensor) -> torch.Tensor:
+        """Arrangements bool [N, T, B] from uniforms ``u`` [N, B] by inverse CDF along the chain.
+
+        All tracks play everywhere while the chain is not fitted; a state never followed by
+        another in the data continues with the chain's first-bar distribution.
+        """
+        n, b = u.shape
+        init = self.arrange_init.detach().cpu().double()
+        trans = self.arrange_trans.detach().cpu().double()
+        full = 2 ** self.n_tracks - 1
+        if init.sum() <= 0:
+            states = torch.full((n, b), full, dtype=torch.long)
+        else:
+            rows = torch.where(trans.sum(1, keepdim=True) > 0, trans, init[None])
+            cdf0 = torch.cumsum(init / init.sum(), 0)
+            cdf = torch.cumsum(rows / rows.sum(1, keepdim=True), 1)
+            states = torch.empty((n, b), dtype=torch.long)
+            states[:, 0] = torch.searchsorted(cdf0, u[:, :1].contiguous(), right=True).clamp(max=full)[:, 0]
+            for j in range(1, b):
+                c = cdf[states[:, j - 1]]
+                states[:, j] = torch.searchsorted(c, u[:, j:j + 1].contiguous(), right=True).clamp(max=full)[:, 0]
+        bits = (states[:, None, :] >> torch.arange(self.n_tracks)[None, :, None]) & 1
+        return bits.bool()
 
     # ----------------------------------------------------------------- forward
     def logits(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
@@ -325,12 +424,18 @@ class Generator(nn.Module):
         cond = self.cond(n, chords, has_chords, style, cond_roll, cond_track)  # [N, B, C]
         x, priv_all = self._trunk_input(latents, cond)
         gate = self._gate_logits(x)
-        h = F.relu(self.trunk_in_norm(self.trunk_in(x.reshape(m, -1))))       # [M, K*O*c1]
+        pre = self.trunk_in(x.reshape(m, -1))
+        if self.has_arrangement:
+            arr_bar = self.arrangement_of(latents, cond_roll, cond_track).transpose(1, 2).reshape(m, t)  # [M, T]
+            pre = pre + self.arrange_in(arr_bar.to(pre.dtype))
+        h = F.relu(self.trunk_in_norm(pre))                                     # [M, K*O*c1]
         h = self.trunk_up(h.reshape(m, k, o, c1))                               # [M, K, O, ks*c2]
         h = h.reshape(m, k, o, ks, c2).transpose(2, 3).reshape(m * s * o, c2)   # [M*S*O, c2]
         h = F.relu(self.trunk_up_norm(h)).reshape(m, s * o, c2)
         bias_in = torch.cat([priv_all, cond[:, None].expand(n, t, b, cond.shape[-1])], dim=-1)  # [N, T, B, *]
         bias = self.private_bias(bias_in.permute(0, 2, 1, 3).reshape(m, t, -1))  # [M, T, c2]
+        if self.has_arrangement:
+            bias = bias + torch.einsum("mu,tuc->mtc", arr_bar.to(bias.dtype), self.arrange_bias)
         # per-track branch: (h + bias_t) @ W_t = h @ W_t + bias_t @ W_t
         hb = torch.einsum("mxc,tcd->mxtd", h, self.branch_w)                    # [M, S*O, T, c3]
         hb = hb + torch.einsum("mtc,tcd->mtd", bias, self.branch_w)[:, None]
@@ -365,8 +470,31 @@ class Generator(nn.Module):
         probs = torch.sigmoid(logits)
         if gate is not None:
             probs = probs * torch.sigmoid(gate)[..., None, None]
+        if self.has_arrangement:
+            arr = self.arrangement_of(latents, cond_roll, cond_track)
+            probs = probs * arr.to(probs.dtype)[..., None, None]
+        if self.monophonic:
+            probs = keep_most_probable_pitch(probs, self.monophonic)
         out = threshold_straight_through(probs) if self.binarize == "deterministic" else probs
         return paste_condition(out, cond_roll, cond_track)
+
+    def arrangement_of(self, latents: dict[str, torch.Tensor], cond_roll: torch.Tensor | None = None,
+                       cond_track: torch.Tensor | None = None) -> torch.Tensor:
+        """The arrangement float [N, T, B] the output follows: ``latents["arrangement"]`` (bool or
+        {0, 1}; all ones when absent), with a given track's row set to where that track has notes."""
+        n, dev = latents["shared"].shape[0], latents["shared"].device
+        arr = latents.get(ARRANGEMENT_KEY)
+        if arr is None:
+            return torch.ones(n, self.n_tracks, self.n_bars, device=dev)
+        arr = arr.to(device=dev, dtype=torch.float32)
+        if tuple(arr.shape) != (n, self.n_tracks, self.n_bars):
+            raise ValueError(f"arrangement: expected [{n}, {self.n_tracks}, {self.n_bars}], got {list(arr.shape)}")
+        if cond_roll is not None and cond_track is not None and bool((cond_track >= 0).any()):
+            given = (cond_roll.flatten(2) > 0).any(-1).to(arr.dtype)            # [N, B]
+            rows = torch.nn.functional.one_hot(cond_track.clamp(min=0), self.n_tracks).to(arr.dtype)
+            rows = rows * (cond_track >= 0).to(arr.dtype)[:, None]               # [N, T]
+            arr = arr * (1 - rows[..., None]) + given[:, None, :] * rows[..., None]
+        return arr
 
     def gates(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
               has_chords: torch.Tensor | None = None, style: torch.Tensor | None = None,
@@ -512,7 +640,10 @@ def density_matching_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tenso
 STAT_TERMS = ("density", "onsets", "polyphony", "upc", "tonal")
 """Statistics of the thresholded roll (:func:`roll_statistics`): the default terms of
 :func:`statistics_matching_loss`, in order."""
-ALL_STAT_TERMS = STAT_TERMS + ("activity",)
+HARD_STAT_TERMS = STAT_TERMS + ("groove",)
+"""Every statistic :func:`roll_statistics` computes: the defaults and ``groove``, the groove
+consistency of each phrase (metrics' GC)."""
+ALL_STAT_TERMS = HARD_STAT_TERMS + ("activity",)
 """Every term :func:`statistics_matching_loss` knows: the above and ``activity``, the highest
 probability of each (phrase, bar) against the real bar's 0 / 1 (empty / not)."""
 
@@ -579,9 +710,12 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         ``density`` active cells per (phrase, bar); ``onsets`` note onsets per (phrase, bar),
         bars joined; ``polyphony`` sounding pitches per (phrase, step); ``upc`` used pitch
         classes per (phrase, bar) (0 for an empty bar); ``tonal`` per (phrase, bar) where both
-        tracks of a pair sound, the distance between their tonal centroids (metrics' TD).
+        tracks of a pair sound, the distance between their tonal centroids (metrics' TD);
+        ``groove`` per phrase with at least two bars holding onsets, one minus the mean over
+        those bars' pairs of the fraction of steps where one bar has an onset and the other not
+        (metrics' GC; an onset is a note start, bars joined, or any hit for an unpitched track).
     """
-    check_stat_terms(terms, STAT_TERMS)
+    check_stat_terms(terms, HARD_STAT_TERMS)
     if roll.dim() != 5:
         raise ValueError(f"roll should be [N, tracks, bars, steps, pitches], got {tuple(roll.shape)}")
     n, t, b, s, p = roll.shape
@@ -600,6 +734,8 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
             out["onsets"].append((flat * (1.0 - prev)).reshape(n, b, s, p).sum(dim=(2, 3)).reshape(-1))
         if "polyphony" in terms:
             out["polyphony"].append(x.sum(-1).reshape(-1))
+        if "groove" in terms:
+            out["groove"].append(_groove_consistency(x, pitched[i]))
         if "upc" in terms and pitched[i]:
             # a pitch class is used in a bar when any of its cells is on (max over steps, octaves)
             used = (x.amax(2)[..., None] * fold).amax(2)  # [N, B, 12]
@@ -617,6 +753,26 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
                 tb = (cb[both] / sb[both, None]) @ tm
                 out["tonal"].append((ta - tb).square().sum(-1).clamp(min=1e-12).sqrt())
     return out
+
+
+def _groove_consistency(x: torch.Tensor, pitched: bool) -> torch.Tensor:
+    """Per-phrase groove consistency of one track's {0, 1} roll [N, B, S, P] (phrases with >= 2 onset bars)."""
+    n, b, s, p = x.shape
+    if pitched:
+        flat = x.reshape(n, b * s, p)
+        prev = F.pad(flat, (0, 0, 1, 0))[:, :-1]
+        cells = (flat * (1.0 - prev)).reshape(n, b, s, p)
+    else:
+        cells = x
+    pattern = cells.amax(-1)                                              # [N, B, S] onset steps
+    has = pattern.detach().amax(-1) > 0                                   # [N, B]
+    i, j = torch.triu_indices(b, b, 1, device=x.device)
+    both = (has[:, i] & has[:, j]).to(x.dtype)                            # [N, pairs]
+    # for {0, 1} patterns |a - b| = a + b - 2ab: the fraction of steps where exactly one has an onset
+    dist = (pattern[:, i] + pattern[:, j] - 2 * pattern[:, i] * pattern[:, j]).mean(-1)
+    count = both.sum(-1)
+    keep = count > 0
+    return 1.0 - (dist * both).sum(-1)[keep] / count[keep]
 
 
 def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitch: int,
@@ -649,7 +805,7 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
         raise ValueError(f"fake and real should both be [N, tracks, bars, steps, pitches] with the same "
                          f"tracks and grid, got {tuple(fake.shape)} and {tuple(real.shape)}")
     check_stat_terms(terms)
-    hard = tuple(k for k in terms if k in STAT_TERMS)
+    hard = tuple(k for k in terms if k in HARD_STAT_TERMS)
     real = (real > 0.5).to(fake.dtype)
     sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, hard)
     with torch.no_grad():

@@ -142,13 +142,17 @@ def test_train_cli_unknown_config_is_user_error(tmp_path):
         cli_main(["musegansynth train symbolic", "--config", str(tmp_path / "nope.yaml")])
 
 
-def test_train_cli_bad_model_setting_is_user_error(tmp_path):
+@pytest.mark.parametrize("setting, message", [
+    (["--model.stats_terms", "[density, swing]"], r"unknown stats_terms \['swing'\]"),
+    (["--model.monophonic", "[vocals]"], r"monophonic: unknown track 'vocals' \(tracks: melody, bridge, piano\)"),
+])
+def test_train_cli_bad_model_setting_is_user_error(tmp_path, setting, message):
     from symbolic.train import cli_main
 
     write_fake_cache(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
     cfg = _debug_config(tmp_path)
-    with pytest.raises(UserError, match=r"bad model or data settings: unknown stats_terms \['swing'\]"):
-        cli_main(["musegansynth train symbolic", "--config", str(cfg), "--model.stats_terms", "[density, swing]"])
+    with pytest.raises(UserError, match="bad model or data settings: " + message):
+        cli_main(["musegansynth train symbolic", "--config", str(cfg), *setting])
     assert not (tmp_path / "pretrained" / "symbolic_debug.json").exists()
 
 

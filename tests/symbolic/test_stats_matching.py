@@ -67,6 +67,43 @@ def test_agrees_with_the_metrics_module_on_random_rolls():
         assert float(s["tonal"][k].mean()) == pytest.approx(want, rel=1e-5)
 
 
+def test_groove_of_hand_made_phrases():
+    # the hand roll: bar 0 onsets at steps 0, 2, 3; bar 1 (the C5 is held) at step 2 only:
+    # they differ at 2 of 4 steps -> 1 - 2/4
+    assert roll_statistics(_hand_roll(), 60, terms=("groove",))["groove"][0].tolist() == [0.5]
+    r = torch.zeros(3, 1, 3, 4, 12)
+    r[0, 0, :, 0, 0] = 1            # phrase 0: a note at step 0 of every bar -> identical bars -> 1
+    r[1, 0, 0, 1, 0] = 1            # phrase 1: only one bar with an onset -> left out
+    r[2, 0, 0, 0:2, 0] = 1          # phrase 2: bar 0 onset 0; bar 1 onsets 1, 3; bar 2 empty
+    r[2, 0, 1, 1, 0] = r[2, 0, 1, 3, 0] = 1
+    g = roll_statistics(r, 60, terms=("groove",))["groove"][0]
+    assert g.tolist() == pytest.approx([1.0, 1.0 - 3 / 4])
+    # unpitched: every active cell is a hit (the sustained steps 0-1 of phrase 2's bar 0 count twice)
+    d = roll_statistics(r, 60, pitched=[False], terms=("groove",))["groove"][0]
+    assert d.tolist() == pytest.approx([1.0, 1.0 - 2 / 4])
+
+
+def test_groove_agrees_with_the_metric_and_passes_gradients():
+    rng = np.random.default_rng(3)
+    roll = rng.random((32, 2, 4, 16, 24)) < 0.05
+    roll[:4, 0, 1:] = False  # some phrases with one sounding bar
+    g = roll_statistics(torch.tensor(roll).float(), 36, pitched=[True, False], terms=("groove",))["groove"]
+    assert float(g[0].mean()) == pytest.approx(metrics.groove_consistency(roll[:, 0]), rel=1e-6)
+    assert float(g[1].mean()) == pytest.approx(metrics.groove_consistency(roll[:, 1], is_drum=True), rel=1e-6)
+    real = torch.tensor(roll).float()
+    fake = (real * 0.8 + 0.1)[torch.randperm(32)].requires_grad_(True)
+    loss = statistics_matching_loss(fake, real, 36, terms=("groove",))["groove"]
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    shifted = torch.roll(real, 1, dims=3) * 0.8 + 0.1
+    shifted[:, :, 0] = 0.1                     # first bar silent: other grooves
+    shifted.requires_grad_(True)
+    loss = statistics_matching_loss(shifted, real[:, :, [1, 0, 2, 3]], 36, terms=("groove",))["groove"]
+    assert loss.item() > 0.01
+    loss.backward()
+    assert shifted.grad is not None and float(shifted.grad.abs().sum()) > 0
+    assert "groove" in ALL_STAT_TERMS and "groove" not in STAT_TERMS
+
+
 def test_drum_tracks_have_no_pitch_class_terms():
     r = torch.ones(2, 3, 1, 2, 12)
     s = roll_statistics(r, 36, pitched=[True, False, True])
@@ -140,7 +177,7 @@ def test_gradient_reaches_every_probability_and_bad_input_is_refused():
     with pytest.raises(ValueError, match="same tracks and grid"):
         statistics_matching_loss(fake, real[:, :1], 60)
     with pytest.raises(ValueError, match="unknown statistics"):
-        statistics_matching_loss(fake, real, 60, terms=("density", "groove"))
+        statistics_matching_loss(fake, real, 60, terms=("density", "swing"))
 
 
 def test_training_logs_the_statistics_terms(tmp_path, tiny_fit, tiny_module_kw):
