@@ -640,9 +640,9 @@ def density_matching_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tenso
 STAT_TERMS = ("density", "onsets", "polyphony", "upc", "tonal")
 """Statistics of the thresholded roll (:func:`roll_statistics`): the default terms of
 :func:`statistics_matching_loss`, in order."""
-HARD_STAT_TERMS = STAT_TERMS + ("groove",)
-"""Every statistic :func:`roll_statistics` computes: the defaults and ``groove``, the groove
-consistency of each phrase (metrics' GC)."""
+HARD_STAT_TERMS = STAT_TERMS + ("short", "groove")
+"""Every statistic :func:`roll_statistics` computes: the defaults, ``short`` (one-step notes per
+bar: with ``onsets``, the metrics' QN) and ``groove`` (each phrase's groove consistency, GC)."""
 ALL_STAT_TERMS = HARD_STAT_TERMS + ("activity",)
 """Every term :func:`statistics_matching_loss` knows: the above and ``activity``, the highest
 probability of each (phrase, bar) against the real bar's 0 / 1 (empty / not)."""
@@ -711,7 +711,9 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         bars joined; ``polyphony`` sounding pitches per (phrase, step); ``upc`` used pitch
         classes per (phrase, bar) (0 for an empty bar); ``tonal`` per (phrase, bar) where both
         tracks of a pair sound, the distance between their tonal centroids (metrics' TD);
-        ``groove`` per phrase with at least two bars holding onsets, one minus the mean over
+        ``short`` notes lasting exactly one step per (phrase, bar) (bars joined; 1 - their share
+        of the onsets is the metrics' QN at two steps); ``groove`` per phrase with at least two
+        bars holding onsets, one minus the mean over
         those bars' pairs of the fraction of steps where one bar has an onset and the other not
         (metrics' GC; an onset is a note start, bars joined, or any hit for an unpitched track).
     """
@@ -728,10 +730,15 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         x = roll[:, i]  # [N, B, S, P]
         if "density" in terms:
             out["density"].append(x.sum(dim=(2, 3)).reshape(-1))
-        if "onsets" in terms:
+        if "onsets" in terms or "short" in terms:
             flat = x.reshape(n, b * s, p)
             prev = F.pad(flat, (0, 0, 1, 0))[:, :-1]
-            out["onsets"].append((flat * (1.0 - prev)).reshape(n, b, s, p).sum(dim=(2, 3)).reshape(-1))
+            starts = flat * (1.0 - prev)
+            if "onsets" in terms:
+                out["onsets"].append(starts.reshape(n, b, s, p).sum(dim=(2, 3)).reshape(-1))
+            if "short" in terms:
+                after = F.pad(flat, (0, 0, 0, 1))[:, 1:]
+                out["short"].append((starts * (1.0 - after)).reshape(n, b, s, p).sum(dim=(2, 3)).reshape(-1))
         if "polyphony" in terms:
             out["polyphony"].append(x.sum(-1).reshape(-1))
         if "groove" in terms:

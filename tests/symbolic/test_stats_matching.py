@@ -67,6 +67,17 @@ def test_agrees_with_the_metrics_module_on_random_rolls():
         assert float(s["tonal"][k].mean()) == pytest.approx(want, rel=1e-5)
 
 
+def test_short_notes_of_a_hand_made_roll_and_the_metrics_qn():
+    # bar 0: C4 lasts 2 steps, E4 1, C5 2 (held over the bar line); bar 1: G4 and B4 1 step each
+    assert roll_statistics(_hand_roll(), 60, terms=("short",))["short"][0].tolist() == [1.0, 2.0]
+    rng = np.random.default_rng(5)
+    roll = rng.random((16, 2, 4, 16, 24)) < 0.3
+    s = roll_statistics(torch.tensor(roll).float(), 36, terms=("onsets", "short"))
+    for t in range(2):
+        qn = 1.0 - float(s["short"][t].sum() / s["onsets"][t].sum())
+        assert qn == pytest.approx(metrics.qualified_note_rate(roll[:, t], 2), rel=1e-6)
+
+
 def test_groove_of_hand_made_phrases():
     # the hand roll: bar 0 onsets at steps 0, 2, 3; bar 1 (the C5 is held) at step 2 only:
     # they differ at 2 of 4 steps -> 1 - 2/4
@@ -101,7 +112,7 @@ def test_groove_agrees_with_the_metric_and_passes_gradients():
     assert loss.item() > 0.01
     loss.backward()
     assert shifted.grad is not None and float(shifted.grad.abs().sum()) > 0
-    assert "groove" in ALL_STAT_TERMS and "groove" not in STAT_TERMS
+    assert {"groove", "short"} <= set(ALL_STAT_TERMS) and "groove" not in STAT_TERMS
 
 
 def test_drum_tracks_have_no_pitch_class_terms():
