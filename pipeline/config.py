@@ -128,6 +128,9 @@ class SectionConfig:
         variation: 0..1, how much a repeat departs from the first occurrence's latents.
         morph: 0..1, how far each track's timbre moves from its ``timbre_seed`` latent towards
             its ``morph_seed`` latent in this section.
+        play: names of tracks that play in every bar of the section (their composer must have
+            arrangement conditioning); rest: names of tracks that are silent in it. Other
+            tracks follow the composer's own arrangement.
     """
 
     name: str
@@ -135,6 +138,8 @@ class SectionConfig:
     chords: tuple[str, ...] | None = None
     variation: float = 0.0
     morph: float = 0.0
+    play: tuple[str, ...] = ()
+    rest: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,7 @@ class SongConfig:
         d["time_signature"] = f"{self.time_signature[0]}/{self.time_signature[1]}"
         for s in d["sections"]:
             s["chords"] = list(s["chords"]) if s["chords"] is not None else None
+            s["play"], s["rest"] = list(s["play"]), list(s["rest"])
         return d
 
 
@@ -330,7 +336,7 @@ def _join(prefix: str, key: str) -> str:
 
 _TOP_KEYS = {"title", "seed", "tempo", "time_signature", "sample_rate", "style", "tracks", "sections", "weights"}
 _TRACK_KEYS = {"name", "source", "instrument", "timbre_seed", "morph_seed", "volume_db", "pan"}
-_SECTION_KEYS = {"name", "bars", "chords", "variation", "morph"}
+_SECTION_KEYS = {"name", "bars", "chords", "variation", "morph", "play", "rest"}
 
 
 def parse_config(data: Any, source: str = "<config>") -> SongConfig:
@@ -399,7 +405,12 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
             chords = _parse_chords(ctx, chords, f"{key}.chords", bars, num)
         variation = ctx.number(s.get("variation", 0.0), f"{key}.variation", 0.0, 1.0)
         morph = ctx.number(s.get("morph", 0.0), f"{key}.morph", 0.0, 1.0)
-        sections.append(SectionConfig(name, bars, chords, variation, morph))
+        names = [t.name for t in tracks]
+        play, rest = (_track_names(ctx, s.get(k), f"{key}.{k}", names) for k in ("play", "rest"))
+        both = sorted(set(play) & set(rest))
+        if both:
+            raise ctx.fail(f"{key}.rest", f"{both[0]!r} is also in play (a track either plays or rests)")
+        sections.append(SectionConfig(name, bars, chords, variation, morph, play, rest))
     total = sum(s.bars for s in sections)
     if total > MAX_BARS:
         raise ctx.fail("sections", f"{total} bars in all is too long (allowed: at most {MAX_BARS})")
@@ -409,6 +420,23 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
     weights = WeightsConfig(**{k: ctx.string(w.get(k, DEFAULT_WEIGHTS[k]), f"weights.{k}") for k in DEFAULT_WEIGHTS})
     return SongConfig(title, seed, tempo, tuple(tracks), tuple(sections), (num, den), sample_rate, style, weights,
                       source)
+
+
+def _track_names(ctx: _Ctx, value: Any, key: str, names: list[str]) -> tuple[str, ...]:
+    """A list of the config's track names (case-insensitive), returned as they are spelt in ``tracks``."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ctx.fail(key, f"{_show(value)} is not allowed (expected a list of track names)")
+    lower = [n.lower() for n in names]
+    out = []
+    for j, v in enumerate(value):
+        if not isinstance(v, str) or v.lower() not in lower:
+            raise ctx.fail(f"{key}[{j}]", f"{_show(v)} is not a track (allowed: {', '.join(names)})")
+        out.append(names[lower.index(v.lower())])
+    return tuple(dict.fromkeys(out))
 
 
 def _parse_chords(ctx: _Ctx, chords: Any, key: str, bars: int, beats: int) -> tuple[str, ...]:

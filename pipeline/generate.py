@@ -12,9 +12,12 @@ Steps (:func:`generate_song`):
    are continuous. The drums composer gets its own plan, bar for bar the same.
 2. **Decode** all phrases in one batch, conditioned on the section chords (per beat; zeros where
    a section has none; the drums model gets none, it learnt from drum-only data) and, for
-   drums, the style (unknown when the config gives none). Phrases are joined end to end (no gap), cut
+   drums, the style (unknown when the config gives none). A composer with arrangement
+   conditioning draws which tracks play in which bars with the latents; a section's ``play``
+   and ``rest`` override that for its tracks. Phrases are joined end to end (no gap), cut
    to the section lengths, binarised at 0.5. A bar where every pitched track is silent repeats
-   the bar before it, so the song never falls silent between phrases.
+   the bar before it, so the song never falls silent between phrases; then the sections'
+   ``rest`` tracks are silenced (whatever composer wrote them).
 3. **Notes and MIDI**: velocities (beat-accented), onsets, ``symbolic.roll.multitrack_to_midi``
    with the config's track names, GM programs and tempo -> ``song.mid``.
 4. **Audio** (``--renderer neural``): :class:`audio.render.NoteRenderer` renders every note
@@ -52,6 +55,7 @@ import torch
 from pipeline.config import (DEFAULT_CONFIG, SongConfig, chords_to_array, load_config, resolve_weights_path)
 from pipeline.errors import UserError
 from pipeline.fileio import atomic_write_text, staged_dir
+from symbolic.modules import ARRANGEMENT_KEY
 
 #: How far the last phrase of a section moves towards the next section's first phrase.
 TRANSITION_T = 0.35
@@ -225,6 +229,13 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     comp = models.composer
     comp_names = [n.lower() for n in comp.track_names]
     drum_names = [n.lower() for n in models.drums.track_names] if models.drums is not None else []
+    for i, s in enumerate(config.sections):
+        for t in config.tracks:
+            model = comp if t.source.lower() in comp_names else models.drums
+            if t.name in s.play and model is not None and not getattr(getattr(model, "generator", None), "has_arrangement", False):
+                raise UserError(f"{config.source}: sections[{i}].play: track {t.name!r} cannot be made to play: "
+                                f"its composer was trained without arrangement conditioning (it writes notes "
+                                f"where it will)")
     for i, t in enumerate(config.tracks):
         if t.source.lower() not in comp_names and t.source.lower() not in drum_names:
             raise UserError(f"{config.source}: tracks[{i}].source: {t.source!r} is not a composer track "
@@ -236,6 +247,8 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     def song_roll(model, tag: str, style: int | None, use_chords: bool) -> np.ndarray:
         phrases = plan_phrases(model, config, seed, tag)
         lat = {k: v.to(device) for k, v in _cat(phrases).items()}
+        if ARRANGEMENT_KEY in lat:
+            lat[ARRANGEMENT_KEY] = section_arrangement(lat[ARRANGEMENT_KEY], model, config)
         chords = plan_chords(model, config) if use_chords else None
         kwargs: dict[str, Any] = {}
         if chords is not None:
@@ -279,7 +292,38 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     roll = np.stack(rows)
     drum_rows = [i for i, t in enumerate(config.tracks) if t.source.lower() not in comp_names
                  or comp.is_drum[comp_names.index(t.source.lower())]]
-    return fill_silent_bars(roll, drum_rows)
+    roll = fill_silent_bars(roll, drum_rows)
+    # sections' rests hold for every track (the arrangement already silenced those of an
+    # arrangement-conditioned composer; this also covers the others and the filled bars)
+    bar = 0
+    for s in config.sections:
+        for i, t in enumerate(config.tracks):
+            if t.name in s.rest:
+                roll[i, bar:bar + s.bars] = False
+        bar += s.bars
+    return roll
+
+
+def section_arrangement(arrangement: torch.Tensor, model, config: SongConfig) -> torch.Tensor:
+    """Apply the sections' ``play`` / ``rest`` to phrase arrangements bool [phrases, T, n_bars] of ``model``.
+
+    Phrases follow :func:`plan_phrases`' order (each section ``ceil(bars / n_bars)`` of them).
+    Tracks of the config whose source is not one of ``model``'s tracks are left to their model.
+    """
+    names = [n.lower() for n in model.track_names]
+    out = arrangement.clone()
+    k = 0
+    for s in config.sections:
+        n_ph = -(-s.bars // int(model.n_bars))
+        for t in config.tracks:
+            src = t.source.lower()
+            if src in names:
+                if t.name in s.play:
+                    out[k:k + n_ph, names.index(src)] = True
+                elif t.name in s.rest:
+                    out[k:k + n_ph, names.index(src)] = False
+        k += n_ph
+    return out
 
 
 def fill_silent_bars(roll: np.ndarray, drum_tracks: Sequence[int] = ()) -> np.ndarray:

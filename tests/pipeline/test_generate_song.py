@@ -20,7 +20,7 @@ from fakes import FakeComposer, FakeTimbreGenerator, fake_drum_composer
 from pipeline.config import load_config, parse_config
 from pipeline.errors import UserError
 from pipeline.generate import (TRANSITION_T, Models, _generator, _seed_for, _take, cli_main, compose, fill_silent_bars, generate_song,
-                               plan_chords, plan_phrases)
+                               plan_chords, plan_phrases, section_arrangement)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,6 +93,33 @@ def test_compose_errors(fake_models):
         compose(fake_models, bad_source, 1, "cpu")
     with pytest.raises(UserError, match=r"style: 'jazz' is not allowed \(allowed: pop, rock\)"):
         compose(fake_models, _cfg(style="jazz"), 1, "cpu")
+
+
+def test_section_play_and_rest_override_the_arrangement():
+    cfg = _cfg(sections=[{"name": "intro", "bars": 4, "rest": ["lead"]},
+                         {"name": "verse", "bars": 6, "play": ["LEAD"], "rest": "keys"},
+                         {"name": "end", "bars": 2}])
+    assert cfg.sections[1].play == ("lead",) and cfg.sections[1].rest == ("keys",)
+    comp = FakeComposer()  # tracks melody, bridge, piano; 4-bar phrases
+    arr = torch.zeros(4, 3, 4, dtype=torch.bool)                   # intro 1 phrase, verse 2, end 1
+    arr[:, 1] = True
+    arr[3, 2, 1] = True
+    out = section_arrangement(arr, comp, cfg)
+    assert out[0, 0].tolist() == [False] * 4                       # intro: lead (melody) rests
+    assert out[1:3, 0].all() and not out[1:3, 2].any()             # verse: lead plays, keys (piano) rest
+    assert torch.equal(out[:, 1], arr[:, 1]) and torch.equal(out[3], arr[3])   # the rest as drawn
+    assert not arr[1:3, 0].any()                                   # the input is left as it was
+
+
+def test_section_rest_silences_any_composer_and_play_needs_arrangement(fake_models):
+    cfg = _cfg(sections=[{"name": "verse", "bars": 4, "chords": ["C", "Am", "F", "G"], "rest": ["drums", "lead"]},
+                         {"name": "chorus", "bars": 2, "chords": ["F", "G"]}])
+    roll = compose(fake_models, cfg, cfg.seed, "cpu")
+    assert not roll[[0, 2], :4].any() and roll[1, :4].any()       # lead and drums rest, keys play
+    assert roll[0, 4:].any() and roll[2, 4:].any()
+    with pytest.raises(UserError, match=r"sections\[0\].play: track 'lead' cannot be made to play: its composer was "
+                                        r"trained without arrangement conditioning"):
+        compose(fake_models, _cfg(sections=[{"name": "v", "bars": 4, "play": ["lead"]}]), 1, "cpu")
 
 
 def test_fill_silent_bars():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -136,3 +137,23 @@ def test_instruments_and_weights(tmp_path):
     assert resolve_weights_path(str(tmp_path / "m"), "audio") == w.resolve()
     with pytest.raises(UserError, match=r"weights.drums: .*nothing.safetensors: no such weights file"):
         resolve_weights_path(str(tmp_path / "nothing.safetensors"), "drums")
+
+
+def test_section_play_and_rest_are_checked():
+    from fakes import SMALL_SONG
+
+    def with_section(**kw):
+        data = json.loads(json.dumps(SMALL_SONG))
+        data["sections"][0].update(kw)
+        return parse_config(data, "s.yaml")
+
+    cfg = with_section(play=["Lead"], rest=["drums"])
+    assert cfg.sections[0].play == ("lead",) and cfg.sections[0].rest == ("drums",)
+    assert cfg.to_dict()["sections"][0]["play"] == ["lead"]
+    with pytest.raises(UserError, match=r"s.yaml: sections\[0\].play\[1\]: 'bass' is not a track "
+                                        r"\(allowed: lead, keys, drums\)"):
+        with_section(play=["lead", "bass"])
+    with pytest.raises(UserError, match=r"sections\[0\].rest: 'lead' is also in play"):
+        with_section(play=["lead"], rest=["lead"])
+    with pytest.raises(UserError, match=r"sections\[0\].rest: 3 is not allowed \(expected a list of track names\)"):
+        with_section(rest=3)
