@@ -129,7 +129,8 @@ class SectionConfig:
         morph: 0..1, how far each track's timbre moves from its ``timbre_seed`` latent towards
             its ``morph_seed`` latent in this section.
         play: names of tracks that play in every bar of the section (their composer must have
-            arrangement conditioning); rest: names of tracks that are silent in it. Other
+            arrangement conditioning, else it has no effect and a note says so); rest: names of
+            tracks that are silent in it. Other
             tracks follow the composer's own arrangement.
     """
 

@@ -229,13 +229,12 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     comp = models.composer
     comp_names = [n.lower() for n in comp.track_names]
     drum_names = [n.lower() for n in models.drums.track_names] if models.drums is not None else []
-    for i, s in enumerate(config.sections):
-        for t in config.tracks:
-            model = comp if t.source.lower() in comp_names else models.drums
-            if t.name in s.play and model is not None and not getattr(getattr(model, "generator", None), "has_arrangement", False):
-                raise UserError(f"{config.source}: sections[{i}].play: track {t.name!r} cannot be made to play: "
-                                f"its composer was trained without arrangement conditioning (it writes notes "
-                                f"where it will)")
+    unplayable = sorted({t.name for s in config.sections for t in config.tracks if t.name in s.play
+                         and not getattr(getattr(comp if t.source.lower() in comp_names else models.drums,
+                                                 "generator", None), "has_arrangement", False)})
+    if unplayable:
+        print(f"musegansynth: note: {', '.join(unplayable)}: 'play' has no effect, the composer was trained "
+              f"without arrangement conditioning (it writes notes where it will)", file=sys.stderr)
     for i, t in enumerate(config.tracks):
         if t.source.lower() not in comp_names and t.source.lower() not in drum_names:
             raise UserError(f"{config.source}: tracks[{i}].source: {t.source!r} is not a composer track "
