@@ -130,8 +130,7 @@ class SectionConfig:
             its ``morph_seed`` latent in this section.
         play: names of tracks that play in every bar of the section (their composer must have
             arrangement conditioning, else it has no effect and a note says so); rest: names of
-            tracks that are silent in it. Other
-            tracks follow the composer's own arrangement.
+            tracks that are silent in it. Other tracks follow the composer's own arrangement.
     """
 
     name: str

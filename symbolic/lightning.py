@@ -19,8 +19,9 @@ import torch
 from torch.nn import functional as F
 
 from symbolic.export import export_generator
-from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, check_stat_terms, count_parameters,
-                              density_matching_loss, ema_update, gradient_penalty, statistics_matching_loss)
+from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
+                              count_parameters, density_matching_loss, ema_update, gradient_penalty,
+                              statistics_matching_loss)
 
 
 OPTIONAL_PARTS = (".bar_gate.", ".arrange_")
@@ -216,7 +217,7 @@ class MuseGANModule(L.LightningModule):
             train = getattr(dm, "datasets", {}).get("train") if dm is not None else None
             if train is None:
                 raise ValueError("model.arrangement needs the data module's training phrases")
-            activity = train.rolls.flatten(3).any(-1)                     # [N, T, B]
+            activity = bar_activity(train.rolls)                          # [N, T, B]
             for g in (self.generator, self.g_ema):
                 g.fit_arrangement_prior(activity)
 
@@ -249,9 +250,9 @@ class MuseGANModule(L.LightningModule):
     # ----------------------------------------------------------------- training
     def _latents(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """Fresh latents for a batch; with arrangement conditioning, the real phrases' arrangement."""
-        z = self.generator.sample_latents(real.shape[0], device=real.device)
+        z = self.generator.sample_latents(real.shape[0], device=real.device, arrangement=False)
         if self.hparams.arrangement:
-            z[ARRANGEMENT_KEY] = real.flatten(3).amax(-1) > 0                  # [N, T, B]
+            z[ARRANGEMENT_KEY] = bar_activity(real)                             # [N, T, B]
         return z
 
     def configure_optimizers(self):

@@ -196,6 +196,11 @@ ARRANGEMENT_MAX_TRACKS = 8
 """Largest track count with arrangement conditioning (its chain has 2^T states a bar)."""
 
 
+def bar_activity(roll: torch.Tensor) -> torch.Tensor:
+    """bool [...]: where a roll [..., S, P] has any note in the bar (e.g. [N, T, B, S, P] -> [N, T, B])."""
+    return (roll.flatten(-2) > 0).any(-1)
+
+
 def arrangement_states(activity: torch.Tensor) -> torch.Tensor:
     """Per-bar state numbers long [N, B] of an activity [N, T, B] (bit i set = track i plays)."""
     a = torch.as_tensor(activity).bool().long()
@@ -347,18 +352,20 @@ class Generator(nn.Module):
         return x, priv_all
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
-                       device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+                       device: torch.device | str | None = None, arrangement: bool = True) -> dict[str, torch.Tensor]:
         """Standard normal latents, dict of ``LATENT_KEYS`` -> [n, *shape] (drawn in that order).
 
         Drawn on ``generator``'s device (so a CPU generator gives the same numbers everywhere),
-        then moved to ``device`` (default: the module's device).
+        then moved to ``device`` (default: the module's device). With arrangement conditioning
+        (and ``arrangement``), bool ``arrangement`` [n, T, B] is drawn from the chain after them;
+        training passes ``arrangement=False`` and gives the real phrases' instead.
         """
         device = device if device is not None else self.out_w.device
         gen_device = generator.device if generator is not None else device
         out = {}
         for key, shape in self.latent_shapes().items():
             out[key] = torch.randn((n, *shape), generator=generator, device=gen_device).to(device)
-        if self.has_arrangement:  # drawn after the Gaussians: their numbers do not depend on it
+        if self.has_arrangement and arrangement:  # after the Gaussians: their numbers do not depend on it
             u = torch.rand((n, self.n_bars), generator=generator, device=gen_device)
             out[ARRANGEMENT_KEY] = self.sample_arrangement(u.cpu().double()).to(device)
         return out
@@ -414,8 +421,9 @@ class Generator(nn.Module):
 
     def _scores(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None,
                 has_chords: torch.Tensor | None, style: torch.Tensor | None, cond_roll: torch.Tensor | None,
-                cond_track: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(pre-sigmoid scores [N, T, B, S, P], bar-gate logits [N, T, B] or None)."""
+                cond_track: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(pre-sigmoid scores [N, T, B, S, P], bar-gate logits [N, T, B] or None, arrangement
+        [N, T, B] (:meth:`arrangement_of`) or None without arrangement conditioning)."""
         t, b, s, p, z = self.n_tracks, self.n_bars, self.steps_per_bar, self.n_pitches, self.z_dim
         k, o, ks = self.beats_per_bar, self.p_coarse, self.k_steps
         c1, c2, c3 = self.c1, self.c2, self.c3
@@ -425,8 +433,10 @@ class Generator(nn.Module):
         x, priv_all = self._trunk_input(latents, cond)
         gate = self._gate_logits(x)
         pre = self.trunk_in(x.reshape(m, -1))
+        arr = None
         if self.has_arrangement:
-            arr_bar = self.arrangement_of(latents, cond_roll, cond_track).transpose(1, 2).reshape(m, t)  # [M, T]
+            arr = self.arrangement_of(latents, cond_roll, cond_track)           # [N, T, B]
+            arr_bar = arr.transpose(1, 2).reshape(m, t)                         # [M, T]
             pre = pre + self.arrange_in(arr_bar.to(pre.dtype))
         h = F.relu(self.trunk_in_norm(pre))                                     # [M, K*O*c1]
         h = self.trunk_up(h.reshape(m, k, o, c1))                               # [M, K, O, ks*c2]
@@ -434,7 +444,7 @@ class Generator(nn.Module):
         h = F.relu(self.trunk_up_norm(h)).reshape(m, s * o, c2)
         bias_in = torch.cat([priv_all, cond[:, None].expand(n, t, b, cond.shape[-1])], dim=-1)  # [N, T, B, *]
         bias = self.private_bias(bias_in.permute(0, 2, 1, 3).reshape(m, t, -1))  # [M, T, c2]
-        if self.has_arrangement:
+        if arr is not None:
             bias = bias + torch.einsum("mu,tuc->mtc", arr_bar.to(bias.dtype), self.arrange_bias)
         # per-track branch: (h + bias_t) @ W_t = h @ W_t + bias_t @ W_t
         hb = torch.einsum("mxc,tcd->mxtd", h, self.branch_w)                    # [M, S*O, T, c3]
@@ -447,7 +457,7 @@ class Generator(nn.Module):
             if has_chords is not None:
                 cmap = cmap * has_chords.to(out.dtype)[:, None, None, None]
             out = out + self.chord_gain[None, :, None, None, None] * cmap[:, None]
-        return out, gate
+        return out, gate, arr
 
     def forward(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
                 has_chords: torch.Tensor | None = None, style: torch.Tensor | None = None,
@@ -466,12 +476,11 @@ class Generator(nn.Module):
             straight-through gradients (``binarize="deterministic"``). The given track (if any)
             is pasted over its generated version.
         """
-        logits, gate = self._scores(latents, chords, has_chords, style, cond_roll, cond_track)
+        logits, gate, arr = self._scores(latents, chords, has_chords, style, cond_roll, cond_track)
         probs = torch.sigmoid(logits)
         if gate is not None:
             probs = probs * torch.sigmoid(gate)[..., None, None]
-        if self.has_arrangement:
-            arr = self.arrangement_of(latents, cond_roll, cond_track)
+        if arr is not None:
             probs = probs * arr.to(probs.dtype)[..., None, None]
         if self.monophonic:
             probs = keep_most_probable_pitch(probs, self.monophonic)
@@ -490,7 +499,7 @@ class Generator(nn.Module):
         if tuple(arr.shape) != (n, self.n_tracks, self.n_bars):
             raise ValueError(f"arrangement: expected [{n}, {self.n_tracks}, {self.n_bars}], got {list(arr.shape)}")
         if cond_roll is not None and cond_track is not None and bool((cond_track >= 0).any()):
-            given = (cond_roll.flatten(2) > 0).any(-1).to(arr.dtype)            # [N, B]
+            given = bar_activity(cond_roll).to(arr.dtype)                       # [N, B]
             rows = torch.nn.functional.one_hot(cond_track.clamp(min=0), self.n_tracks).to(arr.dtype)
             rows = rows * (cond_track >= 0).to(arr.dtype)[:, None]               # [N, T]
             arr = arr * (1 - rows[..., None]) + given[:, None, :] * rows[..., None]
@@ -730,19 +739,16 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         x = roll[:, i]  # [N, B, S, P]
         if "density" in terms:
             out["density"].append(x.sum(dim=(2, 3)).reshape(-1))
-        if "onsets" in terms or "short" in terms:
-            flat = x.reshape(n, b * s, p)
-            prev = F.pad(flat, (0, 0, 1, 0))[:, :-1]
-            starts = flat * (1.0 - prev)
-            if "onsets" in terms:
-                out["onsets"].append(starts.reshape(n, b, s, p).sum(dim=(2, 3)).reshape(-1))
-            if "short" in terms:
-                after = F.pad(flat, (0, 0, 0, 1))[:, 1:]
-                out["short"].append((starts * (1.0 - after)).reshape(n, b, s, p).sum(dim=(2, 3)).reshape(-1))
+        starts = _note_starts(x) if {"onsets", "short", "groove"} & set(terms) else None  # [N, B, S, P]
+        if "onsets" in terms:
+            out["onsets"].append(starts.sum(dim=(2, 3)).reshape(-1))
+        if "short" in terms:
+            after = F.pad(x.reshape(n, b * s, p), (0, 0, 0, 1))[:, 1:].reshape(n, b, s, p)
+            out["short"].append((starts * (1.0 - after)).sum(dim=(2, 3)).reshape(-1))
         if "polyphony" in terms:
             out["polyphony"].append(x.sum(-1).reshape(-1))
         if "groove" in terms:
-            out["groove"].append(_groove_consistency(x, pitched[i]))
+            out["groove"].append(_groove_consistency(starts if pitched[i] else x))
         if "upc" in terms and pitched[i]:
             # a pitch class is used in a bar when any of its cells is on (max over steps, octaves)
             used = (x.amax(2)[..., None] * fold).amax(2)  # [N, B, 12]
@@ -762,19 +768,22 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
     return out
 
 
-def _groove_consistency(x: torch.Tensor, pitched: bool) -> torch.Tensor:
-    """Per-phrase groove consistency of one track's {0, 1} roll [N, B, S, P] (phrases with >= 2 onset bars)."""
+def _note_starts(x: torch.Tensor) -> torch.Tensor:
+    """{0, 1} [N, B, S, P] where a note starts in one track's roll [N, B, S, P] (bars joined)."""
     n, b, s, p = x.shape
-    if pitched:
-        flat = x.reshape(n, b * s, p)
-        prev = F.pad(flat, (0, 0, 1, 0))[:, :-1]
-        cells = (flat * (1.0 - prev)).reshape(n, b, s, p)
-    else:
-        cells = x
-    pattern = cells.amax(-1)                                              # [N, B, S] onset steps
+    flat = x.reshape(n, b * s, p)
+    prev = F.pad(flat, (0, 0, 1, 0))[:, :-1]
+    return (flat * (1.0 - prev)).reshape(n, b, s, p)
+
+
+def _groove_consistency(onsets: torch.Tensor) -> torch.Tensor:
+    """Per-phrase groove consistency from one track's {0, 1} onset cells [N, B, S, P] (note starts,
+    or every hit of an unpitched track), over phrases with >= 2 bars holding onsets."""
+    b = onsets.shape[1]
+    pattern = onsets.amax(-1)                                             # [N, B, S] onset steps
     has = pattern.detach().amax(-1) > 0                                   # [N, B]
-    i, j = torch.triu_indices(b, b, 1, device=x.device)
-    both = (has[:, i] & has[:, j]).to(x.dtype)                            # [N, pairs]
+    i, j = torch.triu_indices(b, b, 1, device=onsets.device)
+    both = (has[:, i] & has[:, j]).to(onsets.dtype)                            # [N, pairs]
     # for {0, 1} patterns |a - b| = a + b - 2ab: the fraction of steps where exactly one has an onset
     dist = (pattern[:, i] + pattern[:, j] - 2 * pattern[:, i] * pattern[:, j]).mean(-1)
     count = both.sum(-1)
