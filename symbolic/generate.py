@@ -19,7 +19,7 @@ import torch
 from pipeline.errors import UserError
 from pipeline.fileio import read_json_object
 from symbolic.export import FORMAT
-from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator
+from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator, track_indices
 
 
 def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
@@ -255,13 +255,10 @@ class Composer:
         Returns:
             float [T, bars_total, S, P] in {0, 1}; track ``track`` equals the given roll (binarised).
         """
-        if isinstance(track, str):
-            names = [n.lower() for n in self.track_names]
-            if track.lower() not in names:
-                raise UserError(f"--track: unknown track '{track}' (tracks: {', '.join(self.track_names)})")
-            track = names.index(track.lower())
-        if not 0 <= int(track) < self.n_tracks:
-            raise UserError(f"--track: index {track} out of range 0..{self.n_tracks - 1}")
+        try:
+            (track,) = track_indices([track], {"tracks": self.track_names}, self.n_tracks, "--track")
+        except ValueError as e:
+            raise UserError(str(e)) from None
         g = (torch.as_tensor(given_roll) > 0).float()
         if g.dim() != 3 or tuple(g.shape[1:]) != (self.steps_per_bar, self.n_pitches):
             raise UserError(f"given track: expected shape [bars, {self.steps_per_bar}, {self.n_pitches}], "

@@ -20,30 +20,13 @@ from torch.nn import functional as F
 
 from symbolic.export import export_generator
 from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
-                              count_parameters, density_matching_loss, ema_update, gradient_penalty,
-                              statistics_matching_loss)
+                              count_parameters, density_matching_loss, ema_update, gradient_penalty, note_starts,
+                              statistics_matching_loss, track_indices)
 
 
 OPTIONAL_PARTS = (".bar_gate.", ".arrange_")
 """Generator tensors ``model.init_from`` may find missing (parts added to a trained model);
 they keep their initialisation."""
-
-
-def track_indices(tracks, data_meta: dict | None, n_tracks: int, what: str) -> tuple[int, ...]:
-    """Track names (from ``data_meta["tracks"]``) or indices -> sorted indices; ValueError when unknown."""
-    names = [str(t).lower() for t in (data_meta or {}).get("tracks", [])]
-    out = set()
-    for t in tracks or ():
-        if isinstance(t, int) or str(t).lstrip("-").isdigit():
-            i = int(t)
-        elif str(t).lower() in names:
-            i = names.index(str(t).lower())
-        else:
-            raise ValueError(f"{what}: unknown track {t!r} (tracks: {', '.join(names) or f'0..{n_tracks - 1}'})")
-        if not 0 <= i < n_tracks:
-            raise ValueError(f"{what}: track index {i} out of range 0..{n_tracks - 1}")
-        out.add(i)
-    return tuple(sorted(out))
 
 
 # --------------------------------------------------------------------------- inline metrics
@@ -68,15 +51,14 @@ def roll_metrics(roll: torch.Tensor, chords: torch.Tensor | None = None, has_cho
     """
     x = roll.float() > 0.5
     n, t, b, s, p = x.shape
-    active = x.flatten(3).any(-1)  # [N, T, B]
+    active = bar_activity(x)  # [N, T, B]
     out = {"empty_bar_rate": 1.0 - active.float().mean()}
     pc_idx = (torch.arange(p, device=x.device) + lowest_pitch) % 12
     pcs = torch.zeros(n, t, b, 12, device=x.device).index_add_(3, pc_idx, x.any(3).float())  # [N, T, B, 12]
     used = (pcs > 0).float().sum(-1)
     out["upc"] = (used * active).sum() / active.float().sum().clamp(min=1)
     flat = x.reshape(n, t, b * s, p)
-    prev = F.pad(flat, (0, 0, 1, 0))[:, :, :-1]
-    onsets = flat & ~prev
+    onsets = note_starts(x).reshape(flat.shape) > 0
     n_notes = onsets.float().sum()
     if qn_min_steps <= 1:
         qualified = n_notes

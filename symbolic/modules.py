@@ -196,6 +196,23 @@ ARRANGEMENT_MAX_TRACKS = 8
 """Largest track count with arrangement conditioning (its chain has 2^T states a bar)."""
 
 
+def track_indices(tracks, data_meta: dict | None, n_tracks: int, what: str) -> tuple[int, ...]:
+    """Track names (from ``data_meta["tracks"]``) or indices -> sorted indices; ValueError when unknown."""
+    names = [str(t).lower() for t in (data_meta or {}).get("tracks", [])]
+    out = set()
+    for t in tracks or ():
+        if isinstance(t, int) or str(t).lstrip("-").isdigit():
+            i = int(t)
+        elif str(t).lower() in names:
+            i = names.index(str(t).lower())
+        else:
+            raise ValueError(f"{what}: unknown track {t!r} (tracks: {', '.join(names) or f'0..{n_tracks - 1}'})")
+        if not 0 <= i < n_tracks:
+            raise ValueError(f"{what}: track index {i} out of range 0..{n_tracks - 1}")
+        out.add(i)
+    return tuple(sorted(out))
+
+
 def bar_activity(roll: torch.Tensor) -> torch.Tensor:
     """bool [...]: where a roll [..., S, P] has any note in the bar (e.g. [N, T, B, S, P] -> [N, T, B])."""
     return (roll.flatten(-2) > 0).any(-1)
@@ -739,7 +756,7 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         x = roll[:, i]  # [N, B, S, P]
         if "density" in terms:
             out["density"].append(x.sum(dim=(2, 3)).reshape(-1))
-        starts = _note_starts(x) if {"onsets", "short", "groove"} & set(terms) else None  # [N, B, S, P]
+        starts = note_starts(x) if {"onsets", "short", "groove"} & set(terms) else None  # [N, B, S, P]
         if "onsets" in terms:
             out["onsets"].append(starts.sum(dim=(2, 3)).reshape(-1))
         if "short" in terms:
@@ -768,12 +785,13 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
     return out
 
 
-def _note_starts(x: torch.Tensor) -> torch.Tensor:
-    """{0, 1} [N, B, S, P] where a note starts in one track's roll [N, B, S, P] (bars joined)."""
-    n, b, s, p = x.shape
-    flat = x.reshape(n, b * s, p)
-    prev = F.pad(flat, (0, 0, 1, 0))[:, :-1]
-    return (flat * (1.0 - prev)).reshape(n, b, s, p)
+def note_starts(x: torch.Tensor) -> torch.Tensor:
+    """{0, 1} float [..., B, S, P] where a note starts in rolls {0, 1} [..., B, S, P] (bars joined:
+    a note held over a bar line starts once)."""
+    *lead, b, s, p = x.shape
+    flat = x.float().reshape(*lead, b * s, p)
+    prev = F.pad(flat, (0, 0, 1, 0))[..., :-1, :]
+    return (flat * (1.0 - prev)).reshape(x.shape)
 
 
 def _groove_consistency(onsets: torch.Tensor) -> torch.Tensor:

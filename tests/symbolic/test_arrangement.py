@@ -8,7 +8,8 @@ import torch
 from pipeline.errors import UserError
 from symbolic.export import export_generator
 from symbolic.generate import Composer
-from symbolic.lightning import MuseGANModule, track_indices
+from symbolic.lightning import MuseGANModule
+from symbolic.modules import track_indices
 from symbolic.modules import (ARRANGEMENT_KEY, LATENT_KEYS, Generator, arrangement_states,
                               keep_most_probable_pitch)
 
