@@ -124,7 +124,9 @@ class MuseGANModule(L.LightningModule):
     ``bar_gate`` adds the generator's per-(track, bar) gate (:class:`symbolic.modules.Generator`).
     ``arrangement`` conditions the generator on which tracks play in which bars: the real
     phrase's in training, and a Markov chain counted on the training phrases (at ``fit`` setup)
-    for generation. ``monophonic`` names (or indices) the tracks that keep one pitch a step.
+    for generation. ``monophonic`` names (or indices) the tracks that keep one pitch a step;
+    ``monophonic_straight_through`` passes the training gradient to their dropped pitches too
+    (:func:`symbolic.modules.keep_most_probable_pitch`; generation is the same either way).
     ``init_from`` starts a new run from a training checkpoint's weights (generator, EMA, critic)
     and step counters, with fresh optimisers; parameters the checkpoint lacks (a bar gate added
     since) keep their initialisation. Ignored when the run itself resumes (``--ckpt_path``).
@@ -141,7 +143,7 @@ class MuseGANModule(L.LightningModule):
                  density_weight: float = 0.0, stats_weight: float = 0.0,
                  stats_terms: tuple[str, ...] = STAT_TERMS, bar_gate: bool = False,
                  arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
-                 init_from: str | None = None) -> None:
+                 monophonic_straight_through: bool = False, init_from: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -152,6 +154,7 @@ class MuseGANModule(L.LightningModule):
                                    track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bar_gate,
                                    arrangement=arrangement,
                                    monophonic=track_indices(monophonic, data_meta, n_tracks, "monophonic"))
+        self.generator.monophonic_straight_through = bool(monophonic_straight_through)
         self.critic = Critic(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                              beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                              n_styles=n_styles, channels=tuple(d_channels), hidden=d_hidden, style_dim=style_dim)

@@ -225,10 +225,13 @@ def arrangement_states(activity: torch.Tensor) -> torch.Tensor:
     return (a * weights[None, :, None]).sum(1)
 
 
-def keep_most_probable_pitch(probs: torch.Tensor, tracks: tuple[int, ...]) -> torch.Tensor:
+def keep_most_probable_pitch(probs: torch.Tensor, tracks: tuple[int, ...],
+                             straight_through: bool = False) -> torch.Tensor:
     """Zero every pitch but the most probable one per step for ``tracks`` of probs [N, T, B, S, P].
 
-    The kept pitch passes its gradient; the zeroed ones get none. Other tracks are unchanged.
+    The kept pitch passes its gradient. The zeroed ones get none, or with ``straight_through``
+    the gradient of their (zeroed) output, as if they had been kept: the value is the same
+    either way, but a loss that wants another pitch can then raise it. Other tracks are unchanged.
     """
     if not tracks:
         return probs
@@ -236,6 +239,8 @@ def keep_most_probable_pitch(probs: torch.Tensor, tracks: tuple[int, ...]) -> to
     sel = probs[:, idx]                                                  # [N, t, B, S, P]
     top = torch.zeros_like(sel).scatter_(-1, sel.argmax(-1, keepdim=True), 1.0)
     keep = torch.ones_like(probs).index_copy(1, idx, top)
+    if straight_through:
+        return probs * keep + (probs - probs.detach()) * (1.0 - keep)
     return probs * keep
 
 
@@ -300,6 +305,8 @@ class Generator(nn.Module):
         self.beats_per_bar, self.n_pitches, self.lowest_pitch = beats_per_bar, n_pitches, lowest_pitch
         self.z_dim, self.binarize = z_dim, binarize
         self.monophonic = monophonic
+        # training-time only (not part of the saved config): see keep_most_probable_pitch
+        self.monophonic_straight_through = False
         c1, c2 = trunk_channels
         c3 = branch_channels
         self.c1, self.c2, self.c3 = c1, c2, c3
@@ -500,7 +507,7 @@ class Generator(nn.Module):
         if arr is not None:
             probs = probs * arr.to(probs.dtype)[..., None, None]
         if self.monophonic:
-            probs = keep_most_probable_pitch(probs, self.monophonic)
+            probs = keep_most_probable_pitch(probs, self.monophonic, self.monophonic_straight_through)
         out = threshold_straight_through(probs) if self.binarize == "deterministic" else probs
         return paste_condition(out, cond_roll, cond_track)
 

@@ -156,6 +156,24 @@ def test_keep_most_probable_pitch_on_a_hand_made_step():
     assert keep_most_probable_pitch(probs, ()) is probs
 
 
+def test_straight_through_monophony_keeps_the_value_and_passes_every_gradient():
+    probs = torch.tensor([0.2, 0.7, 0.6, 0.1]).reshape(1, 1, 1, 1, 4).repeat(1, 2, 1, 1, 1).requires_grad_(True)
+    out = keep_most_probable_pitch(probs, (0,), straight_through=True)
+    assert torch.equal(out, keep_most_probable_pitch(probs, (0,)))
+    (out * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert probs.grad[0, 0, 0, 0].tolist() == [1.0, 2.0, 3.0, 4.0]             # dropped pitches too
+    assert probs.grad[0, 1, 0, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_the_straight_through_hparam_reaches_the_generator_not_its_config():
+    meta = {"tracks": ["melody", "bridge", "piano"]}
+    on = MuseGANModule(n_bars=2, steps_per_bar=8, n_pitches=24, data_meta=meta, monophonic=("melody",),
+                       monophonic_straight_through=True)
+    off = MuseGANModule(n_bars=2, steps_per_bar=8, n_pitches=24, data_meta=meta, monophonic=("melody",))
+    assert on.generator.monophonic_straight_through and not off.generator.monophonic_straight_through
+    assert on.generator.config == off.generator.config
+
+
 def test_a_monophonic_track_never_sounds_two_pitches_at_once():
     torch.manual_seed(0)
     g = Generator(**SMALL, monophonic=(0,)).eval()
