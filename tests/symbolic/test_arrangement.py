@@ -9,9 +9,8 @@ from pipeline.errors import UserError
 from symbolic.export import export_generator
 from symbolic.generate import Composer
 from symbolic.lightning import MuseGANModule
-from symbolic.modules import track_indices
 from symbolic.modules import (ARRANGEMENT_KEY, LATENT_KEYS, Generator, arrangement_states,
-                              keep_most_probable_pitch)
+                              keep_most_probable_pitch, track_indices)
 
 SMALL = dict(n_tracks=3, n_bars=4, steps_per_bar=8, beats_per_bar=4, n_pitches=24, lowest_pitch=48, n_styles=1,
              z_dim=4, trunk_channels=(8, 4), branch_channels=4, style_dim=2, chord_dim=2, track_cond_dim=2)
