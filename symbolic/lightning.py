@@ -24,9 +24,47 @@ from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, ba
                               statistics_matching_loss, track_indices)
 
 
+SCHEDULE_KEYS = ("density_weight", "stats_weight", "stats_terms", "monophonic", "monophonic_straight_through")
+"""The settings a ``schedule`` phase may change (loss terms and monophony, no layer shapes)."""
+
 OPTIONAL_PARTS = (".bar_gate.", ".arrange_")
 """Generator tensors ``model.init_from`` may find missing (parts added to a trained model);
 they keep their initialisation."""
+
+
+def check_schedule(schedule: list[dict] | None, data_meta: dict | None, n_tracks: int) -> list[dict]:
+    """Validate a training ``schedule`` (see :class:`MuseGANModule`); track names in a phase's
+    ``monophonic`` become indices. Raises ValueError naming the bad phase."""
+    out, last = [], -1
+    for i, phase in enumerate(schedule or []):
+        where = f"schedule[{i}]"
+        if not isinstance(phase, dict):
+            raise ValueError(f"{where}: expected a mapping like {{from_step: 5000, stats_weight: 15}}, got {phase!r}")
+        unknown = sorted(set(phase) - set(SCHEDULE_KEYS) - {"from_step"})
+        if unknown:
+            raise ValueError(f"{where}: unknown setting {unknown[0]!r} (a phase may set: {', '.join(SCHEDULE_KEYS)})")
+        step = phase.get("from_step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"{where}: from_step must be a generator step count >= 0, got {step!r}")
+        if step <= last:
+            raise ValueError(f"{where}: from_step {step} is not after the previous phase's {last}")
+        last = step
+        phase = dict(phase)
+        for key in ("density_weight", "stats_weight"):
+            if key in phase:
+                value = phase[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(f"{where}: {key} must be a number >= 0, got {value!r}")
+                phase[key] = float(value)
+        if "stats_terms" in phase:
+            phase["stats_terms"] = tuple(phase["stats_terms"])
+            check_stat_terms(phase["stats_terms"], what=f"{where}.stats_terms")
+        if "monophonic" in phase:
+            phase["monophonic"] = track_indices(phase["monophonic"], data_meta, n_tracks, f"{where}.monophonic")
+        if "monophonic_straight_through" in phase:
+            phase["monophonic_straight_through"] = bool(phase["monophonic_straight_through"])
+        out.append(phase)
+    return out
 
 
 # --------------------------------------------------------------------------- inline metrics
@@ -127,6 +165,11 @@ class MuseGANModule(L.LightningModule):
     for generation. ``monophonic`` names (or indices) the tracks that keep one pitch a step;
     ``monophonic_straight_through`` passes the training gradient to their dropped pitches too
     (:func:`symbolic.modules.keep_most_probable_pitch`; generation is the same either way).
+    ``schedule`` changes those loss and monophony settings during one run: a list of phases,
+    each ``{"from_step": G, <any of SCHEDULE_KEYS>: value}``, in increasing ``from_step``
+    (generator steps); from step G on, a phase's values replace the ones above (and those of
+    earlier phases) — e.g. a plain WGAN first, statistics matching later, a monophonic melody
+    last. It follows the generator step count, so a resumed run picks up its phase.
     ``init_from`` starts a new run from a training checkpoint's weights (generator, EMA, critic)
     and step counters, with fresh optimisers; parameters the checkpoint lacks (a bar gate added
     since) keep their initialisation. Ignored when the run itself resumes (``--ckpt_path``).
@@ -143,17 +186,19 @@ class MuseGANModule(L.LightningModule):
                  density_weight: float = 0.0, stats_weight: float = 0.0,
                  stats_terms: tuple[str, ...] = STAT_TERMS, bar_gate: bool = False,
                  arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
-                 monophonic_straight_through: bool = False, init_from: str | None = None) -> None:
+                 monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
+                 init_from: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
+        self._base_monophonic = track_indices(monophonic, data_meta, n_tracks, "monophonic")
         self.generator = Generator(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                                    beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                                    n_styles=n_styles, z_dim=z_dim, trunk_channels=tuple(g_trunk_channels),
                                    branch_channels=g_branch_channels, style_dim=style_dim, chord_dim=chord_dim,
                                    track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bar_gate,
                                    arrangement=arrangement,
-                                   monophonic=track_indices(monophonic, data_meta, n_tracks, "monophonic"))
+                                   monophonic=self._base_monophonic)
         self.generator.monophonic_straight_through = bool(monophonic_straight_through)
         self.critic = Critic(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                              beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
@@ -165,6 +210,8 @@ class MuseGANModule(L.LightningModule):
         self.d_steps = 0
         self.data_meta = data_meta
         check_stat_terms(stats_terms, what="stats_terms")
+        self.schedule = check_schedule(schedule, data_meta, n_tracks)
+        self._phase = -1  # index of the schedule phase in force (-1: the base settings)
 
     # ----------------------------------------------------------------- helpers
     def meta(self) -> dict:
@@ -176,6 +223,29 @@ class MuseGANModule(L.LightningModule):
                 "is_drum": [False] * h.n_tracks, "n_bars": h.n_bars, "styles": [],
                 "grid": {"steps_per_beat": h.steps_per_bar // h.beats_per_bar, "beats_per_bar": h.beats_per_bar,
                          "lowest_pitch": h.lowest_pitch, "n_pitches": h.n_pitches}}
+
+    def settings(self) -> dict:
+        """The loss and monophony settings in force at the current generator step."""
+        h = self.hparams
+        out = {k: h[k] for k in SCHEDULE_KEYS}
+        out["monophonic"] = self._base_monophonic
+        for phase in self.schedule[:self._phase + 1]:
+            out.update({k: v for k, v in phase.items() if k != "from_step"})
+        return out
+
+    def apply_schedule(self) -> None:
+        """Enter the schedule phase of the current generator step (monophony goes to both generators)."""
+        phase = sum(1 for p in self.schedule if self.g_steps >= p["from_step"]) - 1
+        if phase == self._phase:
+            return
+        self._phase = phase
+        s = self.settings()
+        for g in (self.generator, self.g_ema):
+            g.set_monophonic(s["monophonic"])
+            g.monophonic_straight_through = bool(s["monophonic_straight_through"])
+        if phase >= 0 and self._trainer is not None:
+            self.print(f"generator step {self.g_steps:,}: schedule phase {phase + 1} of {len(self.schedule)} "
+                       f"({ {k: v for k, v in self.schedule[phase].items() if k != 'from_step'} })")
 
     def _conditions(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         real = batch["roll"]
@@ -248,6 +318,7 @@ class MuseGANModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         h = self.hparams
+        self.apply_schedule()
         opt_g, opt_d = self.optimizers()
         real = batch["roll"]
         n = real.shape[0]
@@ -278,14 +349,15 @@ class MuseGANModule(L.LightningModule):
         self.toggle_optimizer(opt_g)
         fake = self.generator(self._latents(real), **gcond)
         g_loss = -self.critic(fake, **dcond).mean()
-        if h.density_weight:
+        s = self.settings()
+        if s["density_weight"]:
             density = density_matching_loss(fake, real)
-            g_loss = g_loss + h.density_weight * density
+            g_loss = g_loss + s["density_weight"] * density
             self.log("loss/density", density.detach())
-        if h.stats_weight:
+        if s["stats_weight"]:
             pitched = [not d for d in self.meta().get("is_drum", [False] * h.n_tracks)]
-            stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(h.stats_terms))
-            g_loss = g_loss + h.stats_weight * sum(stats.values())
+            stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(s["stats_terms"]))
+            g_loss = g_loss + s["stats_weight"] * sum(stats.values())
             self.log_dict({f"loss/stats_{k}": v.detach() for k, v in stats.items()})
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)

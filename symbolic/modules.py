@@ -375,6 +375,15 @@ class Generator(nn.Module):
                        priv_all.permute(0, 2, 1, 3).reshape(n, b, t * 2 * z), cond], dim=-1)
         return x, priv_all
 
+    def set_monophonic(self, tracks: tuple[int, ...]) -> None:
+        """Make ``tracks`` (indices) the monophonic ones from now on (a training schedule's phase);
+        the saved ``config`` follows, so exported weights generate the same way."""
+        tracks = tuple(sorted({int(i) for i in tracks}))
+        if any(not 0 <= i < self.n_tracks for i in tracks):
+            raise ValueError(f"monophonic: track indices must be in 0..{self.n_tracks - 1}, got {list(tracks)}")
+        self.monophonic = tracks
+        self.config["monophonic"] = list(tracks)
+
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
                        device: torch.device | str | None = None, arrangement: bool = True) -> dict[str, torch.Tensor]:
         """Standard normal latents, dict of ``LATENT_KEYS`` -> [n, *shape] (drawn in that order).

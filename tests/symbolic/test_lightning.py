@@ -145,6 +145,7 @@ def test_train_cli_unknown_config_is_user_error(tmp_path):
 @pytest.mark.parametrize("setting, message", [
     (["--model.stats_terms", "[density, swing]"], r"unknown stats_terms \['swing'\]"),
     (["--model.monophonic", "[vocals]"], r"monophonic: unknown track 'vocals' \(tracks: melody, bridge, piano\)"),
+    (["--model.schedule", "[{from_step: 5, lr: 0.1}]"], r"schedule\[0\]: unknown setting 'lr'"),
 ])
 def test_train_cli_bad_model_setting_is_user_error(tmp_path, setting, message):
     from symbolic.train import cli_main
