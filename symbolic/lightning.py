@@ -301,6 +301,7 @@ class MuseGANModule(L.LightningModule):
         self.load_state_dict(state)
         steps = ckpt.get("musegan_steps", {})
         self.g_steps, self.d_steps = int(steps.get("g_steps", 0)), int(steps.get("d_steps", 0))
+        self.apply_schedule()
 
     # ----------------------------------------------------------------- training
     def _latents(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -364,6 +365,7 @@ class MuseGANModule(L.LightningModule):
         opt_g.step()
         self.untoggle_optimizer(opt_g)
         self.g_steps += 1
+        self.apply_schedule()  # so a checkpoint saved now holds this step's phase
         g = self.g_steps
         ema_update(self.g_ema, self.generator, min(h.ema_decay, (1 + g) / (10 + g)))
         self.log("loss/g", g_loss.detach())
@@ -409,6 +411,7 @@ class MuseGANModule(L.LightningModule):
         steps = checkpoint.get("musegan_steps", {})
         self.g_steps = int(steps.get("g_steps", 0))
         self.d_steps = int(steps.get("d_steps", 0))
+        self.apply_schedule()  # a checkpoint exported or resumed in a later phase generates as in that phase
 
     def on_train_start(self) -> None:
         if self.trainer.is_global_zero:

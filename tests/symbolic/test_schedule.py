@@ -92,3 +92,24 @@ def test_a_scheduled_fit_switches_losses_and_monophony_mid_run(tmp_path, tiny_fi
     plain, trainer = tiny_fit(tmp_path / "plain", 8)
     assert plain.generator.monophonic == ()
     assert not any(k.startswith("loss/stats_") for k in trainer.callback_metrics)
+
+
+def test_a_checkpoint_exports_and_resumes_in_its_phase(tmp_path, tiny_fit):
+    import json
+
+    from symbolic.export import export_checkpoint
+    from symbolic.lightning import read_training_checkpoint
+
+    phase = [{"from_step": 3, "monophonic": ["melody"]}]
+    model, trainer = tiny_fit(tmp_path, 8, schedule=phase)       # 4 generator steps: in the phase
+    ckpt = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(ckpt)
+    _, card = export_checkpoint(ckpt, tmp_path / "out", "sched", raw=True)
+    assert json.loads(card.read_text())["generator"]["monophonic"] == [0]
+    early, trainer = tiny_fit(tmp_path / "early", 4, schedule=phase)  # 2 generator steps: before it
+    trainer.save_checkpoint(tmp_path / "early.ckpt")
+    _, card = export_checkpoint(tmp_path / "early.ckpt", tmp_path / "out", "early", raw=True)
+    assert json.loads(card.read_text())["generator"]["monophonic"] == []
+    fresh = MuseGANModule(**{k: v for k, v in model.hparams.items() if not k.startswith("_")})
+    fresh.on_load_checkpoint(read_training_checkpoint(ckpt))
+    assert fresh.g_steps == 4 and fresh.generator.monophonic == (0,) and fresh.g_ema.monophonic == (0,)
