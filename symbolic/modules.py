@@ -289,9 +289,6 @@ class Generator(nn.Module):
             raise ValueError(f"binarize must be 'sigmoid' or 'deterministic', not {binarize!r}")
         if steps_per_bar % beats_per_bar:
             raise ValueError(f"steps_per_bar {steps_per_bar} must be a multiple of beats_per_bar {beats_per_bar}")
-        monophonic = tuple(sorted({int(i) for i in monophonic}))
-        if any(not 0 <= i < n_tracks for i in monophonic):
-            raise ValueError(f"monophonic: track indices must be in 0..{n_tracks - 1}, got {list(monophonic)}")
         if arrangement and n_tracks > ARRANGEMENT_MAX_TRACKS:
             raise ValueError(f"arrangement: at most {ARRANGEMENT_MAX_TRACKS} tracks (2^T bar states), got {n_tracks}")
         #: the constructor's keyword arguments (saved beside exported weights)
@@ -300,11 +297,11 @@ class Generator(nn.Module):
                            n_styles=n_styles, z_dim=z_dim, trunk_channels=list(trunk_channels),
                            branch_channels=branch_channels, style_dim=style_dim, chord_dim=chord_dim,
                            track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bool(bar_gate),
-                           arrangement=bool(arrangement), monophonic=list(monophonic))
+                           arrangement=bool(arrangement), monophonic=[])
         self.n_tracks, self.n_bars, self.steps_per_bar = n_tracks, n_bars, steps_per_bar
         self.beats_per_bar, self.n_pitches, self.lowest_pitch = beats_per_bar, n_pitches, lowest_pitch
         self.z_dim, self.binarize = z_dim, binarize
-        self.monophonic = monophonic
+        self.set_monophonic(monophonic)
         # training-time only (not part of the saved config): see keep_most_probable_pitch
         self.monophonic_straight_through = False
         c1, c2 = trunk_channels
@@ -376,8 +373,8 @@ class Generator(nn.Module):
         return x, priv_all
 
     def set_monophonic(self, tracks: tuple[int, ...]) -> None:
-        """Make ``tracks`` (indices) the monophonic ones from now on (a training schedule's phase);
-        the saved ``config`` follows, so exported weights generate the same way."""
+        """Make ``tracks`` (indices) the monophonic ones (at construction, or from a training
+        schedule's phase on); the saved ``config`` follows, so exported weights generate the same way."""
         tracks = tuple(sorted({int(i) for i in tracks}))
         if any(not 0 <= i < self.n_tracks for i in tracks):
             raise ValueError(f"monophonic: track indices must be in 0..{self.n_tracks - 1}, got {list(tracks)}")
