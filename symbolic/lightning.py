@@ -212,6 +212,7 @@ class MuseGANModule(L.LightningModule):
         check_stat_terms(stats_terms, what="stats_terms")
         self.schedule = check_schedule(schedule, data_meta, n_tracks)
         self._phase = -1  # index of the schedule phase in force (-1: the base settings)
+        self.apply_schedule()  # a phase from step 0; every later change of g_steps applies it again
 
     # ----------------------------------------------------------------- helpers
     def meta(self) -> dict:
@@ -319,7 +320,6 @@ class MuseGANModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         h = self.hparams
-        self.apply_schedule()
         opt_g, opt_d = self.optimizers()
         real = batch["roll"]
         n = real.shape[0]

@@ -113,3 +113,9 @@ def test_a_checkpoint_exports_and_resumes_in_its_phase(tmp_path, tiny_fit):
     fresh = MuseGANModule(**{k: v for k, v in model.hparams.items() if not k.startswith("_")})
     fresh.on_load_checkpoint(read_training_checkpoint(ckpt))
     assert fresh.g_steps == 4 and fresh.generator.monophonic == (0,) and fresh.g_ema.monophonic == (0,)
+
+
+def test_a_phase_from_step_zero_is_in_force_from_the_start():
+    m = _module(schedule=[{"from_step": 0, "monophonic": ["piano"], "stats_weight": 2.0}])
+    assert m.generator.monophonic == (2,) and m.g_ema.monophonic == (2,)
+    assert m.settings()["stats_weight"] == 2.0
