@@ -329,9 +329,8 @@ class PitchFamilyClassifier:
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``path`` (.safetensors: weights + reference arrays) and the .json beside it, atomically."""
-        from safetensors.torch import save_file
-
-        from pipeline.fileio import atomic_path, atomic_write_text
+        from pipeline.fileio import atomic_write_text
+        from pipeline.weights import write_weights
 
         path = Path(path)
         if path.suffix != ".safetensors":
@@ -342,8 +341,7 @@ class PitchFamilyClassifier:
         meta = {"kind": "audio_classifier", "version": VERSION, "pitch_min": self.pitch_min,
                 "n_pitches": self.n_pitches, "families": self.families, "frontend": self.frontend_kwargs,
                 "net": self.net_kwargs, "info": self.info}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp))
+        write_weights(path, tensors)
         json_path = path.with_suffix(".json")
         atomic_write_text(json_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return path, json_path

@@ -23,8 +23,8 @@ import torch
 
 from audio.modules import DRUM_PROGRAM, Generator
 from pipeline.errors import UserError
-from pipeline.fileio import atomic_path, atomic_write_text, read_json_object
-from pipeline.weights import read_matching_state
+from pipeline.fileio import atomic_write_text, read_json_object
+from pipeline.weights import read_matching_state, write_weights
 
 FORMAT = "musegansynth-audio-generator"
 VERSION = 1
@@ -50,12 +50,8 @@ def save_timbre_generator(path_or_stem: str | Path, generator: Generator, meta: 
     Returns:
         Path of the safetensors file.
     """
-    from safetensors.torch import save_file  # noqa: PLC0415
-
     st_path, json_path = _paths(path_or_stem)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in generator.state_dict().items()}
-    with atomic_path(st_path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "version": str(VERSION)})
+    write_weights(st_path, generator.state_dict(), kind=f"{FORMAT}/{VERSION}")
     doc = {"format": FORMAT, "version": VERSION, "name": name, **meta}
     atomic_write_text(json_path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return st_path

@@ -1,4 +1,4 @@
-"""Reading shipped weights safely: safetensors only, checked against the module they are for."""
+"""Shipped weights: safetensors only, written byte-stably, read back checked against their module."""
 
 from __future__ import annotations
 
@@ -8,6 +8,28 @@ from typing import Sequence
 import torch
 
 from pipeline.errors import UserError
+from pipeline.fileio import atomic_path
+
+
+def write_weights(path: str | Path, tensors: dict[str, torch.Tensor], kind: str | None = None) -> Path:
+    """Write ``tensors`` to the safetensors file ``path`` atomically, as the same bytes every time.
+
+    Args:
+        path: the ``.safetensors`` file to write.
+        tensors: name -> tensor (copied to contiguous CPU tensors).
+        kind: stored as the header's one metadata entry ``format`` (e.g.
+            ``"musegansynth-symbolic-generator/1"``). One entry only: safetensors writes metadata
+            keys in a per-process random order, so two would make equal weights differ in bytes.
+    Returns:
+        ``path`` as a Path.
+    """
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    path = Path(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=None if kind is None else {"format": kind})
+    return path
 
 
 def read_matching_state(path: str | Path, module: torch.nn.Module, mismatch: str, what: str = "",

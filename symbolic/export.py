@@ -10,9 +10,8 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
-
-from pipeline.fileio import atomic_path, atomic_write_text
+from pipeline.fileio import atomic_write_text
+from pipeline.weights import write_weights
 
 FORMAT = "musegansynth-symbolic-generator"
 VERSION = 1
@@ -40,9 +39,7 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
         (weights path, json path).
     """
     st_path, js_path = weight_paths(out_dir, name)
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in generator.state_dict().items()}
-    with atomic_path(st_path) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT, "version": str(VERSION)})
+    write_weights(st_path, generator.state_dict(), kind=f"{FORMAT}/{VERSION}")
     card = {
         "format": FORMAT,
         "version": VERSION,
