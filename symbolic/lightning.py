@@ -158,7 +158,8 @@ class MuseGANModule(L.LightningModule):
     ``stats_weight`` weight of :func:`symbolic.modules.statistics_matching_loss` (the
     distributions of per-bar density, onsets, used pitch classes, per-step polyphony and
     tonal distance of the thresholded output vs. real phrases; 0 = off) and ``stats_terms``
-    which terms (default ``symbolic.modules.STAT_TERMS``; ``activity`` may be added).
+    which terms (default ``symbolic.modules.STAT_TERMS``; ``short``, ``groove``, ``chords`` and
+    ``activity`` may be added: :data:`symbolic.modules.ALL_STAT_TERMS`).
     ``bar_gate`` adds the generator's per-(track, bar) gate (:class:`symbolic.modules.Generator`).
     ``arrangement`` conditions the generator on which tracks play in which bars: the real
     phrase's in training, and a Markov chain counted on the training phrases (at ``fit`` setup)

@@ -679,9 +679,11 @@ def density_matching_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tenso
 STAT_TERMS = ("density", "onsets", "polyphony", "upc", "tonal")
 """Statistics of the thresholded roll (:func:`roll_statistics`): the default terms of
 :func:`statistics_matching_loss`, in order."""
-HARD_STAT_TERMS = STAT_TERMS + ("short", "groove")
+HARD_STAT_TERMS = STAT_TERMS + ("short", "groove", "chords")
 """Every statistic :func:`roll_statistics` computes: the defaults, ``short`` (one-step notes per
-bar: with ``onsets``, the metrics' QN) and ``groove`` (each phrase's groove consistency, GC)."""
+bar: with ``onsets``, the metrics' QN), ``groove`` (each phrase's groove consistency, GC) and
+``chords`` (steps sounding two or more pitches per bar: with ``density``, the metrics'
+POLY_RATE)."""
 ALL_STAT_TERMS = HARD_STAT_TERMS + ("activity",)
 """Every term :func:`statistics_matching_loss` knows: the above and ``activity``, the highest
 probability of each (phrase, bar) against the real bar's 0 / 1 (empty / not)."""
@@ -754,7 +756,10 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         of the onsets is the metrics' QN at two steps); ``groove`` per phrase with at least two
         bars holding onsets, one minus the mean over
         those bars' pairs of the fraction of steps where one bar has an onset and the other not
-        (metrics' GC; an onset is a note start, bars joined, or any hit for an unpitched track).
+        (metrics' GC; an onset is a note start, bars joined, or any hit for an unpitched track);
+        ``chords`` steps sounding two or more pitches per (phrase, bar) (the numerator of the
+        metrics' POLY_RATE; per bar, a larger count for one step too many than ``polyphony``'s
+        per-step samples give, so its gradient is not diluted over the silent steps).
     """
     check_stat_terms(terms, HARD_STAT_TERMS)
     if roll.dim() != 5:
@@ -777,6 +782,9 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
             out["short"].append((starts * (1.0 - after)).sum(dim=(2, 3)).reshape(-1))
         if "polyphony" in terms:
             out["polyphony"].append(x.sum(-1).reshape(-1))
+        if "chords" in terms:
+            # 1 for a step of >= 2 pitches, 0 below; clamp passes the gradient at 1 and 2 pitches
+            out["chords"].append((x.sum(-1) - 1.0).clamp(0.0, 1.0).sum(-1).reshape(-1))
         if "groove" in terms:
             out["groove"].append(_groove_consistency(starts if pitched[i] else x))
         if "upc" in terms and pitched[i]:

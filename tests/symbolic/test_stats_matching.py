@@ -112,7 +112,32 @@ def test_groove_agrees_with_the_metric_and_passes_gradients():
     assert loss.item() > 0.01
     loss.backward()
     assert shifted.grad is not None and float(shifted.grad.abs().sum()) > 0
-    assert {"groove", "short"} <= set(ALL_STAT_TERMS) and "groove" not in STAT_TERMS
+    assert {"groove", "short", "chords"} <= set(ALL_STAT_TERMS) and "groove" not in STAT_TERMS
+
+
+def test_chord_steps_of_a_hand_made_roll_agree_with_poly_rate_and_pass_gradients():
+    # bar 0: one pitch a step; bar 1: G4 + B4 together on step 2 -> one step of >= 2 pitches
+    assert roll_statistics(_hand_roll(), 60, terms=("chords",))["chords"][0].tolist() == [0.0, 1.0]
+    r = torch.zeros(1, 1, 1, 4, 12)
+    r[0, 0, 0, 0, :3] = 1       # three pitches: counts once
+    r[0, 0, 0, 1, :2] = 1       # two
+    r[0, 0, 0, 2, 5] = 1        # one
+    assert roll_statistics(r, 60, terms=("chords",))["chords"][0].tolist() == [2.0]
+    rng = np.random.default_rng(7)
+    roll = rng.random((16, 2, 4, 16, 24)) < 0.06
+    s = roll_statistics(torch.tensor(roll).float(), 36, terms=("chords", "polyphony"))
+    for t in range(2):
+        sounding = float((s["polyphony"][t] > 0).sum())
+        assert float(s["chords"][t].sum()) / sounding == pytest.approx(metrics.polyphony(roll[:, t])[1])
+    # a generated bar with a two-pitch step too many is pulled toward single pitches
+    real = _hand_roll()
+    fake = (real * 0.8 + 0.1)
+    fake[0, 0, 0, 1, 3] = 0.7          # bar 0, step 1: a second pitch
+    fake.requires_grad_(True)
+    loss = statistics_matching_loss(fake, real, 60, terms=("chords",))["chords"]
+    assert loss.item() == pytest.approx(0.5 / (0.5 + 1.0))  # sorted [0, 1] vs [1, 1], real mean 0.5
+    loss.backward()
+    assert float(fake.grad[0, 0, 0, 1, 3]) > 0 and float(fake.grad[0, 0, 1].abs().sum()) == 0.0
 
 
 def test_drum_tracks_have_no_pitch_class_terms():
