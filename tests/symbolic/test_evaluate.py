@@ -340,6 +340,10 @@ def test_benchmark_runs_with_weights(dataset, tmp_path, capsys):
     report = json.loads(out.read_text())
     s = report["summary"]
     assert f"within 10%: {s['within']}/{s['compared']} metrics (4 held-out vs 4 generated" in printed
+    total = np.load(dataset / "test.npz")["rolls"].shape[0]
+    assert total > 4
+    assert _bench().main(["--weights", str(weights), "--data", str(dataset)]) == 0  # default: the whole split
+    assert f"({total} held-out vs {total} generated" in capsys.readouterr().out
 
 
 @pytest.mark.data
