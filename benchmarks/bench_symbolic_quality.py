@@ -3,12 +3,12 @@
 Runs ``musegansynth evaluate symbolic`` for ``data/pretrained/symbolic_pop909.*`` against
 ``data/build/symbolic/pop909`` (built by ``musegansynth data symbolic``): the composer writes
 one phrase per held-out phrase, conditioned on its chords and style, for every phrase of the
-split (``--n`` caps it: a seeded random subset; the whole split halves the sampling noise of the
-smaller rates, e.g. the piano's 1% empty bars, against the 512 phrases used before). Prints the table
+split (``--n N`` takes a seeded random subset instead; the whole split halves the sampling noise
+of the smaller rates, e.g. the piano's 1% empty bars, against the 512 phrases used before). Prints the table
 (metric, track, held-out value, generated value, relative difference, within 10%?) and how many
 metrics are within 10%. Exits 0 with a message when the weights or the data are absent.
 
-    python benchmarks/bench_symbolic_quality.py [--split test] [--n 0] [--seed 0] [--device cpu] [--json OUT]
+    python benchmarks/bench_symbolic_quality.py [--split test] [--n N] [--seed 0] [--device cpu] [--json OUT]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=WEIGHTS)
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=0, help="at most this many phrases (default 0: the whole split)")
+    p.add_argument("--n", type=int, default=None, help="at most this many phrases (default: the whole split)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None)
@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     try:
-        report = evaluate_symbolic(args.data, split=args.split, weights=args.weights,
-                                   n=args.n if args.n > 0 else sys.maxsize,
+        report = evaluate_symbolic(args.data, split=args.split, weights=args.weights, n=args.n,
                                    seed=args.seed, device=args.device)
     except UserError as exc:
         print(f"bench_symbolic_quality: error: {exc}", file=sys.stderr)

@@ -72,9 +72,11 @@ def _expected_shape(meta: dict) -> tuple[int, int, int, int]:
     return (len(meta["tracks"]), int(meta.get("n_bars", 4)), steps, int(g["n_pitches"]))
 
 
-def select_phrases(n_total: int, n: int, seed: int) -> np.ndarray:
-    """Indices of at most ``n`` of ``n_total`` phrases: all of them in order when
-    ``n_total <= n``, else a sorted random subset drawn with ``seed``."""
+def select_phrases(n_total: int, n: int | None, seed: int) -> np.ndarray:
+    """Indices of at most ``n`` of ``n_total`` phrases: all of them in order when ``n`` is
+    None or ``n_total <= n``, else a sorted random subset drawn with ``seed``."""
+    if n is None:
+        return np.arange(n_total)
     if n < 1:
         raise UserError(f"--n: should be at least 1, got {n}")
     if n_total <= n:
@@ -290,7 +292,7 @@ def _json_safe(obj: Any) -> Any:
 
 def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str | Path | None = None,
                       generated: str | Path | None = None, midi: str | Path | None = None,
-                      n: int = 512, seed: int = 0, device: str = "cpu", threshold: float = 0.5,
+                      n: int | None = None, seed: int = 0, device: str = "cpu", threshold: float = 0.5,
                       track_map: str | None = None) -> dict:
     """Metrics of held-out phrases and (optionally) of generated ones, side by side.
 
@@ -298,8 +300,8 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         data_dir: dataset cache folder (meta.json + <split>.npz).
         split: "train", "valid" or "test".
         weights / generated / midi: at most one source of generated phrases (see module doc).
-        n: at most this many held-out phrases (a random subset drawn with ``seed``) and as
-            many generated ones (one per selected phrase with ``weights``).
+        n: at most this many held-out phrases (a random subset drawn with ``seed``; None: the
+            whole split) and as many generated ones (one per selected phrase with ``weights``).
         seed: seeds the subset and the composer's latents.
         device: "cpu", "cuda" or "auto" (composer only).
         threshold: binarization threshold of generated probabilities.
@@ -416,7 +418,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     src.add_argument("--generated", metavar="FILE.npz", help="npz with 'rolls' [N, tracks, bars, steps, pitches]")
     src.add_argument("--midi", metavar="DIR", help="folder of MIDI files to cut into phrases")
     p.add_argument("--track-map", default=None, help="track map for --midi (default: the one matching the dataset)")
-    p.add_argument("--n", type=int, default=512, help="at most this many phrases on each side (default: 512)")
+    p.add_argument("--n", type=int, default=None,
+                   help="at most this many phrases on each side, a random subset (default: the whole split)")
     p.add_argument("--seed", type=int, default=0, help="seed of the phrase subset and the latents (default: 0)")
     p.add_argument("--threshold", type=float, default=0.5, help="binarization threshold of probabilities")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the report as JSON")

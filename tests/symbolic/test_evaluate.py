@@ -61,6 +61,8 @@ def dataset(tmp_path):
 
 def test_select_phrases():
     assert E.select_phrases(5, 10, 0).tolist() == [0, 1, 2, 3, 4]
+    assert E.select_phrases(5, None, 0).tolist() == [0, 1, 2, 3, 4]
+    assert E._parser("evaluate").parse_args(["--data", "d"]).n is None  # the CLI's default: all
     a = E.select_phrases(100, 7, 3)
     assert a.tolist() == sorted(a.tolist()) and len(set(a.tolist())) == 7
     assert a.tolist() == E.select_phrases(100, 7, 3).tolist()
