@@ -16,7 +16,8 @@ def write_weights(path: str | Path, tensors: dict[str, torch.Tensor], kind: str 
 
     Args:
         path: the ``.safetensors`` file to write.
-        tensors: name -> tensor (copied to contiguous CPU tensors).
+        tensors: name -> tensor (each copied to its own contiguous CPU tensor, so tied weights
+            are stored twice rather than refused).
         kind: stored as the header's one metadata entry ``format`` (e.g.
             ``"musegansynth-symbolic-generator/1"``). One entry only: safetensors writes metadata
             keys in a per-process random order, so two would make equal weights differ in bytes.
@@ -26,7 +27,7 @@ def write_weights(path: str | Path, tensors: dict[str, torch.Tensor], kind: str 
     from safetensors.torch import save_file  # noqa: PLC0415
 
     path = Path(path)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}  # tied weights: own copies
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=None if kind is None else {"format": kind})
     return path
