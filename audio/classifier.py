@@ -335,7 +335,7 @@ class PitchFamilyClassifier:
         path = Path(path)
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
-        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}  # write_weights copies to CPU
         for k, v in self.reference.items():
             tensors[f"ref.{k}"] = torch.from_numpy(np.ascontiguousarray(v))
         meta = {"kind": "audio_classifier", "version": VERSION, "pitch_min": self.pitch_min,
