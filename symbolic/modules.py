@@ -679,11 +679,12 @@ def density_matching_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tenso
 STAT_TERMS = ("density", "onsets", "polyphony", "upc", "tonal")
 """Statistics of the thresholded roll (:func:`roll_statistics`): the default terms of
 :func:`statistics_matching_loss`, in order."""
-HARD_STAT_TERMS = STAT_TERMS + ("short", "groove", "chords")
+HARD_STAT_TERMS = STAT_TERMS + ("short", "groove", "chords", "lengths")
 """Every statistic :func:`roll_statistics` computes: the defaults, ``short`` (one-step notes per
-bar: with ``onsets``, the metrics' QN), ``groove`` (each phrase's groove consistency, GC) and
+bar: with ``onsets``, the metrics' QN), ``groove`` (each phrase's groove consistency, GC),
 ``chords`` (steps sounding two or more pitches per bar: with ``density``, the metrics'
-POLY_RATE)."""
+POLY_RATE) and ``lengths`` (the length of every note, up to a bar: the whole distribution the
+metrics' QN reads one point of)."""
 ALL_STAT_TERMS = HARD_STAT_TERMS + ("activity",)
 """Every term :func:`statistics_matching_loss` knows: the above and ``activity``, the highest
 probability of each (phrase, bar) against the real bar's 0 / 1 (empty / not)."""
@@ -759,7 +760,10 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         (metrics' GC; an onset is a note start, bars joined, or any hit for an unpitched track);
         ``chords`` steps sounding two or more pitches per (phrase, bar) (the numerator of the
         metrics' POLY_RATE; per bar, a larger count for one step too many than ``polyphony``'s
-        per-step samples give, so its gradient is not diluted over the silent steps).
+        per-step samples give, so its gradient is not diluted over the silent steps);
+        ``lengths`` the length in steps of every note (bars joined, counted up to ``S`` steps: a
+        longer note counts ``S``), one sample per note start; its gradient reaches the cells
+        that hold each note on, so it can shorten or lengthen notes.
     """
     check_stat_terms(terms, HARD_STAT_TERMS)
     if roll.dim() != 5:
@@ -774,12 +778,14 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         x = roll[:, i]  # [N, B, S, P]
         if "density" in terms:
             out["density"].append(x.sum(dim=(2, 3)).reshape(-1))
-        starts = note_starts(x) if {"onsets", "short", "groove"} & set(terms) else None  # [N, B, S, P]
+        starts = note_starts(x) if {"onsets", "short", "groove", "lengths"} & set(terms) else None
         if "onsets" in terms:
             out["onsets"].append(starts.sum(dim=(2, 3)).reshape(-1))
         if "short" in terms:
             after = F.pad(x.reshape(n, b * s, p), (0, 0, 0, 1))[:, 1:].reshape(n, b, s, p)
             out["short"].append((starts * (1.0 - after)).sum(dim=(2, 3)).reshape(-1))
+        if "lengths" in terms:
+            out["lengths"].append(_note_lengths(x, starts, s))
         if "polyphony" in terms:
             out["polyphony"].append(x.sum(-1).reshape(-1))
         if "chords" in terms:
@@ -813,6 +819,21 @@ def note_starts(x: torch.Tensor) -> torch.Tensor:
     flat = x.float().reshape(*lead, b * s, p)
     prev = F.pad(flat, (0, 0, 1, 0))[..., :-1, :]
     return (flat * (1.0 - prev)).reshape(x.shape)
+
+
+def _note_lengths(x: torch.Tensor, starts: torch.Tensor, max_steps: int) -> torch.Tensor:
+    """Lengths (1 to ``max_steps`` steps) of the notes starting in {0, 1} rolls [N, B, S, P]
+    (bars joined), one per note start, as a 1-D tensor: a note's length is the sum over k of the
+    product of its cells k steps on from the start (the run of 1s), so the gradient reaches every
+    cell of the note and the one just after it."""
+    n, b, s, p = x.shape
+    flat = F.pad(x.reshape(n, b * s, p), (0, 0, 0, max_steps))            # [N, B*S + L, P]
+    run = torch.ones_like(x.reshape(n, b * s, p))
+    length = torch.zeros_like(run)
+    for k in range(max_steps):
+        run = run * flat[:, k:k + b * s]
+        length = length + run
+    return length[starts.reshape(n, b * s, p).detach() > 0.5]
 
 
 def _groove_consistency(onsets: torch.Tensor) -> torch.Tensor:

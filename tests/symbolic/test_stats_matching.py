@@ -140,6 +140,38 @@ def test_chord_steps_of_a_hand_made_roll_agree_with_poly_rate_and_pass_gradients
     assert float(fake.grad[0, 0, 0, 1, 3]) > 0 and float(fake.grad[0, 0, 1].abs().sum()) == 0.0
 
 
+def test_note_lengths_of_a_hand_made_roll_agree_with_qn_and_pass_gradients():
+    # notes in start order (step, then pitch): C4 2 steps, E4 1, C5 2 (held over the bar line),
+    # G4 1, B4 1
+    assert roll_statistics(_hand_roll(), 60, terms=("lengths",))["lengths"][0].tolist() == [2.0, 1.0, 2.0, 1.0, 1.0]
+    r = torch.zeros(1, 1, 2, 4, 12)
+    r[0, 0, :, :, 0] = 1        # one C held through both bars: capped at a bar (4 steps)
+    r[0, 0, 1, 1:, 3] = 1       # a D# of 3 steps, ending the phrase
+    assert roll_statistics(r, 60, terms=("lengths",))["lengths"][0].tolist() == [4.0, 3.0]
+    rng = np.random.default_rng(11)
+    roll = rng.random((16, 2, 4, 16, 24)) < 0.4
+    lengths = roll_statistics(torch.tensor(roll).float(), 36, terms=("lengths",))["lengths"]
+    for t in range(2):
+        for q in (2, 3):
+            assert float((lengths[t] >= q).float().mean()) == pytest.approx(
+                metrics.qualified_note_rate(roll[:, t], q), rel=1e-6)
+    # a generated note one step too long is pulled shorter: the gradient reaches its last cell
+    real = _hand_roll()
+    fake = real * 0.8 + 0.1
+    fake[0, 0, 0, 1, 4] = 0.7           # E4 starts a step early: 2 steps instead of 1
+    fake[0, 0, 0, 1, 0] = 0.2           # ... and C4 lasts 1 step: same multiset, loss 0
+    assert statistics_matching_loss(fake, real, 60, terms=("lengths",))["lengths"].item() == 0.0
+    fake[0, 0, 0, 1, 0] = 0.9           # C4 back to 2 steps: one 2-step note too many
+    fake.requires_grad_(True)
+    loss = statistics_matching_loss(fake, real, 60, terms=("lengths",))["lengths"]
+    assert loss.item() == pytest.approx((1.0 / 5) / (7.0 / 5 + 1.0))  # [1,1,2,2,2] vs [1,1,1,2,2]
+    loss.backward()
+    second = torch.stack([fake.grad[0, 0, 0, 1, 0], fake.grad[0, 0, 0, 2, 4], fake.grad[0, 0, 1, 0, 12]])
+    assert float(second.max()) > 0 and float(second.min()) >= 0   # one 2-step note pushed to 1 step
+    assert float(fake.grad[0, 0, 1, 1:].abs().sum()) == 0.0        # the 1-step notes are left alone
+    assert "lengths" in ALL_STAT_TERMS and "lengths" not in STAT_TERMS
+
+
 def test_drum_tracks_have_no_pitch_class_terms():
     r = torch.ones(2, 3, 1, 2, 12)
     s = roll_statistics(r, 36, pitched=[True, False, True])
