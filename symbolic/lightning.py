@@ -32,6 +32,24 @@ OPTIONAL_PARTS = (".bar_gate.", ".arrange_")
 they keep their initialisation."""
 
 
+def stat_term_weights(terms, what: str = "stats_terms") -> dict[str, float]:
+    """``stats_terms`` as a mapping term -> weight: a list of terms weighs each 1, a mapping
+    ``{lengths: 3, chords: 1}`` gives its own weights (numbers >= 0). Raises ValueError naming
+    an unknown term or a bad weight."""
+    if isinstance(terms, str):
+        raise ValueError(f"{what}: expected a list of terms or a mapping term -> weight, got {terms!r}")
+    if isinstance(terms, dict):
+        out = {}
+        for k, v in terms.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise ValueError(f"{what}: the weight of {k!r} must be a number >= 0, got {v!r}")
+            out[str(k)] = float(v)
+    else:
+        out = {str(k): 1.0 for k in terms}
+    check_stat_terms(tuple(out), what=what)
+    return out
+
+
 def check_schedule(schedule: list[dict] | None, data_meta: dict | None, n_tracks: int) -> list[dict]:
     """Validate a training ``schedule`` (see :class:`MuseGANModule`); track names in a phase's
     ``monophonic`` become indices. Raises ValueError naming the bad phase."""
@@ -57,8 +75,7 @@ def check_schedule(schedule: list[dict] | None, data_meta: dict | None, n_tracks
                     raise ValueError(f"{where}: {key} must be a number >= 0, got {value!r}")
                 phase[key] = float(value)
         if "stats_terms" in phase:
-            phase["stats_terms"] = tuple(phase["stats_terms"])
-            check_stat_terms(phase["stats_terms"], what=f"{where}.stats_terms")
+            phase["stats_terms"] = stat_term_weights(phase["stats_terms"], what=f"{where}.stats_terms")
         if "monophonic" in phase:
             phase["monophonic"] = track_indices(phase["monophonic"], data_meta, n_tracks, f"{where}.monophonic")
         if "monophonic_straight_through" in phase:
@@ -158,8 +175,9 @@ class MuseGANModule(L.LightningModule):
     ``stats_weight`` weight of :func:`symbolic.modules.statistics_matching_loss` (the
     distributions of per-bar density, onsets, used pitch classes, per-step polyphony and
     tonal distance of the thresholded output vs. real phrases; 0 = off) and ``stats_terms``
-    which terms (default ``symbolic.modules.STAT_TERMS``; ``short``, ``groove``, ``chords`` and
-    ``activity`` may be added: :data:`symbolic.modules.ALL_STAT_TERMS`).
+    which terms (default ``symbolic.modules.STAT_TERMS``; ``short``, ``groove``, ``chords``,
+    ``lengths`` and ``activity`` may be added: :data:`symbolic.modules.ALL_STAT_TERMS`): a list
+    (each term weighs 1) or a mapping term -> weight (:func:`stat_term_weights`).
     ``bar_gate`` adds the generator's per-(track, bar) gate (:class:`symbolic.modules.Generator`).
     ``arrangement`` conditions the generator on which tracks play in which bars: the real
     phrase's in training, and a Markov chain counted on the training phrases (at ``fit`` setup)
@@ -185,7 +203,7 @@ class MuseGANModule(L.LightningModule):
                  ema_decay: float = 0.999, p_cond_track: float = 0.25, p_drop_chords: float = 0.1,
                  p_drop_style: float = 0.1, image_every: int = 500, qn_min_steps: int = 2,
                  density_weight: float = 0.0, stats_weight: float = 0.0,
-                 stats_terms: tuple[str, ...] = STAT_TERMS, bar_gate: bool = False,
+                 stats_terms: tuple[str, ...] | dict[str, float] = STAT_TERMS, bar_gate: bool = False,
                  arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
                  init_from: str | None = None) -> None:
@@ -210,7 +228,7 @@ class MuseGANModule(L.LightningModule):
         self.g_steps = 0
         self.d_steps = 0
         self.data_meta = data_meta
-        check_stat_terms(stats_terms, what="stats_terms")
+        stat_term_weights(stats_terms)  # a bad term or weight fails here, before training
         self.schedule = check_schedule(schedule, data_meta, n_tracks)
         self._phase = -1  # index of the schedule phase in force (-1: the base settings)
         self.apply_schedule()  # a phase from step 0; every later change of g_steps applies it again
@@ -358,8 +376,9 @@ class MuseGANModule(L.LightningModule):
             self.log("loss/density", density.detach())
         if s["stats_weight"]:
             pitched = [not d for d in self.meta().get("is_drum", [False] * h.n_tracks)]
-            stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(s["stats_terms"]))
-            g_loss = g_loss + s["stats_weight"] * sum(stats.values())
+            weights = stat_term_weights(s["stats_terms"])
+            stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(weights))
+            g_loss = g_loss + s["stats_weight"] * sum(weights[k] * v for k, v in stats.items())
             self.log_dict({f"loss/stats_{k}": v.detach() for k, v in stats.items()})
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from symbolic.lightning import MuseGANModule, check_schedule
+from symbolic.lightning import MuseGANModule, check_schedule, stat_term_weights
 from symbolic.modules import STAT_TERMS
 
 META = {"tracks": ["melody", "bridge", "piano"], "programs": [0, 0, 0], "is_drum": [False, False, False]}
@@ -21,7 +21,8 @@ def _module(**kw):
 def test_check_schedule_normalises_phases():
     out = check_schedule(PHASES, META, 3)
     assert out == [{"from_step": 3, "density_weight": 1.0},
-                   {"from_step": 5, "density_weight": 0.0, "stats_weight": 15.0, "stats_terms": ("density", "upc")},
+                   {"from_step": 5, "density_weight": 0.0, "stats_weight": 15.0,
+                    "stats_terms": {"density": 1.0, "upc": 1.0}},
                    {"from_step": 9, "monophonic": (0,)}]
     assert isinstance(out[0]["density_weight"], float)
     assert check_schedule(None, META, 3) == [] and check_schedule([], META, 3) == []
@@ -36,12 +37,27 @@ def test_check_schedule_normalises_phases():
     ([{"from_step": 1, "stats_weight": -2}], r"schedule\[0\]: stats_weight must be a number >= 0, got -2"),
     ([{"from_step": 1, "density_weight": "high"}], r"schedule\[0\]: density_weight must be a number >= 0"),
     ([{"from_step": 1, "stats_terms": ["swing"]}], r"unknown schedule\[0\]\.stats_terms \['swing'\]"),
+    ([{"from_step": 1, "stats_terms": {"lengths": -1}}], r"schedule\[0\]\.stats_terms: the weight of 'lengths' must be"),
+    ([{"from_step": 1, "stats_terms": "density"}], r"schedule\[0\]\.stats_terms: expected a list of terms or a mapping"),
     ([{"from_step": 1, "monophonic": ["drums"]}], r"schedule\[0\]\.monophonic: unknown track 'drums'"),
     (["stats"], r"schedule\[0\]: expected a mapping"),
 ])
 def test_bad_schedules_are_refused_by_name(schedule, message):
     with pytest.raises(ValueError, match=message):
         _module(schedule=schedule)
+
+
+def test_stat_term_weights_from_a_list_or_a_mapping():
+    assert stat_term_weights(["density", "upc"]) == {"density": 1.0, "upc": 1.0}
+    assert stat_term_weights({"lengths": 3, "chords": 0.5}) == {"lengths": 3.0, "chords": 0.5}
+    assert stat_term_weights(()) == {}
+    for bad, message in (({"lengths": "x"}, "the weight of 'lengths' must be a number >= 0, got 'x'"),
+                         ({"lengths": True}, "the weight of 'lengths' must be"),
+                         ({"swing": 1}, r"unknown stats_terms \['swing'\]")):
+        with pytest.raises(ValueError, match=message):
+            stat_term_weights(bad)
+    with pytest.raises(ValueError, match="unknown stats_terms"):
+        _module(stats_terms={"swing": 2.0})
 
 
 def test_phases_follow_the_generator_step_count():
@@ -89,6 +105,10 @@ def test_a_scheduled_fit_switches_losses_and_monophony_mid_run(tmp_path, tiny_fi
         z = model.g_ema.sample_latents(2, generator=torch.Generator().manual_seed(0))
         out = model.g_ema(z) > 0.5
     assert int(out[:, 0].sum(-1).max()) <= 1                 # the melody now holds one pitch at a time
+    weighted = [{"from_step": 0, "stats_weight": 1.0, "stats_terms": {"lengths": 2.0, "chords": 0.0}}]
+    _, trainer = tiny_fit(tmp_path / "weighted", 4, schedule=weighted)
+    assert {k for k in trainer.callback_metrics if k.startswith("loss/stats_")} == {"loss/stats_lengths",
+                                                                                    "loss/stats_chords"}
     plain, trainer = tiny_fit(tmp_path / "plain", 8)
     assert plain.generator.monophonic == ()
     assert not any(k.startswith("loss/stats_") for k in trainer.callback_metrics)
