@@ -176,7 +176,7 @@ class MuseGANModule(L.LightningModule):
     distributions of per-bar density, onsets, used pitch classes, per-step polyphony and
     tonal distance of the thresholded output vs. real phrases; 0 = off) and ``stats_terms``
     which terms (default ``symbolic.modules.STAT_TERMS``; ``short``, ``groove``, ``chords``,
-    ``lengths`` and ``activity`` may be added: :data:`symbolic.modules.ALL_STAT_TERMS`): a list
+    ``lengths``, ``offsets`` and ``activity`` may be added: :data:`symbolic.modules.ALL_STAT_TERMS`): a list
     (each term weighs 1) or a mapping term -> weight (:func:`stat_term_weights`).
     ``bar_gate`` adds the generator's per-(track, bar) gate (:class:`symbolic.modules.Generator`).
     ``arrangement`` conditions the generator on which tracks play in which bars: the real
@@ -377,7 +377,8 @@ class MuseGANModule(L.LightningModule):
         if s["stats_weight"]:
             pitched = [not d for d in self.meta().get("is_drum", [False] * h.n_tracks)]
             weights = stat_term_weights(s["stats_terms"])
-            stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(weights))
+            stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(weights),
+                                             h.beats_per_bar)
             g_loss = g_loss + s["stats_weight"] * sum(weights[k] * v for k, v in stats.items())
             self.log_dict({f"loss/stats_{k}": v.detach() for k, v in stats.items()})
         opt_g.zero_grad(set_to_none=True)

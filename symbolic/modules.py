@@ -679,12 +679,13 @@ def density_matching_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tenso
 STAT_TERMS = ("density", "onsets", "polyphony", "upc", "tonal")
 """Statistics of the thresholded roll (:func:`roll_statistics`): the default terms of
 :func:`statistics_matching_loss`, in order."""
-HARD_STAT_TERMS = STAT_TERMS + ("short", "groove", "chords", "lengths")
+HARD_STAT_TERMS = STAT_TERMS + ("short", "groove", "chords", "lengths", "offsets")
 """Every statistic :func:`roll_statistics` computes: the defaults, ``short`` (one-step notes per
 bar: with ``onsets``, the metrics' QN), ``groove`` (each phrase's groove consistency, GC),
 ``chords`` (steps sounding two or more pitches per bar: with ``density``, the metrics'
-POLY_RATE) and ``lengths`` (the length of every note, up to a bar: the whole distribution the
-metrics' QN reads one point of)."""
+POLY_RATE), ``lengths`` (the length of every note, up to a bar: the whole distribution the
+metrics' QN reads one point of) and ``offsets`` (note onsets per bar at each step position within
+the beat: on the beat, on the half beat, ...)."""
 ALL_STAT_TERMS = HARD_STAT_TERMS + ("activity",)
 """Every term :func:`statistics_matching_loss` knows: the above and ``activity``, the highest
 probability of each (phrase, bar) against the real bar's 0 / 1 (empty / not)."""
@@ -737,7 +738,7 @@ def _tonal_matrix(device, dtype) -> torch.Tensor:
 
 
 def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] | None = None,
-                    terms: tuple[str, ...] = STAT_TERMS) -> dict[str, list[torch.Tensor]]:
+                    terms: tuple[str, ...] = STAT_TERMS, beats_per_bar: int = 4) -> dict[str, list[torch.Tensor]]:
     """Per-track samples of the musical statistics that :func:`statistics_matching_loss` matches.
 
     Args:
@@ -745,7 +746,8 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
             :func:`threshold_straight_through`).
         lowest_pitch: MIDI pitch of pitch index 0.
         pitched: one flag per track (False for drums: no pitch classes); default all True.
-        terms: which of :data:`STAT_TERMS` to compute.
+        terms: which of :data:`HARD_STAT_TERMS` to compute.
+        beats_per_bar: beats in a bar (for ``offsets``; must divide the bar's steps).
     Returns:
         dict term -> list of 1-D sample tensors (one per track, or per pitched pair for
         ``"tonal"``):
@@ -763,12 +765,17 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         per-step samples give, so its gradient is not diluted over the silent steps);
         ``lengths`` the length in steps of every note (bars joined, counted up to ``S`` steps: a
         longer note counts ``S``), one sample per note start; its gradient reaches the cells
-        that hold each note on, so it can shorten or lengthen notes.
+        that hold each note on, so it can shorten or lengthen notes; ``offsets`` for each step
+        position ``j`` within the beat (``S / beats_per_bar`` of them), the note onsets per
+        (phrase, bar) at that position (bars joined): ``S / beats_per_bar`` sample tensors per
+        track, so on-beat, off-beat and half-beat starts are matched separately.
     """
     check_stat_terms(terms, HARD_STAT_TERMS)
     if roll.dim() != 5:
         raise ValueError(f"roll should be [N, tracks, bars, steps, pitches], got {tuple(roll.shape)}")
     n, t, b, s, p = roll.shape
+    if "offsets" in terms and (beats_per_bar < 1 or s % beats_per_bar):
+        raise ValueError(f"offsets: beats_per_bar {beats_per_bar} must divide the bar's {s} steps")
     pitched = [True] * t if pitched is None else list(pitched)
     if len(pitched) != t:
         raise ValueError(f"pitched has {len(pitched)} flags for {t} tracks")
@@ -778,7 +785,7 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         x = roll[:, i]  # [N, B, S, P]
         if "density" in terms:
             out["density"].append(x.sum(dim=(2, 3)).reshape(-1))
-        starts = note_starts(x) if {"onsets", "short", "groove", "lengths"} & set(terms) else None
+        starts = note_starts(x) if {"onsets", "short", "groove", "lengths", "offsets"} & set(terms) else None
         if "onsets" in terms:
             out["onsets"].append(starts.sum(dim=(2, 3)).reshape(-1))
         if "short" in terms:
@@ -786,6 +793,9 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
             out["short"].append((starts * (1.0 - after)).sum(dim=(2, 3)).reshape(-1))
         if "lengths" in terms:
             out["lengths"].append(_note_lengths(x, starts, s))
+        if "offsets" in terms:
+            per_step = starts.sum(-1).reshape(n * b, beats_per_bar, s // beats_per_bar).sum(1)  # [N*B, ks]
+            out["offsets"].extend(per_step.unbind(1))
         if "polyphony" in terms:
             out["polyphony"].append(x.sum(-1).reshape(-1))
         if "chords" in terms:
@@ -852,8 +862,8 @@ def _groove_consistency(onsets: torch.Tensor) -> torch.Tensor:
 
 
 def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitch: int,
-                             pitched: list[bool] | None = None,
-                             terms: tuple[str, ...] = STAT_TERMS) -> dict[str, torch.Tensor]:
+                             pitched: list[bool] | None = None, terms: tuple[str, ...] = STAT_TERMS,
+                             beats_per_bar: int = 4) -> dict[str, torch.Tensor]:
     """Distribution matching of musical statistics between a generated and a real batch.
 
     The generated probabilities are thresholded at 0.5 with the straight-through estimator, so
@@ -872,7 +882,7 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
 
     Args:
         fake: float [N, T, B, S, P] probabilities; real: {0, 1} [N', T, B, S, P].
-        lowest_pitch, pitched: as in :func:`roll_statistics`.
+        lowest_pitch, pitched, beats_per_bar: as in :func:`roll_statistics`.
         terms: any of :data:`ALL_STAT_TERMS`.
     Returns:
         dict term -> scalar tensor (0 for identical statistics in any order).
@@ -883,9 +893,9 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
     check_stat_terms(terms)
     hard = tuple(k for k in terms if k in HARD_STAT_TERMS)
     real = (real > 0.5).to(fake.dtype)
-    sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, hard)
+    sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, hard, beats_per_bar)
     with torch.no_grad():
-        sr = roll_statistics(real, lowest_pitch, pitched, hard)
+        sr = roll_statistics(real, lowest_pitch, pitched, hard, beats_per_bar)
     if "activity" in terms:
         for stats, roll in ((sf, fake), (sr, real)):  # highest probability of each bar, per track
             stats["activity"] = list(roll.amax(dim=(3, 4)).transpose(0, 1).reshape(roll.shape[1], -1))

@@ -172,6 +172,28 @@ def test_note_lengths_of_a_hand_made_roll_agree_with_qn_and_pass_gradients():
     assert "lengths" in ALL_STAT_TERMS and "lengths" not in STAT_TERMS
 
 
+def test_onsets_by_position_in_the_beat_of_a_hand_made_roll_and_their_gradient():
+    # two beats of 2 steps a bar: bar 0 starts C4 (step 0), E4 (2) on the beat and C5 (3) off it;
+    # bar 1 starts G4 and B4 (step 2) on the beat (the held C5 starts nothing)
+    off = roll_statistics(_hand_roll(), 60, terms=("offsets",), beats_per_bar=2)["offsets"]
+    assert [o.tolist() for o in off] == [[2.0, 2.0], [1.0, 0.0]]
+    one = roll_statistics(_hand_roll(), 60, terms=("offsets", "onsets"), beats_per_bar=4)
+    assert [o.tolist() for o in one["offsets"]] == [one["onsets"][0].tolist()]  # one position: the onsets
+    with pytest.raises(ValueError, match="beats_per_bar 3 must divide the bar's 4 steps"):
+        roll_statistics(_hand_roll(), 60, terms=("offsets",), beats_per_bar=3)
+    # a whole-beat note where the data has two half-beat notes: the loss asks for an off-beat start
+    real = torch.zeros(1, 1, 1, 4, 12)
+    real[0, 0, 0, 0, 0] = real[0, 0, 0, 1, 4] = 1          # C then E, one step each
+    fake = torch.full((1, 1, 1, 4, 12), 0.1)
+    fake[0, 0, 0, 0:2, 0] = 0.9                              # C held for both steps
+    fake.requires_grad_(True)
+    loss = statistics_matching_loss(fake, real, 60, terms=("offsets",), beats_per_bar=2)["offsets"]
+    assert loss.item() == pytest.approx((0.0 + 1.0 / (1.0 + 1.0)) / 2)   # on-beat equal; off-beat 0 vs 1
+    loss.backward()
+    assert float(fake.grad[0, 0, 0, 1].min()) < 0                # raising a step-1 cell adds the start
+    assert "offsets" in ALL_STAT_TERMS and "offsets" not in STAT_TERMS
+
+
 def test_drum_tracks_have_no_pitch_class_terms():
     r = torch.ones(2, 3, 1, 2, 12)
     s = roll_statistics(r, 36, pitched=[True, False, True])
