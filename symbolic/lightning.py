@@ -192,6 +192,8 @@ class MuseGANModule(L.LightningModule):
     ``init_from`` starts a new run from a training checkpoint's weights (generator, EMA, critic)
     and step counters, with fresh optimisers; parameters the checkpoint lacks (a bar gate added
     since) keep their initialisation. Ignored when the run itself resumes (``--ckpt_path``).
+    ``g_half_beat_channels`` puts a half-beat stage of that width between the generator's beat
+    and step layers (0 = none; :class:`symbolic.modules.Generator`'s ``half_beat_channels``).
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -206,7 +208,7 @@ class MuseGANModule(L.LightningModule):
                  stats_terms: tuple[str, ...] | dict[str, float] = STAT_TERMS, bar_gate: bool = False,
                  arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
-                 init_from: str | None = None) -> None:
+                 init_from: str | None = None, g_half_beat_channels: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -216,7 +218,7 @@ class MuseGANModule(L.LightningModule):
                                    n_styles=n_styles, z_dim=z_dim, trunk_channels=tuple(g_trunk_channels),
                                    branch_channels=g_branch_channels, style_dim=style_dim, chord_dim=chord_dim,
                                    track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bar_gate,
-                                   arrangement=arrangement,
+                                   arrangement=arrangement, half_beat_channels=g_half_beat_channels,
                                    monophonic=self._base_monophonic)
         self.generator.monophonic_straight_through = bool(monophonic_straight_through)
         self.critic = Critic(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,

@@ -277,18 +277,27 @@ class Generator(nn.Module):
             without it keeps its output on all-active arrangements.
         monophonic: indices of tracks that hold at most one pitch per step (e.g. a vocal
             melody): only the most probable pitch of each step is kept.
+        half_beat_channels: 0 (default) goes from beats to steps in one layer; a width ``h``
+            puts a half-beat stage between them: beats [K, O, c1] -> half beats [2K, O, h] ->
+            steps [S, O, c2], each a kernel-equals-stride layer with batch norm and ReLU, so
+            the two halves of a beat get features of their own (eighth-note lines rather than
+            whole-beat notes). Needs an even number of steps per beat.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
                  n_pitches: int = 84, lowest_pitch: int = 24, n_styles: int = 1, z_dim: int = 32,
                  trunk_channels: tuple[int, int] = (128, 64), branch_channels: int = 32, style_dim: int = 8,
                  chord_dim: int = 16, track_cond_dim: int = 16, binarize: str = "sigmoid",
-                 bar_gate: bool = False, arrangement: bool = False, monophonic: tuple[int, ...] = ()) -> None:
+                 bar_gate: bool = False, arrangement: bool = False, monophonic: tuple[int, ...] = (),
+                 half_beat_channels: int = 0) -> None:
         super().__init__()
         if binarize not in ("sigmoid", "deterministic"):
             raise ValueError(f"binarize must be 'sigmoid' or 'deterministic', not {binarize!r}")
         if steps_per_bar % beats_per_bar:
             raise ValueError(f"steps_per_bar {steps_per_bar} must be a multiple of beats_per_bar {beats_per_bar}")
+        if half_beat_channels < 0 or (half_beat_channels and (steps_per_bar // beats_per_bar) % 2):
+            raise ValueError(f"half_beat_channels {half_beat_channels}: needs a width >= 0 and an even number of "
+                             f"steps per beat (got {steps_per_bar // beats_per_bar})")
         if arrangement and n_tracks > ARRANGEMENT_MAX_TRACKS:
             raise ValueError(f"arrangement: at most {ARRANGEMENT_MAX_TRACKS} tracks (2^T bar states), got {n_tracks}")
         #: the constructor's keyword arguments (saved beside exported weights)
@@ -298,6 +307,8 @@ class Generator(nn.Module):
                            branch_channels=branch_channels, style_dim=style_dim, chord_dim=chord_dim,
                            track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bool(bar_gate),
                            arrangement=bool(arrangement), monophonic=[])
+        if half_beat_channels:  # only when on: weights saved before it existed keep their exact config
+            self.config["half_beat_channels"] = int(half_beat_channels)
         self.n_tracks, self.n_bars, self.steps_per_bar = n_tracks, n_bars, steps_per_bar
         self.beats_per_bar, self.n_pitches, self.lowest_pitch = beats_per_bar, n_pitches, lowest_pitch
         self.z_dim, self.binarize = z_dim, binarize
@@ -323,7 +334,14 @@ class Generator(nn.Module):
         k, o = beats_per_bar, self.p_coarse
         self.trunk_in = nn.Linear(in_dim, k * o * c1)
         self.trunk_in_norm = nn.BatchNorm1d(k * o * c1)
-        self.trunk_up = nn.Linear(c1, self.k_steps * c2)        # beats -> steps (kernel == stride)
+        self.half_beat = int(half_beat_channels)
+        if self.half_beat:
+            hc = self.half_beat
+            self.trunk_half = nn.Linear(c1, 2 * hc)                # beats -> half beats
+            self.trunk_half_norm = nn.BatchNorm1d(hc)
+            self.trunk_up = nn.Linear(hc, self.k_steps // 2 * c2)  # half beats -> steps
+        else:
+            self.trunk_up = nn.Linear(c1, self.k_steps * c2)        # beats -> steps (kernel == stride)
         self.trunk_up_norm = nn.BatchNorm1d(c2)
         # private branches: per-track bias from private latents + condition, then per-track weights
         t = n_tracks
@@ -468,9 +486,15 @@ class Generator(nn.Module):
             arr = self.arrangement_of(latents, cond_roll, cond_track)           # [N, T, B]
             arr_bar = arr.transpose(1, 2).reshape(m, t)                         # [M, T]
             pre = pre + self.arrange_in(arr_bar.to(pre.dtype))
-        h = F.relu(self.trunk_in_norm(pre))                                     # [M, K*O*c1]
-        h = self.trunk_up(h.reshape(m, k, o, c1))                               # [M, K, O, ks*c2]
-        h = h.reshape(m, k, o, ks, c2).transpose(2, 3).reshape(m * s * o, c2)   # [M*S*O, c2]
+        h = F.relu(self.trunk_in_norm(pre)).reshape(m, k, o, c1)                # [M, K, O, c1]
+        units, per = k, ks                                                      # time units, steps per unit
+        if self.half_beat:
+            hc = self.half_beat
+            h = self.trunk_half(h).reshape(m, k, o, 2, hc).transpose(2, 3)      # [M, K, 2, O, hc]
+            h = F.relu(self.trunk_half_norm(h.reshape(m * 2 * k * o, hc))).reshape(m, 2 * k, o, hc)
+            units, per = 2 * k, ks // 2
+        h = self.trunk_up(h)                                                    # [M, units, O, per*c2]
+        h = h.reshape(m, units, o, per, c2).transpose(2, 3).reshape(m * s * o, c2)  # [M*S*O, c2]
         h = F.relu(self.trunk_up_norm(h)).reshape(m, s * o, c2)
         bias_in = torch.cat([priv_all, cond[:, None].expand(n, t, b, cond.shape[-1])], dim=-1)  # [N, T, B, *]
         bias = self.private_bias(bias_in.permute(0, 2, 1, 3).reshape(m, t, -1))  # [M, T, c2]

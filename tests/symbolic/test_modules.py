@@ -170,3 +170,34 @@ def test_generator_determinism_and_rejects_bad_options():
         Generator(**SMALL, binarize="stochastic")
     with pytest.raises(ValueError, match="multiple of beats_per_bar"):
         Generator(**dict(SMALL, steps_per_bar=6))
+
+
+def test_half_beat_stage_wires_each_half_of_a_beat_to_its_own_features(tmp_path):
+    from symbolic.export import export_generator
+    from symbolic.generate import Composer
+
+    kw = dict(steps_per_bar=16, half_beat_channels=6)
+    g = small_generator(**kw)
+    plain = small_generator(steps_per_bar=16)
+    assert g.config["half_beat_channels"] == 6 and "half_beat_channels" not in plain.config
+    assert tuple(g.trunk_half.weight.shape) == (12, 8) and tuple(g.trunk_up.weight.shape) == (2 * 4, 6)
+    z = g.sample_latents(3, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = g(z)
+        assert y.shape == (3, 3, 2, 16, 24)
+        g.trunk_half.weight[6:] += 1.0      # the second half-beat's features only (eval: no batch statistics)
+        y2 = g(z)
+    changed = (y2 - y).abs().amax(dim=(0, 1, 2, 4)).reshape(4, 4) > 0  # [beat, step within the beat]
+    assert changed[:, 2:].all() and not changed[:, :2].any()
+    # the exported card carries the stage, and the loaded composer decodes the same phrases
+    meta = {"tracks": ["a", "b", "c"], "programs": [0, 0, 0], "is_drum": [False] * 3, "n_bars": 2, "styles": ["x", "y"],
+            "grid": {"steps_per_beat": 4, "beats_per_bar": 4, "lowest_pitch": 48, "n_pitches": 24}}
+    export_generator(g, tmp_path, "half", meta)
+    comp = Composer.load(tmp_path / "symbolic_half.json")
+    assert comp.generator.config["half_beat_channels"] == 6
+    with torch.no_grad():
+        assert torch.equal(comp.decode(z, threshold=None), g(z))
+    with pytest.raises(ValueError, match="half_beat_channels 6: needs a width >= 0 and an even number of steps per beat"):
+        small_generator(steps_per_bar=12, half_beat_channels=6)
+    with pytest.raises(ValueError, match="half_beat_channels -1"):
+        small_generator(half_beat_channels=-1)
