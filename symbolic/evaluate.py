@@ -290,6 +290,23 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.ndarray], idx: np.ndarray, *,
+                         seed: int = 0, threshold: float = 0.5, device: str = "cpu") -> np.ndarray:
+    """One generated phrase per held-out phrase ``idx`` of a split (from :func:`load_split`),
+    conditioned on its chords and style, with the composer of ``weights``: bool
+    [len(idx), tracks, bars, steps, pitches]. UserError when the composer does not fit the data."""
+    dev = _resolve_device(device)
+    composer = _load_composer(weights, dev)
+    _check_composer(composer, meta, weights)
+    style = map_styles(arrays["style"][idx], meta.get("styles"), getattr(composer, "styles", None))
+    rolls = generate_rolls(composer, arrays["chords"][idx], style, seed=seed, threshold=threshold, device=dev)
+    expect = _expected_shape(meta)
+    if rolls.ndim != 5 or tuple(rolls.shape[1:]) != expect:
+        raise UserError(f"{weights}: the composer made phrases of shape {rolls.shape[1:]}, "
+                        f"the dataset's are {expect}")
+    return rolls
+
+
 def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str | Path | None = None,
                       generated: str | Path | None = None, midi: str | Path | None = None,
                       n: int | None = None, seed: int = 0, device: str = "cpu", threshold: float = 0.5,
@@ -327,16 +344,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
 
     gen_rolls = None
     if weights is not None:
-        dev = _resolve_device(device)
-        composer = _load_composer(weights, dev)
-        _check_composer(composer, meta, weights)
-        style = map_styles(arrays["style"][idx], meta.get("styles"), getattr(composer, "styles", None))
-        gen_rolls = generate_rolls(composer, arrays["chords"][idx], style, seed=seed,
-                                   threshold=threshold, device=dev)
-        expect = _expected_shape(meta)
-        if gen_rolls.ndim != 5 or tuple(gen_rolls.shape[1:]) != expect:
-            raise UserError(f"{weights}: the composer made phrases of shape {gen_rolls.shape[1:]}, "
-                            f"the dataset's are {expect}")
+        gen_rolls = generate_for_phrases(weights, meta, arrays, idx, seed=seed, threshold=threshold, device=device)
     elif generated is not None:
         gen_rolls = load_generated_npz(generated, _expected_shape(meta), threshold)
         gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]

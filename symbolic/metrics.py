@@ -242,6 +242,29 @@ def qualified_note_rate(roll: Any, min_steps: int, onsets: Any = None) -> float:
     return _safe_ratio((length >= int(min_steps)).sum(), length.size)
 
 
+def rhythm_profile(roll: Any, steps_per_beat: int, max_steps: int = 5, onsets: Any = None) -> np.ndarray:
+    """Share of one track's notes by length and by where in the beat they start.
+
+    Not one of the issue's metrics: a diagnostic of what QN and POLY_RATE summarise (whole-beat
+    notes against eighth-note lines, say).
+
+    Args:
+        roll: [N, bars, steps_per_bar, pitches]; onsets: optional, same shape (see :func:`note_spans`).
+        steps_per_beat: steps in a beat (the start offset is ``start % steps_per_beat``).
+        max_steps: lengths of ``max_steps`` steps or more share the last row.
+    Returns:
+        Float array [max_steps, steps_per_beat]: row ``L - 1`` and column ``j`` hold the fraction
+        of all notes that last ``L`` steps (the last row: at least ``max_steps``) and start ``j``
+        steps after a beat; it sums to 1 (all zeros when there is no note).
+    """
+    if int(steps_per_beat) < 1 or int(max_steps) < 1:
+        raise ValueError(f"steps_per_beat and max_steps should be >= 1, got {steps_per_beat} and {max_steps}")
+    _, _, start, length = note_spans(roll, onsets)
+    table = np.zeros((int(max_steps), int(steps_per_beat)))
+    np.add.at(table, (np.minimum(length, max_steps) - 1, start % steps_per_beat), 1.0)
+    return table / max(len(length), 1)
+
+
 def drum_pattern_weights(steps_per_beat: int, beats_per_bar: int, tolerance: float = 0.1) -> np.ndarray:
     """Weight of a drum hit at each step of a bar for DP.
 

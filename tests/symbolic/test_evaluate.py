@@ -348,6 +348,35 @@ def test_benchmark_runs_with_weights(dataset, tmp_path, capsys):
     assert f"({total} held-out vs {total} generated" in capsys.readouterr().out
 
 
+def test_rhythm_benchmark_prints_the_held_out_and_generated_tables(dataset, tmp_path, capsys):
+    import importlib.util
+
+    from symbolic import metrics as M
+    from symbolic.export import export_generator
+    from symbolic.modules import Generator
+
+    spec = importlib.util.spec_from_file_location("bench_symbolic_rhythm", ROOT / "benchmarks" / "bench_symbolic_rhythm.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset)]) == 0
+    assert "skipped" in capsys.readouterr().out
+    torch.manual_seed(0)
+    gen = Generator(n_tracks=3, n_styles=2, z_dim=8, trunk_channels=(16, 8), branch_channels=8, style_dim=4,
+                    chord_dim=4, track_cond_dim=0)
+    meta = json.loads((dataset / "meta.json").read_text())
+    weights, _ = export_generator(gen, tmp_path / "w", "tiny", meta)
+    argv = ["--weights", str(weights), "--data", str(dataset), "--split", "test", "--track", "piano", "--max-steps", "3"]
+    assert bench.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    held = np.array([[float(v) for v in line.split()[2:]] for line in lines[2:5]])
+    rolls = np.load(dataset / "test.npz")["rolls"][:, 1]
+    want = M.rhythm_profile(rolls, meta["grid"]["steps_per_beat"], 3)
+    np.testing.assert_allclose(held, want, atol=5e-4)
+    assert lines[5].startswith("generated") and lines[9].startswith("difference")
+    assert bench.main(argv[:-4] + ["--split", "test", "--track", "bass"]) == 2
+    assert "unknown track 'bass'" in capsys.readouterr().err
+
+
 @pytest.mark.data
 def test_midi_folder_on_a_real_pop909_song(shared_data, tmp_path):
     song = shared_data / "pop909" / "001" / "001.mid"

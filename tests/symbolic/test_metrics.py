@@ -401,3 +401,28 @@ def test_vectorised_metrics_match_plain_loops():
         if d:
             gc.append(1 - np.mean(d))
     assert M.groove_consistency(roll) == pytest.approx(np.mean(gc))
+
+
+def test_rhythm_profile_of_a_hand_made_roll():
+    # one phrase, 2 bars of 2 beats x 4 steps: C on beat 0 for a whole beat, E and G as two
+    # eighth notes on beat 1 (offsets 0 and 2), a one-step D at offset 3 of beat 2 and a B held
+    # from beat 3 (offset 1) over 3 steps
+    r = np.zeros((1, 2, 8, 12), dtype=bool)
+    r[0, 0, 0:4, 0] = True
+    r[0, 0, 4:6, 4] = True
+    r[0, 0, 6:8, 7] = True
+    r[0, 1, 3, 2] = True
+    r[0, 1, 5:8, 11] = True
+    table = M.rhythm_profile(r, steps_per_beat=4, max_steps=4)
+    want = np.zeros((4, 4))
+    want[3, 0] = 1          # C: 4 steps from offset 0
+    want[1, 0] = 1          # E: 2 steps from offset 0
+    want[1, 2] = 1          # G: 2 steps from offset 2
+    want[0, 3] = 1          # D: 1 step at offset 3
+    want[2, 1] = 1          # B: 3 steps from offset 1
+    np.testing.assert_allclose(table, want / 5)
+    capped = M.rhythm_profile(r, steps_per_beat=4, max_steps=2)     # 3 and 4 steps share the last row
+    np.testing.assert_allclose(capped, np.array([[0, 0, 0, 1], [2, 1, 1, 0]]) / 5)
+    assert M.rhythm_profile(np.zeros((1, 1, 4, 12), bool), 2).sum() == 0
+    with pytest.raises(ValueError, match="steps_per_beat and max_steps should be >= 1"):
+        M.rhythm_profile(r, steps_per_beat=0)
