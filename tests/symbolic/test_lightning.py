@@ -193,3 +193,19 @@ def test_debug_config_trains_with_two_ddp_processes_on_cpu(tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "pretrained" / "symbolic_debug.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", ["debug", "pop909", "pop909_halfbeat", "drums", "paper_gpu"])
+def test_shipped_symbolic_configs_parse_and_build_their_model(name, capsys):
+    from symbolic.train import cli_main as train_main
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "symbolic" / f"{name}.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["musegansynth train symbolic", "--config", str(path), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    model = {k: v for k, v in cfg["model"].items() if k not in ("n_tracks", "data_meta")}
+    tracks = ["drums"] if "groove" in cfg["data"]["data_dir"] else ["melody", "bridge", "piano"]
+    meta = {"tracks": tracks, "programs": [0] * len(tracks), "is_drum": [t == "drums" for t in tracks]}
+    module = MuseGANModule(**model, n_tracks=len(tracks), data_meta=meta)   # every phase of its schedule is valid
+    assert module.generator.n_tracks == len(tracks)
