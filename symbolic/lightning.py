@@ -230,7 +230,7 @@ class MuseGANModule(L.LightningModule):
         self.g_steps = 0
         self.d_steps = 0
         self.data_meta = data_meta
-        stat_term_weights(stats_terms)  # a bad term or weight fails here, before training
+        self._base_stats_terms = stat_term_weights(stats_terms)  # a bad term or weight fails here
         self.schedule = check_schedule(schedule, data_meta, n_tracks)
         self._phase = -1  # index of the schedule phase in force (-1: the base settings)
         self.apply_schedule()  # a phase from step 0; every later change of g_steps applies it again
@@ -251,6 +251,7 @@ class MuseGANModule(L.LightningModule):
         h = self.hparams
         out = {k: h[k] for k in SCHEDULE_KEYS}
         out["monophonic"] = self._base_monophonic
+        out["stats_terms"] = self._base_stats_terms  # term -> weight, as check_schedule leaves the phases'
         for phase in self.schedule[:self._phase + 1]:
             out.update({k: v for k, v in phase.items() if k != "from_step"})
         return out
@@ -378,7 +379,7 @@ class MuseGANModule(L.LightningModule):
             self.log("loss/density", density.detach())
         if s["stats_weight"]:
             pitched = [not d for d in self.meta().get("is_drum", [False] * h.n_tracks)]
-            weights = stat_term_weights(s["stats_terms"])
+            weights = s["stats_terms"]  # term -> weight (settings)
             stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(weights),
                                              h.beats_per_bar)
             g_loss = g_loss + s["stats_weight"] * sum(weights[k] * v for k, v in stats.items())
