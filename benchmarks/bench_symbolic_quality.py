@@ -30,6 +30,18 @@ WEIGHTS = ROOT / "data" / "pretrained" / "symbolic_pop909.safetensors"
 DATA = ROOT / "data" / "build" / "symbolic" / "pop909"
 
 
+def skipped_for_missing_inputs(prog: str, weights: Path, data: Path, split: str) -> bool:
+    """True, after saying what is missing, when the composer's weights (and their JSON) or the
+    dataset's ``meta.json`` and ``split``.npz are absent: the symbolic benchmarks then skip."""
+    missing = [str(x) for x in (weights, weights.with_suffix(".json")) if not x.is_file()]
+    if not (data / "meta.json").is_file() or not (data / f"{split}.npz").is_file():
+        missing.append(f"{data}/meta.json + {split}.npz")
+    if missing:
+        print(f"{prog}: skipped, missing " + ", ".join(missing)
+              + " (train / download the weights; build the data with 'musegansynth data symbolic')")
+    return bool(missing)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=WEIGHTS)
@@ -41,12 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
 
-    missing = [str(x) for x in (args.weights, args.weights.with_suffix(".json")) if not x.is_file()]
-    if not (args.data / "meta.json").is_file() or not (args.data / f"{args.split}.npz").is_file():
-        missing.append(f"{args.data}/meta.json + {args.split}.npz")
-    if missing:
-        print("bench_symbolic_quality: skipped, missing " + ", ".join(missing)
-              + " (train / download the weights; build the data with 'musegansynth data symbolic')")
+    if skipped_for_missing_inputs("bench_symbolic_quality", args.weights, args.data, args.split):
         return 0
 
     from symbolic.evaluate import _json_safe, evaluate_symbolic, report_text

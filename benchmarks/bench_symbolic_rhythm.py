@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_symbolic_quality import skipped_for_missing_inputs  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 
 WEIGHTS = ROOT / "data" / "pretrained" / "symbolic_pop909.safetensors"
@@ -51,12 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    missing = [str(x) for x in (args.weights, args.weights.with_suffix(".json")) if not x.is_file()]
-    if not (args.data / "meta.json").is_file() or not (args.data / f"{args.split}.npz").is_file():
-        missing.append(f"{args.data}/meta.json + {args.split}.npz")
-    if missing:
-        print("bench_symbolic_rhythm: skipped, missing " + ", ".join(missing)
-              + " (train / download the weights; build the data with 'musegansynth data symbolic')")
+    if skipped_for_missing_inputs("bench_symbolic_rhythm", args.weights, args.data, args.split):
         return 0
 
     from symbolic import metrics as M
