@@ -5,7 +5,8 @@ Steps (:func:`generate_song`):
 1. **Plan in latent space** (:func:`plan_phrases`). A section of ``bars`` bars takes
    ``ceil(bars / n_bars)`` phrases of the composer's ``n_bars`` bars (the last one cut). Each
    *distinct* section name draws its phrase latents once (``Composer.sample_latents`` with a
-   generator seeded by the song seed and the name); a repeat reuses them, mixed with fresh
+   generator seeded by the song seed and the name; an arrangement is drawn for the bars with
+   and without a chord in the section's chords); a repeat reuses them, mixed with fresh
    noise by its ``variation`` v: ``sqrt(1 - v^2) * z + v * noise`` (which keeps a unit Gaussian a
    unit Gaussian). At each section boundary the last phrase moves towards the next section's
    first phrase (``Composer.interpolate`` with ``t`` = :data:`TRANSITION_T`), so transitions
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import math
 import os
 import platform
@@ -151,18 +153,33 @@ def _vary(latents: dict[str, torch.Tensor], noise: dict[str, torch.Tensor], v: f
     return {k: (a * x + b * noise[k]) if x.is_floating_point() else x for k, x in latents.items()}
 
 
-def plan_phrases(composer, config: SongConfig, seed: int, tag: str) -> list[dict[str, torch.Tensor]]:
+def plan_phrases(composer, config: SongConfig, seed: int, tag: str,
+                 use_chords: bool = False) -> list[dict[str, torch.Tensor]]:
     """Latents of every phrase of the song, in order: one dict of tensors ``[1, ...]`` each.
 
     Section ``s`` has ``ceil(bars / composer.n_bars)`` phrases; see the module docstring for
-    repeats, variation and transitions. ``tag`` separates the composers' random streams.
+    repeats, variation and transitions. ``tag`` separates the composers' random streams. With
+    ``use_chords`` (the composer decodes with the song's chords) a composer whose
+    ``sample_latents`` takes ``chords`` gets each section's (from the longest occurrence of its
+    name), so its arrangement follows the bars with and without a chord.
     """
     n_bars = int(composer.n_bars)
     need: dict[str, int] = {}
+    longest: dict[str, Any] = {}
     for s in config.sections:
-        need[s.name] = max(need.get(s.name, 0), -(-s.bars // n_bars))
-    base = {name: composer.sample_latents(n, _generator(_seed_for(seed, tag, "section", name)))
-            for name, n in need.items()}
+        n = -(-s.bars // n_bars)
+        if n > need.get(s.name, 0):
+            need[s.name], longest[s.name] = n, s
+    takes_chords = use_chords and "chords" in inspect.signature(composer.sample_latents).parameters
+
+    def draw(name: str, n: int) -> dict[str, torch.Tensor]:
+        gen = _generator(_seed_for(seed, tag, "section", name))
+        s = longest[name]
+        if not takes_chords or s.chords is None:
+            return composer.sample_latents(n, gen)
+        return composer.sample_latents(n, gen, chords=_section_chords(composer, s))
+
+    base = {name: draw(name, n) for name, n in need.items()}
     per_section: list[list[dict[str, torch.Tensor]]] = []
     seen: dict[str, int] = {}
     for si, s in enumerate(config.sections):
@@ -187,14 +204,16 @@ def plan_chords(composer, config: SongConfig) -> torch.Tensor | None:
     """
     if all(s.chords is None for s in config.sections):
         return None
+    return torch.cat([_section_chords(composer, s) for s in config.sections])
+
+
+def _section_chords(composer, s) -> torch.Tensor:
+    """One section's chords per phrase, float [phrases, n_bars, beats, 12] (zeros without any)."""
     n_bars, beats = int(composer.n_bars), int(composer_grid(composer).beats_per_bar)
-    rows = []
-    for s in config.sections:
-        arr = chords_to_array(s.chords, s.bars, beats)  # [bars, beats, 12]
-        n_ph = -(-s.bars // n_bars)
-        idx = np.arange(n_ph * n_bars) % s.bars
-        rows.append(arr[idx].reshape(n_ph, n_bars, beats, 12))
-    return torch.from_numpy(np.concatenate(rows, axis=0))
+    n_ph = -(-s.bars // n_bars)
+    arr = chords_to_array(s.chords, s.bars, beats)  # [bars, beats, 12]
+    idx = np.arange(n_ph * n_bars) % s.bars
+    return torch.from_numpy(np.ascontiguousarray(arr[idx].reshape(n_ph, n_bars, beats, 12)))
 
 
 def composer_grid(model):
@@ -244,7 +263,7 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
         raise UserError(f"{config.source}: time_signature: the composer writes {grid.beats_per_bar} beats a bar")
 
     def song_roll(model, tag: str, style: int | None, use_chords: bool) -> np.ndarray:
-        phrases = plan_phrases(model, config, seed, tag)
+        phrases = plan_phrases(model, config, seed, tag, use_chords)
         lat = {k: v.to(device) for k, v in _cat(phrases).items()}
         if ARRANGEMENT_KEY in lat:
             lat[ARRANGEMENT_KEY] = section_arrangement(lat[ARRANGEMENT_KEY], model, config)

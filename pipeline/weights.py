@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -34,7 +34,8 @@ def write_weights(path: str | Path, tensors: dict[str, torch.Tensor], kind: str 
 
 
 def read_matching_state(path: str | Path, module: torch.nn.Module, mismatch: str, what: str = "",
-                        hint: str = "", optional: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+                        hint: str = "", optional: Sequence[str] = (),
+                        upgrade: Callable[[dict], dict] | None = None) -> dict[str, torch.Tensor]:
     """Read a safetensors state dict and check its tensor names and shapes against ``module``.
 
     Args:
@@ -44,6 +45,7 @@ def read_matching_state(path: str | Path, module: torch.nn.Module, mismatch: str
         what: how the file is named in messages (e.g. "model.init_weights"); hint: what to check.
         optional: names the file may lack; they keep ``module``'s current values (a parameter
             added to a model that older weights can still initialise).
+        upgrade: turns the file's state of an older layout into today's (in place) before the check.
     Returns:
         The state dict (CPU tensors), ready for ``module.load_state_dict``.
     Raises:
@@ -58,6 +60,8 @@ def read_matching_state(path: str | Path, module: torch.nn.Module, mismatch: str
         state = load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise UserError(f"{path}: cannot read {what or 'weights'} ({type(exc).__name__}: {exc})") from None
+    if upgrade is not None:
+        state = upgrade(state)
     expected = module.state_dict()
     for key in optional:
         if key in expected and key not in state:

@@ -107,17 +107,20 @@ def _load_composer(weights: str | Path, device: str):
 
 
 def generate_rolls(composer: Any, chords: np.ndarray, style: np.ndarray, *, seed: int = 0,
-                   threshold: float = 0.5, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+                   threshold: float = 0.5, batch_size: int = 64, device: str = "cpu",
+                   has_chords: np.ndarray | None = None) -> np.ndarray:
     """Decode one phrase per conditioning row with a composer.
 
     Args:
-        composer: object with ``sample_latents(n, generator)`` and ``decode(latents, chords,
+        composer: object with ``sample_latents(n, generator[, chords])`` and ``decode(latents, chords,
             style)`` (see docs/CONTRACTS.md).
         chords: uint8 [N, bars, beats_per_bar, 12] multi-hot chord pitch classes.
         style: int64 [N] style indices of the composer (-1 unknown).
         seed: seeds one CPU ``torch.Generator`` that draws all latents (same on every device).
         threshold: probabilities above it are notes.
         batch_size: phrases decoded at once.
+        has_chords: bool [N], which phrases come with chord annotations (an all-zero phrase that
+            has them is "no chord", not "unknown", for the arrangement); default: any chord.
     Returns:
         Bool array [N, tracks, bars, steps_per_bar, pitches].
     """
@@ -125,7 +128,12 @@ def generate_rolls(composer: Any, chords: np.ndarray, style: np.ndarray, *, seed
 
     n = int(chords.shape[0])
     generator = torch.Generator().manual_seed(int(seed))  # CPU: the same latents on every device
-    latents = composer.sample_latents(n, generator=generator)
+    if "chords" in inspect.signature(composer.sample_latents).parameters:  # an arrangement follows the chords
+        has = None if has_chords is None else torch.as_tensor(np.asarray(has_chords, dtype=bool))
+        latents = composer.sample_latents(n, generator=generator, chords=torch.as_tensor(chords, dtype=torch.float32),
+                                          has_chords=has)
+    else:
+        latents = composer.sample_latents(n, generator=generator)
     wants_threshold = "threshold" in inspect.signature(composer.decode).parameters
     out = []
     with torch.no_grad():
@@ -299,7 +307,8 @@ def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.n
     composer = _load_composer(weights, dev)
     _check_composer(composer, meta, weights)
     style = map_styles(arrays["style"][idx], meta.get("styles"), getattr(composer, "styles", None))
-    rolls = generate_rolls(composer, arrays["chords"][idx], style, seed=seed, threshold=threshold, device=dev)
+    rolls = generate_rolls(composer, arrays["chords"][idx], style, seed=seed, threshold=threshold, device=dev,
+                           has_chords=arrays["has_chords"][idx])
     expect = _expected_shape(meta)
     if rolls.ndim != 5 or tuple(rolls.shape[1:]) != expect:
         raise UserError(f"{weights}: the composer made phrases of shape {rolls.shape[1:]}, "

@@ -60,24 +60,42 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
     return st_path, js_path
 
 
-def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: bool = False) -> tuple[Path, Path]:
+def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: bool = False,
+                      arrangement_data: str | Path | None = None) -> tuple[Path, Path]:
     """Export a training checkpoint's EMA generator (or, with ``raw``, the trained generator itself).
 
     The checkpoint is read with ``torch.load(weights_only=True)``; the card records which
-    generator was exported (``training.exported``) and the step counters.
+    generator was exported (``training.exported``) and the step counters. ``arrangement_data``
+    (a phrase cache folder) counts the arrangement chain again on its training phrases, as a
+    training run does when it starts: for checkpoints saved before the chain had chord slots.
     """
+    from pipeline.errors import UserError
     from symbolic.lightning import MuseGANModule, export_module, read_training_checkpoint
+    from symbolic.modules import bar_activity
 
     state = read_training_checkpoint(ckpt, required=("state_dict", "hyper_parameters"))
     hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
     model = MuseGANModule(**hparams)  # init_from is only read when a fit starts
     model.load_state_dict(state["state_dict"])
     model.on_load_checkpoint(state)
+    if arrangement_data is not None:
+        if not model.hparams.get("arrangement"):
+            raise UserError(f"{ckpt}: --arrangement-data: this model has no arrangement conditioning")
+        from symbolic.datamodule import load_split, read_meta
+
+        train = load_split(arrangement_data, "train", read_meta(arrangement_data))
+        rolls = torch.from_numpy(train["rolls"])
+        try:
+            for g in (model.generator, model.g_ema):
+                g.fit_arrangement_prior(bar_activity(rolls), torch.from_numpy(train["chords"]),
+                                        torch.from_numpy(train["has_chords"]))
+        except ValueError as exc:
+            raise UserError(f"{arrangement_data}: --arrangement-data does not fit this model ({exc})") from None
     return export_module(model, out_dir, name, global_step=int(state.get("global_step", 0)), raw=raw)
 
 
 def cli_main(argv: list[str]) -> int:
-    """``musegansynth export symbolic CKPT --out DIR --name NAME [--raw]``."""
+    """``musegansynth export symbolic CKPT --out DIR --name NAME [--raw] [--arrangement-data DIR]``."""
     import argparse
 
     p = argparse.ArgumentParser(prog=argv[0], description="Export a composer training checkpoint's generator.")
@@ -85,8 +103,11 @@ def cli_main(argv: list[str]) -> int:
     p.add_argument("--out", default="data/pretrained", help="output folder (default: data/pretrained)")
     p.add_argument("--name", default="pop909", help="model name: writes symbolic_<name>.safetensors + .json")
     p.add_argument("--raw", action="store_true", help="the trained generator instead of its EMA")
+    p.add_argument("--arrangement-data", metavar="DIR", default=None,
+                   help="count the arrangement chain again on this phrase cache's training split "
+                        "(e.g. data/build/symbolic/pop909; for checkpoints older than its chord slots)")
     args = p.parse_args(argv[1:])
-    st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw)
+    st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw, arrangement_data=args.arrangement_data)
     print(f"wrote {st} and {js}")
     return 0
 

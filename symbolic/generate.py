@@ -19,7 +19,7 @@ import torch
 from pipeline.errors import UserError
 from pipeline.fileio import read_json_object
 from symbolic.export import FORMAT
-from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator, track_indices
+from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator, track_indices, upgrade_arrangement_state
 
 
 def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
@@ -96,16 +96,23 @@ class Composer:
             raise UserError(f"{js}: bad generator hyper-parameters ({exc})") from None
         from pipeline.weights import read_matching_state
 
-        state = read_matching_state(st, generator, f"weights do not match {js.name}")
+        state = read_matching_state(st, generator, f"weights do not match {js.name}", upgrade=upgrade_arrangement_state)
         generator.load_state_dict(state)
         return cls(generator, card, device)
 
     # ----------------------------------------------------------------- latent space
-    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def sample_latents(self, n: int, generator: torch.Generator | None = None, chords: torch.Tensor | None = None,
+                       has_chords: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Latents for ``n`` phrases: dict ``shared`` [n, Z], ``shared_t`` [n, Z], ``private`` [n, T, Z],
         ``private_t`` [n, T, Z] (and bool ``arrangement`` [n, T, B] for a model with arrangement
-        conditioning), drawn from ``generator`` (a CPU torch.Generator), on the device."""
-        return self.generator.sample_latents(n, generator=generator, device=self.device)
+        conditioning, drawn bar by bar for the bars with and without a chord in ``chords``
+        [n, B, K, 12], the chords the phrases will be decoded with; None: no chord information;
+        ``has_chords`` bool [n] marks all-zero phrases that have no chord rather than no
+        information), drawn from ``generator`` (a CPU torch.Generator), on the device."""
+        if chords is not None:
+            chords = self._check_conditions(n, chords, None)[0].cpu()
+        return self.generator.sample_latents(n, generator=generator, device=self.device, chords=chords,
+                                             has_chords=has_chords)
 
     @staticmethod
     def interpolate(latents_a: dict[str, torch.Tensor], latents_b: dict[str, torch.Tensor],
@@ -228,8 +235,8 @@ class Composer:
         """Latents from ``seed``, chords and style per phrase, decoded: [N, T, B, S, P]."""
         if isinstance(style, str):
             style = self.style_index(style)
-        z = self.sample_latents(n_phrases, torch.Generator().manual_seed(int(seed)))
         c = self._phrase_chords(chords, n_phrases)
+        z = self.sample_latents(n_phrases, torch.Generator().manual_seed(int(seed)), chords=c)
         st = None if style is None else torch.full((n_phrases,), int(style), dtype=torch.long)
         return self.decode(z, chords=c, style=st, **cond)
 

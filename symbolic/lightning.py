@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from symbolic.export import export_generator
 from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
                               count_parameters, density_matching_loss, ema_update, gradient_penalty, note_starts,
-                              statistics_matching_loss, track_indices)
+                              statistics_matching_loss, track_indices, upgrade_arrangement_state)
 
 
 SCHEDULE_KEYS = ("density_weight", "stats_weight", "stats_terms", "monophonic", "monophonic_straight_through")
@@ -291,13 +291,22 @@ class MuseGANModule(L.LightningModule):
         if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
             self.load_training_weights(self.hparams.init_from)
         if stage == "fit" and self.hparams.arrangement:
-            dm = getattr(self.trainer, "datamodule", None)
-            train = getattr(dm, "datasets", {}).get("train") if dm is not None else None
-            if train is None:
-                raise ValueError("model.arrangement needs the data module's training phrases")
+            self._training_phrases()  # fail before any training when they are missing
+
+    def _training_phrases(self):
+        dm = getattr(self.trainer, "datamodule", None)
+        train = getattr(dm, "datasets", {}).get("train") if dm is not None else None
+        if train is None:
+            raise ValueError("model.arrangement needs the data module's training phrases")
+        return train
+
+    def on_fit_start(self) -> None:
+        # after a --ckpt_path restore: the chain is always the one of this run's training phrases
+        if self.hparams.arrangement:
+            train = self._training_phrases()
             activity = bar_activity(train.rolls)                          # [N, T, B]
             for g in (self.generator, self.g_ema):
-                g.fit_arrangement_prior(activity)
+                g.fit_arrangement_prior(activity, train.chords, train.has_chords)
 
     def load_training_weights(self, path: str | Path) -> None:
         """Copy generator, EMA and critic weights and the step counters from a training checkpoint.
@@ -309,7 +318,7 @@ class MuseGANModule(L.LightningModule):
         from pipeline.errors import UserError
 
         ckpt = read_training_checkpoint(path, "model.init_from")
-        state = ckpt["state_dict"]
+        state = upgrade_arrangement_state(ckpt["state_dict"])
         own = self.state_dict()
         optional = lambda k: any(part in k for part in OPTIONAL_PARTS)  # noqa: E731
         state = {k: v for k, v in state.items() if k in own or not optional(k)}  # parts this run drops
@@ -406,7 +415,8 @@ class MuseGANModule(L.LightningModule):
         gen = torch.Generator().manual_seed(0)
         self.g_ema.eval()
         with torch.no_grad():
-            z = self.g_ema.sample_latents(1, generator=gen, device=batch["roll"].device)
+            z = self.g_ema.sample_latents(1, generator=gen, device=batch["roll"].device, chords=batch["chords"][:1],
+                                          has_chords=batch["has_chords"][:1])
             roll = self.g_ema(z, batch["chords"][:1], batch["has_chords"][:1].bool(), batch["style"][:1].long())
         img = pianoroll_image(roll[0], self.meta().get("tracks"))
         experiment.add_image("samples/ema", img, self.g_steps)
@@ -419,7 +429,8 @@ class MuseGANModule(L.LightningModule):
         c = self._conditions(batch, train=False)
         self.g_ema.eval()
         gen = torch.Generator().manual_seed(1000 + batch_idx)
-        z = self.g_ema.sample_latents(n, generator=gen, device=real.device)
+        z = self.g_ema.sample_latents(n, generator=gen, device=real.device, chords=c["chords"],
+                                      has_chords=c["has_chords"])
         fake = self.g_ema(z, c["chords"], c["has_chords"], c["style"]) > 0.5
         lp = self.hparams.lowest_pitch
         mf = roll_metrics(fake, c["chords"], c["has_chords"], lp, self.hparams.qn_min_steps)

@@ -218,6 +218,43 @@ def bar_activity(roll: torch.Tensor) -> torch.Tensor:
     return (roll.flatten(-2) > 0).any(-1)
 
 
+SLOT_NO_CHORD, SLOT_CHORD, SLOT_NO_INFO = 0, 1, 2
+CHAIN_SLOTS = 3
+"""The arrangement chain counts each bar in one of three slots: a bar without a chord in a phrase
+that has chords (intros, breaks: POP909's piano is silent in 95% of them, in 0.1% of the
+others), a bar with a chord, and a bar of a phrase without chord information. Drawing a bar
+of a phrase without chord information pools all three."""
+
+
+def bar_chord_slots(chords: torch.Tensor, has_chords: torch.Tensor | None = None) -> torch.Tensor:
+    """Chain slot long [N, B] of every bar of chords [N, B, ...] (per-beat chord pitch classes):
+    :data:`SLOT_CHORD` where the bar has a chord, :data:`SLOT_NO_CHORD` where it has none but the
+    phrase has chords (``has_chords`` bool [N]; default: some bar of the phrase has one), else
+    :data:`SLOT_NO_INFO`."""
+    bar = torch.as_tensor(chords).flatten(2).ne(0).any(-1)                   # [N, B]
+    has = bar.any(1) if has_chords is None else torch.as_tensor(has_chords).bool().reshape(-1)
+    if has.shape[0] != bar.shape[0]:
+        raise ValueError(f"has_chords: expected {bar.shape[0]} flags, got {has.shape[0]}")
+    slots = torch.where(bar, SLOT_CHORD, SLOT_NO_CHORD)
+    return torch.where(has[:, None], slots, torch.full_like(slots, SLOT_NO_INFO)).long()
+
+
+def upgrade_arrangement_state(state: dict, prefix: str = "") -> dict:
+    """Turn the arrangement chain of weights saved before the chord slots (``arrange_init`` [S],
+    ``arrange_trans`` [S, S]) into today's shapes, in place: their counts go to the
+    no-information slot, so such weights draw exactly as before. Only keys under ``prefix``
+    (any module's, e.g. ``g_ema.arrange_init`` of a training checkpoint) change. Returns ``state``."""
+    dims = {"arrange_init": 1, "arrange_trans": 2}
+    for key in list(state):
+        old = state[key]
+        if not key.startswith(prefix) or dims.get(key.rsplit(".", 1)[-1]) != getattr(old, "ndim", None):
+            continue
+        new = old.new_zeros((CHAIN_SLOTS, *old.shape))
+        new[SLOT_NO_INFO] = old
+        state[key] = new
+    return state
+
+
 def arrangement_states(activity: torch.Tensor) -> torch.Tensor:
     """Per-bar state numbers long [N, B] of an activity [N, T, B] (bit i set = track i plays)."""
     a = torch.as_tensor(activity).bool().long()
@@ -273,8 +310,10 @@ class Generator(nn.Module):
             silent (its probabilities are multiplied by 0). In training it is the real phrase's;
             for generation :meth:`sample_latents` draws it from a first-order Markov chain over
             the per-bar track-activity states, counted on the training data
-            (:meth:`fit_arrangement_prior`). New layers start at zero, so a generator trained
-            without it keeps its output on all-active arrangements.
+            (:meth:`fit_arrangement_prior`) separately for bars with and without a chord
+            (:data:`CHAIN_SLOTS`), so the bars a chord progression leaves empty get the
+            arrangement the data gives such bars. New layers start at zero, so a generator
+            trained without it keeps its output on all-active arrangements.
         monophonic: indices of tracks that hold at most one pitch per step (e.g. a vocal
             melody): only the most probable pitch of each step is kept.
         half_beat_channels: 0 (default) goes from beats to steps in one layer; a width ``h``
@@ -367,9 +406,14 @@ class Generator(nn.Module):
             nn.init.zeros_(self.arrange_in.weight)
             self.arrange_bias = nn.Parameter(torch.zeros(t, t, c2))         # bar's activity -> branch t
             n_states = 2 ** t
-            # Markov chain over per-bar states (bit i = track i plays): counts, zero = not fitted
-            self.register_buffer("arrange_init", torch.zeros(n_states))
-            self.register_buffer("arrange_trans", torch.zeros(n_states, n_states))
+            # Markov chain over per-bar states (bit i = track i plays), counts per chord slot of
+            # the bar (CHAIN_SLOTS); all zero = not fitted
+            self.register_buffer("arrange_init", torch.zeros(CHAIN_SLOTS, n_states))
+            self.register_buffer("arrange_trans", torch.zeros(CHAIN_SLOTS, n_states, n_states))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        upgrade_arrangement_state(state_dict, prefix)  # chains saved before the chord slots
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----------------------------------------------------------------- latents
     def latent_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -400,13 +444,17 @@ class Generator(nn.Module):
         self.config["monophonic"] = list(tracks)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
-                       device: torch.device | str | None = None, arrangement: bool = True) -> dict[str, torch.Tensor]:
+                       device: torch.device | str | None = None, arrangement: bool = True,
+                       chords: torch.Tensor | None = None, has_chords: torch.Tensor | None = None
+                       ) -> dict[str, torch.Tensor]:
         """Standard normal latents, dict of ``LATENT_KEYS`` -> [n, *shape] (drawn in that order).
 
         Drawn on ``generator``'s device (so a CPU generator gives the same numbers everywhere),
         then moved to ``device`` (default: the module's device). With arrangement conditioning
-        (and ``arrangement``), bool ``arrangement`` [n, T, B] is drawn from the chain after them;
-        training passes ``arrangement=False`` and gives the real phrases' instead.
+        (and ``arrangement``), bool ``arrangement`` [n, T, B] is drawn from the chain after them,
+        each bar from the counts of its chord slot (:func:`bar_chord_slots` of ``chords``
+        [n, B, K, 12], the chords the phrases will be decoded with, and ``has_chords`` [n]; None:
+        no chord information); training passes ``arrangement=False`` and gives the real phrases' instead.
         """
         device = device if device is not None else self.out_w.device
         gen_device = generator.device if generator is not None else device
@@ -414,48 +462,92 @@ class Generator(nn.Module):
         for key, shape in self.latent_shapes().items():
             out[key] = torch.randn((n, *shape), generator=generator, device=gen_device).to(device)
         if self.has_arrangement and arrangement:  # after the Gaussians: their numbers do not depend on it
+            slots = None
+            if chords is not None:
+                chords = torch.as_tensor(chords)
+                if chords.dim() < 2 or tuple(chords.shape[:2]) != (n, self.n_bars):
+                    raise ValueError(f"chords: expected [{n}, {self.n_bars}, ...], got {list(chords.shape)}")
+                slots = bar_chord_slots(chords.cpu(), None if has_chords is None else torch.as_tensor(has_chords).cpu())
             u = torch.rand((n, self.n_bars), generator=generator, device=gen_device)
-            out[ARRANGEMENT_KEY] = self.sample_arrangement(u.cpu().double()).to(device)
+            out[ARRANGEMENT_KEY] = self.sample_arrangement(u.cpu().double(), slots).to(device)
         return out
 
     # ----------------------------------------------------------------- arrangement prior
     @torch.no_grad()
-    def fit_arrangement_prior(self, activity: torch.Tensor) -> None:
-        """Count the arrangement chain on real phrases: ``activity`` bool [N, T, B] (track plays in bar)."""
+    def fit_arrangement_prior(self, activity: torch.Tensor, chords: torch.Tensor | None = None,
+                              has_chords: torch.Tensor | None = None) -> None:
+        """Count the arrangement chain on real phrases: ``activity`` bool [N, T, B] (track plays in
+        bar), each bar in the slot of its chords (:func:`bar_chord_slots` of ``chords``
+        [N, B, K, 12] and ``has_chords`` [N]; without ``chords`` every bar is in the
+        no-information slot)."""
         if not self.has_arrangement:
             raise ValueError("fit_arrangement_prior: this generator has no arrangement conditioning")
         a = torch.as_tensor(activity).bool()
         if a.dim() != 3 or tuple(a.shape[1:]) != (self.n_tracks, self.n_bars):
             raise ValueError(f"activity: expected [N, {self.n_tracks}, {self.n_bars}], got {list(a.shape)}")
-        states = arrangement_states(a)                                     # [N, B]
-        n_states = 2 ** self.n_tracks
-        init = torch.bincount(states[:, 0], minlength=n_states).double()
-        pairs = states[:, :-1] * n_states + states[:, 1:]
-        trans = torch.bincount(pairs.reshape(-1), minlength=n_states * n_states).double()
-        self.arrange_init.copy_(init.to(self.arrange_init))
-        self.arrange_trans.copy_(trans.reshape(n_states, n_states).to(self.arrange_trans))
+        n = a.shape[0]
+        if chords is None:
+            slots = torch.full((n, self.n_bars), SLOT_NO_INFO, dtype=torch.long)
+        else:
+            chords = torch.as_tensor(chords)
+            if chords.dim() < 2 or tuple(chords.shape[:2]) != (n, self.n_bars):
+                raise ValueError(f"chords: expected [{n}, {self.n_bars}, ...], got {list(chords.shape)}")
+            slots = bar_chord_slots(chords.cpu(), None if has_chords is None else torch.as_tensor(has_chords).cpu())
+        states = arrangement_states(a).cpu()                              # [N, B]
+        s = 2 ** self.n_tracks
+        init = torch.bincount(slots[:, 0] * s + states[:, 0], minlength=CHAIN_SLOTS * s).double()
+        cells = (slots[:, 1:] * s + states[:, :-1]) * s + states[:, 1:]
+        trans = torch.bincount(cells.reshape(-1), minlength=CHAIN_SLOTS * s * s).double()
+        self.arrange_init.copy_(init.reshape(CHAIN_SLOTS, s).to(self.arrange_init))
+        self.arrange_trans.copy_(trans.reshape(CHAIN_SLOTS, s, s).to(self.arrange_trans))
 
-    @torch.no_grad()
-    def sample_arrangement(self, u: torch.Tensor) -> torch.Tensor:
-        """Arrangements bool [N, T, B] from uniforms ``u`` [N, B] by inverse CDF along the chain.
+    def _chain_tables(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Sampling tables (first-bar CDF [3, S], row CDFs [3, S, S]) indexed by slot, where
+        :data:`SLOT_NO_INFO` draws from all slots pooled; None while the chain is not fitted.
 
-        All tracks play everywhere while the chain is not fitted; a state never followed by
-        another in the data continues with the chain's first-bar distribution.
-        """
-        n, b = u.shape
+        A slot with no counts uses the pooled chain; a slot whose first bars were never seen
+        uses the states its other bars took; a state never followed by another (in that slot)
+        continues with the slot's first-bar distribution."""
         init = self.arrange_init.detach().cpu().double()
         trans = self.arrange_trans.detach().cpu().double()
+        pooled_init, pooled_trans = init.sum(0), trans.sum(0)
+        if pooled_init.sum() <= 0:
+            return None
+
+        def table(i: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = torch.where(t.sum(1, keepdim=True) > 0, t, i[None])
+            return torch.cumsum(i / i.sum(), 0), torch.cumsum(rows / rows.sum(1, keepdim=True), 1)
+
+        pooled = table(pooled_init, pooled_trans)
+        firsts, rows = [], []
+        for k in range(CHAIN_SLOTS):
+            if k == SLOT_NO_INFO or (init[k].sum() <= 0 and trans[k].sum() <= 0):
+                f, r = pooled
+            else:
+                f, r = table(init[k] if init[k].sum() > 0 else trans[k].sum(0), trans[k])
+            firsts.append(f)
+            rows.append(r)
+        return torch.stack(firsts), torch.stack(rows)
+
+    @torch.no_grad()
+    def sample_arrangement(self, u: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """Arrangements bool [N, T, B] from uniforms ``u`` [N, B] by inverse CDF along the chain,
+        each bar drawn from its chord slot's counts (``slots`` long [N, B], :func:`bar_chord_slots`;
+        None: no chord information, the slots pooled). All tracks play everywhere while the
+        chain is not fitted (see :meth:`_chain_tables` for the other fallbacks).
+        """
+        n, b = u.shape
         full = 2 ** self.n_tracks - 1
-        if init.sum() <= 0:
+        tables = self._chain_tables()
+        if tables is None:
             states = torch.full((n, b), full, dtype=torch.long)
         else:
-            rows = torch.where(trans.sum(1, keepdim=True) > 0, trans, init[None])
-            cdf0 = torch.cumsum(init / init.sum(), 0)
-            cdf = torch.cumsum(rows / rows.sum(1, keepdim=True), 1)
+            cdf0, cdf = tables
+            slots = torch.full((n, b), SLOT_NO_INFO, dtype=torch.long) if slots is None else slots.long().cpu()
             states = torch.empty((n, b), dtype=torch.long)
-            states[:, 0] = torch.searchsorted(cdf0, u[:, :1].contiguous(), right=True).clamp(max=full)[:, 0]
+            states[:, 0] = torch.searchsorted(cdf0[slots[:, 0]], u[:, :1].contiguous(), right=True).clamp(max=full)[:, 0]
             for j in range(1, b):
-                c = cdf[states[:, j - 1]]
+                c = cdf[slots[:, j], states[:, j - 1]]
                 states[:, j] = torch.searchsorted(c, u[:, j:j + 1].contiguous(), right=True).clamp(max=full)[:, 0]
         bits = (states[:, None, :] >> torch.arange(self.n_tracks)[None, :, None]) & 1
         return bits.bool()

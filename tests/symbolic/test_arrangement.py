@@ -9,8 +9,9 @@ from pipeline.errors import UserError
 from symbolic.export import export_generator
 from symbolic.generate import Composer
 from symbolic.lightning import MuseGANModule
-from symbolic.modules import (ARRANGEMENT_KEY, LATENT_KEYS, Generator, arrangement_states,
-                              keep_most_probable_pitch, track_indices)
+from symbolic.modules import (ARRANGEMENT_KEY, CHAIN_SLOTS, LATENT_KEYS, SLOT_CHORD, SLOT_NO_CHORD, SLOT_NO_INFO,
+                              Generator, arrangement_states, bar_chord_slots, keep_most_probable_pitch,
+                              track_indices, upgrade_arrangement_state)
 
 SMALL = dict(n_tracks=3, n_bars=4, steps_per_bar=8, beats_per_bar=4, n_pitches=24, lowest_pitch=48, n_styles=1,
              z_dim=4, trunk_channels=(8, 4), branch_channels=4, style_dim=2, chord_dim=2, track_cond_dim=2)
@@ -40,13 +41,13 @@ def test_arrangement_states_number_each_bar_by_its_playing_tracks():
 
 
 def test_the_chain_counts_first_bars_and_bar_to_bar_transitions():
-    g = _fitted()
-    init = torch.zeros(8)
-    init[5], init[4] = 1, 1
+    g = _fitted()   # no chords given: every bar counts in the no-information slot
+    init = torch.zeros(CHAIN_SLOTS, 8)
+    init[SLOT_NO_INFO, 5], init[SLOT_NO_INFO, 4] = 1, 1
     assert torch.equal(g.arrange_init, init)
-    trans = torch.zeros(8, 8)
+    trans = torch.zeros(CHAIN_SLOTS, 8, 8)
     for a, b in [(5, 7), (7, 6), (6, 4), (4, 5), (5, 5), (5, 5)]:
-        trans[a, b] += 1
+        trans[SLOT_NO_INFO, a, b] += 1
     assert torch.equal(g.arrange_trans, trans)
     with pytest.raises(ValueError, match=r"activity: expected \[N, 3, 4\]"):
         g.fit_arrangement_prior(ACTIVITY[:, :2])
@@ -74,7 +75,7 @@ def test_an_unfitted_chain_plays_every_track_and_a_dead_end_restarts_from_the_fi
     # state 0 never leads anywhere in the data: the next bar is drawn from the first-bar counts (7)
     u = torch.tensor([[0.25, 0.75, 0.25, 0.25]], dtype=torch.float64)  # from 7: 0 below 1/2, else 7
     assert arrangement_states(g.sample_arrangement(u)).tolist() == [[7, 7, 0, 0]]
-    g.arrange_trans[0].zero_()
+    g.arrange_trans[SLOT_NO_INFO, 0].zero_()
     assert arrangement_states(g.sample_arrangement(u)).tolist() == [[7, 7, 0, 7]]
 
 
@@ -100,8 +101,8 @@ def test_latents_draw_the_gaussians_first_then_the_arrangement():
     assert zb[ARRANGEMENT_KEY].shape == (3, 3, 4) and zb[ARRANGEMENT_KEY].dtype == torch.bool
     assert torch.equal(zb[ARRANGEMENT_KEY], zc[ARRANGEMENT_KEY])
     for path in arrangement_states(zb[ARRANGEMENT_KEY]).tolist():   # every step is one the data took
-        assert g.arrange_init[path[0]] > 0
-        assert all(g.arrange_trans[a, b] > 0 for a, b in zip(path, path[1:]))
+        assert g.arrange_init[SLOT_NO_INFO, path[0]] > 0
+        assert all(g.arrange_trans[SLOT_NO_INFO, a, b] > 0 for a, b in zip(path, path[1:]))
 
 
 def test_bars_marked_off_are_silent_and_new_layers_start_as_a_no_op():
@@ -218,10 +219,12 @@ def test_track_indices_accept_names_and_indices():
 def test_fit_counts_the_training_phrases_into_both_generators(tmp_path, tiny_fit):
     model, _ = tiny_fit(tmp_path, 2, arrangement=True, monophonic=["melody"])
     assert model.generator.monophonic == (0,)
-    # the fake cache's 8 training phrases play every track in every bar: state 7 only
+    # the fake cache's 8 training phrases play every track in every bar: state 7 only; every
+    # other phrase has chords (on every bar), the rest none
     for g in (model.generator, model.g_ema):
-        assert float(g.arrange_init[7]) == 8.0 and float(g.arrange_init.sum()) == 8.0
-        assert float(g.arrange_trans[7, 7]) == 24.0
+        for slot in (SLOT_CHORD, SLOT_NO_INFO):
+            assert float(g.arrange_init[slot, 7]) == 4.0 and float(g.arrange_trans[slot, 7, 7]) == 12.0
+        assert float(g.arrange_init.sum()) == 8.0 and float(g.arrange_trans.sum()) == 24.0
 
 
 def test_init_from_adds_arrangement_and_drops_a_gate(tmp_path, tiny_fit, tiny_module_kw):

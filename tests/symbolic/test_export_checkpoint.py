@@ -44,3 +44,70 @@ def test_missing_or_unreadable_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="cannot read as a training checkpoint"):
         export_checkpoint(tmp_path / "junk.ckpt", tmp_path, "x")
     assert not list(tmp_path.glob("symbolic_x.*"))
+
+
+@pytest.fixture(scope="module")
+def arranged(tmp_path_factory, tiny_fit):
+    """A checkpoint of a model with arrangement conditioning whose chain has the layout of
+    checkpoints saved before the chord slots (one pooled chain)."""
+    root = tmp_path_factory.mktemp("export_arr")
+    model, trainer = tiny_fit(root, 2, arrangement=True)
+    trainer.save_checkpoint(root / "run.ckpt")
+    ckpt = torch.load(root / "run.ckpt", weights_only=True)
+    for k in list(ckpt["state_dict"]):
+        if k.endswith(".arrange_init") or k.endswith(".arrange_trans"):
+            ckpt["state_dict"][k] = ckpt["state_dict"][k].sum(0)
+    torch.save(ckpt, root / "old.ckpt")
+    return root, model
+
+
+def test_an_old_chain_exports_pooled_or_counted_again_with_arrangement_data(arranged):
+    from symbolic.modules import SLOT_NO_INFO
+
+    root, model = arranged
+    export_checkpoint(root / "old.ckpt", root / "as_is", "x", raw=True)
+    as_is = load_file(str(root / "as_is" / "symbolic_x.safetensors"))
+    assert torch.equal(as_is["arrange_init"][SLOT_NO_INFO], model.generator.arrange_init.sum(0))
+    assert float(as_is["arrange_init"][:SLOT_NO_INFO].abs().sum()) == 0
+    assert cli_main(["prog", str(root / "old.ckpt"), "--out", str(root / "refit"), "--name", "x", "--raw",
+                     "--arrangement-data", str(root / "data")]) == 0
+    refit = load_file(str(root / "refit" / "symbolic_x.safetensors"))
+    assert torch.equal(refit["arrange_init"], model.generator.arrange_init)
+    assert torch.equal(refit["arrange_trans"], model.generator.arrange_trans)
+    for k in refit:
+        if k not in ("arrange_init", "arrange_trans"):
+            assert torch.equal(refit[k], as_is[k]), k
+
+
+def test_arrangement_data_errors_exit_2_and_write_nothing(arranged, trained, tmp_path, capsys):
+    from pipeline.cli import main
+
+    root, _ = arranged
+    out = tmp_path / "out"
+    assert main(["export", "symbolic", str(root / "old.ckpt"), "--out", str(out), "--arrangement-data",
+                 str(tmp_path / "nothing")]) == 2
+    assert "dataset cache not found" in capsys.readouterr().err
+    gated_root, _ = trained
+    assert main(["export", "symbolic", str(gated_root / "run.ckpt"), "--out", str(out), "--arrangement-data",
+                 str(root / "data")]) == 2
+    assert "--arrangement-data: this model has no arrangement conditioning" in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_resuming_an_old_checkpoint_counts_the_chain_again(arranged, tiny_module_kw):
+    import lightning as L
+
+    from symbolic.datamodule import PhraseDataModule
+    from symbolic.lightning import MuseGANModule
+
+    root, model = arranged
+    dm = PhraseDataModule(data_dir=str(root / "data"), batch_size=4, val_batch_size=4)
+    resumed = MuseGANModule(**tiny_module_kw, data_meta=dm.meta, arrangement=True)
+    trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=str(root / "resume"))
+    trainer.fit(resumed, dm, ckpt_path=str(root / "old.ckpt"))
+    assert trainer.global_step == 4
+    for g in (resumed.generator, resumed.g_ema):
+        assert torch.equal(g.arrange_init, model.generator.arrange_init)
+        assert torch.equal(g.arrange_trans, model.generator.arrange_trans)
