@@ -9,6 +9,7 @@ of the smaller rates, e.g. the piano's 1% empty bars, against the 512 phrases us
 metrics are within 10%. Exits 0 with a message when the weights or the data are absent.
 
     python benchmarks/bench_symbolic_quality.py [--split test] [--n N] [--seed 0] [--device cpu] [--json OUT]
+        [--release TRACK=TAU | --release none]
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--release", metavar="TRACK=TAU", action="append", default=None,
+                   help="release held notes of TRACK at TAU instead of the card's setting (repeatable; "
+                        "'--release none': no track)")
     args = p.parse_args(argv)
 
     if skipped_for_missing_inputs("bench_symbolic_quality", args.weights, args.data, args.split):
@@ -59,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     from symbolic.evaluate import _json_safe, evaluate_symbolic, report_text
 
     t0 = time.perf_counter()
+    from symbolic.generate import parse_release
+
     try:
         report = evaluate_symbolic(args.data, split=args.split, weights=args.weights, n=args.n,
-                                   seed=args.seed, device=args.device)
+                                   seed=args.seed, device=args.device, release=parse_release(args.release))
     except UserError as exc:
         print(f"bench_symbolic_quality: error: {exc}", file=sys.stderr)
         return 2

@@ -142,11 +142,11 @@ def generate_rolls(composer: Any, chords: np.ndarray, style: np.ndarray, *, seed
             part = {k: v[lo:hi] for k, v in latents.items()}
             c = torch.as_tensor(chords[lo:hi], dtype=torch.float32, device=device)
             s = torch.as_tensor(style[lo:hi], dtype=torch.long, device=device)
-            if wants_threshold:  # ask for probabilities, binarize here at ``threshold``
-                probs = composer.decode(part, chords=c, style=s, threshold=None)
+            if wants_threshold:  # the composer binarises (and applies its decoding rules): {0, 1}
+                rolls = composer.decode(part, chords=c, style=s, threshold=threshold) > 0.5
             else:
-                probs = composer.decode(part, chords=c, style=s)
-            out.append((probs.detach().float().cpu().numpy() > threshold))
+                rolls = composer.decode(part, chords=c, style=s) > threshold
+            out.append(rolls.detach().cpu().numpy())
     if not out:
         return np.zeros((0,), dtype=bool)
     return np.concatenate(out, axis=0)
@@ -299,13 +299,22 @@ def _json_safe(obj: Any) -> Any:
 
 
 def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.ndarray], idx: np.ndarray, *,
-                         seed: int = 0, threshold: float = 0.5, device: str = "cpu") -> np.ndarray:
+                         seed: int = 0, threshold: float = 0.5, device: str = "cpu",
+                         release: dict | None = None) -> np.ndarray:
     """One generated phrase per held-out phrase ``idx`` of a split (from :func:`load_split`),
     conditioned on its chords and style, with the composer of ``weights``: bool
-    [len(idx), tracks, bars, steps, pitches]. UserError when the composer does not fit the data."""
+    [len(idx), tracks, bars, steps, pitches]. ``release`` ({track: tau}; None: the card's)
+    replaces the composer's release of held notes. UserError when the composer does not fit the data."""
     dev = _resolve_device(device)
     composer = _load_composer(weights, dev)
     _check_composer(composer, meta, weights)
+    if release is not None:
+        from symbolic.generate import check_release
+
+        try:
+            composer.release = check_release(release, composer.track_names, "--release")
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     style = map_styles(arrays["style"][idx], meta.get("styles"), getattr(composer, "styles", None))
     rolls = generate_rolls(composer, arrays["chords"][idx], style, seed=seed, threshold=threshold, device=dev,
                            has_chords=arrays["has_chords"][idx])
@@ -319,7 +328,7 @@ def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.n
 def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str | Path | None = None,
                       generated: str | Path | None = None, midi: str | Path | None = None,
                       n: int | None = None, seed: int = 0, device: str = "cpu", threshold: float = 0.5,
-                      track_map: str | None = None) -> dict:
+                      track_map: str | None = None, release: dict | None = None) -> dict:
     """Metrics of held-out phrases and (optionally) of generated ones, side by side.
 
     Args:
@@ -332,6 +341,8 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         device: "cpu", "cuda" or "auto" (composer only).
         threshold: binarization threshold of generated probabilities.
         track_map: track map used to read ``midi`` (default: the one matching meta's tracks).
+        release: with ``weights``, {track: tau} in place of the card's release of held notes
+            (``{}``: none; see ``symbolic.generate.release_held_notes``).
     Returns:
         A JSON-ready report: ``{"data_dir", "split", "source", "seed", "n_data", "n_generated",
         "tracks", "is_drum", "grid", "data": metrics, "generated": metrics | None, "rows": [...],
@@ -353,7 +364,8 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
 
     gen_rolls = None
     if weights is not None:
-        gen_rolls = generate_for_phrases(weights, meta, arrays, idx, seed=seed, threshold=threshold, device=device)
+        gen_rolls = generate_for_phrases(weights, meta, arrays, idx, seed=seed, threshold=threshold, device=device,
+                                         release=release)
     elif generated is not None:
         gen_rolls = load_generated_npz(generated, _expected_shape(meta), threshold)
         gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]

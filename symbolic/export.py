@@ -24,7 +24,8 @@ def weight_paths(out_dir: str | Path, name: str) -> tuple[Path, Path]:
 
 
 def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str, meta: dict,
-                     training_steps: int = 0, extra: dict | None = None) -> tuple[Path, Path]:
+                     training_steps: int = 0, extra: dict | None = None,
+                     release: dict[str, float] | None = None) -> tuple[Path, Path]:
     """Write the generator's weights and a JSON card atomically.
 
     Args:
@@ -35,6 +36,8 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
         meta: dataset meta (``tracks``, ``programs``, ``is_drum``, ``grid``, ``n_bars``, ``styles``).
         training_steps: generator steps taken.
         extra: more JSON fields (training hyper-parameters).
+        release: {track name: tau}: the card's ``decode.release``, which tracks' held notes a
+            new onset releases when the composer binarises (``symbolic.generate.release_held_notes``).
     Returns:
         (weights path, json path).
     """
@@ -54,6 +57,8 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
         "training_steps": int(training_steps),
         "weights": st_path.name,
     }
+    if release:
+        card["decode"] = {"release": {str(k): float(v) for k, v in release.items()}}
     if extra:
         card["training"] = extra
     atomic_write_text(js_path, json.dumps(card, indent=2, sort_keys=True) + "\n")
@@ -61,13 +66,15 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
 
 
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: bool = False,
-                      arrangement_data: str | Path | None = None) -> tuple[Path, Path]:
+                      arrangement_data: str | Path | None = None,
+                      release: dict[str, float] | None = None) -> tuple[Path, Path]:
     """Export a training checkpoint's EMA generator (or, with ``raw``, the trained generator itself).
 
     The checkpoint is read with ``torch.load(weights_only=True)``; the card records which
     generator was exported (``training.exported``) and the step counters. ``arrangement_data``
     (a phrase cache folder) counts the arrangement chain again on its training phrases, as a
     training run does when it starts: for checkpoints saved before the chain had chord slots.
+    ``release`` ({track: tau}) replaces the run's ``model.release`` in the card.
     """
     from pipeline.errors import UserError
     from symbolic.lightning import MuseGANModule, export_module, read_training_checkpoint
@@ -78,6 +85,14 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
     model = MuseGANModule(**hparams)  # init_from is only read when a fit starts
     model.load_state_dict(state["state_dict"])
     model.on_load_checkpoint(state)
+    if release is not None:
+        from symbolic.generate import check_release
+
+        try:
+            check_release(release, model.meta()["tracks"], "--release")
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        model.hparams["release"] = dict(release)
     if arrangement_data is not None:
         if not model.hparams.get("arrangement"):
             raise UserError(f"{ckpt}: --arrangement-data: this model has no arrangement conditioning")
@@ -95,7 +110,8 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
 
 
 def cli_main(argv: list[str]) -> int:
-    """``musegansynth export symbolic CKPT --out DIR --name NAME [--raw] [--arrangement-data DIR]``."""
+    """``musegansynth export symbolic CKPT --out DIR --name NAME [--raw] [--arrangement-data DIR]
+    [--release TRACK=TAU ...]``."""
     import argparse
 
     p = argparse.ArgumentParser(prog=argv[0], description="Export a composer training checkpoint's generator.")
@@ -106,8 +122,16 @@ def cli_main(argv: list[str]) -> int:
     p.add_argument("--arrangement-data", metavar="DIR", default=None,
                    help="count the arrangement chain again on this phrase cache's training split "
                         "(e.g. data/build/symbolic/pop909; for checkpoints older than its chord slots)")
+    p.add_argument("--release", metavar="TRACK=TAU", action="append", default=None,
+                   help="a held note of TRACK ends where another of its notes starts unless its "
+                        "probability there is at least TAU (0 < TAU <= 1); repeat for more tracks; "
+                        "replaces the run's model.release ('--release none': no track)")
     args = p.parse_args(argv[1:])
-    st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw, arrangement_data=args.arrangement_data)
+    from symbolic.generate import parse_release
+
+    release = parse_release(args.release)
+    st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw, arrangement_data=args.arrangement_data,
+                               release=release)
     print(f"wrote {st} and {js}")
     return 0
 

@@ -22,6 +22,77 @@ from symbolic.export import FORMAT
 from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator, track_indices, upgrade_arrangement_state
 
 
+def check_release(release: dict | None, track_names: list[str], where: str) -> dict[int, float]:
+    """``{track name or index: tau}`` -> ``{track index: tau}``; ValueError naming ``where`` when a
+    track is unknown or a tau is not in (0, 1]."""
+    out: dict[int, float] = {}
+    for track, tau in dict(release or {}).items():
+        (i,) = track_indices([track], {"tracks": list(track_names)}, len(track_names), where)
+        try:
+            t = float(tau)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: {track}: tau should be a number in (0, 1], got {tau!r}") from None
+        if not 0.0 < t <= 1.0:
+            raise ValueError(f"{where}: {track}: tau should be in (0, 1], got {t}")
+        out[i] = t
+    return out
+
+
+def parse_release(items: list[str] | None, where: str = "--release") -> dict[str, str] | None:
+    """Command-line ``TRACK=TAU`` items -> ``{track: tau}`` (checked later by :func:`check_release`);
+    None when there are none; ``none`` alone -> ``{}`` (release nothing). UserError on a bad item."""
+    if items is None:
+        return None
+    if [i.strip().lower() for i in items] == ["none"]:
+        return {}
+    out: dict[str, str] = {}
+    for item in items:
+        track, sep, tau = item.partition("=")
+        if not sep or not track.strip():
+            raise UserError(f"{where}: expected TRACK=TAU (or none), got {item!r}")
+        out[track.strip()] = tau.strip()
+    return out
+
+
+def release_held_notes(probs: torch.Tensor, active: torch.Tensor, release: dict[int, float],
+                       keep: torch.Tensor | None = None) -> torch.Tensor:
+    """End held notes where another note of the same track starts (a new onset releases them).
+
+    A note of track ``t`` in ``release`` that is still held when some other pitch of ``t``
+    starts (active at the step, not at the one before) stops there, with the rest of its run,
+    unless its probability at that step is at least ``release[t]``: so a line does not smear one
+    note under the next. Steps run through the phrase (notes cross bar lines); notes that start
+    together (chords) are untouched.
+
+    Args:
+        probs: float [N, T, B, S, P] the generator's probabilities; active: bool, same shape
+            (``probs > threshold``).
+        release: track index -> tau in (0, 1].
+        keep: optional bool [N, T]: rows left as they are (a given track).
+    Returns:
+        bool [N, T, B, S, P]: ``active`` with the released steps off.
+    """
+    if not release:
+        return active
+    n, _, b, s, p = active.shape
+    out = active.clone()
+    for t, tau in release.items():
+        a = active[:, t].reshape(n, b * s, p)
+        pr = probs[:, t].reshape(n, b * s, p)
+        o = a.clone()
+        cutting = torch.zeros(n, p, dtype=torch.bool, device=a.device)
+        for j in range(1, b * s):
+            onset = (a[:, j] & ~a[:, j - 1]).any(-1, keepdim=True)       # [N, 1]
+            held = a[:, j] & a[:, j - 1]
+            cutting = held & (cutting | (onset & (pr[:, j] < tau)))
+            o[:, j] = a[:, j] & ~cutting
+        o = o.reshape(n, b, s, p)
+        if keep is not None:
+            o = torch.where(keep[:, t, None, None, None], active[:, t], o)
+        out[:, t] = o
+    return out
+
+
 def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
     """(json path, safetensors path) from a .json, a .safetensors or a folder holding one pair."""
     p = Path(path_or_dir)
@@ -46,7 +117,8 @@ class Composer:
         track_names: list[str], T names; programs: list[int] GM programs (0-127);
         is_drum: list[bool]; grid: dict (steps_per_beat, beats_per_bar, lowest_pitch, n_pitches);
         n_bars: bars a phrase (B); steps_per_bar: S; n_pitches: P; styles: list[str];
-        device: torch.device; generator: the :class:`symbolic.modules.Generator` (eval mode).
+        device: torch.device; generator: the :class:`symbolic.modules.Generator` (eval mode);
+        release: {track index: tau} from the card's ``decode.release`` (:func:`release_held_notes`).
     """
 
     def __init__(self, generator: Generator, card: dict, device: str | torch.device = "cpu") -> None:
@@ -70,6 +142,10 @@ class Composer:
         self.styles = list(card.get("styles") or [])
         self.binary = cfg["binarize"] == "deterministic"
         self.training_steps = int(card.get("training_steps", 0))
+        decode = card.get("decode") or {}
+        if not isinstance(decode, dict):
+            raise ValueError(f"decode: expected a mapping, got {type(decode).__name__}")
+        self.release = check_release(decode.get("release"), self.track_names, "decode.release")
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -98,7 +174,10 @@ class Composer:
 
         state = read_matching_state(st, generator, f"weights do not match {js.name}", upgrade=upgrade_arrangement_state)
         generator.load_state_dict(state)
-        return cls(generator, card, device)
+        try:
+            return cls(generator, card, device)
+        except ValueError as exc:
+            raise UserError(f"{js}: {exc}") from None
 
     # ----------------------------------------------------------------- latent space
     def sample_latents(self, n: int, generator: torch.Generator | None = None, chords: torch.Tensor | None = None,
@@ -180,6 +259,8 @@ class Composer:
             style: long [N] (or one int) style indices, -1 unknown; None = unknown.
             cond_roll: float [N, B, S, P] a given track; cond_track: its index (int or long [N]).
             threshold: binarisation threshold for sigmoid models; ``None`` returns probabilities.
+                Binarising also releases held notes of the tracks in :attr:`release`
+                (:func:`release_held_notes`).
         Returns:
             float [N, T, B, S, P] in {0, 1} (probabilities in [0, 1] when ``threshold`` is None
             and the model is not binary); the given track, if any, is kept as given.
@@ -198,7 +279,11 @@ class Composer:
         probs = self.generator(lat, chords, has, style, cond_roll, cond_track)
         if threshold is None or self.binary:
             return probs.float()
-        return (probs > threshold).float()
+        keep = None
+        if cond_track is not None:
+            keep = (torch.nn.functional.one_hot(cond_track.clamp(min=0), self.n_tracks).bool()
+                    & (cond_track >= 0)[:, None])
+        return release_held_notes(probs, probs > threshold, self.release, keep).float()
 
     # ----------------------------------------------------------------- conveniences
     def _phrase_chords(self, chords, n_phrases: int) -> torch.Tensor | None:

@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from symbolic.export import export_generator
+from symbolic.generate import check_release
 from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
                               count_parameters, density_matching_loss, ema_update, gradient_penalty, note_starts,
                               statistics_matching_loss, track_indices, upgrade_arrangement_state)
@@ -194,6 +195,9 @@ class MuseGANModule(L.LightningModule):
     since) keep their initialisation. Ignored when the run itself resumes (``--ckpt_path``).
     ``g_half_beat_channels`` puts a half-beat stage of that width between the generator's beat
     and step layers (0 = none; :class:`symbolic.modules.Generator`'s ``half_beat_channels``).
+    ``release`` ({track: tau}) goes to the exported card: when the composer binarises, a held
+    note of such a track ends where another of its notes starts unless its probability there
+    is at least tau (:func:`symbolic.generate.release_held_notes`); training never uses it.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -208,7 +212,8 @@ class MuseGANModule(L.LightningModule):
                  stats_terms: tuple[str, ...] | dict[str, float] = STAT_TERMS, bar_gate: bool = False,
                  arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
-                 init_from: str | None = None, g_half_beat_channels: int = 0) -> None:
+                 init_from: str | None = None, g_half_beat_channels: int = 0,
+                 release: dict[str, float] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -232,6 +237,7 @@ class MuseGANModule(L.LightningModule):
         self.data_meta = data_meta
         self._base_stats_terms = stat_term_weights(stats_terms)  # a bad term or weight fails here
         self.schedule = check_schedule(schedule, data_meta, n_tracks)
+        check_release(release, self.meta()["tracks"], "model.release")  # written to the exported card
         self._phase = -1  # index of the schedule phase in force (-1: the base settings)
         self.apply_schedule()  # a phase from step 0; every later change of g_steps applies it again
 
@@ -488,7 +494,8 @@ def export_module(module: MuseGANModule, out_dir: str | Path, name: str, global_
              if k != "data_meta" and not k.startswith("_")}
     extra.update(global_step=int(global_step), exported="generator" if raw else "ema")
     generator = module.generator if raw else module.g_ema
-    return export_generator(generator, out_dir, name, module.meta(), training_steps=int(module.g_steps), extra=extra)
+    return export_generator(generator, out_dir, name, module.meta(), training_steps=int(module.g_steps), extra=extra,
+                            release=module.hparams.get("release"))
 
 
 def read_training_checkpoint(path: str | Path, role: str = "",

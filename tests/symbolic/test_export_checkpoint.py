@@ -111,3 +111,28 @@ def test_resuming_an_old_checkpoint_counts_the_chain_again(arranged, tiny_module
     for g in (resumed.generator, resumed.g_ema):
         assert torch.equal(g.arrange_init, model.generator.arrange_init)
         assert torch.equal(g.arrange_trans, model.generator.arrange_trans)
+
+
+def test_release_from_the_command_line_or_the_run(trained, tmp_path, capsys, tiny_module_kw):
+    from pipeline.cli import main
+    from symbolic.lightning import MuseGANModule, export_module
+
+    root, model = trained
+    assert cli_main(["prog", str(root / "run.ckpt"), "--out", str(tmp_path / "a"), "--name", "x",
+                     "--release", "bridge=0.9", "--release", "piano=1"]) == 0
+    card = json.loads((tmp_path / "a" / "symbolic_x.json").read_text())
+    assert card["decode"] == {"release": {"bridge": 0.9, "piano": 1.0}}
+    assert cli_main(["prog", str(root / "run.ckpt"), "--out", str(tmp_path / "n"), "--name", "x",
+                     "--release", "none"]) == 0
+    assert "decode" not in json.loads((tmp_path / "n" / "symbolic_x.json").read_text())
+    for bad, msg in ((["--release", "bridge"], "--release: expected TRACK=TAU (or none), got 'bridge'"),
+                     (["--release", "bass=0.5"], "--release: unknown track 'bass'"),
+                     (["--release", "bridge=2"], r"--release: bridge: tau should be in (0, 1], got 2.0")):
+        assert main(["export", "symbolic", str(root / "run.ckpt"), "--out", str(tmp_path / "b"), *bad]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+    run = MuseGANModule(**tiny_module_kw, data_meta=model.data_meta, release={"bridge": 0.8})
+    export_module(run, tmp_path / "c", "y", global_step=0)
+    assert json.loads((tmp_path / "c" / "symbolic_y.json").read_text())["decode"] == {"release": {"bridge": 0.8}}
+    with pytest.raises(ValueError, match="model.release: unknown track 'bass'"):
+        MuseGANModule(**tiny_module_kw, data_meta=model.data_meta, release={"bass": 0.8})
