@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--release", metavar="TRACK=TAU", action="append", default=None,
-                   help="release held notes of TRACK at TAU instead of the card's setting (repeatable; "
-                        "'--release none': no track)")
+    from symbolic.generate import add_release_argument, parse_release
+
+    add_release_argument(p, "the card's decode.release")
     args = p.parse_args(argv)
 
     if skipped_for_missing_inputs("bench_symbolic_quality", args.weights, args.data, args.split):
@@ -63,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     from symbolic.evaluate import _json_safe, evaluate_symbolic, report_text
 
     t0 = time.perf_counter()
-    from symbolic.generate import parse_release
-
     try:
         report = evaluate_symbolic(args.data, split=args.split, weights=args.weights, n=args.n,
                                    seed=args.seed, device=args.device, release=parse_release(args.release))

@@ -453,6 +453,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="binarization threshold of probabilities")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the report as JSON")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    from symbolic.generate import add_release_argument
+
+    add_release_argument(p, "the card's decode.release (with --weights)")
     return p
 
 
@@ -460,9 +463,11 @@ def cli_main(argv: Sequence[str]) -> int:
     """Entry point: ``argv[0]`` is the program name, the rest the subcommand's arguments."""
     argv = list(argv)
     args = _parser(argv[0] if argv else "musegansynth evaluate symbolic").parse_args(argv[1:])
+    from symbolic.generate import parse_release
     report = evaluate_symbolic(args.data, split=args.split, weights=args.weights, generated=args.generated,
                                midi=args.midi, n=args.n, seed=args.seed, device=args.device,
-                               threshold=args.threshold, track_map=args.track_map)
+                               threshold=args.threshold, track_map=args.track_map,
+                               release=parse_release(args.release))
     print(report_text(report))
     if args.json:
         atomic_write_text(args.json, json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")

@@ -122,13 +122,10 @@ def cli_main(argv: list[str]) -> int:
     p.add_argument("--arrangement-data", metavar="DIR", default=None,
                    help="count the arrangement chain again on this phrase cache's training split "
                         "(e.g. data/build/symbolic/pop909; for checkpoints older than its chord slots)")
-    p.add_argument("--release", metavar="TRACK=TAU", action="append", default=None,
-                   help="a held note of TRACK ends where another of its notes starts unless its "
-                        "probability there is at least TAU (0 < TAU <= 1); repeat for more tracks; "
-                        "replaces the run's model.release ('--release none': no track)")
-    args = p.parse_args(argv[1:])
-    from symbolic.generate import parse_release
+    from symbolic.generate import add_release_argument, parse_release
 
+    add_release_argument(p, "the run's model.release")
+    args = p.parse_args(argv[1:])
     release = parse_release(args.release)
     st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw, arrangement_data=args.arrangement_data,
                                release=release)

@@ -38,6 +38,15 @@ def check_release(release: dict | None, track_names: list[str], where: str) -> d
     return out
 
 
+def add_release_argument(parser, what: str) -> None:
+    """Add ``--release TRACK=TAU`` (repeatable; ``--release none``) to an argparse parser; ``what``
+    says what it replaces. Read it back with :func:`parse_release`."""
+    parser.add_argument("--release", metavar="TRACK=TAU", action="append", default=None,
+                        help="a held note of TRACK ends where another of its notes starts unless its probability "
+                             f"there is at least TAU (0 < TAU <= 1); repeatable; replaces {what} "
+                             "('--release none': no track)")
+
+
 def parse_release(items: list[str] | None, where: str = "--release") -> dict[str, str] | None:
     """Command-line ``TRACK=TAU`` items -> ``{track: tau}`` (checked later by :func:`check_release`);
     None when there are none; ``none`` alone -> ``{}`` (release nothing). UserError on a bad item."""

@@ -137,3 +137,22 @@ def test_evaluation_can_replace_the_cards_release(tmp_path):
     assert np.array_equal(card_rule[:, [0, 2]], none[:, [0, 2]])
     with pytest.raises(UserError, match="--release: unknown track 'bass'"):
         generate_for_phrases(weights, meta, arrays, np.arange(4), release={"bass": 0.5})
+
+
+def test_the_evaluate_command_takes_a_release(tmp_path):
+    from symbolic.datamodule import write_fake_cache
+    from symbolic.evaluate import cli_main
+
+    data = write_fake_cache(tmp_path / "data", n_train=2, n_valid=2, n_test=8, n_bars=2, steps_per_beat=1,
+                            lowest_pitch=60, n_pitches=6, styles=())
+    _composer(tmp_path, {"bridge": 1.0})
+    base = ["prog", "--data", str(data), "--weights", str(tmp_path / "symbolic_r.json")]
+    reports = {}
+    for rel in ("none", "bridge=1"):
+        assert cli_main([*base, "--release", rel, "--json", str(tmp_path / f"{rel}.json")]) == 0
+        reports[rel] = json.loads((tmp_path / f"{rel}.json").read_text())["generated"]["bridge"]
+    assert cli_main([*base, "--json", str(tmp_path / "card.json")]) == 0
+    assert json.loads((tmp_path / "card.json").read_text())["generated"]["bridge"] == reports["bridge=1"]
+    assert reports["none"]["POLY_RATE"] > reports["bridge=1"]["POLY_RATE"]
+    with pytest.raises(UserError, match="--release: expected TRACK=TAU"):
+        cli_main([*base, "--release", "bridge"])
