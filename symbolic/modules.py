@@ -462,12 +462,7 @@ class Generator(nn.Module):
         for key, shape in self.latent_shapes().items():
             out[key] = torch.randn((n, *shape), generator=generator, device=gen_device).to(device)
         if self.has_arrangement and arrangement:  # after the Gaussians: their numbers do not depend on it
-            slots = None
-            if chords is not None:
-                chords = torch.as_tensor(chords)
-                if chords.dim() < 2 or tuple(chords.shape[:2]) != (n, self.n_bars):
-                    raise ValueError(f"chords: expected [{n}, {self.n_bars}, ...], got {list(chords.shape)}")
-                slots = bar_chord_slots(chords.cpu(), None if has_chords is None else torch.as_tensor(has_chords).cpu())
+            slots = self._chord_slots(n, chords, has_chords)
             u = torch.rand((n, self.n_bars), generator=generator, device=gen_device)
             out[ARRANGEMENT_KEY] = self.sample_arrangement(u.cpu().double(), slots).to(device)
         return out
@@ -486,13 +481,9 @@ class Generator(nn.Module):
         if a.dim() != 3 or tuple(a.shape[1:]) != (self.n_tracks, self.n_bars):
             raise ValueError(f"activity: expected [N, {self.n_tracks}, {self.n_bars}], got {list(a.shape)}")
         n = a.shape[0]
-        if chords is None:
+        slots = self._chord_slots(n, chords, has_chords)
+        if slots is None:
             slots = torch.full((n, self.n_bars), SLOT_NO_INFO, dtype=torch.long)
-        else:
-            chords = torch.as_tensor(chords)
-            if chords.dim() < 2 or tuple(chords.shape[:2]) != (n, self.n_bars):
-                raise ValueError(f"chords: expected [{n}, {self.n_bars}, ...], got {list(chords.shape)}")
-            slots = bar_chord_slots(chords.cpu(), None if has_chords is None else torch.as_tensor(has_chords).cpu())
         states = arrangement_states(a).cpu()                              # [N, B]
         s = 2 ** self.n_tracks
         init = torch.bincount(slots[:, 0] * s + states[:, 0], minlength=CHAIN_SLOTS * s).double()
@@ -500,6 +491,15 @@ class Generator(nn.Module):
         trans = torch.bincount(cells.reshape(-1), minlength=CHAIN_SLOTS * s * s).double()
         self.arrange_init.copy_(init.reshape(CHAIN_SLOTS, s).to(self.arrange_init))
         self.arrange_trans.copy_(trans.reshape(CHAIN_SLOTS, s, s).to(self.arrange_trans))
+
+    def _chord_slots(self, n: int, chords: torch.Tensor | None, has_chords: torch.Tensor | None) -> torch.Tensor | None:
+        """:func:`bar_chord_slots` (on the CPU) of ``n`` phrases' chords [n, B, ...], checked; None without chords."""
+        if chords is None:
+            return None
+        chords = torch.as_tensor(chords)
+        if chords.dim() < 2 or tuple(chords.shape[:2]) != (n, self.n_bars):
+            raise ValueError(f"chords: expected [{n}, {self.n_bars}, ...], got {list(chords.shape)}")
+        return bar_chord_slots(chords.cpu(), None if has_chords is None else torch.as_tensor(has_chords).cpu())
 
     def _chain_tables(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Sampling tables (first-bar CDF [3, S], row CDFs [3, S, S]) indexed by slot, where
