@@ -78,7 +78,6 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
     """
     from pipeline.errors import UserError
     from symbolic.lightning import MuseGANModule, export_module, read_training_checkpoint
-    from symbolic.modules import bar_activity
 
     state = read_training_checkpoint(ckpt, required=("state_dict", "hyper_parameters"))
     hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
@@ -99,11 +98,8 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
         from symbolic.datamodule import load_split, read_meta
 
         train = load_split(arrangement_data, "train", read_meta(arrangement_data))
-        rolls = torch.from_numpy(train["rolls"])
         try:
-            for g in (model.generator, model.g_ema):
-                g.fit_arrangement_prior(bar_activity(rolls), torch.from_numpy(train["chords"]),
-                                        torch.from_numpy(train["has_chords"]))
+            model.fit_arrangement(*(torch.from_numpy(train[k]) for k in ("rolls", "chords", "has_chords")))
         except ValueError as exc:
             raise UserError(f"{arrangement_data}: --arrangement-data does not fit this model ({exc})") from None
     return export_module(model, out_dir, name, global_step=int(state.get("global_step", 0)), raw=raw)

@@ -310,9 +310,14 @@ class MuseGANModule(L.LightningModule):
         # after a --ckpt_path restore: the chain is always the one of this run's training phrases
         if self.hparams.arrangement:
             train = self._training_phrases()
-            activity = bar_activity(train.rolls)                          # [N, T, B]
-            for g in (self.generator, self.g_ema):
-                g.fit_arrangement_prior(activity, train.chords, train.has_chords)
+            self.fit_arrangement(train.rolls, train.chords, train.has_chords)
+
+    def fit_arrangement(self, rolls: torch.Tensor, chords: torch.Tensor, has_chords: torch.Tensor) -> None:
+        """Count both generators' arrangement chain on training phrases (rolls [N, T, B, S, P],
+        chords [N, B, K, 12], has_chords [N]); ValueError when they do not fit the model."""
+        activity = bar_activity(torch.as_tensor(rolls))                   # [N, T, B]
+        for g in (self.generator, self.g_ema):
+            g.fit_arrangement_prior(activity, torch.as_tensor(chords), torch.as_tensor(has_chords))
 
     def load_training_weights(self, path: str | Path) -> None:
         """Copy generator, EMA and critic weights and the step counters from a training checkpoint.
