@@ -342,7 +342,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         threshold: binarization threshold of generated probabilities.
         track_map: track map used to read ``midi`` (default: the one matching meta's tracks).
         release: with ``weights``, {track: tau} in place of the card's release of held notes
-            (``{}``: none; see ``symbolic.modules.release_held_notes``).
+            (``{}``: none; see ``symbolic.generate.release_held_notes``).
     Returns:
         A JSON-ready report: ``{"data_dir", "split", "source", "seed", "n_data", "n_generated",
         "tracks", "is_drum", "grid", "data": metrics, "generated": metrics | None, "rows": [...],

@@ -37,7 +37,7 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
         training_steps: generator steps taken.
         extra: more JSON fields (training hyper-parameters).
         release: {track name: tau}: the card's ``decode.release``, which tracks' held notes a
-            new onset releases when the composer binarises (``symbolic.modules.release_held_notes``).
+            new onset releases when the composer binarises (``symbolic.generate.release_held_notes``).
     Returns:
         (weights path, json path).
     """

@@ -19,8 +19,7 @@ import torch
 from pipeline.errors import UserError
 from pipeline.fileio import read_json_object
 from symbolic.export import FORMAT
-from symbolic.modules import (ARRANGEMENT_KEY, LATENT_KEYS, Generator, release_held_notes, track_indices,
-                              upgrade_arrangement_state)
+from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator, track_indices, upgrade_arrangement_state
 
 
 def check_release(release: dict | None, track_names: list[str], where: str) -> dict[int, float]:
@@ -61,6 +60,45 @@ def parse_release(items: list[str] | None, where: str = "--release") -> dict[str
         if not sep or not track.strip():
             raise UserError(f"{where}: expected TRACK=TAU (or none), got {item!r}")
         out[track.strip()] = tau.strip()
+    return out
+
+
+def release_held_notes(probs: torch.Tensor, active: torch.Tensor, release: dict[int, float],
+                       keep: torch.Tensor | None = None) -> torch.Tensor:
+    """End held notes where another note of the same track starts (a new onset releases them).
+
+    A note of track ``t`` in ``release`` that is still held when some other pitch of ``t``
+    starts (active at the step, not at the one before) stops there, with the rest of its run,
+    unless its probability at that step is at least ``release[t]``: so a line does not smear one
+    note under the next. Steps run through the phrase (notes cross bar lines); notes that start
+    together (chords) are untouched.
+
+    Args:
+        probs: float [N, T, B, S, P] the generator's probabilities; active: bool, same shape
+            (``probs > threshold``).
+        release: track index -> tau in (0, 1].
+        keep: optional bool [N, T]: rows left as they are (a given track).
+    Returns:
+        bool [N, T, B, S, P]: ``active`` with the released steps off.
+    """
+    if not release:
+        return active
+    n, _, b, s, p = active.shape
+    out = active.clone()
+    for t, tau in release.items():
+        a = active[:, t].reshape(n, b * s, p)
+        pr = probs[:, t].reshape(n, b * s, p)
+        o = a.clone()
+        cutting = torch.zeros(n, p, dtype=torch.bool, device=a.device)
+        for j in range(1, b * s):
+            onset = (a[:, j] & ~a[:, j - 1]).any(-1, keepdim=True)       # [N, 1]
+            held = a[:, j] & a[:, j - 1]
+            cutting = held & (cutting | (onset & (pr[:, j] < tau)))
+            o[:, j] = a[:, j] & ~cutting
+        o = o.reshape(n, b, s, p)
+        if keep is not None:
+            o = torch.where(keep[:, t, None, None, None], active[:, t], o)
+        out[:, t] = o
     return out
 
 

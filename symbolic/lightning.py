@@ -25,8 +25,7 @@ from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, ba
                               statistics_matching_loss, track_indices, upgrade_arrangement_state)
 
 
-SCHEDULE_KEYS = ("density_weight", "stats_weight", "stats_terms", "monophonic", "monophonic_straight_through",
-                 "stats_release")
+SCHEDULE_KEYS = ("density_weight", "stats_weight", "stats_terms", "monophonic", "monophonic_straight_through")
 """The settings a ``schedule`` phase may change (loss terms and monophony, no layer shapes)."""
 
 OPTIONAL_PARTS = (".bar_gate.", ".arrange_")
@@ -80,10 +79,8 @@ def check_schedule(schedule: list[dict] | None, data_meta: dict | None, n_tracks
             phase["stats_terms"] = stat_term_weights(phase["stats_terms"], what=f"{where}.stats_terms")
         if "monophonic" in phase:
             phase["monophonic"] = track_indices(phase["monophonic"], data_meta, n_tracks, f"{where}.monophonic")
-        for key in ("monophonic_straight_through", "stats_release"):
-            if key in phase:
-                if not isinstance(phase[key], bool):
-                    raise ValueError(f"{where}: {key} must be true or false, got {phase[key]!r}")
+        if "monophonic_straight_through" in phase:
+            phase["monophonic_straight_through"] = bool(phase["monophonic_straight_through"])
         out.append(phase)
     return out
 
@@ -200,9 +197,7 @@ class MuseGANModule(L.LightningModule):
     and step layers (0 = none; :class:`symbolic.modules.Generator`'s ``half_beat_channels``).
     ``release`` ({track: tau}) goes to the exported card: when the composer binarises, a held
     note of such a track ends where another of its notes starts unless its probability there
-    is at least tau (:func:`symbolic.modules.release_held_notes`). ``stats_release`` applies
-    that release to the thresholded roll the statistics term measures, so that it matches the
-    statistics of the music generation writes (the critic still sees the probabilities).
+    is at least tau (:func:`symbolic.generate.release_held_notes`); training never uses it.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -218,7 +213,7 @@ class MuseGANModule(L.LightningModule):
                  arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
                  init_from: str | None = None, g_half_beat_channels: int = 0,
-                 release: dict[str, float] | None = None, stats_release: bool = False) -> None:
+                 release: dict[str, float] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -242,7 +237,7 @@ class MuseGANModule(L.LightningModule):
         self.data_meta = data_meta
         self._base_stats_terms = stat_term_weights(stats_terms)  # a bad term or weight fails here
         self.schedule = check_schedule(schedule, data_meta, n_tracks)
-        self._release = check_release(release, self.meta()["tracks"], "model.release")  # and the exported card
+        check_release(release, self.meta()["tracks"], "model.release")  # written to the exported card
         self._phase = -1  # index of the schedule phase in force (-1: the base settings)
         self.apply_schedule()  # a phase from step 0; every later change of g_steps applies it again
 
@@ -406,7 +401,7 @@ class MuseGANModule(L.LightningModule):
             pitched = [not d for d in self.meta().get("is_drum", [False] * h.n_tracks)]
             weights = s["stats_terms"]  # term -> weight (settings)
             stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(weights),
-                                             h.beats_per_bar, self._release if s["stats_release"] else None)
+                                             h.beats_per_bar)
             g_loss = g_loss + s["stats_weight"] * sum(weights[k] * v for k, v in stats.items())
             self.log_dict({f"loss/stats_{k}": v.detach() for k, v in stats.items()})
         opt_g.zero_grad(set_to_none=True)

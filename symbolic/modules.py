@@ -977,49 +977,9 @@ def _groove_consistency(onsets: torch.Tensor) -> torch.Tensor:
     return 1.0 - (dist * both).sum(-1)[keep] / count[keep]
 
 
-def release_held_notes(probs: torch.Tensor, active: torch.Tensor, release: dict[int, float],
-                       keep: torch.Tensor | None = None) -> torch.Tensor:
-    """End held notes where another note of the same track starts (a new onset releases them).
-
-    A note of track ``t`` in ``release`` that is still held when some other pitch of ``t``
-    starts (active at the step, not at the one before) stops there, with the rest of its run,
-    unless its probability at that step is at least ``release[t]``: so a line does not smear one
-    note under the next. Steps run through the phrase (notes cross bar lines); notes that start
-    together (chords) are untouched.
-
-    Args:
-        probs: float [N, T, B, S, P] the generator's probabilities; active: bool, same shape
-            (``probs > threshold``).
-        release: track index -> tau in (0, 1].
-        keep: optional bool [N, T]: rows left as they are (a given track).
-    Returns:
-        bool [N, T, B, S, P]: ``active`` with the released steps off.
-    """
-    if not release:
-        return active
-    n, _, b, s, p = active.shape
-    out = active.clone()
-    for t, tau in release.items():
-        a = active[:, t].reshape(n, b * s, p)
-        pr = probs[:, t].reshape(n, b * s, p)
-        o = a.clone()
-        cutting = torch.zeros(n, p, dtype=torch.bool, device=a.device)
-        for j in range(1, b * s):
-            onset = (a[:, j] & ~a[:, j - 1]).any(-1, keepdim=True)       # [N, 1]
-            held = a[:, j] & a[:, j - 1]
-            cutting = held & (cutting | (onset & (pr[:, j] < tau)))
-            o[:, j] = a[:, j] & ~cutting
-        o = o.reshape(n, b, s, p)
-        if keep is not None:
-            o = torch.where(keep[:, t, None, None, None], active[:, t], o)
-        out[:, t] = o
-    return out
-
-
 def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitch: int,
                              pitched: list[bool] | None = None, terms: tuple[str, ...] = STAT_TERMS,
-                             beats_per_bar: int = 4, release: dict[int, float] | None = None
-                             ) -> dict[str, torch.Tensor]:
+                             beats_per_bar: int = 4) -> dict[str, torch.Tensor]:
     """Distribution matching of musical statistics between a generated and a real batch.
 
     The generated probabilities are thresholded at 0.5 with the straight-through estimator, so
@@ -1031,11 +991,6 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
     metrics measure: it asks for the data's mix of rests, busy bars, chords and single notes
     without saying which bar gets which.
 
-    With ``release`` ({track index: tau}, as the composer decodes with), the thresholded roll
-    first has its held notes released as generation would (:func:`release_held_notes`, no
-    gradient through the choice; released cells pass none), so the statistics stay those of
-    the music written.
-
     The ``activity`` term (not in the default ``terms``) works on the probabilities themselves:
     per track, the highest probability of every (phrase, bar) against the real bars' 0 (empty)
     or 1, so that the least active generated bars are pushed toward silence in the proportion
@@ -1045,7 +1000,6 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
         fake: float [N, T, B, S, P] probabilities; real: {0, 1} [N', T, B, S, P].
         lowest_pitch, pitched, beats_per_bar: as in :func:`roll_statistics`.
         terms: any of :data:`ALL_STAT_TERMS`.
-        release: optional {track index: tau} applied to the thresholded fake roll.
     Returns:
         dict term -> scalar tensor (0 for identical statistics in any order).
     """
@@ -1055,12 +1009,7 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
     check_stat_terms(terms)
     hard = tuple(k for k in terms if k in HARD_STAT_TERMS)
     real = (real > 0.5).to(fake.dtype)
-    hard_fake = threshold_straight_through(fake)
-    if release:
-        with torch.no_grad():
-            kept = release_held_notes(fake, fake > 0.5, release)
-        hard_fake = hard_fake * kept.to(hard_fake.dtype)
-    sf = roll_statistics(hard_fake, lowest_pitch, pitched, hard, beats_per_bar)
+    sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, hard, beats_per_bar)
     with torch.no_grad():
         sr = roll_statistics(real, lowest_pitch, pitched, hard, beats_per_bar)
     if "activity" in terms:

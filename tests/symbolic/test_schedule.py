@@ -41,7 +41,6 @@ def test_check_schedule_normalises_phases():
     ([{"from_step": 1, "stats_terms": "density"}], r"schedule\[0\]\.stats_terms: expected a list of terms or a mapping"),
     ([{"from_step": 1, "monophonic": ["drums"]}], r"schedule\[0\]\.monophonic: unknown track 'drums'"),
     (["stats"], r"schedule\[0\]: expected a mapping"),
-    ([{"from_step": 1, "stats_release": "yes"}], r"schedule\[0\]: stats_release must be true or false, got 'yes'"),
 ])
 def test_bad_schedules_are_refused_by_name(schedule, message):
     with pytest.raises(ValueError, match=message):
@@ -140,20 +139,3 @@ def test_a_phase_from_step_zero_is_in_force_from_the_start():
     m = _module(schedule=[{"from_step": 0, "monophonic": ["piano"], "stats_weight": 2.0}])
     assert m.generator.monophonic == (2,) and m.g_ema.monophonic == (2,)
     assert m.settings()["stats_weight"] == 2.0
-
-
-def test_stats_release_gives_the_statistics_term_the_release_from_its_phase(tmp_path, tiny_fit, monkeypatch):
-    import symbolic.lightning as sl
-
-    seen = []
-    real_loss = sl.statistics_matching_loss
-
-    def spy(*args, **kw):
-        seen.append(args[6] if len(args) > 6 else kw.get("release"))
-        return real_loss(*args, **kw)
-
-    monkeypatch.setattr(sl, "statistics_matching_loss", spy)
-    model, _ = tiny_fit(tmp_path, 8, stats_weight=1.0, stats_terms=["polyphony"], release={"bridge": 0.9},
-                        schedule=[{"from_step": 2, "stats_release": True}])
-    assert model.g_steps == 4
-    assert seen == [None, None, {1: 0.9}, {1: 0.9}]
