@@ -22,7 +22,8 @@ from symbolic.export import export_generator
 from symbolic.generate import check_release
 from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
                               count_parameters, density_matching_loss, ema_update, gradient_penalty, note_starts,
-                              statistics_matching_loss, track_indices, upgrade_arrangement_state)
+                              statistics_matching_loss, track_indices, upgrade_arrangement_state,
+                              widen_critic_for_onsets)
 
 
 SCHEDULE_KEYS = ("density_weight", "stats_weight", "stats_terms", "monophonic", "monophonic_straight_through")
@@ -198,6 +199,7 @@ class MuseGANModule(L.LightningModule):
     ``release`` ({track: tau}) goes to the exported card: when the composer binarises, a held
     note of such a track ends where another of its notes starts unless its probability there
     is at least tau (:func:`symbolic.generate.release_held_notes`); training never uses it.
+    ``d_onsets`` gives the critic each track's note starts as extra inputs (``Critic(onsets=True)``).
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -213,7 +215,7 @@ class MuseGANModule(L.LightningModule):
                  arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
                  init_from: str | None = None, g_half_beat_channels: int = 0,
-                 release: dict[str, float] | None = None) -> None:
+                 release: dict[str, float] | None = None, d_onsets: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -228,7 +230,8 @@ class MuseGANModule(L.LightningModule):
         self.generator.monophonic_straight_through = bool(monophonic_straight_through)
         self.critic = Critic(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                              beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
-                             n_styles=n_styles, channels=tuple(d_channels), hidden=d_hidden, style_dim=style_dim)
+                             n_styles=n_styles, channels=tuple(d_channels), hidden=d_hidden, style_dim=style_dim,
+                             onsets=d_onsets)
         self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         # step counters as Python ints (reading a GPU tensor each step would stall the GPU);
         # saved in checkpoints by on_save_checkpoint / on_load_checkpoint
@@ -323,8 +326,10 @@ class MuseGANModule(L.LightningModule):
         """Copy generator, EMA and critic weights and the step counters from a training checkpoint.
 
         Only the parts a run may add or drop (``OPTIONAL_PARTS``: bar gate, arrangement) may be
-        in one and not the other (added ones keep their initialisation); anything else that
-        differs raises :class:`UserError`.
+        in one and not the other (added ones keep their initialisation), and a critic with onset
+        inputs (``d_onsets``) may start from one without them (zero weights for the new inputs,
+        :func:`symbolic.modules.widen_critic_for_onsets`); anything else that differs raises
+        :class:`UserError`.
         """
         from pipeline.errors import UserError
 
@@ -333,6 +338,12 @@ class MuseGANModule(L.LightningModule):
         own = self.state_dict()
         optional = lambda k: any(part in k for part in OPTIONAL_PARTS)  # noqa: E731
         state = {k: v for k, v in state.items() if k in own or not optional(k)}  # parts this run drops
+        key = "critic.pitch.weight"
+        if self.critic.onsets and key in state and state[key].shape[1] != own[key].shape[1]:
+            try:  # a critic trained without onset inputs: zero weights for them, same scores
+                state[key] = widen_critic_for_onsets(state[key], self.critic.n_tracks, self.critic.p_fine)
+            except ValueError:
+                pass  # reported below with the other mismatches
         missing = [k for k in own if k not in state]
         bad = [k for k in missing if not optional(k)] + [k for k in state if k not in own]
         bad += [k for k in state if k in own and state[k].shape != own[k].shape]

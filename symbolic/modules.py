@@ -678,13 +678,16 @@ class Critic(nn.Module):
     per-sample gradients).
 
     Args: like :class:`Generator`; ``channels`` = (c1, c2) widths of the bar encoder,
-    ``hidden`` the phrase MLP width.
+    ``hidden`` the phrase MLP width; ``onsets`` adds T input channels, each track's note starts
+    (:func:`note_starts`, phrase-wide, so a note held from the step before is no new note), so
+    the first layer sees where notes begin and which notes carry over a beat line.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
                  n_pitches: int = 84, lowest_pitch: int = 24, n_styles: int = 1, channels: tuple[int, int] = (64, 128),
-                 hidden: int = 256, style_dim: int = 8) -> None:
+                 hidden: int = 256, style_dim: int = 8, onsets: bool = False) -> None:
         super().__init__()
+        self.onsets = bool(onsets)
         self.n_tracks, self.n_bars, self.steps_per_bar = n_tracks, n_bars, steps_per_bar
         self.beats_per_bar, self.n_pitches, self.lowest_pitch = beats_per_bar, n_pitches, lowest_pitch
         self.n_styles = n_styles
@@ -692,7 +695,8 @@ class Critic(nn.Module):
         self.c1, self.c2 = c1, c2
         self.p_coarse, self.p_fine = _pitch_split(n_pitches)
         self.k_steps = steps_per_bar // beats_per_bar
-        self.pitch = nn.Linear((n_tracks + 1) * self.p_fine, c1)      # 12 pitches x tracks -> octave feature
+        self.in_channels = 2 * n_tracks + 1 if self.onsets else n_tracks + 1
+        self.pitch = nn.Linear(self.in_channels * self.p_fine, c1)     # 12 pitches x channels -> octave feature
         self.steps = nn.Linear(self.k_steps * c1, c2)                  # steps -> beats
         self.beats = nn.Linear(beats_per_bar * c2, c2)                 # beats -> bar
         self.bar = nn.Linear(self.p_coarse * c2, hidden)               # octaves -> bar vector
@@ -725,8 +729,11 @@ class Critic(nn.Module):
             cmap = chord_pitch_map(chords.to(dtype), s, p, self.lowest_pitch)
             has = (has_chords if has_chords is not None else chords.reshape(n, -1).amax(1) > 0).to(dtype)
             cmap = cmap * has[:, None, None, None]
-        x = torch.cat([roll.permute(0, 2, 3, 4, 1), cmap[..., None]], dim=-1)  # [N, B, S, P, T+1]
-        x = x.reshape(m, s, o, f * (t + 1))
+        parts = [roll.permute(0, 2, 3, 4, 1), cmap[..., None]]
+        if self.onsets:  # where each pitch starts sounding (soft for probabilities), across bar lines
+            parts.append(note_starts(roll).to(dtype).permute(0, 2, 3, 4, 1))
+        x = torch.cat(parts, dim=-1)                                            # [N, B, S, P, C]
+        x = x.reshape(m, s, o, f * self.in_channels)
         h = F.leaky_relu(self.pitch(x), 0.2)                                   # [M, S, O, c1]
         h = h.reshape(m, k, ks, o, self.c1).transpose(2, 3).reshape(m, k, o, ks * self.c1)
         h = F.leaky_relu(self.steps(h), 0.2)                                   # [M, K, O, c2]
@@ -745,6 +752,19 @@ class Critic(nn.Module):
 
 
 # --------------------------------------------------------------------------- losses, EMA
+def widen_critic_for_onsets(weight: torch.Tensor, n_tracks: int, p_fine: int) -> torch.Tensor:
+    """A critic's first-layer weight ``[c1, p_fine * (T+1)]`` (no onset inputs) as the weight of
+    a critic with ``onsets=True``, ``[c1, p_fine * (2T+1)]``: the onset columns are zero, so the
+    widened critic gives the same scores. Raises ValueError on any other shape."""
+    c1, cols = weight.shape
+    if cols != p_fine * (n_tracks + 1):
+        raise ValueError(f"critic.pitch.weight has {cols} inputs, expected {p_fine} x {n_tracks + 1} "
+                         f"(a critic without onset inputs)")
+    w = weight.reshape(c1, p_fine, n_tracks + 1)                 # columns: fine pitch x channel
+    pad = weight.new_zeros(c1, p_fine, n_tracks)
+    return torch.cat([w, pad], dim=-1).reshape(c1, p_fine * (2 * n_tracks + 1))
+
+
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: torch.Tensor | None = None,
                      **cond) -> torch.Tensor:
     """WGAN-GP penalty ``mean((||grad_x critic(x)||_2 - 1)^2)`` at random interpolates.
@@ -940,7 +960,8 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
 
 def note_starts(x: torch.Tensor) -> torch.Tensor:
     """{0, 1} float [..., B, S, P] where a note starts in rolls {0, 1} [..., B, S, P] (bars joined:
-    a note held over a bar line starts once)."""
+    a note held over a bar line starts once). On probabilities, ``x_t * (1 - x_{t-1})``: a soft
+    onset."""
     *lead, b, s, p = x.shape
     flat = x.float().reshape(*lead, b * s, p)
     prev = F.pad(flat, (0, 0, 1, 0))[..., :-1, :]

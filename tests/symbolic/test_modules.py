@@ -201,3 +201,46 @@ def test_half_beat_stage_wires_each_half_of_a_beat_to_its_own_features(tmp_path)
         small_generator(steps_per_bar=12, half_beat_channels=6)
     with pytest.raises(ValueError, match="half_beat_channels -1"):
         small_generator(half_beat_channels=-1)
+
+
+def test_critic_onset_inputs_hand_made_roll():
+    # the first layer of Critic(onsets=True) sees, per pitch: the T tracks, the chord map, then
+    # each track's note starts, phrase-wide (a note held over the bar line starts once)
+    d = Critic(**SMALL, channels=(4, 8), hidden=8, onsets=True)
+    assert d.in_channels == 7 and d.pitch.in_features == 12 * 7
+    roll = torch.zeros(1, 3, 2, 8, 24)
+    roll[0, 1, 0, 6:, 5] = 1            # bridge, pitch 53: steps 6-7 of bar 0 ...
+    roll[0, 1, 1, :2, 5] = 1            # ... held on over the bar line to step 1 of bar 1
+    roll[0, 0, 0, 2:4, 15] = 1          # melody, pitch 63: one note at steps 2-3 ...
+    roll[0, 0, 0, 5, 15] = 1            # ... and a second one at step 5
+    seen = {}
+
+    def keep_input(module, inp, out):
+        seen["x"] = inp[0].detach()
+
+    d.pitch.register_forward_hook(keep_input)
+    d(roll)
+    x = seen["x"].reshape(2, 8, 2, 12, 7).reshape(1, 2, 8, 24, 7)     # [N, B, S, P, channel]
+    assert torch.equal(x[..., :3], roll.permute(0, 2, 3, 4, 1))
+    assert float(x[..., 3].abs().sum()) == 0                          # no chords given
+    starts = x[..., 4:].permute(0, 4, 1, 2, 3)                         # [N, T, B, S, P]
+    assert [tuple(i) for i in starts.nonzero().tolist()] == [(0, 0, 0, 2, 15), (0, 0, 0, 5, 15),
+                                                               (0, 1, 0, 6, 5)]
+
+
+def test_widen_critic_for_onsets_keeps_scores():
+    from symbolic.modules import widen_critic_for_onsets
+
+    torch.manual_seed(0)
+    plain = Critic(**SMALL, channels=(4, 8), hidden=8)
+    wide = Critic(**SMALL, channels=(4, 8), hidden=8, onsets=True)
+    state = dict(plain.state_dict())
+    state["pitch.weight"] = widen_critic_for_onsets(state["pitch.weight"], 3, 12)
+    assert state["pitch.weight"].shape == (4, 84)
+    wide.load_state_dict(state)
+    roll = (torch.rand(4, 3, 2, 8, 24) > 0.8).float()
+    chords = torch.zeros(4, 2, 4, 12)
+    chords[..., [0, 4, 7]] = 1
+    assert torch.allclose(wide(roll, chords=chords), plain(roll, chords=chords), atol=1e-6)
+    with pytest.raises(ValueError, match="expected 12 x 4"):
+        widen_critic_for_onsets(state["pitch.weight"], 3, 12)
