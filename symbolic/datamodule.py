@@ -19,7 +19,7 @@ from pipeline.errors import UserError
 from pipeline.fileio import read_json_object
 
 SPLITS = ("train", "valid", "test")
-_KEYS = ("rolls", "chords", "has_chords", "style")
+_KEYS = ("rolls", "chords", "has_chords", "style", "song")
 
 
 def read_meta(data_dir: str | Path) -> dict:

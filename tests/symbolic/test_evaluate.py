@@ -396,3 +396,63 @@ def test_midi_folder_on_a_real_pop909_song(shared_data, tmp_path):
         assert 0.0 <= gen[track]["PCE"] <= math.log2(12)
         assert 0.5 < gen[track]["SC"] <= 1.0  # tonal music stays mostly in one scale
     assert 0.0 <= gen["pairs"]["melody/piano"]["TD"] <= 3.0
+
+
+def test_bootstrap_intervals_resample_whole_songs():
+    rolls = make_rolls(4)
+    rolls[3, 0, :2] = False                     # song 9 (phrase 3): melody silent in bars 0-1
+    songs = np.array([7, 7, 7, 9])
+    names, drums = ["melody", "piano", "drums"], [False, False, True]
+    iv = E.bootstrap_intervals(rolls, songs, names, drums, GRID, 400, seed=3)
+    # a draw of two songs: song 7 twice (melody EB 0), both (2 of 16 bars, 0.125) or song 9 twice
+    # (4 of 8 bars, 0.5), a quarter of the draws at each end, so the central 95% reaches both;
+    # drawing phrases instead of songs would end at 0.375 (3 of 4 phrases silent: 0.4%)
+    assert iv[("EB", "melody")] == (0.0, 0.5)
+    # the piano is the same in every phrase: no spread
+    piano = M.evaluate_rolls(rolls, names, drums, GRID)["piano"]
+    lo, hi = iv[("POLY_RATE", "piano")]
+    assert lo == pytest.approx(piano["POLY_RATE"]) and hi == pytest.approx(piano["POLY_RATE"])
+    assert ("TD", "melody/piano") in iv
+    assert E.bootstrap_intervals(rolls, songs, names, drums, GRID, 400, seed=3) == iv   # seeded
+    # one song: every draw is the split itself
+    one = E.bootstrap_intervals(rolls, np.zeros(4, int), names, drums, GRID, 5)
+    assert one[("EB", "melody")] == pytest.approx((0.125, 0.125))
+    with pytest.raises(ValueError, match="whole number >= 1"):
+        E.bootstrap_intervals(rolls, songs, names, drums, GRID, 0)
+    with pytest.raises(ValueError, match="3 song ids for 4 phrases"):
+        E.bootstrap_intervals(rolls, songs[:3], names, drums, GRID, 5)
+
+
+def test_bootstrap_in_the_report_and_table(tmp_path, capsys):
+    rolls = make_rolls(4)
+    rolls[2:, 0, :2] = False
+    ds = make_dataset(tmp_path / "ds", rolls)
+    z = dict(np.load(ds / "test.npz"))
+    z["song"] = np.array([0, 0, 1, 1])
+    np.savez_compressed(ds / "test.npz", **z)
+    gen = make_rolls(4)
+    gen[:, 0] = False                            # melody never plays: EB 1, outside [0, 0.5]
+    np.savez(tmp_path / "gen.npz", rolls=gen)
+    out = tmp_path / "r.json"
+    assert E.cli_main([PROG, "--data", str(ds), "--generated", str(tmp_path / "gen.npz"), "--bootstrap", "50",
+                       "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "data 95% interval" in printed
+    assert "inside the held-out value's 95% interval (50 resamples of its 2 songs)" in printed
+    report = json.loads(out.read_text())
+    rows = {(r["track"], r["metric"]): r for r in report["rows"]}
+    assert rows[("melody", "EB")]["in_interval"] is False and rows[("melody", "EB")]["data_hi"] <= 0.5
+    assert rows[("piano", "POLY_RATE")]["in_interval"] is True      # the piano is the data's
+    assert report["summary"]["bootstrap"] == 50 and report["summary"]["songs"] == 2
+    assert report["summary"]["inside"] == sum(1 for r in report["rows"] if r["in_interval"])
+    with pytest.raises(UserError, match="--bootstrap: expected a whole number"):
+        E.evaluate_symbolic(ds, bootstrap=-1)
+
+
+def test_split_without_song_ids_counts_each_phrase_as_a_song(tmp_path):
+    ds = make_dataset(tmp_path / "ds", make_rolls(3))
+    z = dict(np.load(ds / "test.npz"))
+    del z["song"]
+    np.savez_compressed(ds / "test.npz", **z)
+    _, arrays = E.load_split(ds, "test")
+    assert arrays["song"].tolist() == [0, 1, 2]
