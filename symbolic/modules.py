@@ -680,7 +680,8 @@ class Critic(nn.Module):
     Args: like :class:`Generator`; ``channels`` = (c1, c2) widths of the bar encoder,
     ``hidden`` the phrase MLP width; ``onsets`` adds T input channels, each track's note starts
     (:func:`note_starts`, phrase-wide, so a note held from the step before is no new note), so
-    the first layer sees where notes begin and which notes carry over a beat line.
+    the first layer sees where notes begin and which notes carry over a beat line (about twice
+    the critic's cost per step at the shipped sizes on CPU; see the model card).
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
