@@ -443,10 +443,10 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     compared = [r for r in rows if r["within"] is not None]
     summary = {"compared": len(compared), "within": sum(1 for r in compared if r["within"])}
     if bootstrap:
-        add_intervals(rows, bootstrap_intervals(data_rolls, arrays["song"][idx], names, is_drum, grid,
-                                                bootstrap, seed=seed))
+        songs = arrays["song"][idx]
+        add_intervals(rows, bootstrap_intervals(data_rolls, songs, names, is_drum, grid, bootstrap, seed=seed))
         summary.update(inside=sum(1 for r in compared if r["in_interval"]), bootstrap=int(bootstrap),
-                       songs=int(np.unique(arrays["song"][idx]).size))
+                       songs=int(np.unique(songs).size))
     return {
         "data_dir": str(data_dir),
         "split": split,

@@ -338,12 +338,10 @@ class MuseGANModule(L.LightningModule):
         own = self.state_dict()
         optional = lambda k: any(part in k for part in OPTIONAL_PARTS)  # noqa: E731
         state = {k: v for k, v in state.items() if k in own or not optional(k)}  # parts this run drops
-        key = "critic.pitch.weight"
-        if self.critic.onsets and key in state and state[key].shape[1] != own[key].shape[1]:
-            try:  # a critic trained without onset inputs: zero weights for them, same scores
-                state[key] = widen_critic_for_onsets(state[key], self.critic.n_tracks, self.critic.p_fine)
-            except ValueError:
-                pass  # reported below with the other mismatches
+        key, d = "critic.pitch.weight", self.critic
+        if d.onsets and key in state and state[key].shape[1] == d.p_fine * (d.n_tracks + 1):
+            # a critic trained without onset inputs: zero weights for them, same scores
+            state[key] = widen_critic_for_onsets(state[key], d.n_tracks, d.p_fine)
         missing = [k for k in own if k not in state]
         bad = [k for k in missing if not optional(k)] + [k for k in state if k not in own]
         bad += [k for k in state if k in own and state[k].shape != own[k].shape]
