@@ -23,7 +23,7 @@ from symbolic.generate import check_release
 from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
                               count_parameters, density_matching_loss, ema_update, gradient_penalty, note_starts,
                               statistics_matching_loss, track_indices, upgrade_arrangement_state,
-                              widen_critic_for_onsets)
+                              can_widen_arrangement, widen_arrangement_weight, widen_critic_for_onsets)
 
 
 SCHEDULE_KEYS = ("density_weight", "stats_weight", "stats_terms", "monophonic", "monophonic_straight_through")
@@ -200,6 +200,9 @@ class MuseGANModule(L.LightningModule):
     note of such a track ends where another of its notes starts unless its probability there
     is at least tau (:func:`symbolic.generate.release_held_notes`); training never uses it.
     ``d_onsets`` gives the critic each track's note starts as extra inputs (``Critic(onsets=True)``).
+    ``texture`` names (or indices) tracks whose per-bar texture joins the arrangement (needs
+    ``arrangement``; :class:`symbolic.modules.Generator`'s ``texture``): bars of single notes and
+    bars of chords, the real phrase's in training, drawn by the chain for generation.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -215,7 +218,8 @@ class MuseGANModule(L.LightningModule):
                  arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
                  init_from: str | None = None, g_half_beat_channels: int = 0,
-                 release: dict[str, float] | None = None, d_onsets: bool = False) -> None:
+                 release: dict[str, float] | None = None, d_onsets: bool = False,
+                 texture: tuple[str | int, ...] = ()) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -226,7 +230,8 @@ class MuseGANModule(L.LightningModule):
                                    branch_channels=g_branch_channels, style_dim=style_dim, chord_dim=chord_dim,
                                    track_cond_dim=track_cond_dim, binarize=binarize, bar_gate=bar_gate,
                                    arrangement=arrangement, half_beat_channels=g_half_beat_channels,
-                                   monophonic=self._base_monophonic)
+                                   monophonic=self._base_monophonic,
+                                   texture=track_indices(texture, data_meta, n_tracks, "texture"))
         self.generator.monophonic_straight_through = bool(monophonic_straight_through)
         self.critic = Critic(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                              beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
@@ -318,7 +323,7 @@ class MuseGANModule(L.LightningModule):
     def fit_arrangement(self, rolls: torch.Tensor, chords: torch.Tensor, has_chords: torch.Tensor) -> None:
         """Count both generators' arrangement chain on training phrases (rolls [N, T, B, S, P],
         chords [N, B, K, 12], has_chords [N]); ValueError when they do not fit the model."""
-        activity = bar_activity(torch.as_tensor(rolls))                   # [N, T, B]
+        activity = self.generator.arrangement_from_roll(torch.as_tensor(rolls))  # [N, rows, B]
         for g in (self.generator, self.g_ema):
             g.fit_arrangement_prior(activity, torch.as_tensor(chords), torch.as_tensor(has_chords))
 
@@ -326,10 +331,12 @@ class MuseGANModule(L.LightningModule):
         """Copy generator, EMA and critic weights and the step counters from a training checkpoint.
 
         Only the parts a run may add or drop (``OPTIONAL_PARTS``: bar gate, arrangement) may be
-        in one and not the other (added ones keep their initialisation), and a critic with onset
+        in one and not the other (added ones keep their initialisation), a critic with onset
         inputs (``d_onsets``) may start from one without them (zero weights for the new inputs,
-        :func:`symbolic.modules.widen_critic_for_onsets`); anything else that differs raises
-        :class:`UserError`.
+        :func:`symbolic.modules.widen_critic_for_onsets`), and a generator with texture rows
+        (``texture``) from one without them (zero weights for the new rows,
+        :func:`symbolic.modules.widen_arrangement_weight`; the chain is counted again); anything
+        else that differs raises :class:`UserError`.
         """
         from pipeline.errors import UserError
 
@@ -342,6 +349,12 @@ class MuseGANModule(L.LightningModule):
         if d.onsets and key in state and state[key].shape[1] == d.p_fine * (d.n_tracks + 1):
             # a critic trained without onset inputs: zero weights for them, same scores
             state[key] = widen_critic_for_onsets(state[key], d.n_tracks, d.p_fine)
+        for k in [k for k in state if k in own and state[k].shape != own[k].shape]:
+            if k.endswith((".arrange_init", ".arrange_trans")):
+                state[k] = own[k]  # the chain (another number of rows): counted again at fit start
+            elif k.endswith((".arrange_in.weight", ".arrange_bias")) and can_widen_arrangement(
+                    tuple(state[k].shape), tuple(own[k].shape)):
+                state[k] = widen_arrangement_weight(state[k], own[k].shape)  # zero weights for new rows
         missing = [k for k in own if k not in state]
         bad = [k for k in missing if not optional(k)] + [k for k in state if k not in own]
         bad += [k for k in state if k in own and state[k].shape != own[k].shape]
@@ -360,7 +373,7 @@ class MuseGANModule(L.LightningModule):
         """Fresh latents for a batch; with arrangement conditioning, the real phrases' arrangement."""
         z = self.generator.sample_latents(real.shape[0], device=real.device, arrangement=False)
         if self.hparams.arrangement:
-            z[ARRANGEMENT_KEY] = bar_activity(real)                             # [N, T, B]
+            z[ARRANGEMENT_KEY] = self.generator.arrangement_from_roll(real)     # [N, rows, B]
         return z
 
     def configure_optimizers(self):

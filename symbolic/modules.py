@@ -218,6 +218,12 @@ def bar_activity(roll: torch.Tensor) -> torch.Tensor:
     return (roll.flatten(-2) > 0).any(-1)
 
 
+def bar_texture(roll: torch.Tensor) -> torch.Tensor:
+    """bool [...]: where a roll [..., S, P] sounds two or more pitches at once at some step of the
+    bar (a bar of chords or dyads); False for a bar of single notes or a silent one."""
+    return ((roll > 0).sum(-1) >= 2).any(-1)
+
+
 SLOT_NO_CHORD, SLOT_CHORD, SLOT_NO_INFO = 0, 1, 2
 CHAIN_SLOTS = 3
 """The arrangement chain counts each bar in one of three slots: a bar without a chord in a phrase
@@ -263,18 +269,21 @@ def arrangement_states(activity: torch.Tensor) -> torch.Tensor:
 
 
 def keep_most_probable_pitch(probs: torch.Tensor, tracks: tuple[int, ...],
-                             straight_through: bool = False) -> torch.Tensor:
+                             straight_through: bool = False, bars: torch.Tensor | None = None) -> torch.Tensor:
     """Zero every pitch but the most probable one per step for ``tracks`` of probs [N, T, B, S, P].
 
     The kept pitch passes its gradient. The zeroed ones get none, or with ``straight_through``
     the gradient of their (zeroed) output, as if they had been kept: the value is the same
     either way, but a loss that wants another pitch can then raise it. Other tracks are unchanged.
+    ``bars`` (bool [N, len(tracks), B]) limits it to the bars marked True (others unchanged).
     """
     if not tracks:
         return probs
     idx = torch.as_tensor(list(tracks), device=probs.device)
     sel = probs[:, idx]                                                  # [N, t, B, S, P]
     top = torch.zeros_like(sel).scatter_(-1, sel.argmax(-1, keepdim=True), 1.0)
+    if bars is not None:
+        top = torch.where(bars.to(probs.device).bool()[..., None, None], top, torch.ones_like(top))
     keep = torch.ones_like(probs).index_copy(1, idx, top)
     if straight_through:
         return probs * keep + (probs - probs.detach()) * (1.0 - keep)
@@ -316,6 +325,13 @@ class Generator(nn.Module):
             trained without it keeps its output on all-active arrangements.
         monophonic: indices of tracks that hold at most one pitch per step (e.g. a vocal
             melody): only the most probable pitch of each step is kept.
+        texture: indices of tracks whose **texture** is part of the arrangement (needs
+            ``arrangement``): one more row per such track, True where the track plays two or
+            more pitches at once somewhere in the bar (:func:`bar_texture`: chords, dyads) and
+            False for a bar of single notes, where the track keeps only its most probable pitch
+            of each step. The chain draws it with the activity, so the share of single-note
+            bars follows the data (POP909's bridge: 59% of its bars), and the generator learns
+            what the other bars hold. The arrangement is then float [N, T + len(texture), B].
         half_beat_channels: 0 (default) goes from beats to steps in one layer; a width ``h``
             puts a half-beat stage between them: beats [K, O, c1] -> half beats [2K, O, h] ->
             steps [S, O, c2], each a kernel-equals-stride layer with batch norm and ReLU, so
@@ -328,7 +344,7 @@ class Generator(nn.Module):
                  trunk_channels: tuple[int, int] = (128, 64), branch_channels: int = 32, style_dim: int = 8,
                  chord_dim: int = 16, track_cond_dim: int = 16, binarize: str = "sigmoid",
                  bar_gate: bool = False, arrangement: bool = False, monophonic: tuple[int, ...] = (),
-                 half_beat_channels: int = 0) -> None:
+                 half_beat_channels: int = 0, texture: tuple[int, ...] = ()) -> None:
         super().__init__()
         if binarize not in ("sigmoid", "deterministic"):
             raise ValueError(f"binarize must be 'sigmoid' or 'deterministic', not {binarize!r}")
@@ -337,8 +353,14 @@ class Generator(nn.Module):
         if half_beat_channels < 0 or (half_beat_channels and (steps_per_bar // beats_per_bar) % 2):
             raise ValueError(f"half_beat_channels {half_beat_channels}: needs a width >= 0 and an even number of "
                              f"steps per beat (got {steps_per_bar // beats_per_bar})")
-        if arrangement and n_tracks > ARRANGEMENT_MAX_TRACKS:
-            raise ValueError(f"arrangement: at most {ARRANGEMENT_MAX_TRACKS} tracks (2^T bar states), got {n_tracks}")
+        texture = tuple(sorted({int(i) for i in texture}))
+        if texture and not arrangement:
+            raise ValueError("texture: needs arrangement conditioning (arrangement=True)")
+        if any(not 0 <= i < n_tracks for i in texture):
+            raise ValueError(f"texture: track indices must be in 0..{n_tracks - 1}, got {list(texture)}")
+        if arrangement and n_tracks + len(texture) > ARRANGEMENT_MAX_TRACKS:
+            raise ValueError(f"arrangement: at most {ARRANGEMENT_MAX_TRACKS} tracks and texture rows "
+                             f"(2^rows bar states), got {n_tracks} + {len(texture)}")
         #: the constructor's keyword arguments (saved beside exported weights)
         self.config = dict(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                            beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
@@ -348,6 +370,9 @@ class Generator(nn.Module):
                            arrangement=bool(arrangement), monophonic=[])
         if half_beat_channels:  # only when on: weights saved before it existed keep their exact config
             self.config["half_beat_channels"] = int(half_beat_channels)
+        if texture:  # the same
+            self.config["texture"] = list(texture)
+        self.texture = texture
         self.n_tracks, self.n_bars, self.steps_per_bar = n_tracks, n_bars, steps_per_bar
         self.beats_per_bar, self.n_pitches, self.lowest_pitch = beats_per_bar, n_pitches, lowest_pitch
         self.z_dim, self.binarize = z_dim, binarize
@@ -402,14 +427,30 @@ class Generator(nn.Module):
         # optional arrangement conditioning (see the class docstring); all-zero start
         self.has_arrangement = bool(arrangement)
         if arrangement:
-            self.arrange_in = nn.Linear(t, k * o * c1, bias=False)          # bar's activity -> trunk
+            rows = self.arrangement_rows
+            self.arrange_in = nn.Linear(rows, k * o * c1, bias=False)       # bar's arrangement -> trunk
             nn.init.zeros_(self.arrange_in.weight)
-            self.arrange_bias = nn.Parameter(torch.zeros(t, t, c2))         # bar's activity -> branch t
-            n_states = 2 ** t
-            # Markov chain over per-bar states (bit i = track i plays), counts per chord slot of
-            # the bar (CHAIN_SLOTS); all zero = not fitted
+            self.arrange_bias = nn.Parameter(torch.zeros(t, rows, c2))      # bar's arrangement -> branch t
+            n_states = 2 ** rows
+            # Markov chain over per-bar states (bit i = row i of the arrangement: track i plays,
+            # then the texture rows), counts per chord slot of the bar (CHAIN_SLOTS); all zero =
+            # not fitted
             self.register_buffer("arrange_init", torch.zeros(CHAIN_SLOTS, n_states))
             self.register_buffer("arrange_trans", torch.zeros(CHAIN_SLOTS, n_states, n_states))
+
+    @property
+    def arrangement_rows(self) -> int:
+        """Rows of the arrangement: one per track (plays in the bar), then one per texture track."""
+        return self.n_tracks + len(self.texture)
+
+    def arrangement_from_roll(self, roll: torch.Tensor) -> torch.Tensor:
+        """The arrangement bool [N, rows, B] of rolls [N, T, B, S, P]: :func:`bar_activity` of every
+        track, then :func:`bar_texture` of each texture track."""
+        roll = torch.as_tensor(roll)
+        rows = [bar_activity(roll)]
+        if self.texture:
+            rows.append(bar_texture(roll[:, list(self.texture)]))
+        return torch.cat(rows, dim=1)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         upgrade_arrangement_state(state_dict, prefix)  # chains saved before the chord slots
@@ -478,14 +519,14 @@ class Generator(nn.Module):
         if not self.has_arrangement:
             raise ValueError("fit_arrangement_prior: this generator has no arrangement conditioning")
         a = torch.as_tensor(activity).bool()
-        if a.dim() != 3 or tuple(a.shape[1:]) != (self.n_tracks, self.n_bars):
-            raise ValueError(f"activity: expected [N, {self.n_tracks}, {self.n_bars}], got {list(a.shape)}")
+        if a.dim() != 3 or tuple(a.shape[1:]) != (self.arrangement_rows, self.n_bars):
+            raise ValueError(f"activity: expected [N, {self.arrangement_rows}, {self.n_bars}], got {list(a.shape)}")
         n = a.shape[0]
         slots = self._chord_slots(n, chords, has_chords)
         if slots is None:
             slots = torch.full((n, self.n_bars), SLOT_NO_INFO, dtype=torch.long)
         states = arrangement_states(a).cpu()                              # [N, B]
-        s = 2 ** self.n_tracks
+        s = 2 ** self.arrangement_rows
         init = torch.bincount(slots[:, 0] * s + states[:, 0], minlength=CHAIN_SLOTS * s).double()
         cells = (slots[:, 1:] * s + states[:, :-1]) * s + states[:, 1:]
         trans = torch.bincount(cells.reshape(-1), minlength=CHAIN_SLOTS * s * s).double()
@@ -537,7 +578,7 @@ class Generator(nn.Module):
         chain is not fitted (see :meth:`_chain_tables` for the other fallbacks).
         """
         n, b = u.shape
-        full = 2 ** self.n_tracks - 1
+        full = 2 ** self.arrangement_rows - 1
         tables = self._chain_tables()
         if tables is None:
             states = torch.full((n, b), full, dtype=torch.long)
@@ -549,7 +590,7 @@ class Generator(nn.Module):
             for j in range(1, b):
                 c = cdf[slots[:, j], states[:, j - 1]]
                 states[:, j] = torch.searchsorted(c, u[:, j:j + 1].contiguous(), right=True).clamp(max=full)[:, 0]
-        bits = (states[:, None, :] >> torch.arange(self.n_tracks)[None, :, None]) & 1
+        bits = (states[:, None, :] >> torch.arange(self.arrangement_rows)[None, :, None]) & 1
         return bits.bool()
 
     # ----------------------------------------------------------------- forward
@@ -563,7 +604,7 @@ class Generator(nn.Module):
                 has_chords: torch.Tensor | None, style: torch.Tensor | None, cond_roll: torch.Tensor | None,
                 cond_track: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(pre-sigmoid scores [N, T, B, S, P], bar-gate logits [N, T, B] or None, arrangement
-        [N, T, B] (:meth:`arrangement_of`) or None without arrangement conditioning)."""
+        [N, rows, B] (:meth:`arrangement_of`) or None without arrangement conditioning)."""
         t, b, s, p, z = self.n_tracks, self.n_bars, self.steps_per_bar, self.n_pitches, self.z_dim
         k, o, ks = self.beats_per_bar, self.p_coarse, self.k_steps
         c1, c2, c3 = self.c1, self.c2, self.c3
@@ -575,8 +616,8 @@ class Generator(nn.Module):
         pre = self.trunk_in(x.reshape(m, -1))
         arr = None
         if self.has_arrangement:
-            arr = self.arrangement_of(latents, cond_roll, cond_track)           # [N, T, B]
-            arr_bar = arr.transpose(1, 2).reshape(m, t)                         # [M, T]
+            arr = self.arrangement_of(latents, cond_roll, cond_track)           # [N, rows, B]
+            arr_bar = arr.transpose(1, 2).reshape(m, arr.shape[1])              # [M, rows]
             pre = pre + self.arrange_in(arr_bar.to(pre.dtype))
         h = F.relu(self.trunk_in_norm(pre)).reshape(m, k, o, c1)                # [M, K, O, c1]
         units, per = k, ks                                                      # time units, steps per unit
@@ -627,7 +668,11 @@ class Generator(nn.Module):
         if gate is not None:
             probs = probs * torch.sigmoid(gate)[..., None, None]
         if arr is not None:
-            probs = probs * arr.to(probs.dtype)[..., None, None]
+            t = self.n_tracks
+            probs = probs * arr[:, :t].to(probs.dtype)[..., None, None]
+            if self.texture:  # single-note bars of the texture tracks
+                probs = keep_most_probable_pitch(probs, self.texture, self.monophonic_straight_through,
+                                                 bars=arr[:, t:] < 0.5)
         if self.monophonic:
             probs = keep_most_probable_pitch(probs, self.monophonic, self.monophonic_straight_through)
         out = threshold_straight_through(probs) if self.binarize == "deterministic" else probs
@@ -635,20 +680,27 @@ class Generator(nn.Module):
 
     def arrangement_of(self, latents: dict[str, torch.Tensor], cond_roll: torch.Tensor | None = None,
                        cond_track: torch.Tensor | None = None) -> torch.Tensor:
-        """The arrangement float [N, T, B] the output follows: ``latents["arrangement"]`` (bool or
-        {0, 1}; all ones when absent), with a given track's row set to where that track has notes."""
+        """The arrangement float [N, rows, B] the output follows (rows: :attr:`arrangement_rows`):
+        ``latents["arrangement"]`` (bool or {0, 1}; all ones when absent: every track plays, no bar
+        held to single notes), with a given track's rows set from its notes (where it plays, and
+        its texture when it is a texture track)."""
         n, dev = latents["shared"].shape[0], latents["shared"].device
+        rows = self.arrangement_rows
         arr = latents.get(ARRANGEMENT_KEY)
         if arr is None:
-            return torch.ones(n, self.n_tracks, self.n_bars, device=dev)
+            return torch.ones(n, rows, self.n_bars, device=dev)
         arr = arr.to(device=dev, dtype=torch.float32)
-        if tuple(arr.shape) != (n, self.n_tracks, self.n_bars):
-            raise ValueError(f"arrangement: expected [{n}, {self.n_tracks}, {self.n_bars}], got {list(arr.shape)}")
+        if tuple(arr.shape) != (n, rows, self.n_bars):
+            raise ValueError(f"arrangement: expected [{n}, {rows}, {self.n_bars}], got {list(arr.shape)}")
         if cond_roll is not None and cond_track is not None and bool((cond_track >= 0).any()):
-            given = bar_activity(cond_roll).to(arr.dtype)                       # [N, B]
-            rows = torch.nn.functional.one_hot(cond_track.clamp(min=0), self.n_tracks).to(arr.dtype)
-            rows = rows * (cond_track >= 0).to(arr.dtype)[:, None]               # [N, T]
-            arr = arr * (1 - rows[..., None]) + given[:, None, :] * rows[..., None]
+            on = (cond_track >= 0).to(arr.dtype)[:, None]                          # [N, 1]
+            mask = torch.nn.functional.one_hot(cond_track.clamp(min=0), rows).to(arr.dtype) * on  # [N, rows]
+            given = bar_activity(cond_roll).to(arr.dtype)[:, None, :].expand(n, rows, self.n_bars).clone()
+            for i, tr in enumerate(self.texture):
+                row = self.n_tracks + i
+                mask[:, row] = (cond_track == tr).to(arr.dtype) * on[:, 0]
+                given[:, row] = bar_texture(cond_roll).to(arr.dtype)
+            arr = arr * (1 - mask[..., None]) + given * mask[..., None]
         return arr
 
     def gates(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
@@ -764,6 +816,27 @@ def widen_critic_for_onsets(weight: torch.Tensor, n_tracks: int, p_fine: int) ->
     w = weight.reshape(c1, p_fine, n_tracks + 1)                 # columns: fine pitch x channel
     pad = weight.new_zeros(c1, p_fine, n_tracks)
     return torch.cat([w, pad], dim=-1).reshape(c1, p_fine * (2 * n_tracks + 1))
+
+
+def can_widen_arrangement(old: tuple[int, ...], new: tuple[int, ...]) -> bool:
+    """Whether :func:`widen_arrangement_weight` takes a weight of shape ``old`` to ``new``: the
+    same shape but for one dimension (the rows'), larger in ``new``."""
+    differ = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    return len(old) == len(new) and len(differ) == 1 and new[differ[0]] > old[differ[0]]
+
+
+def widen_arrangement_weight(weight: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An arrangement weight of a generator without texture rows (``arrange_in.weight``
+    [C, T], ``arrange_bias`` [T, T, c2]) in the ``shape`` of one with them ([C, T + X],
+    [T, T + X, c2]): the texture rows come after the activity rows and get zero weights, so the
+    widened generator gives the same scores wherever no bar is held to single notes. Raises
+    ValueError unless ``shape`` differs from the weight's in the rows' dimension alone, and is larger."""
+    shape, old = tuple(shape), tuple(weight.shape)
+    if not can_widen_arrangement(old, shape):
+        raise ValueError(f"arrangement weight of shape {list(old)} cannot widen to {list(shape)}")
+    out = weight.new_zeros(shape)
+    out[tuple(slice(0, d) for d in old)] = weight
+    return out
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: torch.Tensor | None = None,
