@@ -5,7 +5,8 @@ last row gathers ``--max-steps`` and longer) and where in the beat it starts (st
 beat): the share of all notes in each cell, for the held-out phrases and for as many generated
 ones (conditioned on their chords and style, as in ``bench_symbolic_quality.py``), and the
 generated minus the held-out share. A diagnostic behind QN and POLY_RATE: whole-beat notes
-against eighth-note lines. Exits 0 with a message when the weights or the data are absent.
+against eighth-note lines. Then the track's bars by texture (``symbolic.metrics.texture_profile``):
+the share of sounding bars with no step of two or more pitches, and of those with some, by how many. Exits 0 with a message when the weights or the data are absent.
 
     python benchmarks/bench_symbolic_rhythm.py [--weights W] [--split valid] [--track bridge] [--n N] [--seed 0]
 """
@@ -76,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(idx)} {args.split} phrases vs as many generated ({args.weights.name}, seed {args.seed})")
     for title, table in (("held-out", data), ("generated", made), ("difference", made - data)):
         print(_table(title, table))
+    edges = ["0", *(f"{a:g}-{b:g}" for a, b in zip((0, *M.TEXTURE_BINS), (*M.TEXTURE_BINS, 1)))]
+    print(f"\n{args.track}: share of sounding bars by the share of their sounding steps with two or more pitches")
+    print(f"{'':<12}" + "".join(f"  {e:>9} " for e in edges))
+    for title, roll in (("held-out", arrays["rolls"][idx, t]), ("generated", gen[:, t])):
+        print(f"{title:<12}" + "".join(f"  {v:9.3f} " for v in M.texture_profile(roll)))
     return 0
 
 

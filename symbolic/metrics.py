@@ -265,6 +265,40 @@ def rhythm_profile(roll: Any, steps_per_beat: int, max_steps: int = 5, onsets: A
     return table / max(len(length), 1)
 
 
+TEXTURE_BINS = (0.25, 0.5, 0.75)
+"""Upper edges of :func:`texture_profile`'s middle bins (the last runs to 1 inclusive)."""
+
+
+def texture_profile(roll: Any, bins: tuple[float, ...] = TEXTURE_BINS) -> np.ndarray:
+    """How one track's sounding bars split between single notes and chords.
+
+    Not one of the issue's metrics: a diagnostic of what POLY_RATE averages. For each bar with
+    a note, its chord-step rate is the share of its sounding steps that sound two or more
+    pitches. Returns float [len(bins) + 2]: the share of sounding bars whose rate is exactly 0
+    (single-note bars), then in ``(0, bins[0])``, ``[bins[0], bins[1])``, ... and
+    ``[bins[-1], 1]``; it sums to 1 (all zeros when no bar sounds).
+
+    Args:
+        roll: [N, bars, steps_per_bar, pitches] (nonzero = sounding).
+        bins: increasing edges inside (0, 1).
+    """
+    edges = [float(b) for b in bins]
+    if any(not 0 < b < 1 for b in edges) or edges != sorted(set(edges)):
+        raise ValueError(f"bins: expected increasing edges inside (0, 1), got {list(bins)}")
+    x = np.asarray(roll) != 0
+    if x.ndim != 4:
+        raise ValueError(f"roll: expected [N, bars, steps, pitches], got shape {list(x.shape)}")
+    count = x.sum(-1)                                        # [N, B, S] pitches a step
+    sounding = (count > 0).sum(-1)                           # [N, B]
+    rate = (count > 1).sum(-1)[sounding > 0] / sounding[sounding > 0]
+    out = np.zeros(len(edges) + 2)
+    if rate.size == 0:
+        return out
+    out[0] = np.mean(rate == 0)
+    out[1:] = np.histogram(rate[rate > 0], bins=[0.0, *edges, 1.0])[0] / rate.size
+    return out
+
+
 def drum_pattern_weights(steps_per_beat: int, beats_per_bar: int, tolerance: float = 0.1) -> np.ndarray:
     """Weight of a drum hit at each step of a bar for DP.
 

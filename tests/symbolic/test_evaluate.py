@@ -373,6 +373,8 @@ def test_rhythm_benchmark_prints_the_held_out_and_generated_tables(dataset, tmp_
     want = M.rhythm_profile(rolls, meta["grid"]["steps_per_beat"], 3)
     np.testing.assert_allclose(held, want, atol=5e-4)
     assert lines[5].startswith("generated") and lines[9].startswith("difference")
+    texture = [line for line in lines if line.startswith("held-out ")][-1]
+    np.testing.assert_allclose([float(v) for v in texture.split()[1:]], M.texture_profile(rolls), atol=5e-4)
     assert bench.main(argv[:-4] + ["--split", "test", "--track", "bass"]) == 2
     assert "unknown track 'bass'" in capsys.readouterr().err
 

@@ -403,6 +403,28 @@ def test_vectorised_metrics_match_plain_loops():
     assert M.groove_consistency(roll) == pytest.approx(np.mean(gc))
 
 
+def test_texture_profile_of_a_hand_made_roll():
+    # one phrase of 4 bars x 4 steps: bar 0 a line (rate 0), bar 1 a dyad on 1 of 4 sounding
+    # steps (0.25), bar 2 silent, bar 3 a chord held over all 4 steps (1.0); a second phrase
+    # with a dyad on 1 of 2 sounding steps (0.5) in its bar 0
+    r = np.zeros((2, 4, 4, 12), dtype=bool)
+    r[0, 0, 0:2, 0] = True
+    r[0, 0, 2:4, 4] = True
+    r[0, 1, :, 2] = True
+    r[0, 1, 3, 9] = True
+    r[0, 3, :, [0, 4, 7]] = True
+    r[1, 0, 0:2, 5] = True
+    r[1, 0, 1, 8] = True
+    prof = M.texture_profile(r)                 # bins 0 | (0, .25) | [.25, .5) | [.5, .75) | [.75, 1]
+    np.testing.assert_allclose(prof, np.array([1, 0, 1, 1, 1]) / 4)
+    np.testing.assert_allclose(M.texture_profile(r, bins=(0.5,)), np.array([1, 1, 2]) / 4)
+    assert M.texture_profile(np.zeros((1, 2, 4, 12), bool)).sum() == 0
+    with pytest.raises(ValueError, match=r"bins: expected increasing edges inside \(0, 1\)"):
+        M.texture_profile(r, bins=(0.5, 0.25))
+    with pytest.raises(ValueError, match=r"roll: expected \[N, bars, steps, pitches\]"):
+        M.texture_profile(r[0])
+
+
 def test_rhythm_profile_of_a_hand_made_roll():
     # one phrase, 2 bars of 2 beats x 4 steps: C on beat 0 for a whole beat, E and G as two
     # eighth notes on beat 1 (offsets 0 and 2), a one-step D at offset 3 of beat 2 and a B held
