@@ -195,7 +195,7 @@ def test_debug_config_trains_with_two_ddp_processes_on_cpu(tmp_path):
     assert (tmp_path / "pretrained" / "symbolic_debug.safetensors").is_file()
 
 
-@pytest.mark.parametrize("name", ["debug", "pop909", "pop909_halfbeat", "drums", "paper_gpu"])
+@pytest.mark.parametrize("name", ["debug", "pop909", "pop909_halfbeat", "pop909_texture", "drums", "paper_gpu"])
 def test_shipped_symbolic_configs_parse_and_build_their_model(name, capsys):
     from symbolic.train import cli_main as train_main
 
