@@ -146,6 +146,8 @@ def test_train_cli_unknown_config_is_user_error(tmp_path):
     (["--model.stats_terms", "[density, swing]"], r"unknown stats_terms \['swing'\]"),
     (["--model.monophonic", "[vocals]"], r"monophonic: unknown track 'vocals' \(tracks: melody, bridge, piano\)"),
     (["--model.schedule", "[{from_step: 5, lr: 0.1}]"], r"schedule\[0\]: unknown setting 'lr'"),
+    (["--model.texture", "[bridge]", "--model.arrangement", "false"], r"texture: needs arrangement conditioning"),
+    (["--model.texture", "[bass]", "--model.arrangement", "true"], r"texture: unknown track 'bass'"),
 ])
 def test_train_cli_bad_model_setting_is_user_error(tmp_path, setting, message):
     from symbolic.train import cli_main
