@@ -203,6 +203,8 @@ class MuseGANModule(L.LightningModule):
     ``texture`` names (or indices) tracks whose per-bar texture joins the arrangement (needs
     ``arrangement``; :class:`symbolic.modules.Generator`'s ``texture``): bars of single notes and
     bars of chords, the real phrase's in training, drawn by the chain for generation.
+    ``d_arrangement`` gives the critic the arrangement too (``Critic(arrangement_rows=...)``; needs
+    ``arrangement``): the real phrase's, for the real and the generated phrase alike.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -219,7 +221,7 @@ class MuseGANModule(L.LightningModule):
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
                  init_from: str | None = None, g_half_beat_channels: int = 0,
                  release: dict[str, float] | None = None, d_onsets: bool = False,
-                 texture: tuple[str | int, ...] = ()) -> None:
+                 texture: tuple[str | int, ...] = (), d_arrangement: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -233,10 +235,13 @@ class MuseGANModule(L.LightningModule):
                                    monophonic=self._base_monophonic,
                                    texture=track_indices(texture, data_meta, n_tracks, "texture"))
         self.generator.monophonic_straight_through = bool(monophonic_straight_through)
+        if d_arrangement and not arrangement:
+            raise ValueError("d_arrangement: needs arrangement conditioning (model.arrangement true)")
         self.critic = Critic(n_tracks=n_tracks, n_bars=n_bars, steps_per_bar=steps_per_bar,
                              beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                              n_styles=n_styles, channels=tuple(d_channels), hidden=d_hidden, style_dim=style_dim,
-                             onsets=d_onsets)
+                             onsets=d_onsets,
+                             arrangement_rows=self.generator.arrangement_rows if d_arrangement else 0)
         self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         # step counters as Python ints (reading a GPU tensor each step would stall the GPU);
         # saved in checkpoints by on_save_checkpoint / on_load_checkpoint
@@ -389,6 +394,8 @@ class MuseGANModule(L.LightningModule):
         n = real.shape[0]
         c = self._conditions(batch, train=True)
         dcond = {k: c[k] for k in ("chords", "has_chords", "style", "cond_track")}
+        if h.d_arrangement:  # the critic sees the bars' arrangement, the real phrase's for both
+            dcond["arrangement"] = self.generator.arrangement_from_roll(real).to(real.dtype)
         gcond = {k: c[k] for k in ("chords", "has_chords", "style", "cond_roll", "cond_track")}
 
         # critic step

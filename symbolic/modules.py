@@ -734,13 +734,19 @@ class Critic(nn.Module):
     (:func:`note_starts`, phrase-wide, so a note held from the step before is no new note), so
     the first layer sees where notes begin and which notes carry over a beat line (about twice
     the critic's cost per step at the shipped sizes on CPU; see the model card).
+    ``arrangement_rows`` > 0 makes it a critic of (phrase, arrangement) pairs: each bar's
+    arrangement (:meth:`Generator.arrangement_of`, the rows of a generator with arrangement
+    conditioning: which tracks play, and the texture rows) enters the bar vector through a
+    linear map (``arrange_in``, zero at the start, so such a critic first scores as one without
+    it), so a generated bar that does not do what its arrangement says can be told from a real one.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
                  n_pitches: int = 84, lowest_pitch: int = 24, n_styles: int = 1, channels: tuple[int, int] = (64, 128),
-                 hidden: int = 256, style_dim: int = 8, onsets: bool = False) -> None:
+                 hidden: int = 256, style_dim: int = 8, onsets: bool = False, arrangement_rows: int = 0) -> None:
         super().__init__()
         self.onsets = bool(onsets)
+        self.arrangement_rows = int(arrangement_rows)
         self.n_tracks, self.n_bars, self.steps_per_bar = n_tracks, n_bars, steps_per_bar
         self.beats_per_bar, self.n_pitches, self.lowest_pitch = beats_per_bar, n_pitches, lowest_pitch
         self.n_styles = n_styles
@@ -757,14 +763,20 @@ class Critic(nn.Module):
         self.which_track = nn.Embedding(n_tracks + 1, style_dim)
         self.head = nn.Sequential(
             nn.Linear(n_bars * hidden + 2 * style_dim + 1, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        self.arrange_in = None  # last: the other layers draw the same initial weights either way
+        if self.arrangement_rows:
+            self.arrange_in = nn.Linear(self.arrangement_rows, hidden, bias=False)   # bar's arrangement -> bar vector
+            nn.init.zeros_(self.arrange_in.weight)
 
     def forward(self, roll: torch.Tensor, chords: torch.Tensor | None = None, has_chords: torch.Tensor | None = None,
-                style: torch.Tensor | None = None, cond_track: torch.Tensor | None = None) -> torch.Tensor:
+                style: torch.Tensor | None = None, cond_track: torch.Tensor | None = None,
+                arrangement: torch.Tensor | None = None) -> torch.Tensor:
         """Score phrases.
 
         Args:
             roll: float [N, T, B, S, P]. chords: [N, B, K, 12] or None; has_chords [N] bool;
-            style [N] long (-1 unknown); cond_track [N] long (-1 none).
+            style [N] long (-1 unknown); cond_track [N] long (-1 none); arrangement [N, rows, B]
+            (with ``arrangement_rows``; None: all zeros).
         Returns:
             float [N] critic scores (higher = more real).
         """
@@ -792,7 +804,13 @@ class Critic(nn.Module):
         h = F.leaky_relu(self.steps(h), 0.2)                                   # [M, K, O, c2]
         h = h.transpose(1, 2).reshape(m, o, k * self.c2)
         h = F.leaky_relu(self.beats(h), 0.2)                                   # [M, O, c2]
-        h = F.leaky_relu(self.bar(h.reshape(m, o * self.c2)), 0.2)             # [M, hidden]
+        h = self.bar(h.reshape(m, o * self.c2))                                # [M, hidden]
+        if self.arrange_in is not None and arrangement is not None:
+            if tuple(arrangement.shape) != (n, self.arrangement_rows, b):
+                raise ValueError(f"arrangement: expected [{n}, {self.arrangement_rows}, {b}], "
+                                 f"got {list(arrangement.shape)}")
+            h = h + self.arrange_in(arrangement.to(dtype).transpose(1, 2).reshape(m, self.arrangement_rows))
+        h = F.leaky_relu(h, 0.2)
         h = h.reshape(n, -1)
         if style is None:
             style = torch.full((n,), -1, dtype=torch.long, device=dev)

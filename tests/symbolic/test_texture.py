@@ -174,3 +174,46 @@ def test_texture_weights_round_trip_and_compose_reproducibly(tmp_path):
     assert int(out[:, 1].sum(-1).amax(-1)[lines].max()) <= 1
     a = comp.compose(n_phrases=2, seed=5)
     assert torch.equal(a, comp.compose(n_phrases=2, seed=5)) and a.shape == (3, 8, 8, 24)
+
+
+def test_a_critic_of_arrangements_starts_as_one_without_and_then_tells_them_apart():
+    from symbolic.modules import Critic
+
+    kw = dict(n_tracks=3, n_bars=4, steps_per_bar=8, beats_per_bar=4, n_pitches=24, lowest_pitch=48, n_styles=1,
+              channels=(4, 4), hidden=8, style_dim=2)
+    torch.manual_seed(0)
+    plain = Critic(**kw)
+    torch.manual_seed(0)
+    both = Critic(**kw, arrangement_rows=4)
+    assert both.arrange_in.weight.shape == (8, 4) and float(both.arrange_in.weight.abs().sum()) == 0.0
+    roll = _roll().expand(2, -1, -1, -1, -1).clone()
+    arr = Generator(**SMALL, arrangement=True, texture=(1,)).arrangement_from_roll(roll)
+    with torch.no_grad():
+        assert torch.allclose(both(roll, arrangement=arr), plain(roll), atol=1e-6)
+        both.arrange_in.weight.normal_()
+        flipped = arr.clone()
+        flipped[1, 3] = ~flipped[1, 3]                                  # phrase 1 claims the other textures
+        s = both(roll, arrangement=flipped)
+    assert float(s[0]) == pytest.approx(float(both(roll[:1], arrangement=arr[:1])), abs=1e-6)
+    assert abs(float(s[1]) - float(s[0])) > 1e-4
+    with pytest.raises(ValueError, match=r"arrangement: expected \[2, 4, 4\]"):
+        both(roll, arrangement=arr[:, :3])
+
+
+def test_d_arrangement_trains_and_needs_arrangement(tmp_path, tiny_fit, tiny_module_kw):
+    model, _ = tiny_fit(tmp_path, 2, arrangement=True, texture=["bridge"], d_arrangement=True)
+    assert model.critic.arrangement_rows == 4
+    assert float(model.critic.arrange_in.weight.abs().sum()) > 0.0            # it learned
+    with pytest.raises(ValueError, match="d_arrangement: needs arrangement conditioning"):
+        MuseGANModule(**tiny_module_kw, d_arrangement=True)
+
+
+def test_init_from_gives_a_critic_the_arrangement_at_zero(tmp_path, tiny_fit, tiny_module_kw):
+    first, trainer = tiny_fit(tmp_path, 2, arrangement=True)
+    ckpt = tmp_path / "arranged.ckpt"
+    trainer.save_checkpoint(ckpt)
+    second = MuseGANModule(**tiny_module_kw, data_meta=first.data_meta, arrangement=True, d_arrangement=True)
+    second.load_training_weights(ckpt)
+    assert float(second.critic.arrange_in.weight.abs().sum()) == 0.0
+    for name, value in first.critic.state_dict().items():
+        assert torch.equal(second.critic.state_dict()[name], value), name
