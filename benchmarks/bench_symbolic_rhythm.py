@@ -6,7 +6,8 @@ beat): the share of all notes in each cell, for the held-out phrases and for as 
 ones (conditioned on their chords and style, as in ``bench_symbolic_quality.py``), and the
 generated minus the held-out share. A diagnostic behind QN and POLY_RATE: whole-beat notes
 against eighth-note lines. Then the track's bars by texture (``symbolic.metrics.texture_profile``):
-the share of sounding bars with no step of two or more pitches, and of those with some, by how many. Exits 0 with a message when the weights or the data are absent.
+the share of sounding bars with no step of two or more pitches, and of those with some, by how
+many. Exits 0 with a message when the weights or the data are absent.
 
     python benchmarks/bench_symbolic_rhythm.py [--weights W] [--split valid] [--track bridge] [--n N] [--seed 0]
 """

@@ -374,11 +374,12 @@ class MuseGANModule(L.LightningModule):
         self.apply_schedule()
 
     # ----------------------------------------------------------------- training
-    def _latents(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Fresh latents for a batch; with arrangement conditioning, the real phrases' arrangement."""
+    def _latents(self, real: torch.Tensor, arrangement: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Fresh latents for a batch, with ``arrangement`` (the real phrases' [N, rows, B], from
+        :meth:`symbolic.modules.Generator.arrangement_from_roll`) when the model has arrangement conditioning."""
         z = self.generator.sample_latents(real.shape[0], device=real.device, arrangement=False)
-        if self.hparams.arrangement:
-            z[ARRANGEMENT_KEY] = self.generator.arrangement_from_roll(real)     # [N, rows, B]
+        if arrangement is not None:
+            z[ARRANGEMENT_KEY] = arrangement
         return z
 
     def configure_optimizers(self):
@@ -394,14 +395,15 @@ class MuseGANModule(L.LightningModule):
         n = real.shape[0]
         c = self._conditions(batch, train=True)
         dcond = {k: c[k] for k in ("chords", "has_chords", "style", "cond_track")}
+        arrangement = self.generator.arrangement_from_roll(real) if h.arrangement else None   # [N, rows, B]
         if h.d_arrangement:  # the critic sees the bars' arrangement, the real phrase's for both
-            dcond["arrangement"] = self.generator.arrangement_from_roll(real).to(real.dtype)
+            dcond["arrangement"] = arrangement.to(real.dtype)
         gcond = {k: c[k] for k in ("chords", "has_chords", "style", "cond_roll", "cond_track")}
 
         # critic step
         self.toggle_optimizer(opt_d)
         with torch.no_grad():
-            fake = self.generator(self._latents(real), **gcond)
+            fake = self.generator(self._latents(real, arrangement), **gcond)
         both = torch.cat([real, fake])
         scores = self.critic(both, **{k: torch.cat([v, v]) for k, v in dcond.items()})
         d_real, d_fake = scores[:n].mean(), scores[n:].mean()
@@ -419,7 +421,7 @@ class MuseGANModule(L.LightningModule):
             return
         # generator step
         self.toggle_optimizer(opt_g)
-        fake = self.generator(self._latents(real), **gcond)
+        fake = self.generator(self._latents(real, arrangement), **gcond)
         g_loss = -self.critic(fake, **dcond).mean()
         s = self.settings()
         if s["density_weight"]:

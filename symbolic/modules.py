@@ -330,7 +330,7 @@ class Generator(nn.Module):
             more pitches at once somewhere in the bar (:func:`bar_texture`: chords, dyads) and
             False for a bar of single notes, where the track keeps only its most probable pitch
             of each step. The chain draws it with the activity, so the share of single-note
-            bars follows the data (POP909's bridge: 59% of its bars), and the generator learns
+            bars follows the data (POP909's bridge: 59% of its playing training bars), and the generator learns
             what the other bars hold. The arrangement is then float [N, T + len(texture), B].
         half_beat_channels: 0 (default) goes from beats to steps in one layer; a width ``h``
             puts a half-beat stage between them: beats [K, O, c1] -> half beats [2K, O, h] ->
@@ -696,10 +696,10 @@ class Generator(nn.Module):
             on = (cond_track >= 0).to(arr.dtype)[:, None]                          # [N, 1]
             mask = torch.nn.functional.one_hot(cond_track.clamp(min=0), rows).to(arr.dtype) * on  # [N, rows]
             given = bar_activity(cond_roll).to(arr.dtype)[:, None, :].expand(n, rows, self.n_bars).clone()
+            if self.texture:
+                given[:, self.n_tracks:] = bar_texture(cond_roll).to(arr.dtype)[:, None, :]
             for i, tr in enumerate(self.texture):
-                row = self.n_tracks + i
-                mask[:, row] = (cond_track == tr).to(arr.dtype) * on[:, 0]
-                given[:, row] = bar_texture(cond_roll).to(arr.dtype)
+                mask[:, self.n_tracks + i] = (cond_track == tr).to(arr.dtype) * on[:, 0]
             arr = arr * (1 - mask[..., None]) + given * mask[..., None]
         return arr
 
