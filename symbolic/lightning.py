@@ -178,7 +178,7 @@ class MuseGANModule(L.LightningModule):
     distributions of per-bar density, onsets, used pitch classes, per-step polyphony and
     tonal distance of the thresholded output vs. real phrases; 0 = off) and ``stats_terms``
     which terms (default ``symbolic.modules.STAT_TERMS``; ``short``, ``groove``, ``chords``,
-    ``lengths``, ``offsets`` and ``activity`` may be added: :data:`symbolic.modules.ALL_STAT_TERMS`): a list
+    ``lengths``, ``offsets``, ``chord_bars`` (with ``texture``) and ``activity`` may be added: :data:`symbolic.modules.ALL_STAT_TERMS`): a list
     (each term weighs 1) or a mapping term -> weight (:func:`stat_term_weights`).
     ``bar_gate`` adds the generator's per-(track, bar) gate (:class:`symbolic.modules.Generator`).
     ``arrangement`` conditions the generator on which tracks play in which bars: the real
@@ -250,6 +250,9 @@ class MuseGANModule(L.LightningModule):
         self.data_meta = data_meta
         self._base_stats_terms = stat_term_weights(stats_terms)  # a bad term or weight fails here
         self.schedule = check_schedule(schedule, data_meta, n_tracks)
+        if not self.generator.texture and any("chord_bars" in terms for terms in
+                                              [self._base_stats_terms, *(p.get("stats_terms", {}) for p in self.schedule)]):
+            raise ValueError("stats_terms: chord_bars needs texture tracks (model.texture)")
         check_release(release, self.meta()["tracks"], "model.release")  # written to the exported card
         self._phase = -1  # index of the schedule phase in force (-1: the base settings)
         self.apply_schedule()  # a phase from step 0; every later change of g_steps applies it again
@@ -431,8 +434,11 @@ class MuseGANModule(L.LightningModule):
         if s["stats_weight"]:
             pitched = [not d for d in self.meta().get("is_drum", [False] * h.n_tracks)]
             weights = s["stats_terms"]  # term -> weight (settings)
+            chord_bars = None
+            if "chord_bars" in weights:  # the bars the real phrase, hence the generated one, plays as chords
+                chord_bars = {tr: arrangement[:, h.n_tracks + i] for i, tr in enumerate(self.generator.texture)}
             stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(weights),
-                                             h.beats_per_bar)
+                                             h.beats_per_bar, chord_bars)
             g_loss = g_loss + s["stats_weight"] * sum(weights[k] * v for k, v in stats.items())
             self.log_dict({f"loss/stats_{k}": v.detach() for k, v in stats.items()})
         opt_g.zero_grad(set_to_none=True)

@@ -907,13 +907,14 @@ def density_matching_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tenso
 STAT_TERMS = ("density", "onsets", "polyphony", "upc", "tonal")
 """Statistics of the thresholded roll (:func:`roll_statistics`): the default terms of
 :func:`statistics_matching_loss`, in order."""
-HARD_STAT_TERMS = STAT_TERMS + ("short", "groove", "chords", "lengths", "offsets")
+HARD_STAT_TERMS = STAT_TERMS + ("short", "groove", "chords", "lengths", "offsets", "chord_bars")
 """Every statistic :func:`roll_statistics` computes: the defaults, ``short`` (one-step notes per
 bar: with ``onsets``, the metrics' QN), ``groove`` (each phrase's groove consistency, GC),
 ``chords`` (steps sounding two or more pitches per bar: with ``density``, the metrics'
 POLY_RATE), ``lengths`` (the length of every note, up to a bar: the whole distribution the
-metrics' QN reads one point of) and ``offsets`` (note onsets per bar at each step position within
-the beat: on the beat, on the half beat, ...)."""
+metrics' QN reads one point of), ``offsets`` (note onsets per bar at each step position within
+the beat: on the beat, on the half beat, ...) and ``chord_bars`` (``chords`` over the texture
+tracks' chord bars only: needs the bars' texture)."""
 ALL_STAT_TERMS = HARD_STAT_TERMS + ("activity",)
 """Every term :func:`statistics_matching_loss` knows: the above and ``activity``, the highest
 probability of each (phrase, bar) against the real bar's 0 / 1 (empty / not)."""
@@ -966,7 +967,8 @@ def _tonal_matrix(device, dtype) -> torch.Tensor:
 
 
 def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] | None = None,
-                    terms: tuple[str, ...] = STAT_TERMS, beats_per_bar: int = 4) -> dict[str, list[torch.Tensor]]:
+                    terms: tuple[str, ...] = STAT_TERMS, beats_per_bar: int = 4,
+                    chord_bars: dict[int, torch.Tensor] | None = None) -> dict[str, list[torch.Tensor]]:
     """Per-track samples of the musical statistics that :func:`statistics_matching_loss` matches.
 
     Args:
@@ -976,6 +978,8 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         pitched: one flag per track (False for drums: no pitch classes); default all True.
         terms: which of :data:`HARD_STAT_TERMS` to compute.
         beats_per_bar: beats in a bar (for ``offsets``; must divide the bar's steps).
+        chord_bars: for ``chord_bars``, track index -> bool [N, B]: the bars that track should
+            play as chords (e.g. the real phrase's texture rows of the arrangement).
     Returns:
         dict term -> list of 1-D sample tensors (one per track, or per pitched pair for
         ``"tonal"``):
@@ -991,6 +995,9 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         ``chords`` steps sounding two or more pitches per (phrase, bar) (the numerator of the
         metrics' POLY_RATE; per bar, a larger count for one step too many than ``polyphony``'s
         per-step samples give, so its gradient is not diluted over the silent steps);
+        ``chord_bars`` the same count, for each track of ``chord_bars``, over the bars it marks
+        only (a chord bar played as a line then counts against the data's chord bars, where a
+        batch-wide ``chords`` lets another bar make up for it);
         ``lengths`` the length in steps of every note (bars joined, counted up to ``S`` steps: a
         longer note counts ``S``), one sample per note start; its gradient reaches the cells
         that hold each note on, so it can shorten or lengthen notes; ``offsets`` for each step
@@ -1007,6 +1014,13 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
     pitched = [True] * t if pitched is None else list(pitched)
     if len(pitched) != t:
         raise ValueError(f"pitched has {len(pitched)} flags for {t} tracks")
+    if "chord_bars" in terms:
+        if not chord_bars:
+            raise ValueError("chord_bars: needs the chord bars of at least one texture track (model.texture)")
+        for i, mask in chord_bars.items():
+            if not 0 <= int(i) < t or tuple(mask.shape) != (n, b):
+                raise ValueError(f"chord_bars: expected track indices in 0..{t - 1} with bool [{n}, {b}] "
+                                 f"masks, got track {i} with {list(mask.shape)}")
     out: dict[str, list[torch.Tensor]] = {k: [] for k in terms}
     fold = _pitch_class_fold(p, lowest_pitch, roll.device, roll.dtype)
     for i in range(t):
@@ -1029,6 +1043,9 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
         if "chords" in terms:
             # 1 for a step of >= 2 pitches, 0 below; clamp passes the gradient at 1 and 2 pitches
             out["chords"].append((x.sum(-1) - 1.0).clamp(0.0, 1.0).sum(-1).reshape(-1))
+        if "chord_bars" in terms and chord_bars and i in chord_bars:
+            per_bar = (x.sum(-1) - 1.0).clamp(0.0, 1.0).sum(-1)                 # [N, B]
+            out["chord_bars"].append(per_bar[chord_bars[i].to(per_bar.device).bool()])
         if "groove" in terms:
             out["groove"].append(_groove_consistency(starts if pitched[i] else x))
         if "upc" in terms and pitched[i]:
@@ -1092,7 +1109,8 @@ def _groove_consistency(onsets: torch.Tensor) -> torch.Tensor:
 
 def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitch: int,
                              pitched: list[bool] | None = None, terms: tuple[str, ...] = STAT_TERMS,
-                             beats_per_bar: int = 4) -> dict[str, torch.Tensor]:
+                             beats_per_bar: int = 4,
+                             chord_bars: dict[int, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Distribution matching of musical statistics between a generated and a real batch.
 
     The generated probabilities are thresholded at 0.5 with the straight-through estimator, so
@@ -1113,6 +1131,9 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
         fake: float [N, T, B, S, P] probabilities; real: {0, 1} [N', T, B, S, P].
         lowest_pitch, pitched, beats_per_bar: as in :func:`roll_statistics`.
         terms: any of :data:`ALL_STAT_TERMS`.
+        chord_bars: for ``chord_bars``, as in :func:`roll_statistics`, the same bars of both
+            batches (so ``fake`` and ``real`` hold as many phrases: the generated ones follow the
+            real ones' arrangement).
     Returns:
         dict term -> scalar tensor (0 for identical statistics in any order).
     """
@@ -1121,10 +1142,12 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
                          f"tracks and grid, got {tuple(fake.shape)} and {tuple(real.shape)}")
     check_stat_terms(terms)
     hard = tuple(k for k in terms if k in HARD_STAT_TERMS)
+    if "chord_bars" in terms and fake.shape[0] != real.shape[0]:
+        raise ValueError(f"chord_bars: fake and real should hold as many phrases, got {fake.shape[0]} and {real.shape[0]}")
     real = (real > 0.5).to(fake.dtype)
-    sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, hard, beats_per_bar)
+    sf = roll_statistics(threshold_straight_through(fake), lowest_pitch, pitched, hard, beats_per_bar, chord_bars)
     with torch.no_grad():
-        sr = roll_statistics(real, lowest_pitch, pitched, hard, beats_per_bar)
+        sr = roll_statistics(real, lowest_pitch, pitched, hard, beats_per_bar, chord_bars)
     if "activity" in terms:
         for stats, roll in ((sf, fake), (sr, real)):  # highest probability of each bar, per track
             stats["activity"] = list(roll.amax(dim=(3, 4)).transpose(0, 1).reshape(roll.shape[1], -1))

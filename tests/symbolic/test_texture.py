@@ -217,3 +217,48 @@ def test_init_from_gives_a_critic_the_arrangement_at_zero(tmp_path, tiny_fit, ti
     assert float(second.critic.arrange_in.weight.abs().sum()) == 0.0
     for name, value in first.critic.state_dict().items():
         assert torch.equal(second.critic.state_dict()[name], value), name
+
+
+def test_chord_bars_counts_two_pitch_steps_in_the_marked_bars_only():
+    from symbolic.modules import roll_statistics, statistics_matching_loss
+
+    roll = _roll()                                               # bridge: dyad step only in bar 1
+    marks = {1: torch.tensor([[True, True, False, True]])}
+    s = roll_statistics(roll, 48, terms=("chords", "chord_bars"), chord_bars=marks)
+    assert [v.tolist() for v in s["chords"]] == [[0, 0, 0, 0], [0, 1, 0, 0], [8, 8, 8, 8]]
+    assert [v.tolist() for v in s["chord_bars"]] == [[0.0, 1.0, 0.0]]   # bars 0, 1 and 3 of the bridge
+    with pytest.raises(ValueError, match="chord_bars: needs the chord bars"):
+        roll_statistics(roll, 48, terms=("chord_bars",))
+    with pytest.raises(ValueError, match=r"chord_bars: expected track indices in 0..2 with bool \[1, 4\]"):
+        roll_statistics(roll, 48, terms=("chord_bars",), chord_bars={1: torch.ones(1, 3, dtype=torch.bool)})
+
+    # a generated bridge that plays bar 1 as a line: the batch-wide count could be made up in bar 3,
+    # the chord-bar one only in the marked bars
+    fake = roll.clone()
+    fake[0, 1, 1, 5, 10] = 0
+    fake[0, 1, 2, 0:2, 3] = 1
+    fake[0, 1, 2, 0, 5] = 1                                      # a dyad in unmarked bar 2 instead
+    fake.requires_grad_(True)
+    loss = statistics_matching_loss(fake, roll, 48, terms=("chords", "chord_bars"), chord_bars=marks)
+    assert float(loss["chords"]) == 0.0                          # same per-bar counts in another order
+    assert float(loss["chord_bars"]) > 0.0
+    loss["chord_bars"].backward()
+    marked = fake.grad[0, 1, [0, 1, 3]].abs().sum()                 # which marked bar, the sort decides
+    assert float(marked) > 0 and float(fake.grad[0, 1, 2].abs().sum()) == 0
+    with pytest.raises(ValueError, match="chord_bars: fake and real should hold as many phrases"):
+        statistics_matching_loss(fake.detach().expand(2, -1, -1, -1, -1), roll, 48, terms=("chord_bars",),
+                                 chord_bars=marks)
+
+
+def test_the_chord_bars_term_needs_texture_and_trains_with_it(tmp_path, tiny_fit, tiny_module_kw):
+    from lightning.pytorch.loggers import CSVLogger
+
+    with pytest.raises(ValueError, match="chord_bars needs texture tracks"):
+        MuseGANModule(**tiny_module_kw, arrangement=True, stats_terms=("density", "chord_bars"))
+    with pytest.raises(ValueError, match="chord_bars needs texture tracks"):
+        MuseGANModule(**tiny_module_kw, arrangement=True,
+                      schedule=[{"from_step": 1, "stats_weight": 1.0, "stats_terms": ["chord_bars"]}])
+    model, trainer = tiny_fit(tmp_path, 4, logger=CSVLogger(tmp_path / "logs"), arrangement=True,
+                              texture=["bridge"], stats_weight=1.0, stats_terms=("density", "chord_bars"))
+    assert model.g_steps == 2
+    assert {"loss/stats_density", "loss/stats_chord_bars"} <= set(trainer.logged_metrics)
