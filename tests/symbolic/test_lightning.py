@@ -197,13 +197,15 @@ def test_debug_config_trains_with_two_ddp_processes_on_cpu(tmp_path):
     assert (tmp_path / "pretrained" / "symbolic_debug.safetensors").is_file()
 
 
-@pytest.mark.parametrize("name", ["debug", "pop909", "pop909_halfbeat", "pop909_texture", "drums", "paper_gpu"])
-def test_shipped_symbolic_configs_parse_and_build_their_model(name, capsys):
+@pytest.mark.parametrize("names", ["debug", "pop909", "pop909_halfbeat", "pop909_texture", "drums", "paper_gpu",
+                                   "pop909_texture+pop909_texture_chords"])
+def test_shipped_symbolic_configs_parse_and_build_their_model(names, capsys):
     from symbolic.train import cli_main as train_main
 
-    path = Path(__file__).resolve().parents[2] / "configs" / "symbolic" / f"{name}.yaml"
+    folder = Path(__file__).resolve().parents[2] / "configs" / "symbolic"
+    configs = [arg for name in names.split("+") for arg in ("--config", str(folder / f"{name}.yaml"))]
     with pytest.raises(SystemExit) as exit_info:
-        train_main(["musegansynth train symbolic", "--config", str(path), "--print_config"])
+        train_main(["musegansynth train symbolic", *configs, "--print_config"])
     assert exit_info.value.code in (0, None)
     cfg = yaml.safe_load(capsys.readouterr().out)
     model = {k: v for k, v in cfg["model"].items() if k not in ("n_tracks", "data_meta")}
