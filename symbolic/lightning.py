@@ -178,7 +178,8 @@ class MuseGANModule(L.LightningModule):
     distributions of per-bar density, onsets, used pitch classes, per-step polyphony and
     tonal distance of the thresholded output vs. real phrases; 0 = off) and ``stats_terms``
     which terms (default ``symbolic.modules.STAT_TERMS``; ``short``, ``groove``, ``chords``,
-    ``lengths``, ``offsets``, ``chord_bars`` (with ``texture``) and ``activity`` may be added: :data:`symbolic.modules.ALL_STAT_TERMS`): a list
+    ``lengths``, ``offsets``, ``chord_bars`` (with ``texture``) and ``activity`` may be added:
+    :data:`symbolic.modules.ALL_STAT_TERMS`): a list
     (each term weighs 1) or a mapping term -> weight (:func:`stat_term_weights`).
     ``bar_gate`` adds the generator's per-(track, bar) gate (:class:`symbolic.modules.Generator`).
     ``arrangement`` conditions the generator on which tracks play in which bars: the real

@@ -1040,12 +1040,13 @@ def roll_statistics(roll: torch.Tensor, lowest_pitch: int, pitched: list[bool] |
             out["offsets"].extend(per_step.unbind(1))
         if "polyphony" in terms:
             out["polyphony"].append(x.sum(-1).reshape(-1))
-        if "chords" in terms:
+        if "chords" in terms or "chord_bars" in terms:
             # 1 for a step of >= 2 pitches, 0 below; clamp passes the gradient at 1 and 2 pitches
-            out["chords"].append((x.sum(-1) - 1.0).clamp(0.0, 1.0).sum(-1).reshape(-1))
-        if "chord_bars" in terms and chord_bars and i in chord_bars:
-            per_bar = (x.sum(-1) - 1.0).clamp(0.0, 1.0).sum(-1)                 # [N, B]
-            out["chord_bars"].append(per_bar[chord_bars[i].to(per_bar.device).bool()])
+            two_pitch_steps = (x.sum(-1) - 1.0).clamp(0.0, 1.0).sum(-1)          # [N, B]
+        if "chords" in terms:
+            out["chords"].append(two_pitch_steps.reshape(-1))
+        if "chord_bars" in terms and i in chord_bars:
+            out["chord_bars"].append(two_pitch_steps[chord_bars[i].to(x.device).bool()])
         if "groove" in terms:
             out["groove"].append(_groove_consistency(starts if pitched[i] else x))
         if "upc" in terms and pitched[i]:
