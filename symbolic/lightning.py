@@ -435,9 +435,8 @@ class MuseGANModule(L.LightningModule):
         if s["stats_weight"]:
             pitched = [not d for d in self.meta().get("is_drum", [False] * h.n_tracks)]
             weights = s["stats_terms"]  # term -> weight (settings)
-            chord_bars = None
-            if "chord_bars" in weights:  # the bars the real phrase, hence the generated one, plays as chords
-                chord_bars = {tr: arrangement[:, h.n_tracks + i] for i, tr in enumerate(self.generator.texture)}
+            # the bars the real phrase, hence the generated one, plays as chords
+            chord_bars = self.generator.texture_bars(arrangement) if "chord_bars" in weights else None
             stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(weights),
                                              h.beats_per_bar, chord_bars)
             g_loss = g_loss + s["stats_weight"] * sum(weights[k] * v for k, v in stats.items())

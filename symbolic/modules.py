@@ -452,6 +452,11 @@ class Generator(nn.Module):
             rows.append(bar_texture(roll[:, list(self.texture)]))
         return torch.cat(rows, dim=1)
 
+    def texture_bars(self, arrangement: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Texture track index -> its chord bars, bool [N, B], from an arrangement [N, rows, B]
+        (:meth:`arrangement_from_roll`'s layout: the texture rows follow the tracks' rows)."""
+        return {tr: arrangement[:, self.n_tracks + i].bool() for i, tr in enumerate(self.texture)}
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         upgrade_arrangement_state(state_dict, prefix)  # chains saved before the chord slots
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -48,6 +48,8 @@ def test_the_arrangement_of_a_roll_is_activity_rows_then_texture_rows():
                              [True, True, True, True],          # piano plays
                              [False, True, False, False]]]      # bridge's chord bars
     assert "texture" not in Generator(**SMALL, arrangement=True).config   # older weights keep their config
+    bars = g.texture_bars(arr)
+    assert list(bars) == [1] and bars[1].tolist() == [[False, True, False, False]]
 
 
 def test_texture_is_checked():
