@@ -9,7 +9,7 @@ of the smaller rates, e.g. the piano's 1% empty bars, against the 512 phrases us
 metrics are within 10%. Exits 0 with a message when the weights or the data are absent.
 
     python benchmarks/bench_symbolic_quality.py [--split test] [--n N] [--seed 0] [--device cpu] [--json OUT]
-        [--release TRACK=TAU | --release none] [--bootstrap N]
+        [--release TRACK=TAU | --release none] [--legato TRACK=TAU | --legato none] [--bootstrap N]
 
 ``--bootstrap N`` adds each held-out value's 95% interval over N resamples of the split's songs
 and whether the generated value lies inside it (how far a 90-song split's value can move).
@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="95%% interval of each held-out value from N resamples of the split's songs")
-    from symbolic.generate import add_release_argument, parse_release
+    from symbolic.generate import add_decode_arguments, parse_track_taus
 
-    add_release_argument(p, "the card's decode.release")
+    add_decode_arguments(p, "the card's decode.{rule}")
     args = p.parse_args(argv)
 
     if skipped_for_missing_inputs("bench_symbolic_quality", args.weights, args.data, args.split):
@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         report = evaluate_symbolic(args.data, split=args.split, weights=args.weights, n=args.n,
-                                   seed=args.seed, device=args.device, release=parse_release(args.release),
-                                   bootstrap=args.bootstrap)
+                                   seed=args.seed, device=args.device,
+                                   release=parse_track_taus(args.release, "--release"),
+                                   legato=parse_track_taus(args.legato, "--legato"), bootstrap=args.bootstrap)
     except UserError as exc:
         print(f"bench_symbolic_quality: error: {exc}", file=sys.stderr)
         return 2

@@ -359,21 +359,23 @@ def _json_safe(obj: Any) -> Any:
 
 def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.ndarray], idx: np.ndarray, *,
                          seed: int = 0, threshold: float = 0.5, device: str = "cpu",
-                         release: dict | None = None) -> np.ndarray:
+                         release: dict | None = None, legato: dict | None = None) -> np.ndarray:
     """One generated phrase per held-out phrase ``idx`` of a split (from :func:`load_split`),
     conditioned on its chords and style, with the composer of ``weights``: bool
-    [len(idx), tracks, bars, steps, pitches]. ``release`` ({track: tau}; None: the card's)
-    replaces the composer's release of held notes. UserError when the composer does not fit the data."""
+    [len(idx), tracks, bars, steps, pitches]. ``release`` and ``legato`` ({track: tau}; None: the
+    card's) replace the composer's decoding rules. UserError when the composer does not fit the data."""
     dev = _resolve_device(device)
     composer = _load_composer(weights, dev)
     _check_composer(composer, meta, weights)
-    if release is not None:
-        from symbolic.generate import check_release
+    from symbolic.generate import check_legato, check_track_taus
 
-        try:
-            composer.release = check_release(release, composer.track_names, "--release")
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+    try:
+        if release is not None:
+            composer.release = check_track_taus(release, composer.track_names, "--release")
+        if legato is not None:
+            composer.legato = check_legato(legato, composer.track_names, composer.generator.monophonic, "--legato")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     style = map_styles(arrays["style"][idx], meta.get("styles"), getattr(composer, "styles", None))
     rolls = generate_rolls(composer, arrays["chords"][idx], style, seed=seed, threshold=threshold, device=dev,
                            has_chords=arrays["has_chords"][idx])
@@ -387,7 +389,8 @@ def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.n
 def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str | Path | None = None,
                       generated: str | Path | None = None, midi: str | Path | None = None,
                       n: int | None = None, seed: int = 0, device: str = "cpu", threshold: float = 0.5,
-                      track_map: str | None = None, release: dict | None = None, bootstrap: int = 0) -> dict:
+                      track_map: str | None = None, release: dict | None = None, legato: dict | None = None,
+                      bootstrap: int = 0) -> dict:
     """Metrics of held-out phrases and (optionally) of generated ones, side by side.
 
     Args:
@@ -400,8 +403,8 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         device: "cpu", "cuda" or "auto" (composer only).
         threshold: binarization threshold of generated probabilities.
         track_map: track map used to read ``midi`` (default: the one matching meta's tracks).
-        release: with ``weights``, {track: tau} in place of the card's release of held notes
-            (``{}``: none; see ``symbolic.generate.release_held_notes``).
+        release, legato: with ``weights``, {track: tau} in place of the card's decoding rules
+            (``{}``: none; see ``symbolic.generate.release_held_notes`` and ``legato_overlaps``).
         bootstrap: when > 0, that many song-level resamples of the held-out phrases give each
             row a 95% interval of its held-out value (:func:`bootstrap_intervals`, seeded with
             ``seed``) and whether the generated value lies inside it.
@@ -429,7 +432,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     gen_rolls = None
     if weights is not None:
         gen_rolls = generate_for_phrases(weights, meta, arrays, idx, seed=seed, threshold=threshold, device=device,
-                                         release=release)
+                                         release=release, legato=legato)
     elif generated is not None:
         gen_rolls = load_generated_npz(generated, _expected_shape(meta), threshold)
         gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]
@@ -529,9 +532,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="also give each held-out value a 95%% interval from N resamples of the split's "
                         "songs (about 1 s each for 1,800 phrases; default 0: none)")
-    from symbolic.generate import add_release_argument
+    from symbolic.generate import add_decode_arguments
 
-    add_release_argument(p, "the card's decode.release (with --weights)")
+    add_decode_arguments(p, "the card's decode.{rule} (with --weights)")
     return p
 
 
@@ -539,11 +542,12 @@ def cli_main(argv: Sequence[str]) -> int:
     """Entry point: ``argv[0]`` is the program name, the rest the subcommand's arguments."""
     argv = list(argv)
     args = _parser(argv[0] if argv else "musegansynth evaluate symbolic").parse_args(argv[1:])
-    from symbolic.generate import parse_release
+    from symbolic.generate import parse_track_taus
     report = evaluate_symbolic(args.data, split=args.split, weights=args.weights, generated=args.generated,
                                midi=args.midi, n=args.n, seed=args.seed, device=args.device,
                                threshold=args.threshold, track_map=args.track_map,
-                               release=parse_release(args.release), bootstrap=args.bootstrap)
+                               release=parse_track_taus(args.release, "--release"),
+                               legato=parse_track_taus(args.legato, "--legato"), bootstrap=args.bootstrap)
     print(report_text(report))
     if args.json:
         atomic_write_text(args.json, json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")

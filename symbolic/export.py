@@ -25,7 +25,8 @@ def weight_paths(out_dir: str | Path, name: str) -> tuple[Path, Path]:
 
 def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str, meta: dict,
                      training_steps: int = 0, extra: dict | None = None,
-                     release: dict[str, float] | None = None) -> tuple[Path, Path]:
+                     release: dict[str, float] | None = None,
+                     legato: dict[str, float] | None = None) -> tuple[Path, Path]:
     """Write the generator's weights and a JSON card atomically.
 
     Args:
@@ -38,6 +39,8 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
         extra: more JSON fields (training hyper-parameters).
         release: {track name: tau}: the card's ``decode.release``, which tracks' held notes a
             new onset releases when the composer binarises (``symbolic.generate.release_held_notes``).
+        legato: {track name: tau}: the card's ``decode.legato``, which one-pitch-per-step tracks
+            overlap a note change by a step where the generator holds on (``symbolic.generate.legato_overlaps``).
     Returns:
         (weights path, json path).
     """
@@ -57,8 +60,10 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
         "training_steps": int(training_steps),
         "weights": st_path.name,
     }
-    if release:
-        card["decode"] = {"release": {str(k): float(v) for k, v in release.items()}}
+    decode = {rule: {str(k): float(v) for k, v in taus.items()}
+              for rule, taus in (("release", release), ("legato", legato)) if taus}
+    if decode:
+        card["decode"] = decode
     if extra:
         card["training"] = extra
     atomic_write_text(js_path, json.dumps(card, indent=2, sort_keys=True) + "\n")
@@ -67,14 +72,16 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
 
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: bool = False,
                       arrangement_data: str | Path | None = None,
-                      release: dict[str, float] | None = None) -> tuple[Path, Path]:
+                      release: dict[str, float] | None = None,
+                      legato: dict[str, float] | None = None) -> tuple[Path, Path]:
     """Export a training checkpoint's EMA generator (or, with ``raw``, the trained generator itself).
 
     The checkpoint is read with ``torch.load(weights_only=True)``; the card records which
     generator was exported (``training.exported``) and the step counters. ``arrangement_data``
     (a phrase cache folder) counts the arrangement chain again on its training phrases, as a
     training run does when it starts: for checkpoints saved before the chain had chord slots.
-    ``release`` ({track: tau}) replaces the run's ``model.release`` in the card.
+    ``release`` and ``legato`` ({track: tau}) replace the run's ``model.release`` and
+    ``model.legato`` in the card.
     """
     from pipeline.errors import UserError
     from symbolic.lightning import MuseGANModule, export_module, read_training_checkpoint
@@ -84,14 +91,18 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
     model = MuseGANModule(**hparams)  # init_from is only read when a fit starts
     model.load_state_dict(state["state_dict"])
     model.on_load_checkpoint(state)
-    if release is not None:
-        from symbolic.generate import check_release
+    from symbolic.generate import check_legato, check_track_taus
 
-        try:
-            check_release(release, model.meta()["tracks"], "--release")
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        model.hparams["release"] = dict(release)
+    tracks = model.meta()["tracks"]
+    try:
+        if release is not None:
+            check_track_taus(release, tracks, "--release")
+            model.hparams["release"] = {k: float(v) for k, v in release.items()}
+        if legato is not None:
+            check_legato(legato, tracks, model.generator.monophonic, "--legato")
+            model.hparams["legato"] = {k: float(v) for k, v in legato.items()}
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if arrangement_data is not None:
         if not model.hparams.get("arrangement"):
             raise UserError(f"{ckpt}: --arrangement-data: this model has no arrangement conditioning")
@@ -107,7 +118,7 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
 
 def cli_main(argv: list[str]) -> int:
     """``musegansynth export symbolic CKPT --out DIR --name NAME [--raw] [--arrangement-data DIR]
-    [--release TRACK=TAU ...]``."""
+    [--release TRACK=TAU ...] [--legato TRACK=TAU ...]``."""
     import argparse
 
     p = argparse.ArgumentParser(prog=argv[0], description="Export a composer training checkpoint's generator.")
@@ -118,13 +129,13 @@ def cli_main(argv: list[str]) -> int:
     p.add_argument("--arrangement-data", metavar="DIR", default=None,
                    help="count the arrangement chain again on this phrase cache's training split "
                         "(e.g. data/build/symbolic/pop909; for checkpoints older than its chord slots)")
-    from symbolic.generate import add_release_argument, parse_release
+    from symbolic.generate import add_decode_arguments, parse_track_taus
 
-    add_release_argument(p, "the run's model.release")
+    add_decode_arguments(p, "the run's model.{rule}")
     args = p.parse_args(argv[1:])
-    release = parse_release(args.release)
     st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw, arrangement_data=args.arrangement_data,
-                               release=release)
+                               release=parse_track_taus(args.release, "--release"),
+                               legato=parse_track_taus(args.legato, "--legato"))
     print(f"wrote {st} and {js}")
     return 0
 

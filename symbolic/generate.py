@@ -22,11 +22,12 @@ from symbolic.export import FORMAT
 from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator, track_indices, upgrade_arrangement_state
 
 
-def check_release(release: dict | None, track_names: list[str], where: str) -> dict[int, float]:
-    """``{track name or index: tau}`` -> ``{track index: tau}``; ValueError naming ``where`` when a
-    track is unknown or a tau is not in (0, 1]."""
+def check_track_taus(taus: dict | None, track_names: list[str], where: str) -> dict[int, float]:
+    """``{track name or index: tau}`` -> ``{track index: tau}`` (a decoding rule's settings:
+    ``release`` or ``legato``); ValueError naming ``where`` when a track is unknown or a tau is
+    not in (0, 1]."""
     out: dict[int, float] = {}
-    for track, tau in dict(release or {}).items():
+    for track, tau in dict(taus or {}).items():
         (i,) = track_indices([track], {"tracks": list(track_names)}, len(track_names), where)
         try:
             t = float(tau)
@@ -38,18 +39,39 @@ def check_release(release: dict | None, track_names: list[str], where: str) -> d
     return out
 
 
-def add_release_argument(parser, what: str) -> None:
-    """Add ``--release TRACK=TAU`` (repeatable; ``--release none``) to an argparse parser; ``what``
-    says what it replaces. Read it back with :func:`parse_release`."""
-    parser.add_argument("--release", metavar="TRACK=TAU", action="append", default=None,
-                        help="a held note of TRACK ends where another of its notes starts unless its probability "
-                             f"there is at least TAU (0 < TAU <= 1); repeatable; replaces {what} "
-                             "('--release none': no track)")
+def check_legato(legato: dict | None, track_names: list[str], monophonic, where: str) -> dict[int, float]:
+    """:func:`check_track_taus` for ``legato``, whose tracks must also be among ``monophonic``
+    (indices of the one-pitch-per-step tracks); ValueError naming ``where`` otherwise."""
+    out = check_track_taus(legato, track_names, where)
+    for i in out:
+        if i not in set(int(m) for m in monophonic):
+            raise ValueError(f"{where}: {track_names[i]}: legato is for a one-pitch-per-step track "
+                             f"(model.monophonic), and this one is not")
+    return out
 
 
-def parse_release(items: list[str] | None, where: str = "--release") -> dict[str, str] | None:
-    """Command-line ``TRACK=TAU`` items -> ``{track: tau}`` (checked later by :func:`check_release`);
-    None when there are none; ``none`` alone -> ``{}`` (release nothing). UserError on a bad item."""
+#: Decoding rules a card's ``decode`` may hold, with what each does (command-line help).
+DECODE_RULES = {
+    "release": "a held note of TRACK ends where another of its notes starts unless its probability there is "
+               "at least TAU",
+    "legato": "where a note of the one-pitch-per-step TRACK follows another at once, the earlier pitch also "
+              "sounds at the new note's first step if its probability there is at least TAU",
+}
+
+
+def add_decode_arguments(parser, what: str) -> None:
+    """Add ``--release TRACK=TAU`` and ``--legato TRACK=TAU`` (each repeatable, or ``none``) to an
+    argparse parser; ``what`` says what they replace, with ``{rule}`` for the rule's name. Read
+    them back with :func:`parse_track_taus`."""
+    for rule, doc in DECODE_RULES.items():
+        parser.add_argument(f"--{rule}", metavar="TRACK=TAU", action="append", default=None,
+                            help=f"{doc} (0 < TAU <= 1); repeatable; replaces {what.format(rule=rule)} "
+                                 f"('--{rule} none': no track)")
+
+
+def parse_track_taus(items: list[str] | None, where: str) -> dict[str, str] | None:
+    """Command-line ``TRACK=TAU`` items -> ``{track: tau}`` (checked later by :func:`check_track_taus`);
+    None when there are none; ``none`` alone -> ``{}`` (no track). UserError on a bad item."""
     if items is None:
         return None
     if [i.strip().lower() for i in items] == ["none"]:
@@ -102,6 +124,43 @@ def release_held_notes(probs: torch.Tensor, active: torch.Tensor, release: dict[
     return out
 
 
+def legato_overlaps(probs: torch.Tensor, active: torch.Tensor, legato: dict[int, float],
+                    keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Let a one-pitch-per-step line overlap itself where the generator holds a note on.
+
+    Where a note of track ``t`` in ``legato`` ends at step ``j - 1`` and another of its notes
+    starts at ``j`` (a note change with no rest between), the ending pitch also sounds at ``j``
+    if the generator's probability for it there, before the one-pitch-per-step rule dropped it,
+    is at least ``legato[t]``: a one-step overlap, as players' melodies overlap the next note
+    now and then. Steps run through the phrase (across bar lines); a note followed by a rest is
+    untouched.
+
+    Args:
+        probs: float [N, T, B, S, P] the generator's probabilities before the one-pitch rule
+            (``Generator.forward(..., return_dense=True)``); active: bool, same shape, the roll.
+        legato: track index -> tau in (0, 1].
+        keep: optional bool [N, T]: rows left as they are (a given track).
+    Returns:
+        bool [N, T, B, S, P]: ``active`` with the overlap steps on.
+    """
+    if not legato:
+        return active
+    n, _, b, s, p = active.shape
+    out = active.clone()
+    for t, tau in legato.items():
+        a = active[:, t].reshape(n, b * s, p)
+        pr = probs[:, t].reshape(n, b * s, p)
+        starts = (a[:, 1:] & ~a[:, :-1]).any(-1, keepdim=True)               # a note starts at j
+        ended = a[:, :-1] & ~a[:, 1:]                                         # a pitch stops before j
+        o = a.clone()
+        o[:, 1:] |= ended & starts & (pr[:, 1:] >= tau)
+        o = o.reshape(n, b, s, p)
+        if keep is not None:
+            o = torch.where(keep[:, t, None, None, None], active[:, t], o)
+        out[:, t] = o
+    return out
+
+
 def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
     """(json path, safetensors path) from a .json, a .safetensors or a folder holding one pair."""
     p = Path(path_or_dir)
@@ -128,6 +187,7 @@ class Composer:
         n_bars: bars a phrase (B); steps_per_bar: S; n_pitches: P; styles: list[str];
         device: torch.device; generator: the :class:`symbolic.modules.Generator` (eval mode);
         release: {track index: tau} from the card's ``decode.release`` (:func:`release_held_notes`).
+        legato: {track index: tau} from the card's ``decode.legato`` (:func:`legato_overlaps`).
     """
 
     def __init__(self, generator: Generator, card: dict, device: str | torch.device = "cpu") -> None:
@@ -154,7 +214,8 @@ class Composer:
         decode = card.get("decode") or {}
         if not isinstance(decode, dict):
             raise ValueError(f"decode: expected a mapping, got {type(decode).__name__}")
-        self.release = check_release(decode.get("release"), self.track_names, "decode.release")
+        self.release = check_track_taus(decode.get("release"), self.track_names, "decode.release")
+        self.legato = check_legato(decode.get("legato"), self.track_names, generator.monophonic, "decode.legato")
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -269,7 +330,8 @@ class Composer:
             cond_roll: float [N, B, S, P] a given track; cond_track: its index (int or long [N]).
             threshold: binarisation threshold for sigmoid models; ``None`` returns probabilities.
                 Binarising also releases held notes of the tracks in :attr:`release`
-                (:func:`release_held_notes`).
+                (:func:`release_held_notes`), then lets the tracks in :attr:`legato` overlap
+                (:func:`legato_overlaps`).
         Returns:
             float [N, T, B, S, P] in {0, 1} (probabilities in [0, 1] when ``threshold`` is None
             and the model is not binary); the given track, if any, is kept as given.
@@ -285,14 +347,15 @@ class Composer:
             ct = torch.as_tensor(cond_track, dtype=torch.long).to(self.device).reshape(-1)
             cond_track = ct.expand(n).clone() if ct.numel() == 1 else ct
         lat = {k: latents[k].to(self.device) for k in (*LATENT_KEYS, ARRANGEMENT_KEY) if k in latents}
-        probs = self.generator(lat, chords, has, style, cond_roll, cond_track)
+        probs, dense = self.generator(lat, chords, has, style, cond_roll, cond_track, return_dense=True)
         if threshold is None or self.binary:
             return probs.float()
         keep = None
         if cond_track is not None:
             keep = (torch.nn.functional.one_hot(cond_track.clamp(min=0), self.n_tracks).bool()
                     & (cond_track >= 0)[:, None])
-        return release_held_notes(probs, probs > threshold, self.release, keep).float()
+        active = release_held_notes(probs, probs > threshold, self.release, keep)
+        return legato_overlaps(dense, active, self.legato, keep).float()
 
     # ----------------------------------------------------------------- conveniences
     def _phrase_chords(self, chords, n_phrases: int) -> torch.Tensor | None:

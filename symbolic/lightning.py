@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from symbolic.export import export_generator
-from symbolic.generate import check_release
+from symbolic.generate import check_legato, check_track_taus
 from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
                               count_parameters, density_matching_loss, ema_update, gradient_penalty, note_starts,
                               statistics_matching_loss, track_indices, upgrade_arrangement_state,
@@ -200,6 +200,10 @@ class MuseGANModule(L.LightningModule):
     ``release`` ({track: tau}) goes to the exported card: when the composer binarises, a held
     note of such a track ends where another of its notes starts unless its probability there
     is at least tau (:func:`symbolic.generate.release_held_notes`); training never uses it.
+    ``legato`` ({track: tau}, monophonic tracks only, from the start or from a schedule phase)
+    goes to the card too: where such a track's note follows another at once, the earlier pitch
+    also sounds at the new note's first step if its probability there is at least tau
+    (:func:`symbolic.generate.legato_overlaps`); training never uses it either.
     ``d_onsets`` gives the critic each track's note starts as extra inputs (``Critic(onsets=True)``).
     ``texture`` names (or indices) tracks whose per-bar texture joins the arrangement (needs
     ``arrangement``; :class:`symbolic.modules.Generator`'s ``texture``): bars of single notes and
@@ -222,7 +226,8 @@ class MuseGANModule(L.LightningModule):
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
                  init_from: str | None = None, g_half_beat_channels: int = 0,
                  release: dict[str, float] | None = None, d_onsets: bool = False,
-                 texture: tuple[str | int, ...] = (), d_arrangement: bool = False) -> None:
+                 texture: tuple[str | int, ...] = (), d_arrangement: bool = False,
+                 legato: dict[str, float] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -254,7 +259,10 @@ class MuseGANModule(L.LightningModule):
         if not self.generator.texture and any("chord_bars" in terms for terms in
                                               [self._base_stats_terms, *(p.get("stats_terms", {}) for p in self.schedule)]):
             raise ValueError("stats_terms: chord_bars needs texture tracks (model.texture)")
-        check_release(release, self.meta()["tracks"], "model.release")  # written to the exported card
+        # written to the exported card
+        check_track_taus(release, self.meta()["tracks"], "model.release")
+        one_pitch = {*self._base_monophonic, *(i for p in self.schedule for i in p.get("monophonic", ()))}
+        check_legato(legato, self.meta()["tracks"], one_pitch, "model.legato")
         self._phase = -1  # index of the schedule phase in force (-1: the base settings)
         self.apply_schedule()  # a phase from step 0; every later change of g_steps applies it again
 
@@ -537,7 +545,7 @@ def export_module(module: MuseGANModule, out_dir: str | Path, name: str, global_
     extra.update(global_step=int(global_step), exported="generator" if raw else "ema")
     generator = module.generator if raw else module.g_ema
     return export_generator(generator, out_dir, name, module.meta(), training_steps=int(module.g_steps), extra=extra,
-                            release=module.hparams.get("release"))
+                            release=module.hparams.get("release"), legato=module.hparams.get("legato"))
 
 
 def read_training_checkpoint(path: str | Path, role: str = "",

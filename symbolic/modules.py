@@ -653,7 +653,8 @@ class Generator(nn.Module):
 
     def forward(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
                 has_chords: torch.Tensor | None = None, style: torch.Tensor | None = None,
-                cond_roll: torch.Tensor | None = None, cond_track: torch.Tensor | None = None) -> torch.Tensor:
+                cond_roll: torch.Tensor | None = None, cond_track: torch.Tensor | None = None,
+                return_dense: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Generate phrases.
 
         Args:
@@ -666,22 +667,26 @@ class Generator(nn.Module):
         Returns:
             float [N, T, B, S, P]: probabilities (``binarize="sigmoid"``) or {0, 1} with
             straight-through gradients (``binarize="deterministic"``). The given track (if any)
-            is pasted over its generated version.
+            is pasted over its generated version. With ``return_dense``, also the probabilities
+            before the one-pitch-per-step rules (texture and monophonic tracks), same shape.
         """
         logits, gate, arr = self._scores(latents, chords, has_chords, style, cond_roll, cond_track)
         probs = torch.sigmoid(logits)
         if gate is not None:
             probs = probs * torch.sigmoid(gate)[..., None, None]
         if arr is not None:
+            probs = probs * arr[:, :self.n_tracks].to(probs.dtype)[..., None, None]
+        dense = probs
+        if arr is not None:
             t = self.n_tracks
-            probs = probs * arr[:, :t].to(probs.dtype)[..., None, None]
             if self.texture:  # single-note bars of the texture tracks
                 probs = keep_most_probable_pitch(probs, self.texture, self.monophonic_straight_through,
                                                  bars=arr[:, t:] < 0.5)
         if self.monophonic:
             probs = keep_most_probable_pitch(probs, self.monophonic, self.monophonic_straight_through)
         out = threshold_straight_through(probs) if self.binarize == "deterministic" else probs
-        return paste_condition(out, cond_roll, cond_track)
+        out = paste_condition(out, cond_roll, cond_track)
+        return (out, dense) if return_dense else out
 
     def arrangement_of(self, latents: dict[str, torch.Tensor], cond_roll: torch.Tensor | None = None,
                        cond_track: torch.Tensor | None = None) -> torch.Tensor:

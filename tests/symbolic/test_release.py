@@ -9,7 +9,7 @@ import torch
 
 from pipeline.errors import UserError
 from symbolic.export import export_generator
-from symbolic.generate import Composer, check_release, parse_release, release_held_notes
+from symbolic.generate import Composer, check_track_taus, parse_track_taus, release_held_notes
 from symbolic.modules import Generator
 
 SMALL = dict(n_tracks=3, n_bars=2, steps_per_bar=4, beats_per_bar=4, n_pitches=6, lowest_pitch=60, n_styles=1,
@@ -66,15 +66,15 @@ def test_keep_leaves_a_given_track_as_it_is():
     assert torch.equal(out[0], active[0]) and not torch.equal(out[1], active[1])
 
 
-def test_check_release_names_tracks_and_bounds():
-    assert check_release({"Bridge": 0.95, 2: "1"}, META["tracks"], "x") == {1: 0.95, 2: 1.0}
-    assert check_release(None, META["tracks"], "x") == {}
+def test_check_track_taus_names_tracks_and_bounds():
+    assert check_track_taus({"Bridge": 0.95, 2: "1"}, META["tracks"], "x") == {1: 0.95, 2: 1.0}
+    assert check_track_taus(None, META["tracks"], "x") == {}
     with pytest.raises(ValueError, match=r"x: unknown track 'drums'"):
-        check_release({"drums": 0.5}, META["tracks"], "x")
+        check_track_taus({"drums": 0.5}, META["tracks"], "x")
     with pytest.raises(ValueError, match=r"x: bridge: tau should be in \(0, 1\], got 0.0"):
-        check_release({"bridge": 0}, META["tracks"], "x")
+        check_track_taus({"bridge": 0}, META["tracks"], "x")
     with pytest.raises(ValueError, match=r"x: bridge: tau should be a number in \(0, 1\], got 'high'"):
-        check_release({"bridge": "high"}, META["tracks"], "x")
+        check_track_taus({"bridge": "high"}, META["tracks"], "x")
 
 
 def _composer(tmp_path, release, name="r"):
@@ -111,13 +111,13 @@ def test_a_bad_release_in_a_card_is_a_user_error(tmp_path):
         Composer.load(tmp_path / "symbolic_r.json")
 
 
-def test_parse_release_reads_track_equals_tau():
-    assert parse_release(None) is None
-    assert parse_release(["none"]) == {}
-    assert parse_release(["bridge=0.9", " piano = 1 "]) == {"bridge": "0.9", "piano": "1"}
+def test_parse_track_taus_reads_track_equals_tau():
+    assert parse_track_taus(None, "--release") is None
+    assert parse_track_taus(["none"], "--release") == {}
+    assert parse_track_taus(["bridge=0.9", " piano = 1 "], "--release") == {"bridge": "0.9", "piano": "1"}
     for bad in (["bridge"], ["=0.5"], ["none", "bridge=0.5"]):
         with pytest.raises(UserError, match=r"--release: expected TRACK=TAU \(or none\)"):
-            parse_release(bad)
+            parse_track_taus(bad, "--release")
 
 
 def test_evaluation_can_replace_the_cards_release(tmp_path):
