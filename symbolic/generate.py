@@ -103,26 +103,17 @@ def release_held_notes(probs: torch.Tensor, active: torch.Tensor, release: dict[
     Returns:
         bool [N, T, B, S, P]: ``active`` with the released steps off.
     """
-    if not release:
-        return active
-    n, _, b, s, p = active.shape
-    out = active.clone()
-    for t, tau in release.items():
-        a = active[:, t].reshape(n, b * s, p)
-        pr = probs[:, t].reshape(n, b * s, p)
+    def cut(a: torch.Tensor, pr: torch.Tensor, tau: float) -> torch.Tensor:
         o = a.clone()
-        cutting = torch.zeros(n, p, dtype=torch.bool, device=a.device)
-        for j in range(1, b * s):
+        cutting = torch.zeros(a.shape[0], a.shape[-1], dtype=torch.bool, device=a.device)
+        for j in range(1, a.shape[1]):
             onset = (a[:, j] & ~a[:, j - 1]).any(-1, keepdim=True)       # [N, 1]
             held = a[:, j] & a[:, j - 1]
             cutting = held & (cutting | (onset & (pr[:, j] < tau)))
             o[:, j] = a[:, j] & ~cutting
-        o = o.reshape(n, b, s, p)
-        if keep is not None:
-            o = torch.where(keep[:, t, None, None, None], active[:, t], o)
-        out[:, t] = o
-    return out
+        return o
 
+    return _along_each_track(probs, active, release, keep, cut)
 
 def legato_overlaps(probs: torch.Tensor, active: torch.Tensor, legato: dict[int, float],
                     keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,23 +134,31 @@ def legato_overlaps(probs: torch.Tensor, active: torch.Tensor, legato: dict[int,
     Returns:
         bool [N, T, B, S, P]: ``active`` with the overlap steps on.
     """
-    if not legato:
-        return active
-    n, _, b, s, p = active.shape
-    out = active.clone()
-    for t, tau in legato.items():
-        a = active[:, t].reshape(n, b * s, p)
-        pr = probs[:, t].reshape(n, b * s, p)
+    def overlap(a: torch.Tensor, pr: torch.Tensor, tau: float) -> torch.Tensor:
         starts = (a[:, 1:] & ~a[:, :-1]).any(-1, keepdim=True)               # a note starts at j
         ended = a[:, :-1] & ~a[:, 1:]                                         # a pitch stops before j
         o = a.clone()
         o[:, 1:] |= ended & starts & (pr[:, 1:] >= tau)
-        o = o.reshape(n, b, s, p)
+        return o
+
+    return _along_each_track(probs, active, legato, keep, overlap)
+
+
+def _along_each_track(probs: torch.Tensor, active: torch.Tensor, taus: dict[int, float],
+                      keep: torch.Tensor | None, rule) -> torch.Tensor:
+    """Apply ``rule(active [N, L, P], probs [N, L, P], tau) -> [N, L, P]`` to each track of ``taus``
+    along its whole timeline (L = bars x steps); rows marked in ``keep`` [N, T] stay as they are.
+    Returns ``active`` itself when ``taus`` is empty."""
+    if not taus:
+        return active
+    n, _, b, s, p = active.shape
+    out = active.clone()
+    for t, tau in taus.items():
+        o = rule(active[:, t].reshape(n, b * s, p), probs[:, t].reshape(n, b * s, p), tau).reshape(n, b, s, p)
         if keep is not None:
             o = torch.where(keep[:, t, None, None, None], active[:, t], o)
         out[:, t] = o
     return out
-
 
 def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
     """(json path, safetensors path) from a .json, a .safetensors or a folder holding one pair."""

@@ -1,5 +1,6 @@
-"""One-step legato overlaps of one-pitch-per-step tracks (``symbolic.generate.legato_overlaps``) and
-their settings: the card's ``decode.legato``, ``model.legato``, ``--legato`` on the command lines."""
+"""The composer's decoding rules and their settings: releasing held notes at a new onset
+(``symbolic.generate.release_held_notes``, ``decode.release``) and one-step legato overlaps of
+one-pitch-per-step tracks (``legato_overlaps``, ``decode.legato``, ``model.legato``, ``--legato``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 
 from pipeline.errors import UserError
 from symbolic.export import export_generator
-from symbolic.generate import Composer, check_legato, legato_overlaps, release_held_notes
+from symbolic.generate import (Composer, check_legato, check_track_taus, legato_overlaps, parse_track_taus,
+                               release_held_notes)
 from symbolic.modules import Generator, keep_most_probable_pitch
 
 SMALL = dict(n_tracks=3, n_bars=2, steps_per_bar=4, beats_per_bar=4, n_pitches=6, lowest_pitch=60, n_styles=1,
@@ -33,6 +35,123 @@ def _phrase(track_rolls):
     return torch.stack([r.reshape(2, 4, 6) for r in track_rolls])[None]
 
 
+def test_a_new_onset_releases_a_held_note_unless_it_is_sure():
+    # pitch 0 held over steps 0-5; pitch 2 starts at step 2 (0 overlaps it from there)
+    bridge = _roll([(0, 0, 6), (2, 2, 4)])
+    active = _phrase([bridge, bridge, bridge])
+    probs = active.float() * 0.9
+    out = release_held_notes(probs, active, {1: 0.95})
+    assert torch.equal(out[0, 1].reshape(8, 6), _roll([(0, 0, 2), (2, 2, 4)]))   # the rest of 0's run goes
+    assert torch.equal(out[0, 0], active[0, 0]) and torch.equal(out[0, 2], active[0, 2])  # other tracks kept
+    # at least tau at the onset step: the held note stays
+    probs[0, 1].reshape(8, 6)[2, 0] = 0.95
+    assert torch.equal(release_held_notes(probs, active, {1: 0.95}), active)
+    assert release_held_notes(probs, active, {}) is active
+
+
+def test_chords_and_notes_across_the_bar_line_are_handled():
+    # a dyad starting together is kept; pitch 4 held across the bar line (steps 2-6) is released
+    # at step 5 when pitch 1 starts there; step 0 has no note before it
+    bridge = _roll([(0, 0, 2), (3, 0, 2), (4, 2, 7), (1, 5, 8)])
+    active = _phrase([bridge] * 3)
+    out = release_held_notes(active.float() * 0.6, active, {1: 0.7})
+    assert torch.equal(out[0, 1].reshape(8, 6), _roll([(0, 0, 2), (3, 0, 2), (4, 2, 5), (1, 5, 8)]))
+    # tau 1: every held note below certainty goes at the next onset; a probability of 1 stays
+    assert torch.equal(release_held_notes(active.float() * 0.99, active, {1: 1.0})[0, 1].reshape(8, 6),
+                       _roll([(0, 0, 2), (3, 0, 2), (4, 2, 5), (1, 5, 8)]))
+    assert torch.equal(release_held_notes(active.float(), active, {1: 1.0}), active)
+
+
+def test_keep_leaves_a_given_track_as_it_is():
+    bridge = _roll([(0, 0, 6), (2, 2, 4)])
+    active = torch.cat([_phrase([bridge] * 3)] * 2)
+    keep = torch.tensor([[False, True, False], [False, False, False]])
+    out = release_held_notes(active.float() * 0.5, active, {1: 0.9}, keep)
+    assert torch.equal(out[0], active[0]) and not torch.equal(out[1], active[1])
+
+
+def test_check_track_taus_names_tracks_and_bounds():
+    assert check_track_taus({"Bridge": 0.95, 2: "1"}, META["tracks"], "x") == {1: 0.95, 2: 1.0}
+    assert check_track_taus(None, META["tracks"], "x") == {}
+    with pytest.raises(ValueError, match=r"x: unknown track 'drums'"):
+        check_track_taus({"drums": 0.5}, META["tracks"], "x")
+    with pytest.raises(ValueError, match=r"x: bridge: tau should be in \(0, 1\], got 0.0"):
+        check_track_taus({"bridge": 0}, META["tracks"], "x")
+    with pytest.raises(ValueError, match=r"x: bridge: tau should be a number in \(0, 1\], got 'high'"):
+        check_track_taus({"bridge": "high"}, META["tracks"], "x")
+
+
+def _composer(tmp_path, release, name="r"):
+    torch.manual_seed(0)
+    g = Generator(**SMALL).eval()
+    with torch.no_grad():                        # notes that start and stop all over the roll
+        for prm in g.parameters():
+            prm.normal_(0.0, 0.5)
+    export_generator(g, tmp_path, name, META, release=release)
+    return Composer.load(tmp_path / f"symbolic_{name}.json")
+
+
+def test_the_card_release_applies_when_the_composer_binarises(tmp_path):
+    plain, rel = _composer(tmp_path, None, "plain"), _composer(tmp_path, {"bridge": 1.0}, "rel")
+    assert json.loads((tmp_path / "symbolic_rel.json").read_text())["decode"] == {"release": {"bridge": 1.0}}
+    assert "decode" not in json.loads((tmp_path / "symbolic_plain.json").read_text())
+    assert rel.release == {1: 1.0} and plain.release == {}
+    z = plain.sample_latents(4, torch.Generator().manual_seed(0))
+    a, b = plain.decode(z), rel.decode(z)
+    assert torch.equal(a[:, [0, 2]], b[:, [0, 2]]) and not torch.equal(a[:, 1], b[:, 1])
+    probs = plain.decode(z, threshold=None)
+    assert torch.equal(b.bool(), release_held_notes(probs, probs > 0.5, {1: 1.0}))
+    assert torch.equal(rel.decode(z, threshold=None), probs)          # probabilities stay raw
+    given = a[:, 1, :, :, :]                                          # a given bridge is kept as given
+    assert torch.equal(rel.decode(z, cond_roll=given, cond_track=1)[:, 1], given)
+
+
+def test_parse_track_taus_reads_track_equals_tau():
+    assert parse_track_taus(None, "--release") is None
+    assert parse_track_taus(["none"], "--release") == {}
+    assert parse_track_taus(["bridge=0.9", " piano = 1 "], "--release") == {"bridge": "0.9", "piano": "1"}
+    for bad in (["bridge"], ["=0.5"], ["none", "bridge=0.5"]):
+        with pytest.raises(UserError, match=r"--release: expected TRACK=TAU \(or none\)"):
+            parse_track_taus(bad, "--release")
+
+
+def test_evaluation_can_replace_the_cards_release(tmp_path):
+    from symbolic.evaluate import generate_for_phrases
+
+    _composer(tmp_path, {"bridge": 1.0})
+    meta = dict(META, styles=[])
+    arrays = {"chords": np.zeros((4, 2, 4, 12), np.uint8), "style": np.zeros(4, np.int64),
+              "has_chords": np.zeros(4, bool)}
+    weights = tmp_path / "symbolic_r.safetensors"
+    card_rule = generate_for_phrases(weights, meta, arrays, np.arange(4))
+    none = generate_for_phrases(weights, meta, arrays, np.arange(4), release={})
+    again = generate_for_phrases(weights, meta, arrays, np.arange(4), release={"bridge": 1.0})
+    assert np.array_equal(card_rule, again) and not np.array_equal(card_rule[:, 1], none[:, 1])
+    assert np.array_equal(card_rule[:, [0, 2]], none[:, [0, 2]])
+    with pytest.raises(UserError, match="--release: unknown track 'bass'"):
+        generate_for_phrases(weights, meta, arrays, np.arange(4), release={"bass": 0.5})
+
+
+def test_the_evaluate_command_takes_a_release(tmp_path):
+    from symbolic.datamodule import write_fake_cache
+    from symbolic.evaluate import cli_main
+
+    data = write_fake_cache(tmp_path / "data", n_train=2, n_valid=2, n_test=8, n_bars=2, steps_per_beat=1,
+                            lowest_pitch=60, n_pitches=6, styles=())
+    _composer(tmp_path, {"bridge": 1.0})
+    base = ["prog", "--data", str(data), "--weights", str(tmp_path / "symbolic_r.json")]
+    reports = {}
+    for rel in ("none", "bridge=1"):
+        assert cli_main([*base, "--release", rel, "--json", str(tmp_path / f"{rel}.json")]) == 0
+        reports[rel] = json.loads((tmp_path / f"{rel}.json").read_text())["generated"]["bridge"]
+    assert cli_main([*base, "--json", str(tmp_path / "card.json")]) == 0
+    assert json.loads((tmp_path / "card.json").read_text())["generated"]["bridge"] == reports["bridge=1"]
+    assert reports["none"]["POLY_RATE"] > reports["bridge=1"]["POLY_RATE"]
+    with pytest.raises(UserError, match="--release: expected TRACK=TAU"):
+        cli_main([*base, "--release", "bridge"])
+
+
+# --------------------------------------------------------------------------- legato
 def _line_and_probs():
     # melody: pitch 0 over steps 0-3, pitch 2 over 4-5 (a change across the bar line), pitch 4 at 6
     # (straight after 2), a rest at 7
@@ -59,7 +178,7 @@ def test_a_note_change_overlaps_by_one_step_where_the_held_pitch_is_likely():
     assert legato_overlaps(probs, active, {}) is active
 
 
-def test_keep_leaves_a_given_track_as_it_is():
+def test_legato_keep_leaves_a_given_track_as_it_is():
     active, probs = _line_and_probs()
     active, probs = torch.cat([active] * 2), torch.cat([probs] * 2)
     keep = torch.tensor([[True, False, False], [False, False, False]])
@@ -78,7 +197,7 @@ def test_check_legato_wants_one_pitch_per_step_tracks():
         check_legato({"melody": 1.5}, META["tracks"], (0,), "x")
 
 
-def _generator():
+def _monophonic_generator():
     torch.manual_seed(0)
     g = Generator(**SMALL, monophonic=(0,)).eval()
     with torch.no_grad():                        # notes that start and stop all over the roll
@@ -88,7 +207,7 @@ def _generator():
 
 
 def test_the_generator_returns_its_probabilities_before_the_one_pitch_rule():
-    g = _generator()
+    g = _monophonic_generator()
     z = g.sample_latents(3, torch.Generator().manual_seed(1))
     with torch.no_grad():
         out, dense = g(z, return_dense=True)
@@ -98,13 +217,13 @@ def test_the_generator_returns_its_probabilities_before_the_one_pitch_rule():
     assert torch.equal(out[:, 1:], dense[:, 1:])
 
 
-def _composer(tmp_path, legato, name="l"):
-    export_generator(_generator(), tmp_path, name, META, legato=legato)
+def _legato_composer(tmp_path, legato, name="l"):
+    export_generator(_monophonic_generator(), tmp_path, name, META, legato=legato)
     return Composer.load(tmp_path / f"symbolic_{name}.json")
 
 
 def test_the_card_legato_applies_when_the_composer_binarises(tmp_path):
-    plain, leg = _composer(tmp_path, None, "plain"), _composer(tmp_path, {"melody": 0.6}, "leg")
+    plain, leg = _legato_composer(tmp_path, None, "plain"), _legato_composer(tmp_path, {"melody": 0.6}, "leg")
     assert json.loads((tmp_path / "symbolic_leg.json").read_text())["decode"] == {"legato": {"melody": 0.6}}
     assert leg.legato == {0: 0.6} and plain.legato == {}
     z = plain.sample_latents(8, torch.Generator().manual_seed(0))
@@ -116,12 +235,12 @@ def test_the_card_legato_applies_when_the_composer_binarises(tmp_path):
     assert torch.equal(leg.decode(z, threshold=None), plain.decode(z, threshold=None))
     given = a[:, 0]                                                    # a given melody is kept as given
     assert torch.equal(leg.decode(z, cond_roll=given, cond_track=0)[:, 0], given)
-    again = _composer(tmp_path, {"melody": 0.6}, "leg")
+    again = _legato_composer(tmp_path, {"melody": 0.6}, "leg")
     assert torch.equal(again.decode(z), b)
 
 
 def test_a_card_may_hold_both_rules(tmp_path):
-    g = _generator()
+    g = _monophonic_generator()
     export_generator(g, tmp_path, "both", META, release={"bridge": 0.9}, legato={"melody": 0.7})
     both = Composer.load(tmp_path / "symbolic_both.json")
     assert json.loads((tmp_path / "symbolic_both.json").read_text())["decode"] == {
@@ -132,19 +251,24 @@ def test_a_card_may_hold_both_rules(tmp_path):
     assert torch.equal(both.decode(z).bool(), want)
 
 
-def test_legato_on_a_track_of_chords_in_a_card_is_a_user_error(tmp_path):
-    _composer(tmp_path, {"melody": 0.9})
+@pytest.mark.parametrize("decode, message", [
+    ({"release": {"bass": 0.5}}, r"decode.release: unknown track 'bass'"),
+    ({"legato": {"piano": 0.9}}, r"decode.legato: piano: legato is for a one-pitch-per-step track"),
+    ({"legato": {"melody": 2}}, r"decode.legato: melody: tau should be in \(0, 1\], got 2.0"),
+])
+def test_a_bad_rule_in_a_card_is_a_user_error(tmp_path, decode, message):
+    _legato_composer(tmp_path, {"melody": 0.9})                         # its generator's melody is monophonic
     card = json.loads((tmp_path / "symbolic_l.json").read_text())
-    card["decode"]["legato"] = {"piano": 0.9}
+    card["decode"] = decode
     (tmp_path / "symbolic_l.json").write_text(json.dumps(card))
-    with pytest.raises(UserError, match=r"symbolic_l.json: decode.legato: piano: legato is for a one-pitch"):
+    with pytest.raises(UserError, match="symbolic_l.json: " + message):
         Composer.load(tmp_path / "symbolic_l.json")
 
 
 def test_evaluation_can_replace_the_cards_legato(tmp_path):
     from symbolic.evaluate import generate_for_phrases
 
-    _composer(tmp_path, {"melody": 0.6})
+    _legato_composer(tmp_path, {"melody": 0.6})
     chords = np.random.default_rng(0).integers(0, 2, (6, 2, 4, 12)).astype(np.uint8)  # notes that change
     arrays = {"chords": chords, "style": np.zeros(6, np.int64), "has_chords": np.ones(6, bool)}
     weights = tmp_path / "symbolic_l.safetensors"
@@ -163,7 +287,7 @@ def test_the_evaluate_command_takes_a_legato(tmp_path):
 
     data = write_fake_cache(tmp_path / "data", n_train=2, n_valid=2, n_test=8, n_bars=2, steps_per_beat=1,
                             lowest_pitch=60, n_pitches=6, styles=())
-    _composer(tmp_path, None)
+    _legato_composer(tmp_path, None)
     base = ["prog", "--data", str(data), "--weights", str(tmp_path / "symbolic_l.json")]
     reports = {}
     for leg in ("none", "melody=0.6"):
