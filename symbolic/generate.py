@@ -115,6 +115,7 @@ def release_held_notes(probs: torch.Tensor, active: torch.Tensor, release: dict[
 
     return _along_each_track(probs, active, release, keep, cut)
 
+
 def legato_overlaps(probs: torch.Tensor, active: torch.Tensor, legato: dict[int, float],
                     keep: torch.Tensor | None = None) -> torch.Tensor:
     """Let a one-pitch-per-step line overlap itself where the generator holds a note on.
@@ -159,6 +160,7 @@ def _along_each_track(probs: torch.Tensor, active: torch.Tensor, taus: dict[int,
             o = torch.where(keep[:, t, None, None, None], active[:, t], o)
         out[:, t] = o
     return out
+
 
 def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
     """(json path, safetensors path) from a .json, a .safetensors or a folder holding one pair."""
