@@ -677,11 +677,9 @@ class Generator(nn.Module):
         if arr is not None:
             probs = probs * arr[:, :self.n_tracks].to(probs.dtype)[..., None, None]
         dense = probs
-        if arr is not None:
-            t = self.n_tracks
-            if self.texture:  # single-note bars of the texture tracks
-                probs = keep_most_probable_pitch(probs, self.texture, self.monophonic_straight_through,
-                                                 bars=arr[:, t:] < 0.5)
+        if arr is not None and self.texture:  # single-note bars of the texture tracks
+            probs = keep_most_probable_pitch(probs, self.texture, self.monophonic_straight_through,
+                                             bars=arr[:, self.n_tracks:] < 0.5)
         if self.monophonic:
             probs = keep_most_probable_pitch(probs, self.monophonic, self.monophonic_straight_through)
         out = threshold_straight_through(probs) if self.binarize == "deterministic" else probs
