@@ -43,8 +43,9 @@ def check_legato(legato: dict | None, track_names: list[str], monophonic, where:
     """:func:`check_track_taus` for ``legato``, whose tracks must also be among ``monophonic``
     (indices of the one-pitch-per-step tracks); ValueError naming ``where`` otherwise."""
     out = check_track_taus(legato, track_names, where)
+    one_pitch = {int(m) for m in monophonic}
     for i in out:
-        if i not in set(int(m) for m in monophonic):
+        if i not in one_pitch:
             raise ValueError(f"{where}: {track_names[i]}: legato is for a one-pitch-per-step track "
                              f"(model.monophonic), and this one is not")
     return out
