@@ -13,7 +13,10 @@ Steps (:func:`generate_song`):
    are continuous. The drums composer gets its own plan, bar for bar the same.
 2. **Decode** all phrases in one batch, conditioned on the section chords (per beat; zeros where
    a section has none; the drums model gets none, it learnt from drum-only data) and, for
-   drums, the style (unknown when the config gives none). A composer with arrangement
+   drums, the style (unknown when the config gives none). A composer that learnt its music in
+   C major / A minor (its card's ``transposed``) composes a song in another key there: the key
+   is estimated from all the song's chords (``Composer.home_offset``), the chords moved down
+   to C, and the decoded music moved back up. A composer with arrangement
    conditioning draws which tracks play in which bars with the latents; a section's ``play``
    and ``rest`` override that for its tracks. Phrases are joined end to end (no gap), cut
    to the section lengths, binarised at 0.5. A bar where every pitched track is silent repeats
@@ -271,6 +274,9 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
         kwargs: dict[str, Any] = {}
         if chords is not None:
             kwargs["chords"] = chords.to(device)
+            offset = model.home_offset(chords=chords) if hasattr(model, "home_offset") else 0
+            if offset:  # the song's key, from all its chords: composed in the model's home key, then moved
+                kwargs["transpose"] = offset
         if style is not None:
             kwargs["style"] = torch.full((len(phrases),), style, dtype=torch.long, device=device)
         with torch.inference_mode():

@@ -113,3 +113,13 @@ def transpose_to_c(tonic: int, minor: bool) -> int:
     """Semitones (-6..5) that move the key to C major (or A minor for minor keys)."""
     target = 9 if minor else 0
     return ((target - tonic + 6) % 12) - 6
+
+
+def key_offset(histogram: np.ndarray) -> int:
+    """Semitones (-5..6) by which music with this pitch-class histogram ``[12]`` sits above C major
+    / A minor: the opposite of :func:`transpose_to_c` of its :func:`estimate_key`. 0 for an empty
+    or flat histogram (no key to tell)."""
+    h = np.asarray(histogram, dtype=np.float64).reshape(12)
+    if h.sum() <= 0 or np.allclose(h, h[0]):
+        return 0
+    return -transpose_to_c(*estimate_key(h))

@@ -34,7 +34,9 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
             constructor arguments).
         out_dir: folder, e.g. ``data/pretrained``.
         name: model name (file stem ``symbolic_<name>``).
-        meta: dataset meta (``tracks``, ``programs``, ``is_drum``, ``grid``, ``n_bars``, ``styles``).
+        meta: dataset meta (``tracks``, ``programs``, ``is_drum``, ``grid``, ``n_bars``, ``styles``,
+            ``transposed``: the phrases were moved to C major / A minor, so the composer moves
+            other keys there).
         training_steps: generator steps taken.
         extra: more JSON fields (training hyper-parameters).
         release: {track name: tau}: the card's ``decode.release``, which tracks' held notes a
@@ -57,6 +59,7 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
         "grid": dict(meta.get("grid", {})),
         "n_bars": int(meta.get("n_bars", generator.config["n_bars"])),
         "styles": list(meta.get("styles", [])),
+        "transposed": bool(meta.get("transposed", False)),
         "training_steps": int(training_steps),
         "weights": st_path.name,
     }

@@ -163,6 +163,21 @@ def _along_each_track(probs: torch.Tensor, active: torch.Tensor, taus: dict[int,
     return out
 
 
+def shift_pitches(roll: torch.Tensor, k: int) -> torch.Tensor:
+    """``roll`` [..., P] moved ``k`` pitches up (down for k < 0): what leaves the pitch range is
+    dropped and the pitches that come in are zeros."""
+    k = int(k)
+    if k == 0:
+        return roll
+    out = torch.zeros_like(roll)
+    if abs(k) < roll.shape[-1]:
+        if k > 0:
+            out[..., k:] = roll[..., :-k]
+        else:
+            out[..., :k] = roll[..., -k:]
+    return out
+
+
 def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
     """(json path, safetensors path) from a .json, a .safetensors or a folder holding one pair."""
     p = Path(path_or_dir)
@@ -190,6 +205,8 @@ class Composer:
         device: torch.device; generator: the :class:`symbolic.modules.Generator` (eval mode);
         release: {track index: tau} from the card's ``decode.release`` (:func:`release_held_notes`).
         legato: {track index: tau} from the card's ``decode.legato`` (:func:`legato_overlaps`).
+        home_key: the composer learnt its music moved to C major / A minor (the card's
+            ``transposed``), so :meth:`home_offset` tells how far other music sits from there.
     """
 
     def __init__(self, generator: Generator, card: dict, device: str | torch.device = "cpu") -> None:
@@ -218,6 +235,9 @@ class Composer:
             raise ValueError(f"decode: expected a mapping, got {type(decode).__name__}")
         self.release = check_track_taus(decode.get("release"), self.track_names, "decode.release")
         self.legato = check_legato(decode.get("legato"), self.track_names, generator.monophonic, "decode.legato")
+        # trained on music moved to C major / A minor (the card's "transposed"): other keys are
+        # moved there to be composed and back afterwards (see home_offset)
+        self.home_key = bool(card.get("transposed", False)) and not all(self.is_drum)
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -294,7 +314,8 @@ class Composer:
     # ----------------------------------------------------------------- decoding
     def _check_conditions(self, n: int, chords, style):
         if chords is not None:
-            chords = torch.as_tensor(chords, dtype=torch.float32).to(self.device)
+            # contiguous: the same chords give the same bytes however they are laid out in memory
+            chords = torch.as_tensor(chords, dtype=torch.float32).to(self.device).contiguous()
             want = (n, self.n_bars, self.beats_per_bar, 12)
             if tuple(chords.shape) != want:
                 raise UserError(f"chords: expected shape {list(want)}, got {list(chords.shape)}")
@@ -318,10 +339,33 @@ class Composer:
             raise UserError(f"style: unknown style '{name}' (known: {', '.join(self.styles) or 'none'})")
         return names.index(name.lower())
 
+    def home_offset(self, chords=None, given=None) -> int:
+        """Semitones (-5..6) by which the conditions sit above the composer's home key.
+
+        The key is estimated (:func:`symbolic.chords.key_offset`, Krumhansl-Schmuckler) from the
+        chord tones of every beat of ``chords`` [..., 12] and the sounding steps of a given track
+        ``given`` [..., P] (a beat's worth of steps counting as one chord beat), all phrases of a
+        song together. Passing the result as ``decode(..., transpose=)`` composes at home and moves
+        the music back. 0 for a composer trained without transposition, or with nothing to go on.
+        """
+        if not self.home_key:
+            return 0
+        from symbolic.chords import key_offset
+
+        hist = torch.zeros(12, dtype=torch.float64)
+        if chords is not None:
+            hist += torch.as_tensor(chords, dtype=torch.float64).reshape(-1, 12).sum(0).cpu()
+        if given is not None:
+            g = (torch.as_tensor(given) > 0).to(torch.float64).reshape(-1, self.n_pitches).sum(0).cpu()
+            pcs = (torch.arange(self.n_pitches) + int(self.grid["lowest_pitch"])) % 12
+            hist += torch.zeros(12, dtype=torch.float64).index_add_(0, pcs, g) / int(self.grid["steps_per_beat"])
+        return key_offset(hist.numpy())
+
     @torch.no_grad()
     def decode(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
                style: torch.Tensor | None = None, cond_roll: torch.Tensor | None = None,
-               cond_track: torch.Tensor | int | None = None, threshold: float = 0.5) -> torch.Tensor:
+               cond_track: torch.Tensor | int | None = None, threshold: float = 0.5,
+               transpose: int = 0) -> torch.Tensor:
         """Latents -> phrases.
 
         Args:
@@ -334,6 +378,9 @@ class Composer:
                 Binarising also releases held notes of the tracks in :attr:`release`
                 (:func:`release_held_notes`), then lets the tracks in :attr:`legato` overlap
                 (:func:`legato_overlaps`).
+            transpose: the chords and the given track sit this many semitones above the key the
+                composer learnt (:meth:`home_offset`): they are moved down by it, composed, and
+                the result moved up by it (notes it would push out of the pitch range are dropped).
         Returns:
             float [N, T, B, S, P] in {0, 1} (probabilities in [0, 1] when ``threshold`` is None
             and the model is not binary); the given track, if any, is kept as given.
@@ -342,22 +389,33 @@ class Composer:
         chords, style = self._check_conditions(n, chords, style)
         has = None if chords is None else chords.reshape(n, -1).amax(1) > 0
         if cond_roll is not None:
-            cond_roll = torch.as_tensor(cond_roll, dtype=torch.float32).to(self.device)
+            cond_roll = torch.as_tensor(cond_roll, dtype=torch.float32).to(self.device).contiguous()
             want = (n, self.n_bars, self.steps_per_bar, self.n_pitches)
             if tuple(cond_roll.shape) != want:
                 raise UserError(f"given track: expected shape {list(want)}, got {list(cond_roll.shape)}")
             ct = torch.as_tensor(cond_track, dtype=torch.long).to(self.device).reshape(-1)
             cond_track = ct.expand(n).clone() if ct.numel() == 1 else ct
+        transpose = int(transpose)
+        given = cond_roll
+        if transpose:
+            chords = None if chords is None else torch.roll(chords, -transpose, dims=-1)
+            cond_roll = None if cond_roll is None else shift_pitches(cond_roll, -transpose)
         lat = {k: latents[k].to(self.device) for k in (*LATENT_KEYS, ARRANGEMENT_KEY) if k in latents}
         probs, dense = self.generator(lat, chords, has, style, cond_roll, cond_track, return_dense=True)
-        if threshold is None or self.binary:
-            return probs.float()
         keep = None
         if cond_track is not None:
             keep = (torch.nn.functional.one_hot(cond_track.clamp(min=0), self.n_tracks).bool()
                     & (cond_track >= 0)[:, None])
-        active = release_held_notes(probs, probs > threshold, self.release, keep)
-        return legato_overlaps(dense, active, self.legato, keep).float()
+        if threshold is None or self.binary:
+            out = probs.float()
+        else:
+            active = release_held_notes(probs, probs > threshold, self.release, keep)
+            out = legato_overlaps(dense, active, self.legato, keep).float()
+        if transpose:
+            out = shift_pitches(out, transpose)
+            if keep is not None:  # the given track exactly as given, none of it lost at the range's ends
+                out[keep] = given[keep.any(1)].to(out.dtype)
+        return out
 
     # ----------------------------------------------------------------- conveniences
     def _phrase_chords(self, chords, n_phrases: int) -> torch.Tensor | None:
@@ -380,7 +438,9 @@ class Composer:
         Args:
             n_phrases: number of B-bar phrases (>= 1).
             seed: random seed (same seed + device -> same output).
-            chords: float [n_phrases * B, K, 12] chord pitch classes per beat, or None.
+            chords: float [n_phrases * B, K, 12] chord pitch classes per beat, or None; in any
+                key (the phrases are composed in the composer's home key, :meth:`home_offset`,
+                and moved to the chords' key).
             style: style index or name, or None (unknown).
         Returns:
             float [T, n_phrases * B, S, P] in {0, 1} (on the CPU).
@@ -391,13 +451,15 @@ class Composer:
 
     def _decode_seeded(self, n_phrases: int, seed: int, chords, style: int | str | None,
                        **cond) -> torch.Tensor:
-        """Latents from ``seed``, chords and style per phrase, decoded: [N, T, B, S, P]."""
+        """Latents from ``seed``, chords and style per phrase, decoded in the composer's home key
+        (the key of all the chords and the given track together): [N, T, B, S, P]."""
         if isinstance(style, str):
             style = self.style_index(style)
         c = self._phrase_chords(chords, n_phrases)
         z = self.sample_latents(n_phrases, torch.Generator().manual_seed(int(seed)), chords=c)
         st = None if style is None else torch.full((n_phrases,), int(style), dtype=torch.long)
-        return self.decode(z, chords=c, style=st, **cond)
+        transpose = self.home_offset(chords=c, given=cond.get("cond_roll"))
+        return self.decode(z, chords=c, style=st, transpose=transpose, **cond)
 
     @staticmethod
     def join_phrases(roll: torch.Tensor) -> torch.Tensor:
@@ -411,7 +473,8 @@ class Composer:
 
         Uses the generator's track-conditional mode (trained with random track conditioning:
         the given track is encoded per bar and fed to the generator; the critic judged the
-        result with the real track pasted in).
+        result with the real track pasted in). A given track in another key than the composer's
+        home key is moved there first, and the accompaniment back (:meth:`home_offset`).
 
         Args:
             given_roll: [bars_total, S, P] the given track (any values > 0 count as notes).

@@ -36,6 +36,9 @@ def weights(tmp_path_factory):
         sym.out_bias_pitch.fill_(-0.5)
     export_generator(sym, d, "tiny", {"tracks": ["melody", "bridge", "piano"], "programs": [0, 0, 0],
                                       "is_drum": [False] * 3, "grid": GRID, "n_bars": 4, "styles": []})
+    export_generator(sym, d, "tinykey", {"tracks": ["melody", "bridge", "piano"], "programs": [0, 0, 0],
+                                         "is_drum": [False] * 3, "grid": GRID, "n_bars": 4, "styles": [],
+                                         "transposed": True})
     drums = SymbolicGenerator(n_tracks=1, n_styles=2, z_dim=8, trunk_channels=(16, 8), branch_channels=8,
                               style_dim=4, chord_dim=4, track_cond_dim=0)
     with torch.no_grad():
@@ -52,13 +55,13 @@ def weights(tmp_path_factory):
     return d
 
 
-def _config(tmp_path, weights, *, symbolic=None):
+def _config(tmp_path, weights, *, symbolic=None, chords=("C", "G")):
     data = {
         "title": "Real Tiny", "seed": 5, "tempo": 120, "style": "rock",
         "tracks": [{"name": "lead", "source": "melody", "instrument": "Flute"},
                    {"name": "keys", "source": "piano", "instrument": "Acoustic Grand Piano"},
                    {"name": "drums", "source": "drums"}],
-        "sections": [{"name": "a", "bars": 4, "chords": ["C", "G"]}, {"name": "b", "bars": 2}],
+        "sections": [{"name": "a", "bars": 4, "chords": list(chords)}, {"name": "b", "bars": 2}],
         "weights": {"symbolic": symbolic or str(weights / "symbolic_tiny.safetensors"),
                     "drums": str(weights / "symbolic_tinydrums.safetensors"),
                     "audio": str(weights / "audio_tiny.safetensors")},
@@ -88,6 +91,36 @@ def test_generate_with_real_modules_is_reproducible(tmp_path, weights):
     assert set(facts["weights"]) == {"symbolic", "drums", "audio"}
     assert all(len(w["sha256"]) == 64 for w in facts["weights"].values())
     assert sorted(p.name for p in (a / "stems").iterdir()) == ["drums.wav", "keys.wav", "lead.wav"]
+
+
+def _notes(path):
+    """{track name: sorted (pitch, start, end, velocity)} of a MIDI file."""
+    pm = pretty_midi.PrettyMIDI(str(path))
+    return {i.name: sorted((n.pitch, round(n.start, 4), round(n.end, 4), n.velocity) for n in i.notes)
+            for i in pm.instruments}
+
+
+def test_a_song_in_another_key_is_the_home_key_song_moved(tmp_path, weights):
+    """A composer that learnt in C major / A minor (card ``transposed``) composes a song written in
+    E major at home and moves it up: the same notes 4 semitones higher (the few the move pushes
+    past MIDI 107 are dropped), the drums untouched; a composer without a home key does not."""
+    from pipeline.generate import cli_main
+
+    songs = {}
+    for name, symbolic in (("tinykey", weights / "symbolic_tinykey.safetensors"),
+                           ("tiny", weights / "symbolic_tiny.safetensors")):
+        for key, chords in (("C", ("C", "F", "G", "C")), ("E", ("E", "A", "B", "E"))):
+            cfg = _config(tmp_path, weights, symbolic=str(symbolic), chords=chords)
+            out = tmp_path / f"{name}-{key}"
+            assert cli_main(["g", str(cfg), "--out", str(out), "--renderer", "none", "--device", "cpu"]) == 0
+            songs[name, key] = _notes(out / "song.mid")
+    home, moved = songs["tinykey", "C"], songs["tinykey", "E"]
+    assert moved["drums"] == home["drums"]
+    assert home["keys"]  # (the untrained composer may leave the lead empty)
+    for track in ("lead", "keys"):
+        assert moved.get(track, []) == [(p + 4, a, b, v) for p, a, b, v in home.get(track, []) if p + 4 <= 107]
+    plain_home, plain_moved = songs["tiny", "C"], songs["tiny", "E"]
+    assert plain_moved["keys"] != [(p + 4, a, b, v) for p, a, b, v in plain_home["keys"] if p + 4 <= 107]
 
 
 def test_missing_or_mismatched_weights(tmp_path, weights):
