@@ -10,9 +10,15 @@ metrics are within 10%. Exits 0 with a message when the weights or the data are 
 
     python benchmarks/bench_symbolic_quality.py [--split test] [--n N] [--seed 0] [--device cpu] [--json OUT]
         [--release TRACK=TAU | --release none] [--legato TRACK=TAU | --legato none] [--bootstrap N]
+        [--given TRACK] [--no-chords] [--transpose K]
 
 ``--bootstrap N`` adds each held-out value's 95% interval over N resamples of the split's songs
 and whether the generated value lies inside it (how far a 90-song split's value can move).
+``--given melody`` scores the accompaniment mode (each phrase's own melody given; its rows are not
+compared; a second table gives the tonal distance of each composed track to the melody and its
+chord-tone rate), ``--no-chords`` composes without the chords (a bare melody's case), and
+``--transpose K`` moves the held-out phrases K semitones so that the composer must find each
+song's key (``musegansynth evaluate symbolic`` takes the same options).
 """
 
 from __future__ import annotations
@@ -60,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     from symbolic.generate import add_decode_arguments, parse_track_taus
 
     add_decode_arguments(p, "the card's decode.{rule}")
+    p.add_argument("--given", metavar="TRACK", default=None,
+                   help="accompaniment mode: each phrase's own TRACK is given, the composer writes the others "
+                        "(e.g. --given melody --weights data/pretrained/symbolic_pop909_accompany.safetensors)")
+    p.add_argument("--no-chords", dest="chords", action="store_false", help="compose without the chords")
+    p.add_argument("--transpose", type=int, default=0, metavar="K",
+                   help="move the held-out phrases K semitones first; the composer finds each song's key")
     args = p.parse_args(argv)
 
     if skipped_for_missing_inputs("bench_symbolic_quality", args.weights, args.data, args.split):
@@ -72,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate_symbolic(args.data, split=args.split, weights=args.weights, n=args.n,
                                    seed=args.seed, device=args.device,
                                    release=parse_track_taus(args.release, "--release"),
-                                   legato=parse_track_taus(args.legato, "--legato"), bootstrap=args.bootstrap)
+                                   legato=parse_track_taus(args.legato, "--legato"), bootstrap=args.bootstrap,
+                                   given=args.given, use_chords=args.chords, transpose=args.transpose)
     except UserError as exc:
         print(f"bench_symbolic_quality: error: {exc}", file=sys.stderr)
         return 2

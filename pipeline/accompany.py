@@ -24,6 +24,9 @@ from pipeline.errors import UserError
 from pipeline.fileio import staged_dir
 
 DEFAULT_SYMBOLIC_WEIGHTS = "data/pretrained/symbolic_pop909.safetensors"
+#: The composer trained on in accompaniment mode (data/pretrained/README.md): the default here
+#: when it is there, else the composer itself.
+DEFAULT_ACCOMPANY_WEIGHTS = "data/pretrained/symbolic_pop909_accompany.safetensors"
 
 
 def _describe(i: int, inst) -> str:
@@ -66,8 +69,34 @@ def only_instrument(pm, index: int):
     return one
 
 
+def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
+    """``--chords``: chord symbols separated by spaces or commas -> float32 [bars, beats_per_bar, 12].
+
+    ``bars * beats_per_bar`` symbols give one per beat; any other number is one per bar, repeated
+    from the start as often as the bars need ("C Am F G" over 10 bars: C Am F G C Am F G C Am).
+    "N" is a bar without a chord. UserError naming a symbol it cannot read.
+    """
+    from pipeline.config import chord_pitch_classes
+
+    symbols = [t for t in str(text).replace(",", " ").split() if t]
+    if not symbols:
+        raise UserError("--chords: expected chord symbols such as 'C Am F G', got nothing")
+    out = np.zeros((bars, beats_per_bar, 12), dtype=np.float32)
+    per_beat = len(symbols) == bars * beats_per_bar
+    for i, sym in enumerate(symbols):
+        try:
+            pcs = chord_pitch_classes(sym)
+        except ValueError as exc:
+            raise UserError(f"--chords: {exc} (e.g. 'C', 'Am', 'G7', 'F/A', 'N')") from None
+        if per_beat:
+            out[i // beats_per_bar, i % beats_per_bar, list(pcs)] = 1.0
+        else:
+            out[i::len(symbols), :, list(pcs)] = 1.0
+    return out
+
+
 def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
-                   source: str = "<midi>"):
+                   source: str = "<midi>", chords: str | None = None):
     """Accompany one instrument of a PrettyMIDI; returns (``symbolic.roll.Multitrack``, given track index).
 
     Args:
@@ -77,6 +106,8 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
             :func:`select_instrument`).
         as_track: the composer track it plays (default the composer's first track).
         seed: seed of the composer's latents.
+        chords: the chords under the given track (:func:`parse_chords`), or None: none (the
+            composer then follows the given track alone).
     """
     from symbolic.roll import Multitrack, binarize, midi_to_multitrack
     from symbolic.trackmap import TrackMap, TrackSpec
@@ -105,8 +136,11 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
                         f"composer's pitch range {grid.lowest_pitch}-{grid.highest_pitch}")
     bars = given_mt.n_bars
     given = torch.from_numpy(given_mt.roll[0] > 0).float()  # [bars, S, P]
+    kw = {}
+    if chords is not None:
+        kw["chords"] = torch.from_numpy(parse_chords(chords, bars, grid.beats_per_bar))
     with torch.inference_mode():
-        song = composer.accompany(given, track=ti, seed=int(seed))  # [T, bars, S, P]
+        song = composer.accompany(given, track=ti, seed=int(seed), **kw)  # [T, bars, S, P]
     song = torch.as_tensor(song).float().cpu()
     T = song.shape[0]
     if tuple(song.shape) != (len(names), bars, grid.steps_per_bar, grid.n_pitches):
@@ -147,7 +181,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: out/<midi name>-accompanied)")
     p.add_argument("--renderer", choices=("neural", "none"), default="neural")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--weights", default=None, help=f"composer weights (default {DEFAULT_SYMBOLIC_WEIGHTS})")
+    p.add_argument("--chords", default=None,
+                   help="the chords under the track, e.g. \"C Am F G\": one per bar, repeated as the bars need "
+                        "(or one per beat for all of them; N: no chord). Default: none, the composer follows "
+                        "the track alone")
+    p.add_argument("--weights", default=None,
+                   help=f"composer weights (default {DEFAULT_ACCOMPANY_WEIGHTS}, the composer trained on in "
+                        f"accompaniment mode; {DEFAULT_SYMBOLIC_WEIGHTS} where that is missing)")
     p.add_argument("--audio-weights", default=None, help="timbre model weights (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -160,18 +200,23 @@ def load_composer(weights: str | None, device: str):
         from symbolic.generate import Composer
     except ModuleNotFoundError as exc:
         raise UserError(f"the composer is not available ({exc})") from None
-    return Composer.load(resolve_weights_path(weights or DEFAULT_SYMBOLIC_WEIGHTS, "symbolic"), device=device)
+    if weights is None:
+        try:
+            weights = str(resolve_weights_path(DEFAULT_ACCOMPANY_WEIGHTS, "symbolic"))
+        except UserError:  # no accompanist: the composer's own accompaniment mode
+            weights = DEFAULT_SYMBOLIC_WEIGHTS
+    return Composer.load(resolve_weights_path(weights, "symbolic"), device=device)
 
 
 def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: str | None = None,
-        seed: int = 0, device: str = "cpu") -> Path:
+        seed: int = 0, device: str = "cpu", chords: str | None = None) -> Path:
     """Accompany ``midi`` into ``out`` (song.mid, and song.wav when ``timbre`` is given). All or nothing."""
     from audio.mix import master, mix_stems, write_wav
     from pipeline.render import render_midi_neural
     from symbolic.roll import multitrack_to_midi, read_midi, write_midi
 
     pm = read_midi(midi)
-    mt, _ = accompany_midi(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi))
+    mt, _ = accompany_midi(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi), chords=chords)
     song = multitrack_to_midi(mt)
     with staged_dir(out) as stage:
         write_midi(song, stage / "song.mid")
@@ -196,6 +241,6 @@ def cli_main(argv: list[str]) -> int:
     composer = load_composer(args.weights, device)
     timbre = load_timbre(args.audio_weights, device) if args.renderer == "neural" else None
     run(midi, out, track=args.track, composer=composer, timbre=timbre, as_track=args.as_track, seed=args.seed,
-        device=device)
+        device=device, chords=args.chords)
     print(out)
     return 0

@@ -116,7 +116,9 @@ def _load_composer(weights: str | Path, device: str):
 
 def generate_rolls(composer: Any, chords: np.ndarray, style: np.ndarray, *, seed: int = 0,
                    threshold: float = 0.5, batch_size: int = 64, device: str = "cpu",
-                   has_chords: np.ndarray | None = None) -> np.ndarray:
+                   has_chords: np.ndarray | None = None, given: np.ndarray | None = None,
+                   given_track: int | None = None, use_chords: bool = True,
+                   offsets: np.ndarray | None = None) -> np.ndarray:
     """Decode one phrase per conditioning row with a composer.
 
     Args:
@@ -129,6 +131,11 @@ def generate_rolls(composer: Any, chords: np.ndarray, style: np.ndarray, *, seed
         batch_size: phrases decoded at once.
         has_chords: bool [N], which phrases come with chord annotations (an all-zero phrase that
             has them is "no chord", not "unknown", for the arrangement); default: any chord.
+        given: bool [N, bars, steps_per_bar, pitches]: track ``given_track`` of every phrase is
+            given (the composer's accompaniment mode) and the others are composed around it.
+        use_chords: False decodes without chord information (as for a bare melody).
+        offsets: int [N] semitones each row's conditions sit above the composer's home key
+            (``Composer.home_offset``; decoded with ``transpose=``); default all 0.
     Returns:
         Bool array [N, tracks, bars, steps_per_bar, pitches].
     """
@@ -136,28 +143,60 @@ def generate_rolls(composer: Any, chords: np.ndarray, style: np.ndarray, *, seed
 
     n = int(chords.shape[0])
     generator = torch.Generator().manual_seed(int(seed))  # CPU: the same latents on every device
-    if "chords" in inspect.signature(composer.sample_latents).parameters:  # an arrangement follows the chords
+    if use_chords and "chords" in inspect.signature(composer.sample_latents).parameters:  # an arrangement follows the chords
         has = None if has_chords is None else torch.as_tensor(np.asarray(has_chords, dtype=bool))
         latents = composer.sample_latents(n, generator=generator, chords=torch.as_tensor(chords, dtype=torch.float32),
                                           has_chords=has)
     else:
         latents = composer.sample_latents(n, generator=generator)
     wants_threshold = "threshold" in inspect.signature(composer.decode).parameters
-    out = []
+    offsets = np.zeros(n, dtype=np.int64) if offsets is None else np.asarray(offsets, dtype=np.int64).reshape(n)
+    out = None
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
-            part = {k: v[lo:hi] for k, v in latents.items()}
-            c = torch.as_tensor(chords[lo:hi], dtype=torch.float32, device=device)
-            s = torch.as_tensor(style[lo:hi], dtype=torch.long, device=device)
-            if wants_threshold:  # the composer binarises (and applies its decoding rules): {0, 1}
-                rolls = composer.decode(part, chords=c, style=s, threshold=threshold) > 0.5
-            else:
-                rolls = composer.decode(part, chords=c, style=s) > threshold
-            out.append(rolls.detach().cpu().numpy())
-    if not out:
+            for k in np.unique(offsets[lo:hi]):  # one decode per key offset (all 0: the whole batch)
+                rows = lo + np.flatnonzero(offsets[lo:hi] == k)
+                part = {key: v[torch.as_tensor(rows)] for key, v in latents.items()}
+                kw: dict[str, Any] = {"style": torch.as_tensor(style[rows], dtype=torch.long, device=device)}
+                if use_chords:
+                    kw["chords"] = torch.as_tensor(chords[rows], dtype=torch.float32, device=device)
+                if given is not None:
+                    kw["cond_roll"] = torch.as_tensor(given[rows], dtype=torch.float32, device=device)
+                    kw["cond_track"] = int(given_track)
+                if k:
+                    kw["transpose"] = int(k)
+                if wants_threshold:  # the composer binarises (and applies its decoding rules): {0, 1}
+                    rolls = composer.decode(part, threshold=threshold, **kw) > 0.5
+                else:
+                    rolls = composer.decode(part, **kw) > threshold
+                rolls = rolls.detach().cpu().numpy()
+                if out is None:
+                    out = np.zeros((n, *rolls.shape[1:]), dtype=bool)
+                out[rows] = rolls
+    if out is None:
         return np.zeros((0,), dtype=bool)
-    return np.concatenate(out, axis=0)
+    return out
+
+
+def song_offsets(composer: Any, songs: np.ndarray, chords: np.ndarray | None = None,
+                 given: np.ndarray | None = None) -> np.ndarray:
+    """Per phrase, how far its song's key sits above the composer's home key: int [N] from
+    ``composer.home_offset`` over all of that song's phrases (their ``chords`` [N, bars, beats, 12]
+    and the ``given`` track [N, bars, steps, pitches], either may be None), as the song pipeline
+    finds a song's key from all its chords. All 0 for a composer without a home key."""
+    import torch
+
+    songs = np.asarray(songs)
+    out = np.zeros(songs.shape[0], dtype=np.int64)
+    if not getattr(composer, "home_key", False):
+        return out
+    for song in np.unique(songs):
+        rows = songs == song
+        out[rows] = composer.home_offset(
+            chords=None if chords is None else torch.as_tensor(chords[rows], dtype=torch.float32),
+            given=None if given is None else torch.as_tensor(given[rows]))
+    return out
 
 
 def load_generated_npz(path: str | Path, expect: tuple[int, ...], threshold: float = 0.5) -> np.ndarray:
@@ -330,8 +369,8 @@ def format_table(rows: list[dict]) -> str:
         return "-" if v is None else ("yes" if v else "no")
 
     header = ("metric", "track", "data", "generated", "rel diff", "within 10%")
-    body = [(r["metric"], r["track"], num(r["data"]), num(r["generated"]), rel(r["rel_diff"]), yes(r["within"]))
-            for r in rows]
+    body = [(r["metric"], r["track"], num(r["data"]), num(r["generated"]), rel(r["rel_diff"]),
+             "given" if r.get("given") else yes(r["within"])) for r in rows]
     if rows and "data_lo" in rows[0]:
         header += ("data 95% interval", "inside")
         body = [b + (f"{num(r['data_lo'])}-{num(r['data_hi'])}", yes(r["in_interval"])) for b, r in zip(body, rows)]
@@ -359,11 +398,17 @@ def _json_safe(obj: Any) -> Any:
 
 def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.ndarray], idx: np.ndarray, *,
                          seed: int = 0, threshold: float = 0.5, device: str = "cpu",
-                         release: dict | None = None, legato: dict | None = None) -> np.ndarray:
+                         release: dict | None = None, legato: dict | None = None,
+                         given: int | None = None, use_chords: bool = True,
+                         find_key: bool = False) -> np.ndarray:
     """One generated phrase per held-out phrase ``idx`` of a split (from :func:`load_split`),
     conditioned on its chords and style, with the composer of ``weights``: bool
     [len(idx), tracks, bars, steps, pitches]. ``release`` and ``legato`` ({track: tau}; None: the
-    card's) replace the composer's decoding rules. UserError when the composer does not fit the data."""
+    card's) replace the composer's decoding rules. ``given`` (a track index): each phrase's own
+    track is given and the composer writes the others; ``use_chords`` False: no chords;
+    ``find_key``: the composer finds each song's key itself (:func:`song_offsets`) instead of
+    taking the phrases as they are (the cache's phrases are in its home key already). UserError
+    when the composer does not fit the data."""
     dev = _resolve_device(device)
     composer = _load_composer(weights, dev)
     _check_composer(composer, meta, weights)
@@ -377,8 +422,14 @@ def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.n
     except ValueError as exc:
         raise UserError(str(exc)) from None
     style = map_styles(arrays["style"][idx], meta.get("styles"), getattr(composer, "styles", None))
-    rolls = generate_rolls(composer, arrays["chords"][idx], style, seed=seed, threshold=threshold, device=dev,
-                           has_chords=arrays["has_chords"][idx])
+    chords = arrays["chords"][idx]
+    given_rolls = None if given is None else arrays["rolls"][idx, given]
+    offsets = None
+    if find_key:
+        offsets = song_offsets(composer, arrays["song"][idx], chords if use_chords else None, given_rolls)
+    rolls = generate_rolls(composer, chords, style, seed=seed, threshold=threshold, device=dev,
+                           has_chords=arrays["has_chords"][idx], given=given_rolls, given_track=given,
+                           use_chords=use_chords, offsets=offsets)
     expect = _expected_shape(meta)
     if rolls.ndim != 5 or tuple(rolls.shape[1:]) != expect:
         raise UserError(f"{weights}: the composer made phrases of shape {rolls.shape[1:]}, "
@@ -386,11 +437,51 @@ def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.n
     return rolls
 
 
+def transpose_split(arrays: dict[str, np.ndarray], semitones: int) -> dict[str, np.ndarray]:
+    """The split's phrases moved ``semitones`` up (down when negative): rolls along the pitch
+    axis (notes moved out of the range dropped) and chords along their pitch classes."""
+    from symbolic.generate import shift_pitches
+    import torch
+
+    out = dict(arrays)
+    if semitones:
+        out["rolls"] = shift_pitches(torch.from_numpy(np.ascontiguousarray(arrays["rolls"])), semitones).numpy()
+        out["chords"] = np.roll(arrays["chords"], semitones, axis=-1)
+    return out
+
+
+def accompaniment_fit(data_rolls: np.ndarray, gen_rolls: np.ndarray, chords: np.ndarray, has_chords: np.ndarray,
+                      names: Sequence[str], is_drum: Sequence[bool], given: int, lowest_pitch: int) -> list[dict]:
+    """How the composed tracks fit a given track and the song's harmony, one row per other
+    pitched track: ``{"track", "td_data", "td_generated", "td_other_song", "ct_data",
+    "ct_generated"}``. ``td_*``: tonal distance (:func:`symbolic.metrics.tonal_distance`) to
+    the given track in the data, in the generated phrases, and between the generated track and
+    the given track of the phrase half the split away (another song: what no fit at all gives).
+    ``ct_*``: :func:`symbolic.metrics.chord_tone_rate` against the phrases' annotated chords
+    (NaN when they have none), whether or not the composer saw them."""
+    n = data_rolls.shape[0]
+    other = np.roll(np.arange(n), n // 2)
+    rows = []
+    for t, name in enumerate(names):
+        if t == given or is_drum[t]:
+            continue
+        rows.append({
+            "track": str(name),
+            "td_data": M.tonal_distance(data_rolls[:, given], data_rolls[:, t], lowest_pitch),
+            "td_generated": M.tonal_distance(gen_rolls[:, given], gen_rolls[:, t], lowest_pitch),
+            "td_other_song": M.tonal_distance(data_rolls[other, given], gen_rolls[:, t], lowest_pitch),
+            "ct_data": M.chord_tone_rate(data_rolls[:, t], chords, has_chords, lowest_pitch),
+            "ct_generated": M.chord_tone_rate(gen_rolls[:, t], chords, has_chords, lowest_pitch),
+        })
+    return rows
+
+
 def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str | Path | None = None,
                       generated: str | Path | None = None, midi: str | Path | None = None,
                       n: int | None = None, seed: int = 0, device: str = "cpu", threshold: float = 0.5,
                       track_map: str | None = None, release: dict | None = None, legato: dict | None = None,
-                      bootstrap: int = 0) -> dict:
+                      bootstrap: int = 0, given: str | None = None, use_chords: bool = True,
+                      transpose: int = 0) -> dict:
     """Metrics of held-out phrases and (optionally) of generated ones, side by side.
 
     Args:
@@ -408,21 +499,41 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         bootstrap: when > 0, that many song-level resamples of the held-out phrases give each
             row a 95% interval of its held-out value (:func:`bootstrap_intervals`, seeded with
             ``seed``) and whether the generated value lies inside it.
+        given: with ``weights``, a track name: each held-out phrase's own track is given to the
+            composer, which writes the others (``musegansynth accompany``). That track's rows
+            are the data's and do not count; ``report["fit"]`` (:func:`accompaniment_fit`) says
+            how the other tracks fit it.
+        use_chords: with ``weights``, False composes without the chords (a bare melody's case).
+        transpose: with ``weights``, move the held-out phrases (notes and chords) this many
+            semitones (-11..11) first; the composer then finds each song's key itself
+            (:func:`song_offsets`), as generation does. At 0 the cache's phrases are taken in
+            the home key they were moved to when the cache was built.
     Returns:
         A JSON-ready report: ``{"data_dir", "split", "source", "seed", "n_data", "n_generated",
         "tracks", "is_drum", "grid", "data": metrics, "generated": metrics | None, "rows": [...],
-        "summary": {"compared", "within"[, "inside", "bootstrap"]}}`` (metrics as from
-        :func:`symbolic.metrics.evaluate_rolls`; NaN kept as float NaN here).
+        "summary": {"compared", "within"[, "inside", "bootstrap"]}[, "given", "fit"]}`` (metrics
+        as from :func:`symbolic.metrics.evaluate_rolls`; NaN kept as float NaN here).
     """
     sources = [(k, v) for k, v in (("weights", weights), ("generated", generated), ("midi", midi)) if v is not None]
     if len(sources) > 1:
         raise UserError("--weights, --generated and --midi: give at most one")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise UserError(f"--bootstrap: expected a whole number of resamples >= 0, got {bootstrap!r}")
+    if weights is None and (given is not None or not use_chords or transpose):
+        raise UserError("--given, --no-chords and --transpose: need --weights (they say how the composer is asked)")
+    if isinstance(transpose, bool) or not isinstance(transpose, int) or not -11 <= transpose <= 11:
+        raise UserError(f"--transpose: expected a whole number of semitones from -11 to 11, got {transpose!r}")
     meta, arrays = load_split(data_dir, split)
+    arrays = transpose_split(arrays, transpose)
     names = [str(t) for t in meta["tracks"]]
     is_drum = [bool(d) for d in meta["is_drum"]]
     grid = meta["grid"]
+    given_index = None
+    if given is not None:
+        lowered = [t.lower() for t in names]
+        if str(given).lower() not in lowered:
+            raise UserError(f"--given {given!r}: not a track of {data_dir} (tracks: {', '.join(names)})")
+        given_index = lowered.index(str(given).lower())
     idx = select_phrases(arrays["rolls"].shape[0], n, seed)
     if idx.size == 0:
         raise UserError(f"{Path(data_dir) / (split + '.npz')}: holds no phrase")
@@ -432,7 +543,8 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     gen_rolls = None
     if weights is not None:
         gen_rolls = generate_for_phrases(weights, meta, arrays, idx, seed=seed, threshold=threshold, device=device,
-                                         release=release, legato=legato)
+                                         release=release, legato=legato, given=given_index, use_chords=use_chords,
+                                         find_key=bool(transpose))
     elif generated is not None:
         gen_rolls = load_generated_npz(generated, _expected_shape(meta), threshold)
         gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]
@@ -443,6 +555,11 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         raise UserError(f"{sources[0][1]}: holds no phrase")
     gen_metrics = None if gen_rolls is None else M.evaluate_rolls(gen_rolls, names, is_drum, grid)
     rows = compare(data_metrics, gen_metrics)
+    if given_index is not None:  # the given track is the data's own: nothing to compare
+        for r in rows:
+            if r["track"] == names[given_index]:
+                r["within"] = None
+                r["given"] = True
     compared = [r for r in rows if r["within"] is not None]
     summary = {"compared": len(compared), "within": sum(1 for r in compared if r["within"])}
     if bootstrap:
@@ -450,7 +567,16 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         add_intervals(rows, bootstrap_intervals(data_rolls, songs, names, is_drum, grid, bootstrap, seed=seed))
         summary.update(inside=sum(1 for r in compared if r["in_interval"]), bootstrap=int(bootstrap),
                        songs=int(np.unique(songs).size))
+    extra: dict[str, Any] = {}
+    if given_index is not None:
+        extra["given"] = names[given_index]
+        extra["fit"] = accompaniment_fit(data_rolls, gen_rolls, arrays["chords"][idx], arrays["has_chords"][idx],
+                                         names, is_drum, given_index, int(grid["lowest_pitch"]))
+    if weights is not None:
+        extra["chords"] = bool(use_chords)
+        extra["transpose"] = int(transpose)
     return {
+        **extra,
         "data_dir": str(data_dir),
         "split": split,
         "source": None if not sources else {"kind": sources[0][0], "path": str(sources[0][1])},
@@ -502,6 +628,15 @@ def report_text(report: dict) -> str:
     if report["source"] is not None:
         head += (f"; generated: {report['source']['kind']} {report['source']['path']}, "
                  f"{report['n_generated']} phrases")
+    how = []
+    if report.get("given") is not None:
+        how.append(f"{report['given']} given (its rows are the data's)")
+    if report.get("chords") is False:
+        how.append("no chords")
+    if report.get("transpose"):
+        how.append(f"moved {report['transpose']:+d} semitones, the composer finding each song's key")
+    if how:
+        head += "; " + ", ".join(how)
     lines = [head, format_table(report["rows"])]
     if report["generated"] is not None:
         s = report["summary"]
@@ -509,7 +644,22 @@ def report_text(report: dict) -> str:
         if "inside" in s:
             lines.append(f"{s['inside']} of {s['compared']} generated values inside the held-out value's 95% "
                          f"interval ({s['bootstrap']} resamples of its {s['songs']} songs)")
+    if report.get("fit"):
+        lines.append(format_fit(report["fit"], report["given"]))
     return "\n".join(lines)
+
+
+def format_fit(fit: list[dict], given: str) -> str:
+    """The table of :func:`accompaniment_fit`'s rows."""
+    def num(v: Any) -> str:
+        return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+    head = ("track", f"TD to {given}: data", "generated", "vs another song's", "chord tones: data", "generated")
+    body = [(r["track"], num(r["td_data"]), num(r["td_generated"]), num(r["td_other_song"]), num(r["ct_data"]),
+             num(r["ct_generated"])) for r in fit]
+    widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in (head, *body)]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
 # --------------------------------------------------------------------------- CLI
@@ -535,6 +685,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     from symbolic.generate import add_decode_arguments
 
     add_decode_arguments(p, "the card's decode.{rule} (with --weights)")
+    p.add_argument("--given", metavar="TRACK", default=None,
+                   help="with --weights: give the composer each held-out phrase's own TRACK and let it write "
+                        "the others (accompany); TRACK's rows are not compared, and a second table says how "
+                        "the other tracks fit it")
+    p.add_argument("--no-chords", dest="chords", action="store_false",
+                   help="with --weights: compose without the held-out chords (a bare melody's case)")
+    p.add_argument("--transpose", type=int, default=0, metavar="K",
+                   help="with --weights: move the held-out phrases K semitones (-11..11) first, so the "
+                        "composer has to find each song's key (default 0: the cache's home key)")
     return p
 
 
@@ -547,7 +706,8 @@ def cli_main(argv: Sequence[str]) -> int:
                                midi=args.midi, n=args.n, seed=args.seed, device=args.device,
                                threshold=args.threshold, track_map=args.track_map,
                                release=parse_track_taus(args.release, "--release"),
-                               legato=parse_track_taus(args.legato, "--legato"), bootstrap=args.bootstrap)
+                               legato=parse_track_taus(args.legato, "--legato"), bootstrap=args.bootstrap,
+                               given=args.given, use_chords=args.chords, transpose=args.transpose)
     print(report_text(report))
     if args.json:
         atomic_write_text(args.json, json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")

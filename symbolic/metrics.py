@@ -476,6 +476,32 @@ def tonal_distance(roll_a: Any, roll_b: Any, lowest_pitch: int) -> float:
     return float(d.mean())
 
 
+def chord_tone_rate(roll: Any, chords: Any, has_chords: Any, lowest_pitch: int) -> float:
+    """CT: share of a track's sounding cells whose pitch class belongs to the chord of their beat.
+
+    Args:
+        roll: [N, bars, steps_per_bar, pitches] one track.
+        chords: [N, bars, beats_per_bar, 12] multi-hot chord pitch classes of every beat.
+        has_chords: bool [N], which phrases have chord annotations.
+        lowest_pitch: MIDI pitch of index 0.
+    Returns:
+        Over the cells of annotated phrases on beats with a chord ("N" beats and phrases without
+        annotations do not count); NaN when no such cell sounds.
+    """
+    a = _as_active(roll, 4, "roll")
+    c = np.asarray(chords) > 0
+    n, bars, steps, pitches = a.shape
+    if c.ndim != 4 or c.shape[:2] != (n, bars) or c.shape[3] != 12 or steps % c.shape[2]:
+        raise ValueError(f"chords: expected [{n}, {bars}, beats, 12] with beats dividing {steps} steps, "
+                         f"got {list(c.shape)}")
+    per_step = np.repeat(c, steps // c.shape[2], axis=2)                      # [N, bars, steps, 12]
+    pcs = (int(lowest_pitch) + np.arange(pitches)) % 12
+    tone = per_step[..., pcs]                                                 # [N, bars, steps, pitches]
+    counted = a & per_step.any(-1, keepdims=True) & np.asarray(has_chords, dtype=bool).reshape(n, 1, 1, 1)
+    total = int(counted.sum())
+    return float((counted & tone).sum()) / total if total else float("nan")
+
+
 # --------------------------------------------------------------------------- all at once
 
 def _grid_value(grid: Any, key: str) -> int:

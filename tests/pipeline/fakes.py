@@ -40,6 +40,7 @@ class FakeComposer:
         self.device = torch.device(device)
         self.decode_calls: list[dict] = []
         self.accompany_calls: list[dict] = []
+        self.accompany_chords: list = []  # the chords each accompany call got (None: none)
 
     def sample_latents(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {"shared": torch.randn(n, 8, generator=generator),
@@ -96,10 +97,16 @@ class FakeComposer:
         bars = g.shape[0]
         n = -(-bars // self.n_bars)
         lat = self.sample_latents(n, torch.Generator().manual_seed(int(seed)))
-        out = (self.decode(lat, style=style) > 0.5).float()
+        c = None
+        if chords is not None:  # [bars, K, 12] -> phrases, zero-padded
+            c = torch.as_tensor(chords, dtype=torch.float32)
+            c = torch.cat([c, c.new_zeros(n * self.n_bars - c.shape[0], *c.shape[1:])]).reshape(n, self.n_bars,
+                                                                                                 *c.shape[1:])
+        out = (self.decode(lat, chords=c, style=style) > 0.5).float()
         out = out.permute(1, 0, 2, 3, 4).reshape(len(self.track_names), n * self.n_bars, *g.shape[1:])[:, :bars]
         out[ti] = g
         self.accompany_calls.append({"track": ti, "seed": seed, "bars": bars})
+        self.accompany_chords.append(None if chords is None else torch.as_tensor(chords).clone())
         return out
 
 

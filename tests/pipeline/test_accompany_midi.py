@@ -173,3 +173,76 @@ def test_unknown_track_lists_the_tracks_present(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"--track 'HIGH': none of its 1 notes is inside the composer's pitch "
                                         r"range 24-107"):
         accompany_midi(pm, FakeComposer(), track="HIGH", source="x.mid")
+
+
+def test_parse_chords_one_per_bar_repeated_or_one_per_beat():
+    from pipeline.accompany import parse_chords
+
+    c = parse_chords("C Am, F G", bars=6, beats_per_bar=4)
+    assert c.shape == (6, 4, 12) and c.dtype == np.float32
+    pcs = [sorted(np.flatnonzero(c[b, 0]).tolist()) for b in range(6)]
+    assert pcs == [[0, 4, 7], [0, 4, 9], [0, 5, 9], [2, 7, 11], [0, 4, 7], [0, 4, 9]]  # C Am F G C Am
+    assert all(np.array_equal(c[b, 0], c[b, k]) for b in range(6) for k in range(4))
+    beats = parse_chords(" ".join(["C"] * 4 + ["N", "G7", "G7", "G7"]), bars=2, beats_per_bar=4)
+    assert np.flatnonzero(beats[1, 1]).tolist() == [2, 5, 7, 11] and not beats[1, 0].any()
+    with pytest.raises(UserError, match=r"--chords: 'Hm' is not a chord symbol \(e.g. 'C', 'Am'"):
+        parse_chords("C Hm", bars=2, beats_per_bar=4)
+    with pytest.raises(UserError, match="--chords: expected chord symbols such as 'C Am F G', got nothing"):
+        parse_chords(" , ", bars=2, beats_per_bar=4)
+
+
+def test_accompany_with_chords_passes_them_to_the_composer(tmp_path, monkeypatch):
+    import pipeline.accompany as acc
+
+    midi = _song(tmp_path / "in.mid")
+    comp = FakeComposer()
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: comp)
+    assert cli_main(["a", str(midi), "--track", "MELODY", "--out", str(tmp_path / "o"), "--renderer", "none",
+                     "--device", "cpu", "--chords", "Dm G"]) == 0
+    (chords,) = comp.accompany_chords
+    assert chords.shape == (5, 4, 12)
+    assert [np.flatnonzero(chords[b, 0].numpy()).tolist() for b in range(5)] == [[2, 5, 9], [2, 7, 11]] * 2 + [[2, 5, 9]]
+    # the fake follows the chords it is given: another progression, other notes
+    plain = FakeComposer()
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: plain)
+    assert cli_main(["a", str(midi), "--track", "MELODY", "--out", str(tmp_path / "p"), "--renderer", "none",
+                     "--device", "cpu"]) == 0
+    assert plain.accompany_chords == [None]
+    assert (tmp_path / "o" / "song.mid").read_bytes() != (tmp_path / "p" / "song.mid").read_bytes()
+
+
+def test_accompany_bad_chords_exit_2_and_write_nothing(tmp_path, monkeypatch, capsys):
+    import pipeline.accompany as acc
+    from pipeline.cli import main
+
+    midi = _song(tmp_path / "in.mid")
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: FakeComposer())
+    assert main(["accompany", str(midi), "--track", "MELODY", "--out", str(tmp_path / "o"), "--renderer", "none",
+                 "--device", "cpu", "--chords", "C Xyz"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--chords: 'Xyz' is not a chord symbol" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_default_weights_are_the_accompanist_when_it_is_there(tmp_path, monkeypatch):
+    import pipeline.accompany as acc
+
+    seen = []
+
+    class Loader:
+        @staticmethod
+        def load(path, device):
+            seen.append(Path(path).name)
+            return FakeComposer()
+
+    monkeypatch.setattr("symbolic.generate.Composer", Loader)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pipeline.config.PROJECT_ROOT", tmp_path)
+    (tmp_path / "data" / "pretrained").mkdir(parents=True)
+    (tmp_path / acc.DEFAULT_SYMBOLIC_WEIGHTS).write_bytes(b"x")
+    acc.load_composer(None, "cpu")
+    (tmp_path / acc.DEFAULT_ACCOMPANY_WEIGHTS).write_bytes(b"x")
+    acc.load_composer(None, "cpu")
+    acc.load_composer(acc.DEFAULT_SYMBOLIC_WEIGHTS, "cpu")
+    assert seen == ["symbolic_pop909.safetensors", "symbolic_pop909_accompany.safetensors",
+                    "symbolic_pop909.safetensors"]

@@ -1,0 +1,167 @@
+"""Evaluating the composer's accompaniment mode and other keys: ``musegansynth evaluate symbolic
+--given TRACK [--no-chords] [--transpose K]``, and the chord-tone rate it reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import UserError
+from symbolic import evaluate as E
+from symbolic import metrics as M
+from symbolic.export import export_generator
+from symbolic.generate import shift_pitches
+from symbolic.modules import Generator
+
+PROG = "musegansynth evaluate symbolic"
+SMALL = dict(n_tracks=3, n_bars=2, steps_per_bar=4, beats_per_bar=4, n_pitches=24, lowest_pitch=48, n_styles=1,
+             z_dim=4, trunk_channels=(8, 4), branch_channels=4, style_dim=2, chord_dim=2, track_cond_dim=2)
+GRID = {"steps_per_beat": 1, "beats_per_bar": 4, "lowest_pitch": 48, "n_pitches": 24, "steps_per_bar": 4}
+META = {"tracks": ["melody", "bridge", "piano"], "programs": [0, 0, 0], "is_drum": [False] * 3, "n_bars": 2,
+        "styles": ["pop"], "grid": GRID}
+C_MAJOR = [0, 4, 7]
+G_MAJOR = [7, 11, 2]
+F_MAJOR = [5, 9, 0]
+
+
+def test_chord_tone_rate_counts_sounding_cells_on_chord_tones():
+    # one phrase, 1 bar of 4 steps (one step a beat), pitches from MIDI 60 (C)
+    roll = np.zeros((2, 1, 4, 12), dtype=bool)
+    chords = np.zeros((2, 1, 4, 12), dtype=np.uint8)
+    chords[0, 0, :2, C_MAJOR] = 1            # C major on beats 1-2, G major on beat 3, no chord on beat 4
+    chords[0, 0, 2, G_MAJOR] = 1
+    roll[0, 0, 0, [0, 4, 5]] = True          # C, E (chord tones), F (not)
+    roll[0, 0, 1, 7] = True                  # G: a chord tone
+    roll[0, 0, 2, [7, 0]] = True             # G (tone of G major), C (not)
+    roll[0, 0, 3, 1] = True                  # beat without a chord: not counted
+    roll[1, 0, 0, 3] = True                  # a phrase without annotations: not counted
+    chords[1, 0, :, C_MAJOR] = 1
+    has = np.array([True, False])
+    assert M.chord_tone_rate(roll, chords, has, 60) == pytest.approx(4 / 6)
+    # true pitch classes: read from MIDI 61 up, every note is a semitone higher and none is a chord tone
+    assert M.chord_tone_rate(roll, chords, has, 61) == 0.0
+    assert np.isnan(M.chord_tone_rate(np.zeros_like(roll), chords, has, 60))
+    with pytest.raises(ValueError, match="chords: expected"):
+        M.chord_tone_rate(roll, chords[:, :, :3], has, 60)
+
+
+def _weights(tmp_path, transposed=True):
+    torch.manual_seed(0)
+    g = Generator(**SMALL).eval()
+    with torch.no_grad():
+        for prm in g.parameters():
+            prm.normal_(0.0, 0.5)
+    export_generator(g, tmp_path, "t", dict(META, transposed=transposed))
+    return tmp_path / "symbolic_t.safetensors"
+
+
+def _dataset(root, n=6):
+    """n phrases of two songs in C major: melody a C-major scale run from MIDI 48, bridge and piano
+    chord tones (C major, then F major)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rolls = np.zeros((n, 3, 2, 4, 24), dtype=bool)
+    scale = [0, 2, 4, 5, 7, 9, 11, 12]
+    chords = np.zeros((n, 2, 4, 12), dtype=np.uint8)
+    for i in range(n):
+        for bar in range(2):
+            for step in range(4):
+                rolls[i, 0, bar, step, scale[(i + bar * 4 + step) % 8]] = True
+            chord = C_MAJOR if bar == 0 else F_MAJOR
+            chords[i, bar, :, chord] = 1
+            rolls[i, 1, bar, :, [c + 12 for c in chord]] = True
+            rolls[i, 2, bar, ::2, chord] = True
+    (root / "meta.json").write_text(json.dumps(dict(META, counts={"test": n})))
+    np.savez_compressed(root / "test.npz", rolls=rolls, chords=chords, has_chords=np.ones(n, bool),
+                        style=np.zeros(n, np.int64), song=np.arange(n, dtype=np.int64) // 3, key=np.zeros(n, np.int64))
+    return root
+
+
+def test_given_track_rows_are_the_datas_and_do_not_count(tmp_path):
+    ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
+    rep = E.evaluate_symbolic(ds, weights=w, given="Melody")
+    melody = [r for r in rep["rows"] if r["track"] == "melody"]
+    assert melody and all(r["given"] and r["within"] is None for r in melody)
+    assert all(r["generated"] == r["data"] or (np.isnan(r["data"]) and np.isnan(r["generated"])) for r in melody)
+    # every other row counts, the pairs with the melody among them (how the others fit it)
+    assert rep["summary"]["compared"] == len(rep["rows"]) - len(melody)
+    assert any(r["track"] == "melody/bridge" and r["within"] is not None for r in rep["rows"])
+    assert rep["given"] == "melody" and [f["track"] for f in rep["fit"]] == ["bridge", "piano"]
+    _, arrays = E.load_split(ds)
+    bridge = rep["fit"][0]
+    assert bridge["td_data"] == pytest.approx(M.tonal_distance(arrays["rolls"][:, 0], arrays["rolls"][:, 1], 48))
+    assert bridge["ct_data"] == pytest.approx(1.0)      # the hand-made bridge plays only chord tones
+    # the generated rolls are the accompaniment mode's, with the data's melody kept
+    gen = E.generate_for_phrases(w, META, arrays, np.arange(6), given=0)
+    assert np.array_equal(gen[:, 0], arrays["rolls"][:, 0])
+    assert bridge["td_generated"] == pytest.approx(M.tonal_distance(gen[:, 0], gen[:, 1], 48))
+    text = E.report_text(rep)
+    assert "melody given" in text and "given" in text.splitlines()[3] and "vs another song's" in text
+
+
+def test_no_chords_composes_without_them(tmp_path):
+    ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
+    _, arrays = E.load_split(ds)
+    with_chords = E.generate_for_phrases(w, META, arrays, np.arange(6), given=0)
+    bare = E.generate_for_phrases(w, META, arrays, np.arange(6), given=0, use_chords=False)
+    zeroed = dict(arrays, chords=np.zeros_like(arrays["chords"]), has_chords=np.zeros(6, bool))
+    assert not np.array_equal(with_chords, bare)
+    assert np.array_equal(bare, E.generate_for_phrases(w, META, zeroed, np.arange(6), given=0))
+    rep = E.evaluate_symbolic(ds, weights=w, given="melody", use_chords=False)
+    assert rep["chords"] is False and "no chords" in E.report_text(rep)
+
+
+def test_transpose_moves_the_phrases_and_the_composer_finds_the_key(tmp_path):
+    ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
+    _, arrays = E.load_split(ds)
+    moved = E.transpose_split(arrays, 4)
+    assert np.array_equal(moved["rolls"], shift_pitches(torch.from_numpy(arrays["rolls"]), 4).numpy())
+    assert np.array_equal(moved["chords"], np.roll(arrays["chords"], 4, axis=-1))
+    assert E.transpose_split(arrays, 0)["rolls"] is arrays["rolls"]
+    home = E.generate_for_phrases(w, META, arrays, np.arange(6), given=0, find_key=True)
+    there = E.generate_for_phrases(w, META, moved, np.arange(6), given=0, find_key=True)
+    assert np.array_equal(there[:, 1:], shift_pitches(torch.from_numpy(home[:, 1:]), 4).numpy())
+    assert np.array_equal(there[:, 0], moved["rolls"][:, 0])
+    # the same moved phrases without finding the key: composed as they come, not the same music moved
+    as_they_come = E.generate_for_phrases(w, META, moved, np.arange(6), given=0)
+    assert not np.array_equal(as_they_come[:, 1:], there[:, 1:])
+    rep = E.evaluate_symbolic(ds, weights=w, transpose=4)
+    assert rep["transpose"] == 4 and "moved +4 semitones" in E.report_text(rep)
+
+
+def test_song_offsets_are_per_song(tmp_path):
+    from symbolic.generate import Composer
+
+    comp = Composer.load(_weights(tmp_path))
+    chords = np.zeros((4, 2, 4, 12), dtype=np.uint8)
+    chords[:2, :, :, C_MAJOR] = 1
+    chords[:2, 1, :, :] = 0
+    chords[:2, 1, :, G_MAJOR] = 1                    # song 0: C then G, in G major (-5) as far as chords tell
+    chords[2:, :, :, C_MAJOR] = 1
+    chords[2:, 1, :, :] = 0
+    chords[2:, 1, :, F_MAJOR] = 1                    # song 1: C then F, in C major
+    assert E.song_offsets(comp, np.array([0, 0, 1, 1]), chords).tolist() == [-5, -5, 0, 0]
+    assert E.song_offsets(comp, np.array([0, 0, 1, 1]), np.roll(chords, 4, axis=-1)).tolist() == [-1, -1, 4, 4]
+    assert E.song_offsets(comp, np.array([0, 1, 1, 1]), chords).tolist() == [-5, 0, 0, 0]
+    plain = Composer.load(_weights(tmp_path / "plain", transposed=False))
+    assert E.song_offsets(plain, np.array([0, 0, 1, 1]), chords).tolist() == [0, 0, 0, 0]
+
+
+def test_bad_accompaniment_options(tmp_path, capsys):
+    ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
+    with pytest.raises(UserError, match="--given, --no-chords and --transpose: need --weights"):
+        E.evaluate_symbolic(ds, given="melody")
+    with pytest.raises(UserError, match=r"--given 'bass': not a track of .* \(tracks: melody, bridge, piano\)"):
+        E.evaluate_symbolic(ds, weights=w, given="bass")
+    for bad in (12, -12, 1.5, True):
+        with pytest.raises(UserError, match="--transpose: expected a whole number of semitones from -11 to 11"):
+            E.evaluate_symbolic(ds, weights=w, transpose=bad)
+    out = tmp_path / "r.json"
+    assert E.cli_main([PROG, "--data", str(ds), "--weights", str(w), "--given", "bridge", "--no-chords",
+                       "--transpose", "-3", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["given"] == "bridge" and rep["chords"] is False and rep["transpose"] == -3
+    assert [f["track"] for f in rep["fit"]] == ["melody", "piano"]
+    assert "bridge given" in capsys.readouterr().out
