@@ -10,13 +10,14 @@ metrics are within 10%. Exits 0 with a message when the weights or the data are 
 
     python benchmarks/bench_symbolic_quality.py [--split test] [--n N] [--seed 0] [--device cpu] [--json OUT]
         [--release TRACK=TAU | --release none] [--legato TRACK=TAU | --legato none] [--bootstrap N]
-        [--given TRACK] [--no-chords] [--transpose K]
+        [--given TRACK] [--chords data|none|estimated] [--transpose K]
 
 ``--bootstrap N`` adds each held-out value's 95% interval over N resamples of the split's songs
 and whether the generated value lies inside it (how far a 90-song split's value can move).
 ``--given melody`` scores the accompaniment mode (each phrase's own melody given; its rows are not
 compared; a second table gives the tonal distance of each composed track to the melody and its
-chord-tone rate), ``--no-chords`` composes without the chords (a bare melody's case), and
+chord-tone rate), ``--chords none`` composes without the chords (a bare melody's case),
+``--chords estimated`` with chords estimated from the given track (as ``accompany`` does), and
 ``--transpose K`` moves the held-out phrases K semitones so that the composer must find each
 song's key (``musegansynth evaluate symbolic`` takes the same options).
 """
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--given", metavar="TRACK", default=None,
                    help="accompaniment mode: each phrase's own TRACK is given, the composer writes the others "
                         "(e.g. --given melody --weights data/pretrained/symbolic_pop909_accompany.safetensors)")
-    p.add_argument("--no-chords", dest="chords", action="store_false", help="compose without the chords")
+    p.add_argument("--chords", choices=("data", "none", "estimated"), default="data",
+                   help="the chords the composer gets: the split's (default), none, or estimated from --given")
     p.add_argument("--transpose", type=int, default=0, metavar="K",
                    help="move the held-out phrases K semitones first; the composer finds each song's key")
     args = p.parse_args(argv)
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                                    seed=args.seed, device=args.device,
                                    release=parse_track_taus(args.release, "--release"),
                                    legato=parse_track_taus(args.legato, "--legato"), bootstrap=args.bootstrap,
-                                   given=args.given, use_chords=args.chords, transpose=args.transpose)
+                                   given=args.given, chords=args.chords, transpose=args.transpose)
     except UserError as exc:
         print(f"bench_symbolic_quality: error: {exc}", file=sys.stderr)
         return 2

@@ -96,7 +96,7 @@ def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
 
 
 def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
-                   source: str = "<midi>", chords: str | None = None):
+                   source: str = "<midi>", chords: str = "auto"):
     """Accompany one instrument of a PrettyMIDI; returns (``symbolic.roll.Multitrack``, given track index).
 
     Args:
@@ -106,8 +106,10 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
             :func:`select_instrument`).
         as_track: the composer track it plays (default the composer's first track).
         seed: seed of the composer's latents.
-        chords: the chords under the given track (:func:`parse_chords`), or None: none (the
-            composer then follows the given track alone).
+        chords: the chords under the given track: "auto" estimates them from its notes
+            (:func:`symbolic.chords.estimate_chords`, a major or minor triad every two beats),
+            "none" gives none (the composer follows the track alone), anything else is chord
+            symbols (:func:`parse_chords`).
     """
     from symbolic.roll import Multitrack, binarize, midi_to_multitrack
     from symbolic.trackmap import TrackMap, TrackSpec
@@ -137,7 +139,13 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
     bars = given_mt.n_bars
     given = torch.from_numpy(given_mt.roll[0] > 0).float()  # [bars, S, P]
     kw = {}
-    if chords is not None:
+    mode = str(chords).strip().lower()
+    if mode == "auto":
+        from symbolic.chords import estimate_chords
+
+        kw["chords"] = torch.from_numpy(estimate_chords(given_mt.roll[0], grid.lowest_pitch, grid.steps_per_beat,
+                                                        grid.beats_per_bar))
+    elif mode != "none":
         kw["chords"] = torch.from_numpy(parse_chords(chords, bars, grid.beats_per_bar))
     with torch.inference_mode():
         song = composer.accompany(given, track=ti, seed=int(seed), **kw)  # [T, bars, S, P]
@@ -181,10 +189,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: out/<midi name>-accompanied)")
     p.add_argument("--renderer", choices=("neural", "none"), default="neural")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--chords", default=None,
-                   help="the chords under the track, e.g. \"C Am F G\": one per bar, repeated as the bars need "
-                        "(or one per beat for all of them; N: no chord). Default: none, the composer follows "
-                        "the track alone")
+    p.add_argument("--chords", default="auto",
+                   help="the chords under the track: auto (the default: a major or minor triad every two beats, "
+                        "estimated from the track's notes), none (the composer follows the track alone), or "
+                        "chord symbols such as \"C Am F G\": one per bar, repeated as the bars need (or one "
+                        "per beat for all of them; N: no chord)")
     p.add_argument("--weights", default=None,
                    help=f"composer weights (default {DEFAULT_ACCOMPANY_WEIGHTS}, the composer trained on in "
                         f"accompaniment mode; {DEFAULT_SYMBOLIC_WEIGHTS} where that is missing)")
@@ -209,7 +218,7 @@ def load_composer(weights: str | None, device: str):
 
 
 def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: str | None = None,
-        seed: int = 0, device: str = "cpu", chords: str | None = None) -> Path:
+        seed: int = 0, device: str = "cpu", chords: str = "auto") -> Path:
     """Accompany ``midi`` into ``out`` (song.mid, and song.wav when ``timbre`` is given). All or nothing."""
     from audio.mix import master, mix_stems, write_wav
     from pipeline.render import render_midi_neural

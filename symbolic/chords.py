@@ -123,3 +123,36 @@ def key_offset(histogram: np.ndarray) -> int:
     if h.sum() <= 0 or np.allclose(h, h[0]):
         return 0
     return -transpose_to_c(*estimate_key(h))
+
+
+# major and minor triads on every root: the chords :func:`estimate_chords` chooses from
+_TRIADS = np.array([[1.0 if (pc - root) % 12 in iv else 0.0 for pc in range(12)]
+                    for root in range(12) for iv in ((0, 4, 7), (0, 3, 7))])
+
+
+def estimate_chords(roll: np.ndarray, lowest_pitch: int, steps_per_beat: int, beats_per_bar: int,
+                    beats_per_chord: int = 2, penalty: float = 0.5) -> np.ndarray:
+    """Chords for a track that comes without them (a bare melody), from its own notes.
+
+    Every ``beats_per_chord`` beats, the 24 major and minor triads are scored by the steps the
+    track sounds their tones minus ``penalty`` times the steps it sounds other pitch classes; the
+    best one (the first on a tie, major before minor, C up) holds for those beats. Where the
+    track is silent there is no chord.
+
+    Args:
+        roll: [bars, steps_per_bar, pitches] (values > 0 sound).
+        lowest_pitch: MIDI pitch of pitch index 0.
+    Returns:
+        float32 [bars, beats_per_bar, 12] multi-hot chord pitch classes per beat.
+    """
+    r = np.asarray(roll) > 0
+    bars, steps, pitches = r.shape
+    if steps != steps_per_beat * beats_per_bar or beats_per_bar % beats_per_chord:
+        raise ValueError(f"roll: {steps} steps a bar do not make {beats_per_bar} beats of {steps_per_beat} steps "
+                         f"in chords of {beats_per_chord} beats")
+    pcs = (int(lowest_pitch) + np.arange(pitches)) % 12
+    weights = r.astype(np.float64) @ np.eye(12)[pcs]                          # [bars, steps, 12]
+    seg = weights.reshape(bars, beats_per_bar // beats_per_chord, beats_per_chord * steps_per_beat, 12).sum(2)
+    score = seg @ _TRIADS.T - penalty * (seg @ (1.0 - _TRIADS).T)            # [bars, segments, 24]
+    chords = _TRIADS[score.argmax(-1)] * (seg.sum(-1, keepdims=True) > 0)     # silent: no chord
+    return np.repeat(chords, beats_per_chord, axis=1).astype(np.float32)

@@ -38,6 +38,10 @@ from symbolic import metrics as M
 WITHIN = 0.10
 """Relative difference counted as a match."""
 
+CHORD_SOURCES = ("data", "none", "estimated")
+"""Which chords the composer gets (``--chords``): the held-out phrases' own, none, or chords
+estimated from the given track (:func:`symbolic.chords.estimate_chords`, as ``accompany`` does)."""
+
 INTERVAL = 0.95
 """Coverage of the bootstrap interval of a held-out value (:func:`bootstrap_intervals`)."""
 
@@ -399,13 +403,13 @@ def _json_safe(obj: Any) -> Any:
 def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.ndarray], idx: np.ndarray, *,
                          seed: int = 0, threshold: float = 0.5, device: str = "cpu",
                          release: dict | None = None, legato: dict | None = None,
-                         given: int | None = None, use_chords: bool = True,
+                         given: int | None = None, chords: str = "data",
                          find_key: bool = False) -> np.ndarray:
     """One generated phrase per held-out phrase ``idx`` of a split (from :func:`load_split`),
     conditioned on its chords and style, with the composer of ``weights``: bool
     [len(idx), tracks, bars, steps, pitches]. ``release`` and ``legato`` ({track: tau}; None: the
     card's) replace the composer's decoding rules. ``given`` (a track index): each phrase's own
-    track is given and the composer writes the others; ``use_chords`` False: no chords;
+    track is given and the composer writes the others; ``chords``: one of :data:`CHORD_SOURCES`;
     ``find_key``: the composer finds each song's key itself (:func:`song_offsets`) instead of
     taking the phrases as they are (the cache's phrases are in its home key already). UserError
     when the composer does not fit the data."""
@@ -422,19 +426,33 @@ def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.n
     except ValueError as exc:
         raise UserError(str(exc)) from None
     style = map_styles(arrays["style"][idx], meta.get("styles"), getattr(composer, "styles", None))
-    chords = arrays["chords"][idx]
     given_rolls = None if given is None else arrays["rolls"][idx, given]
+    phrase_chords, has = arrays["chords"][idx], arrays["has_chords"][idx]
+    if chords == "estimated":
+        phrase_chords, has = estimated_chords(given_rolls, meta["grid"]), np.ones(len(idx), dtype=bool)
     offsets = None
     if find_key:
-        offsets = song_offsets(composer, arrays["song"][idx], chords if use_chords else None, given_rolls)
-    rolls = generate_rolls(composer, chords, style, seed=seed, threshold=threshold, device=dev,
-                           has_chords=arrays["has_chords"][idx], given=given_rolls, given_track=given,
-                           use_chords=use_chords, offsets=offsets)
+        offsets = song_offsets(composer, arrays["song"][idx], None if chords == "none" else phrase_chords,
+                               given_rolls)
+    rolls = generate_rolls(composer, phrase_chords, style, seed=seed, threshold=threshold, device=dev,
+                           has_chords=has, given=given_rolls, given_track=given, use_chords=chords != "none",
+                           offsets=offsets)
     expect = _expected_shape(meta)
     if rolls.ndim != 5 or tuple(rolls.shape[1:]) != expect:
         raise UserError(f"{weights}: the composer made phrases of shape {rolls.shape[1:]}, "
                         f"the dataset's are {expect}")
     return rolls
+
+
+def estimated_chords(given_rolls: np.ndarray, grid: dict) -> np.ndarray:
+    """:func:`symbolic.chords.estimate_chords` of each phrase's given track [N, bars, steps, pitches]:
+    uint8 [N, bars, beats_per_bar, 12]."""
+    from symbolic.chords import estimate_chords
+
+    n, bars, steps, pitches = given_rolls.shape
+    est = estimate_chords(given_rolls.reshape(n * bars, steps, pitches), int(grid["lowest_pitch"]),
+                          int(grid["steps_per_beat"]), int(grid["beats_per_bar"]))
+    return est.reshape(n, bars, int(grid["beats_per_bar"]), 12).astype(np.uint8)
 
 
 def transpose_split(arrays: dict[str, np.ndarray], semitones: int) -> dict[str, np.ndarray]:
@@ -480,7 +498,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
                       generated: str | Path | None = None, midi: str | Path | None = None,
                       n: int | None = None, seed: int = 0, device: str = "cpu", threshold: float = 0.5,
                       track_map: str | None = None, release: dict | None = None, legato: dict | None = None,
-                      bootstrap: int = 0, given: str | None = None, use_chords: bool = True,
+                      bootstrap: int = 0, given: str | None = None, chords: str = "data",
                       transpose: int = 0) -> dict:
     """Metrics of held-out phrases and (optionally) of generated ones, side by side.
 
@@ -503,7 +521,9 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
             composer, which writes the others (``musegansynth accompany``). That track's rows
             are the data's and do not count; ``report["fit"]`` (:func:`accompaniment_fit`) says
             how the other tracks fit it.
-        use_chords: with ``weights``, False composes without the chords (a bare melody's case).
+        chords: with ``weights``, which chords the composer gets (:data:`CHORD_SOURCES`): "data"
+            (the held-out phrases'), "none" (a bare melody's case) or "estimated" from the given
+            track (needs ``given``).
         transpose: with ``weights``, move the held-out phrases (notes and chords) this many
             semitones (-11..11) first; the composer then finds each song's key itself
             (:func:`song_offsets`), as generation does. At 0 the cache's phrases are taken in
@@ -519,8 +539,12 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         raise UserError("--weights, --generated and --midi: give at most one")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise UserError(f"--bootstrap: expected a whole number of resamples >= 0, got {bootstrap!r}")
-    if weights is None and (given is not None or not use_chords or transpose):
-        raise UserError("--given, --no-chords and --transpose: need --weights (they say how the composer is asked)")
+    if weights is None and (given is not None or chords != "data" or transpose):
+        raise UserError("--given, --chords and --transpose: need --weights (they say how the composer is asked)")
+    if chords not in CHORD_SOURCES:
+        raise UserError(f"--chords: {chords!r} is not allowed (allowed: {', '.join(CHORD_SOURCES)})")
+    if chords == "estimated" and given is None:
+        raise UserError("--chords estimated: needs --given TRACK (the chords are estimated from that track)")
     if isinstance(transpose, bool) or not isinstance(transpose, int) or not -11 <= transpose <= 11:
         raise UserError(f"--transpose: expected a whole number of semitones from -11 to 11, got {transpose!r}")
     meta, arrays = load_split(data_dir, split)
@@ -543,7 +567,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     gen_rolls = None
     if weights is not None:
         gen_rolls = generate_for_phrases(weights, meta, arrays, idx, seed=seed, threshold=threshold, device=device,
-                                         release=release, legato=legato, given=given_index, use_chords=use_chords,
+                                         release=release, legato=legato, given=given_index, chords=chords,
                                          find_key=bool(transpose))
     elif generated is not None:
         gen_rolls = load_generated_npz(generated, _expected_shape(meta), threshold)
@@ -573,7 +597,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         extra["fit"] = accompaniment_fit(data_rolls, gen_rolls, arrays["chords"][idx], arrays["has_chords"][idx],
                                          names, is_drum, given_index, int(grid["lowest_pitch"]))
     if weights is not None:
-        extra["chords"] = bool(use_chords)
+        extra["chords"] = chords
         extra["transpose"] = int(transpose)
     return {
         **extra,
@@ -631,8 +655,8 @@ def report_text(report: dict) -> str:
     how = []
     if report.get("given") is not None:
         how.append(f"{report['given']} given (its rows are the data's)")
-    if report.get("chords") is False:
-        how.append("no chords")
+    if report.get("chords") in ("none", "estimated"):
+        how.append({"none": "no chords", "estimated": "chords estimated from the given track"}[report["chords"]])
     if report.get("transpose"):
         how.append(f"moved {report['transpose']:+d} semitones, the composer finding each song's key")
     if how:
@@ -689,8 +713,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="with --weights: give the composer each held-out phrase's own TRACK and let it write "
                         "the others (accompany); TRACK's rows are not compared, and a second table says how "
                         "the other tracks fit it")
-    p.add_argument("--no-chords", dest="chords", action="store_false",
-                   help="with --weights: compose without the held-out chords (a bare melody's case)")
+    p.add_argument("--chords", choices=CHORD_SOURCES, default="data",
+                   help="with --weights: the chords the composer gets: the held-out phrases' own (data, the "
+                        "default), none (a bare melody's case), or estimated from the --given track (what "
+                        "'musegansynth accompany' does by default)")
     p.add_argument("--transpose", type=int, default=0, metavar="K",
                    help="with --weights: move the held-out phrases K semitones (-11..11) first, so the "
                         "composer has to find each song's key (default 0: the cache's home key)")
@@ -707,7 +733,7 @@ def cli_main(argv: Sequence[str]) -> int:
                                threshold=args.threshold, track_map=args.track_map,
                                release=parse_track_taus(args.release, "--release"),
                                legato=parse_track_taus(args.legato, "--legato"), bootstrap=args.bootstrap,
-                               given=args.given, use_chords=args.chords, transpose=args.transpose)
+                               given=args.given, chords=args.chords, transpose=args.transpose)
     print(report_text(report))
     if args.json:
         atomic_write_text(args.json, json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")

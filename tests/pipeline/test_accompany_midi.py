@@ -202,13 +202,27 @@ def test_accompany_with_chords_passes_them_to_the_composer(tmp_path, monkeypatch
     (chords,) = comp.accompany_chords
     assert chords.shape == (5, 4, 12)
     assert [np.flatnonzero(chords[b, 0].numpy()).tolist() for b in range(5)] == [[2, 5, 9], [2, 7, 11]] * 2 + [[2, 5, 9]]
-    # the fake follows the chords it is given: another progression, other notes
+    # the fake follows the chords it is given: none, other notes
     plain = FakeComposer()
     monkeypatch.setattr(acc, "load_composer", lambda weights, device: plain)
     assert cli_main(["a", str(midi), "--track", "MELODY", "--out", str(tmp_path / "p"), "--renderer", "none",
-                     "--device", "cpu"]) == 0
+                     "--device", "cpu", "--chords", "none"]) == 0
     assert plain.accompany_chords == [None]
     assert (tmp_path / "o" / "song.mid").read_bytes() != (tmp_path / "p" / "song.mid").read_bytes()
+    # by default the chords are estimated from the given track's notes
+    auto = FakeComposer()
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: auto)
+    assert cli_main(["a", str(midi), "--track", "MELODY", "--out", str(tmp_path / "q"), "--renderer", "none",
+                     "--device", "cpu"]) == 0
+    from symbolic.chords import estimate_chords
+    from symbolic.roll import Grid, midi_to_multitrack
+    from symbolic.trackmap import TrackMap, TrackSpec
+
+    grid = Grid()
+    given = midi_to_multitrack(acc.only_instrument(pretty_midi.PrettyMIDI(str(midi)), 1),
+                               TrackMap((TrackSpec("melody", 73, programs=((0, 127),)),), name="g"), grid)
+    want = estimate_chords(given.roll[0], grid.lowest_pitch, grid.steps_per_beat, grid.beats_per_bar)
+    assert want.any() and np.array_equal(auto.accompany_chords[0].numpy(), want)
 
 
 def test_accompany_bad_chords_exit_2_and_write_nothing(tmp_path, monkeypatch, capsys):

@@ -105,12 +105,22 @@ def test_no_chords_composes_without_them(tmp_path):
     ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
     _, arrays = E.load_split(ds)
     with_chords = E.generate_for_phrases(w, META, arrays, np.arange(6), given=0)
-    bare = E.generate_for_phrases(w, META, arrays, np.arange(6), given=0, use_chords=False)
+    bare = E.generate_for_phrases(w, META, arrays, np.arange(6), given=0, chords="none")
     zeroed = dict(arrays, chords=np.zeros_like(arrays["chords"]), has_chords=np.zeros(6, bool))
     assert not np.array_equal(with_chords, bare)
     assert np.array_equal(bare, E.generate_for_phrases(w, META, zeroed, np.arange(6), given=0))
-    rep = E.evaluate_symbolic(ds, weights=w, given="melody", use_chords=False)
-    assert rep["chords"] is False and "no chords" in E.report_text(rep)
+    rep = E.evaluate_symbolic(ds, weights=w, given="melody", chords="none")
+    assert rep["chords"] == "none" and "no chords" in E.report_text(rep)
+    # chords estimated from the given melody: those of symbolic.chords.estimate_chords, composed with
+    est = E.estimated_chords(arrays["rolls"][:, 0], META["grid"])
+    assert est.shape == (6, 2, 4, 12) and est.dtype == np.uint8
+    from symbolic.chords import estimate_chords
+    assert np.array_equal(est[2], estimate_chords(arrays["rolls"][2, 0], 48, 1, 4))
+    with_est = E.generate_for_phrases(w, META, arrays, np.arange(6), given=0, chords="estimated")
+    assert np.array_equal(with_est, E.generate_for_phrases(
+        w, META, dict(arrays, chords=est), np.arange(6), given=0))
+    assert "chords estimated from the given track" in E.report_text(
+        E.evaluate_symbolic(ds, weights=w, given="melody", chords="estimated"))
 
 
 def test_transpose_moves_the_phrases_and_the_composer_finds_the_key(tmp_path):
@@ -151,17 +161,43 @@ def test_song_offsets_are_per_song(tmp_path):
 
 def test_bad_accompaniment_options(tmp_path, capsys):
     ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
-    with pytest.raises(UserError, match="--given, --no-chords and --transpose: need --weights"):
+    with pytest.raises(UserError, match="--given, --chords and --transpose: need --weights"):
         E.evaluate_symbolic(ds, given="melody")
+    with pytest.raises(UserError, match="--chords estimated: needs --given TRACK"):
+        E.evaluate_symbolic(ds, weights=w, chords="estimated")
+    with pytest.raises(UserError, match=r"--chords: 'some' is not allowed \(allowed: data, none, estimated\)"):
+        E.evaluate_symbolic(ds, weights=w, chords="some")
     with pytest.raises(UserError, match=r"--given 'bass': not a track of .* \(tracks: melody, bridge, piano\)"):
         E.evaluate_symbolic(ds, weights=w, given="bass")
     for bad in (12, -12, 1.5, True):
         with pytest.raises(UserError, match="--transpose: expected a whole number of semitones from -11 to 11"):
             E.evaluate_symbolic(ds, weights=w, transpose=bad)
     out = tmp_path / "r.json"
-    assert E.cli_main([PROG, "--data", str(ds), "--weights", str(w), "--given", "bridge", "--no-chords",
+    assert E.cli_main([PROG, "--data", str(ds), "--weights", str(w), "--given", "bridge", "--chords", "none",
                        "--transpose", "-3", "--json", str(out)]) == 0
     rep = json.loads(out.read_text())
-    assert rep["given"] == "bridge" and rep["chords"] is False and rep["transpose"] == -3
+    assert rep["given"] == "bridge" and rep["chords"] == "none" and rep["transpose"] == -3
     assert [f["track"] for f in rep["fit"]] == ["melody", "piano"]
     assert "bridge given" in capsys.readouterr().out
+
+
+def test_estimate_chords_picks_the_triad_the_notes_sound_most():
+    from symbolic.chords import estimate_chords
+
+    roll = np.zeros((2, 16, 24))                     # 2 bars of 4 beats of 4 steps, from MIDI 48 (C)
+    roll[0, 0:4, 0] = roll[0, 4:8, 4] = 1            # C then E: C major for beats 1-2
+    roll[0, 8:16, 9] = 1                             # A held, F for a beat: D minor and F major tie,
+    roll[0, 8:12, 5] = 1                             # the first (D minor, root D before F) wins
+    roll[1, 0:8, [7, 11]] = 1                        # G and B (G major and E minor tie) ...
+    roll[1, 0:2, 14] = 1                             # ... with a D: G major
+    roll[1, 2:4, 13] = 1                             # C# over them: not enough to change it
+    est = estimate_chords(roll, 48, 4, 4)
+    assert est.shape == (2, 4, 12) and est.dtype == np.float32
+    names = {(0, 4, 7): "C", (2, 5, 9): "Dm", (2, 7, 11): "G"}
+    got = [[names.get(tuple(np.flatnonzero(est[b, k]).tolist()), "none") for k in range(4)] for b in range(2)]
+    assert got == [["C", "C", "Dm", "Dm"], ["G", "G", "none", "none"]]   # silent beats: no chord
+    # one chord a bar: bar 0 as a whole (C 4 steps, E 4, F 4, A 8) scores F major and A minor 16 - 2,
+    # C major 8 - 6: F major, the first of the two
+    assert np.flatnonzero(estimate_chords(roll, 48, 4, 4, beats_per_chord=4)[0, 0]).tolist() == [0, 5, 9]
+    with pytest.raises(ValueError, match="do not make 4 beats"):
+        estimate_chords(roll[:, :12], 48, 4, 4)
