@@ -125,22 +125,28 @@ def key_offset(histogram: np.ndarray) -> int:
     return -transpose_to_c(*estimate_key(h))
 
 
-# major and minor triads on every root: the chords :func:`estimate_chords` chooses from
+# the chords :func:`estimate_chords` chooses from: major and minor triads on every root, then the
+# major, minor and dominant sevenths (which win only where the track sounds the seventh)
 _TRIADS = np.array([[1.0 if (pc - root) % 12 in iv else 0.0 for pc in range(12)]
-                    for root in range(12) for iv in ((0, 4, 7), (0, 3, 7))])
+                    for iv in ((0, 4, 7), (0, 3, 7)) for root in range(12)]
+                   + [[1.0 if (pc - root) % 12 in iv else 0.0 for pc in range(12)]
+                      for iv in ((0, 4, 7, 11), (0, 3, 7, 10), (0, 4, 7, 10)) for root in range(12)])
 
 
 def estimate_chords(roll: np.ndarray, lowest_pitch: int, steps_per_beat: int, beats_per_bar: int,
                     beats_per_chord: int = 2, penalty: float = 0.5) -> np.ndarray:
     """Chords for a track that comes without them (a bare melody), from its own notes.
 
-    Every ``beats_per_chord`` beats, the 24 major and minor triads are scored by the steps the
-    track sounds their tones minus ``penalty`` times the steps it sounds other pitch classes; the
-    best one (the first on a tie, major before minor, C up) holds for those beats. Where the
-    track is silent there is no chord.
+    Every ``beats_per_chord`` beats, the 24 major and minor triads and the 36 major, minor and
+    dominant sevenths are scored by the steps the track sounds their tones minus ``penalty`` times
+    the steps it sounds other pitch classes; the best one holds for those beats (on a tie the
+    first of: major triads, minor triads, then the sevenths, each from C up; so a seventh only
+    where the track sounds it). Where the
+    track is silent the chord before goes on (before its first note: the first chord), as the
+    harmony of a song does not stop where its melody rests; a track with no note has no chord.
 
     Args:
-        roll: [bars, steps_per_bar, pitches] (values > 0 sound).
+        roll: [bars, steps_per_bar, pitches] (values > 0 sound), a whole song in order.
         lowest_pitch: MIDI pitch of pitch index 0.
     Returns:
         float32 [bars, beats_per_bar, 12] multi-hot chord pitch classes per beat.
@@ -154,5 +160,11 @@ def estimate_chords(roll: np.ndarray, lowest_pitch: int, steps_per_beat: int, be
     weights = r.astype(np.float64) @ np.eye(12)[pcs]                          # [bars, steps, 12]
     seg = weights.reshape(bars, beats_per_bar // beats_per_chord, beats_per_chord * steps_per_beat, 12).sum(2)
     score = seg @ _TRIADS.T - penalty * (seg @ (1.0 - _TRIADS).T)            # [bars, segments, 24]
-    chords = _TRIADS[score.argmax(-1)] * (seg.sum(-1, keepdims=True) > 0)     # silent: no chord
+    best = score.argmax(-1).reshape(-1)
+    sounding = np.flatnonzero(seg.sum(-1).reshape(-1) > 0)
+    if sounding.size == 0:
+        return np.zeros((bars, beats_per_bar, 12), dtype=np.float32)
+    # each silent segment takes the chord of the last sounding one before it (the first after it at the start)
+    last = np.maximum.accumulate(np.where(seg.sum(-1).reshape(-1) > 0, np.arange(best.size), -1))
+    chords = _TRIADS[best[np.where(last >= 0, last, sounding[0])]].reshape(bars, -1, 12)
     return np.repeat(chords, beats_per_chord, axis=1).astype(np.float32)

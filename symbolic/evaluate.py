@@ -429,7 +429,8 @@ def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.n
     given_rolls = None if given is None else arrays["rolls"][idx, given]
     phrase_chords, has = arrays["chords"][idx], arrays["has_chords"][idx]
     if chords == "estimated":
-        phrase_chords, has = estimated_chords(given_rolls, meta["grid"]), np.ones(len(idx), dtype=bool)
+        phrase_chords = estimated_chords(given_rolls, arrays["song"][idx], meta["grid"])
+        has = np.ones(len(idx), dtype=bool)
     offsets = None
     if find_key:
         offsets = song_offsets(composer, arrays["song"][idx], None if chords == "none" else phrase_chords,
@@ -444,15 +445,20 @@ def generate_for_phrases(weights: str | Path, meta: dict, arrays: dict[str, np.n
     return rolls
 
 
-def estimated_chords(given_rolls: np.ndarray, grid: dict) -> np.ndarray:
-    """:func:`symbolic.chords.estimate_chords` of each phrase's given track [N, bars, steps, pitches]:
+def estimated_chords(given_rolls: np.ndarray, songs: np.ndarray, grid: dict) -> np.ndarray:
+    """:func:`symbolic.chords.estimate_chords` of the given track [N, bars, steps, pitches], song by
+    song (``songs`` [N]; a song's phrases in their order, as ``accompany`` reads a whole file):
     uint8 [N, bars, beats_per_bar, 12]."""
     from symbolic.chords import estimate_chords
 
     n, bars, steps, pitches = given_rolls.shape
-    est = estimate_chords(given_rolls.reshape(n * bars, steps, pitches), int(grid["lowest_pitch"]),
-                          int(grid["steps_per_beat"]), int(grid["beats_per_bar"]))
-    return est.reshape(n, bars, int(grid["beats_per_bar"]), 12).astype(np.uint8)
+    out = np.zeros((n, bars, int(grid["beats_per_bar"]), 12), dtype=np.uint8)
+    for song in np.unique(songs):
+        rows = np.flatnonzero(np.asarray(songs) == song)
+        est = estimate_chords(given_rolls[rows].reshape(rows.size * bars, steps, pitches), int(grid["lowest_pitch"]),
+                              int(grid["steps_per_beat"]), int(grid["beats_per_bar"]))
+        out[rows] = est.reshape(rows.size, bars, -1, 12)
+    return out
 
 
 def transpose_split(arrays: dict[str, np.ndarray], semitones: int) -> dict[str, np.ndarray]:

@@ -112,7 +112,7 @@ def test_no_chords_composes_without_them(tmp_path):
     rep = E.evaluate_symbolic(ds, weights=w, given="melody", chords="none")
     assert rep["chords"] == "none" and "no chords" in E.report_text(rep)
     # chords estimated from the given melody: those of symbolic.chords.estimate_chords, composed with
-    est = E.estimated_chords(arrays["rolls"][:, 0], META["grid"])
+    est = E.estimated_chords(arrays["rolls"][:, 0], arrays["song"], META["grid"])
     assert est.shape == (6, 2, 4, 12) and est.dtype == np.uint8
     from symbolic.chords import estimate_chords
     assert np.array_equal(est[2], estimate_chords(arrays["rolls"][2, 0], 48, 1, 4))
@@ -187,17 +187,34 @@ def test_estimate_chords_picks_the_triad_the_notes_sound_most():
     roll = np.zeros((2, 16, 24))                     # 2 bars of 4 beats of 4 steps, from MIDI 48 (C)
     roll[0, 0:4, 0] = roll[0, 4:8, 4] = 1            # C then E: C major for beats 1-2
     roll[0, 8:16, 9] = 1                             # A held, F for a beat: D minor and F major tie,
-    roll[0, 8:12, 5] = 1                             # the first (D minor, root D before F) wins
+    roll[0, 8:12, 5] = 1                             # a major triad wins a tie: F major
     roll[1, 0:8, [7, 11]] = 1                        # G and B (G major and E minor tie) ...
     roll[1, 0:2, 14] = 1                             # ... with a D: G major
     roll[1, 2:4, 13] = 1                             # C# over them: not enough to change it
     est = estimate_chords(roll, 48, 4, 4)
     assert est.shape == (2, 4, 12) and est.dtype == np.float32
-    names = {(0, 4, 7): "C", (2, 5, 9): "Dm", (2, 7, 11): "G"}
-    got = [[names.get(tuple(np.flatnonzero(est[b, k]).tolist()), "none") for k in range(4)] for b in range(2)]
-    assert got == [["C", "C", "Dm", "Dm"], ["G", "G", "none", "none"]]   # silent beats: no chord
-    # one chord a bar: bar 0 as a whole (C 4 steps, E 4, F 4, A 8) scores F major and A minor 16 - 2,
-    # C major 8 - 6: F major, the first of the two
-    assert np.flatnonzero(estimate_chords(roll, 48, 4, 4, beats_per_chord=4)[0, 0]).tolist() == [0, 5, 9]
+    names = {(0, 4, 7): "C", (0, 5, 9): "F", (2, 7, 11): "G", (2, 5, 7, 11): "G7"}
+    got = [[names.get(tuple(np.flatnonzero(est[b, k]).tolist()), "?") for k in range(4)] for b in range(2)]
+    assert got == [["C", "C", "F", "F"], ["G", "G", "G", "G"]]   # silent beats: the chord goes on
+    roll[1, 0:2, 17] = 1                             # an F (the seventh of G) as well: G7
+    assert [names[tuple(np.flatnonzero(c).tolist())] for c in estimate_chords(roll, 48, 4, 4)[1]] == ["G7"] * 4
+    # silence before the first note takes the first chord; a track without notes has none
+    late = np.zeros((2, 16, 24))
+    late[1, 8:16, [2, 6, 9]] = 1                     # D F# A in the second half of bar 2 only
+    assert all(np.flatnonzero(c).tolist() == [2, 6, 9] for c in estimate_chords(late, 48, 4, 4).reshape(-1, 12))
+    assert not estimate_chords(np.zeros((2, 16, 24)), 48, 4, 4).any()
+    # one chord a bar: bar 0 as a whole (C 4 steps, E 4, F 4, A 8) holds every tone of F major
+    # seventh (20), more than F major or A minor (16 - 0.5 * 4) or C major (8 - 0.5 * 12)
+    assert np.flatnonzero(estimate_chords(roll, 48, 4, 4, beats_per_chord=4)[0, 0]).tolist() == [0, 4, 5, 9]
     with pytest.raises(ValueError, match="do not make 4 beats"):
         estimate_chords(roll[:, :12], 48, 4, 4)
+
+
+def test_estimated_chords_run_on_through_a_songs_rests_but_not_into_the_next_song():
+    given = np.zeros((3, 2, 4, 24), dtype=bool)       # 3 phrases of 2 bars, one step a beat
+    given[0, 1, :, [7, 11, 14]] = True                  # song 0, phrase 0, bar 2: G B D
+    songs = np.array([0, 0, 1])                         # phrase 1 (silent) is song 0's; phrase 2 is song 1
+    est = E.estimated_chords(given, songs, GRID)
+    g_major = [2, 7, 11]
+    assert all(np.flatnonzero(est[p, b, k]).tolist() == g_major for p in (0, 1) for b in range(2) for k in range(4))
+    assert not est[2].any()
