@@ -4,8 +4,13 @@ The MIDI track named by ``--track`` (a name, or ``#N`` for the N-th track: the w
 without a name) is taken alone, directly (no name or program rule that could also take other
 tracks), quantised onto the composer's grid (``symbolic.roll``) and given to
 ``Composer.accompany`` (which cuts it into phrases) as the composer track ``--as`` (default:
-the composer's first track, "melody" for the shipped POP909 model). The result keeps the given
-notes exactly as quantised and adds the composer's other tracks. ``song.mid`` (and ``song.wav``
+the composer's first track, "melody" for the shipped POP909 model). The composer is the
+accompanist (``data/pretrained/symbolic_pop909_accompany.*``, trained on in accompaniment mode)
+unless ``--weights`` names another; it composes in its home key whatever the track's key
+(``Composer.home_offset``). Under the track go the chords of ``--chords``: by default (``auto``)
+estimated from the track's own notes (``symbolic.chords.estimate_chords``), or given as symbols,
+or none. The result keeps the given notes exactly as quantised and adds the composer's other
+tracks. ``song.mid`` (and ``song.wav``
 with the neural renderer unless ``--renderer none``) are written into DIR through a staging
 folder: all or nothing.
 """
