@@ -198,7 +198,7 @@ def test_debug_config_trains_with_two_ddp_processes_on_cpu(tmp_path):
 
 
 @pytest.mark.parametrize("names", ["debug", "pop909", "pop909_halfbeat", "pop909_texture", "drums", "paper_gpu",
-                                   "pop909_texture+pop909_texture_chords"])
+                                   "pop909_texture+pop909_texture_chords", "pop909+pop909_accompany"])
 def test_shipped_symbolic_configs_parse_and_build_their_model(names, capsys):
     from symbolic.train import cli_main as train_main
 
@@ -213,3 +213,6 @@ def test_shipped_symbolic_configs_parse_and_build_their_model(names, capsys):
     meta = {"tracks": tracks, "programs": [0] * len(tracks), "is_drum": [t == "drums" for t in tracks]}
     module = MuseGANModule(**model, n_tracks=len(tracks), data_meta=meta)   # every phase of its schedule is valid
     assert module.generator.n_tracks == len(tracks)
+    if names.endswith("pop909_accompany"):  # the overlay: every phrase in accompaniment mode, its own release
+        assert (model["p_cond_track"], model["p_drop_chords"], model["release"]) == (1.0, 0.3, {"bridge": 0.99})
+        assert cfg["trainer"]["max_steps"] == 93000 and model["schedule"][-1]["from_step"] == 11500
