@@ -14,9 +14,10 @@ Steps (:func:`generate_song`):
 2. **Decode** all phrases in one batch, conditioned on the section chords (per beat; zeros where
    a section has none; the drums model gets none, it learnt from drum-only data) and, for
    drums, the style (unknown when the config gives none). A composer that learnt its music in
-   C major / A minor (its card's ``transposed``) composes a song in another key there: the key
-   is estimated from all the song's chords (``Composer.home_offset``), the chords moved down
-   to C, and the decoded music moved back up. A composer with arrangement
+   C major / A minor (its card's ``transposed``) composes a song in another key there: each
+   section's key is estimated from its chords (a section without chords: from all the song's;
+   ``Composer.home_offset``, :func:`section_offsets`), its chords moved to C, and the decoded
+   music moved back, so a song may change key between sections. A composer with arrangement
    conditioning draws which tracks play in which bars with the latents; a section's ``play``
    and ``rest`` override that for its tracks. Phrases are joined end to end (no gap), cut
    to the section lengths, binarised at 0.5. A bar where every pitched track is silent repeats
@@ -219,6 +220,26 @@ def _section_chords(composer, s) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr[idx].reshape(n_ph, n_bars, beats, 12)))
 
 
+def section_offsets(model, config: SongConfig, chords: torch.Tensor | None) -> np.ndarray:
+    """Per phrase, how far its section's key sits above the model's home key: int [phrases].
+
+    A section with chords: ``model.home_offset`` of its own chords (so a song may change key
+    from one section to the next); a section without: that of all the song's chords. All 0
+    for a model without a home key or a song without chords.
+    """
+    n_bars = int(model.n_bars)
+    counts = [-(-s.bars // n_bars) for s in config.sections]
+    out = np.zeros(sum(counts), dtype=np.int64)
+    if chords is None or not getattr(model, "home_key", False):
+        return out
+    song = model.home_offset(chords=chords)
+    k = 0
+    for s, n_ph in zip(config.sections, counts):
+        out[k:k + n_ph] = song if s.chords is None else model.home_offset(chords=chords[k:k + n_ph])
+        k += n_ph
+    return out
+
+
 def composer_grid(model):
     """The composer's grid as a ``symbolic.roll.Grid`` (the Composer may hold a dict of its fields)."""
     from symbolic.roll import Grid
@@ -274,14 +295,22 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
         kwargs: dict[str, Any] = {}
         if chords is not None:
             kwargs["chords"] = chords.to(device)
-            offset = model.home_offset(chords=chords) if hasattr(model, "home_offset") else 0
-            if offset:  # the song's key, from all its chords: composed in the model's home key, then moved
-                kwargs["transpose"] = offset
         if style is not None:
             kwargs["style"] = torch.full((len(phrases),), style, dtype=torch.long, device=device)
+        offsets = section_offsets(model, config, chords)
         with torch.inference_mode():
-            probs = model.decode(lat, **kwargs)  # [N, tracks, n_bars, steps, pitches]
-        probs = probs.float().cpu()
+            if not offsets.any():
+                probs = model.decode(lat, **kwargs).float().cpu()  # [N, tracks, n_bars, steps, pitches]
+            else:  # composed in the model's home key, each section from its own key, then moved back
+                probs = None
+                for off in np.unique(offsets):
+                    sel = torch.from_numpy(np.flatnonzero(offsets == off))
+                    part = model.decode({k: v[sel.to(v.device)] for k, v in lat.items()},
+                                        **{k: v[sel.to(v.device)] for k, v in kwargs.items()},
+                                        transpose=int(off)).float().cpu()
+                    if probs is None:
+                        probs = torch.zeros((len(offsets), *part.shape[1:]))
+                    probs[sel] = part
         n, T, B, S, P = probs.shape
         # join phrases, then cut each section to its length
         rolls, k = [], 0

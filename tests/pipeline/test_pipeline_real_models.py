@@ -55,13 +55,14 @@ def weights(tmp_path_factory):
     return d
 
 
-def _config(tmp_path, weights, *, symbolic=None, chords=("C", "G")):
+def _config(tmp_path, weights, *, symbolic=None, chords=("C", "G"), chords_b=None):
     data = {
         "title": "Real Tiny", "seed": 5, "tempo": 120, "style": "rock",
         "tracks": [{"name": "lead", "source": "melody", "instrument": "Flute"},
                    {"name": "keys", "source": "piano", "instrument": "Acoustic Grand Piano"},
                    {"name": "drums", "source": "drums"}],
-        "sections": [{"name": "a", "bars": 4, "chords": list(chords)}, {"name": "b", "bars": 2}],
+        "sections": [{"name": "a", "bars": 4, "chords": list(chords)},
+                     {"name": "b", "bars": 2, **({"chords": list(chords_b)} if chords_b else {})}],
         "weights": {"symbolic": symbolic or str(weights / "symbolic_tiny.safetensors"),
                     "drums": str(weights / "symbolic_tinydrums.safetensors"),
                     "audio": str(weights / "audio_tiny.safetensors")},
@@ -121,6 +122,28 @@ def test_a_song_in_another_key_is_the_home_key_song_moved(tmp_path, weights):
         assert moved.get(track, []) == [(p + 4, a, b, v) for p, a, b, v in home.get(track, []) if p + 4 <= 107]
     plain_home, plain_moved = songs["tiny", "C"], songs["tiny", "E"]
     assert plain_moved["keys"] != [(p + 4, a, b, v) for p, a, b, v in plain_home["keys"] if p + 4 <= 107]
+
+
+def _bars(notes, lo, hi, spb=2.0):
+    """The notes starting in bars [lo, hi) (120 bpm, 4/4: 2 s a bar), times made relative to bar lo."""
+    return [(p, round(a - lo * spb, 4), round(b - lo * spb, 4), v) for p, a, b, v in notes if lo * spb <= a < hi * spb]
+
+
+def test_a_section_in_another_key_is_composed_in_its_own_key(tmp_path, weights):
+    """Each section's key comes from its own chords: a last section moved up a whole step (a
+    classic key change) is the same section moved up 2, and the first section is untouched."""
+    from pipeline.generate import cli_main
+
+    songs = {}
+    for name, chords_b in (("same", ("C", "Am")), ("up", ("D", "Bm"))):
+        cfg = _config(tmp_path, weights, symbolic=str(weights / "symbolic_tinykey.safetensors"),
+                      chords=("C", "F", "G", "C"), chords_b=chords_b)
+        out = tmp_path / name
+        assert cli_main(["g", str(cfg), "--out", str(out), "--renderer", "none", "--device", "cpu"]) == 0
+        songs[name] = _notes(out / "song.mid")
+    same, up = songs["same"]["keys"], songs["up"]["keys"]
+    assert _bars(up, 0, 4) == _bars(same, 0, 4) and _bars(same, 4, 6)
+    assert _bars(up, 4, 6) == [(p + 2, a, b, v) for p, a, b, v in _bars(same, 4, 6) if p + 2 <= 107]
 
 
 def test_missing_or_mismatched_weights(tmp_path, weights):

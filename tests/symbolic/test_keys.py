@@ -133,3 +133,22 @@ def test_the_ends_of_the_offset_range(tmp_path, offset):
     key = {-5: ["G", "C", "D", "G"], 6: ["F#", "B", "C#", "F#"]}[offset]
     assert comp.home_offset(chords=_chords(key)) == offset
     assert torch.equal(comp.compose(2, seed=0, chords=_chords(key)), shift_pitches(home, offset))
+
+
+def test_section_offsets_each_section_its_own_key_or_the_songs(tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.generate import section_offsets
+
+    comp = _composer(tmp_path, True, "keyed")                 # 2 bars a phrase
+    sections = [SimpleNamespace(bars=4, chords=("C",)), SimpleNamespace(bars=3, chords=None),
+                SimpleNamespace(bars=2, chords=("E",))]
+    e_major = _chords(["E", "C#:min", "A", "B"])
+    chords = torch.cat([_chords(["C", "A:min", "F", "G"]),  # section 1: 2 phrases in C
+                        torch.zeros(4, 4, 12),                # section 2: 2 phrases without chords
+                        e_major[:2]]).reshape(5, 2, 4, 12)    # section 3: 1 phrase in E
+    song = comp.home_offset(chords=chords)
+    assert section_offsets(comp, SimpleNamespace(sections=sections), chords).tolist() == [0, 0, song, song, 4]
+    plain = _composer(tmp_path, False, "plain")
+    assert not section_offsets(plain, SimpleNamespace(sections=sections), chords).any()
+    assert not section_offsets(comp, SimpleNamespace(sections=sections), None).any()
