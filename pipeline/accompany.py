@@ -112,7 +112,7 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
         as_track: the composer track it plays (default the composer's first track).
         seed: seed of the composer's latents.
         chords: the chords under the given track: "auto" estimates them from its notes
-            (:func:`symbolic.chords.estimate_chords`, a major or minor triad every two beats),
+            (:func:`symbolic.chords.estimate_chords`, a triad or seventh every two beats),
             "none" gives none (the composer follows the track alone), anything else is chord
             symbols (:func:`parse_chords`).
     """
@@ -195,7 +195,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--renderer", choices=("neural", "none"), default="neural")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--chords", default="auto",
-                   help="the chords under the track: auto (the default: a major or minor triad every two beats, "
+                   help="the chords under the track: auto (the default: a triad or seventh every two beats, "
                         "estimated from the track's notes), none (the composer follows the track alone), or "
                         "chord symbols such as \"C Am F G\": one per bar, repeated as the bars need (or one "
                         "per beat for all of them; N: no chord)")
