@@ -81,23 +81,17 @@ def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
     from the start as often as the bars need ("C Am F G" over 10 bars: C Am F G C Am F G C Am).
     "N" is a bar without a chord. UserError naming a symbol it cannot read.
     """
-    from pipeline.config import chord_pitch_classes
+    from pipeline.config import chords_to_array
 
     symbols = [t for t in str(text).replace(",", " ").split() if t]
     if not symbols:
         raise UserError("--chords: expected chord symbols such as 'C Am F G', got nothing")
-    out = np.zeros((bars, beats_per_bar, 12), dtype=np.float32)
-    per_beat = len(symbols) == bars * beats_per_bar
-    for i, sym in enumerate(symbols):
-        try:
-            pcs = chord_pitch_classes(sym)
-        except ValueError as exc:
-            raise UserError(f"--chords: {exc} (e.g. 'C', 'Am', 'G7', 'F/A', 'N')") from None
-        if per_beat:
-            out[i // beats_per_bar, i % beats_per_bar, list(pcs)] = 1.0
-        else:
-            out[i::len(symbols), :, list(pcs)] = 1.0
-    return out
+    if len(symbols) != bars * beats_per_bar:  # one per bar, repeated: each held for the bar's beats
+        symbols = [symbols[b % len(symbols)] for b in range(bars) for _ in range(beats_per_bar)]
+    try:
+        return chords_to_array(tuple(symbols), bars, beats_per_bar)
+    except ValueError as exc:
+        raise UserError(f"--chords: {exc} (e.g. 'C', 'Am', 'G7', 'F/A', 'N')") from None
 
 
 def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,

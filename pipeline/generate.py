@@ -298,19 +298,10 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
         if style is not None:
             kwargs["style"] = torch.full((len(phrases),), style, dtype=torch.long, device=device)
         offsets = section_offsets(model, config, chords)
+        if offsets.any():  # composed in the model's home key, each section from its own key, then moved back
+            kwargs["transpose"] = torch.from_numpy(offsets)
         with torch.inference_mode():
-            if not offsets.any():
-                probs = model.decode(lat, **kwargs).float().cpu()  # [N, tracks, n_bars, steps, pitches]
-            else:  # composed in the model's home key, each section from its own key, then moved back
-                probs = None
-                for off in np.unique(offsets):
-                    sel = torch.from_numpy(np.flatnonzero(offsets == off))
-                    part = model.decode({k: v[sel.to(v.device)] for k, v in lat.items()},
-                                        **{k: v[sel.to(v.device)] for k, v in kwargs.items()},
-                                        transpose=int(off)).float().cpu()
-                    if probs is None:
-                        probs = torch.zeros((len(offsets), *part.shape[1:]))
-                    probs[sel] = part
+            probs = model.decode(lat, **kwargs).float().cpu()  # [N, tracks, n_bars, steps, pitches]
         n, T, B, S, P = probs.shape
         # join phrases, then cut each section to its length
         rolls, k = [], 0

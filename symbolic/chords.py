@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 
+from symbolic.metrics import chroma
+
 NOTE_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 PC_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 
@@ -127,7 +129,7 @@ def key_offset(histogram: np.ndarray) -> int:
 
 # the chords :func:`estimate_chords` chooses from: major and minor triads on every root, then the
 # major, minor and dominant sevenths (which win only where the track sounds the seventh)
-_TRIADS = np.array([[1.0 if (pc - root) % 12 in iv else 0.0 for pc in range(12)]
+_CHORD_TEMPLATES = np.array([[1.0 if (pc - root) % 12 in iv else 0.0 for pc in range(12)]
                     for iv in ((0, 4, 7), (0, 3, 7)) for root in range(12)]
                    + [[1.0 if (pc - root) % 12 in iv else 0.0 for pc in range(12)]
                       for iv in ((0, 4, 7, 11), (0, 3, 7, 10), (0, 4, 7, 10)) for root in range(12)])
@@ -141,9 +143,9 @@ def estimate_chords(roll: np.ndarray, lowest_pitch: int, steps_per_beat: int, be
     dominant sevenths are scored by the steps the track sounds their tones minus ``penalty`` times
     the steps it sounds other pitch classes; the best one holds for those beats (on a tie the
     first of: major triads, minor triads, then the sevenths, each from C up; so a seventh only
-    where the track sounds it). Where the
-    track is silent the chord before goes on (before its first note: the first chord), as the
-    harmony of a song does not stop where its melody rests; a track with no note has no chord.
+    where the track sounds it). Where the track is silent the chord before goes on (before its
+    first note: the first chord), as the harmony of a song does not stop where its melody rests;
+    a track with no note has no chord.
 
     Args:
         roll: [bars, steps_per_bar, pitches] (values > 0 sound), a whole song in order.
@@ -152,19 +154,18 @@ def estimate_chords(roll: np.ndarray, lowest_pitch: int, steps_per_beat: int, be
         float32 [bars, beats_per_bar, 12] multi-hot chord pitch classes per beat.
     """
     r = np.asarray(roll) > 0
-    bars, steps, pitches = r.shape
+    bars, steps, _ = r.shape
     if steps != steps_per_beat * beats_per_bar or beats_per_bar % beats_per_chord:
         raise ValueError(f"roll: {steps} steps a bar do not make {beats_per_bar} beats of {steps_per_beat} steps "
                          f"in chords of {beats_per_chord} beats")
-    pcs = (int(lowest_pitch) + np.arange(pitches)) % 12
-    weights = r.astype(np.float64) @ np.eye(12)[pcs]                          # [bars, steps, 12]
+    weights = chroma(r, lowest_pitch)                                         # [bars, steps, 12]
     seg = weights.reshape(bars, beats_per_bar // beats_per_chord, beats_per_chord * steps_per_beat, 12).sum(2)
-    score = seg @ _TRIADS.T - penalty * (seg @ (1.0 - _TRIADS).T)            # [bars, segments, 24]
+    score = seg @ _CHORD_TEMPLATES.T - penalty * (seg @ (1.0 - _CHORD_TEMPLATES).T)  # [bars, segments, chords]
     best = score.argmax(-1).reshape(-1)
-    sounding = np.flatnonzero(seg.sum(-1).reshape(-1) > 0)
-    if sounding.size == 0:
+    sounds = seg.sum(-1).reshape(-1) > 0
+    if not sounds.any():
         return np.zeros((bars, beats_per_bar, 12), dtype=np.float32)
     # each silent segment takes the chord of the last sounding one before it (the first after it at the start)
-    last = np.maximum.accumulate(np.where(seg.sum(-1).reshape(-1) > 0, np.arange(best.size), -1))
-    chords = _TRIADS[best[np.where(last >= 0, last, sounding[0])]].reshape(bars, -1, 12)
+    last = np.maximum.accumulate(np.where(sounds, np.arange(best.size), -1))
+    chords = _CHORD_TEMPLATES[best[np.where(last >= 0, last, np.argmax(sounds))]].reshape(bars, -1, 12)
     return np.repeat(chords, beats_per_chord, axis=1).astype(np.float32)

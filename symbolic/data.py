@@ -33,7 +33,7 @@ from pipeline.errors import UserError
 from pipeline.fileio import atomic_path, staged_dir
 from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, transpose_to_c
 from symbolic.roll import (Grid, Multitrack, _beat_times_beats, _tempo_map_beats, from_pypianoroll,
-                           midi_to_multitrack, read_midi)
+                           midi_to_multitrack, read_midi, shift_pitches)
 from symbolic.trackmap import DRUMS, LPD5, POP909, SATB, TrackMap, get_track_map
 
 SPLITS = ("train", "valid", "test")
@@ -79,16 +79,8 @@ def _shift_pitches(roll: np.ndarray, shift: int, drum_tracks: Iterable[int]) -> 
     """Move non-drum tracks of ``roll [tracks, ..., pitches]`` by ``shift`` semitones (zero fill)."""
     if shift == 0:
         return roll
-    out = np.zeros_like(roll)
     drums = set(drum_tracks)
-    for t in range(roll.shape[0]):
-        if t in drums:
-            out[t] = roll[t]
-        elif shift > 0:
-            out[t, ..., shift:] = roll[t, ..., :-shift]
-        else:
-            out[t, ..., :shift] = roll[t, ..., -shift:]
-    return out
+    return np.stack([roll[t] if t in drums else shift_pitches(roll[t], shift) for t in range(roll.shape[0])])
 
 
 def _origin_before(first_beat: float, downbeat: float, beats_per_bar: int, tolerance: float) -> float:

@@ -154,33 +154,27 @@ def generate_rolls(composer: Any, chords: np.ndarray, style: np.ndarray, *, seed
     else:
         latents = composer.sample_latents(n, generator=generator)
     wants_threshold = "threshold" in inspect.signature(composer.decode).parameters
-    offsets = np.zeros(n, dtype=np.int64) if offsets is None else np.asarray(offsets, dtype=np.int64).reshape(n)
-    out = None
+    out = []
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
-            for k in np.unique(offsets[lo:hi]):  # one decode per key offset (all 0: the whole batch)
-                rows = lo + np.flatnonzero(offsets[lo:hi] == k)
-                part = {key: v[torch.as_tensor(rows)] for key, v in latents.items()}
-                kw: dict[str, Any] = {"style": torch.as_tensor(style[rows], dtype=torch.long, device=device)}
-                if use_chords:
-                    kw["chords"] = torch.as_tensor(chords[rows], dtype=torch.float32, device=device)
-                if given is not None:
-                    kw["cond_roll"] = torch.as_tensor(given[rows], dtype=torch.float32, device=device)
-                    kw["cond_track"] = int(given_track)
-                if k:
-                    kw["transpose"] = int(k)
-                if wants_threshold:  # the composer binarises (and applies its decoding rules): {0, 1}
-                    rolls = composer.decode(part, threshold=threshold, **kw) > 0.5
-                else:
-                    rolls = composer.decode(part, **kw) > threshold
-                rolls = rolls.detach().cpu().numpy()
-                if out is None:
-                    out = np.zeros((n, *rolls.shape[1:]), dtype=bool)
-                out[rows] = rolls
-    if out is None:
+            part = {k: v[lo:hi] for k, v in latents.items()}
+            kw: dict[str, Any] = {"style": torch.as_tensor(style[lo:hi], dtype=torch.long, device=device)}
+            if use_chords:
+                kw["chords"] = torch.as_tensor(chords[lo:hi], dtype=torch.float32, device=device)
+            if given is not None:
+                kw["cond_roll"] = torch.as_tensor(given[lo:hi], dtype=torch.float32, device=device)
+                kw["cond_track"] = int(given_track)
+            if offsets is not None and np.any(offsets[lo:hi]):
+                kw["transpose"] = torch.as_tensor(np.asarray(offsets[lo:hi], dtype=np.int64))
+            if wants_threshold:  # the composer binarises (and applies its decoding rules): {0, 1}
+                rolls = composer.decode(part, threshold=threshold, **kw) > 0.5
+            else:
+                rolls = composer.decode(part, **kw) > threshold
+            out.append(rolls.detach().cpu().numpy())
+    if not out:
         return np.zeros((0,), dtype=bool)
-    return out
+    return np.concatenate(out, axis=0)
 
 
 def song_offsets(composer: Any, songs: np.ndarray, chords: np.ndarray | None = None,
@@ -464,13 +458,11 @@ def estimated_chords(given_rolls: np.ndarray, songs: np.ndarray, grid: dict) -> 
 def transpose_split(arrays: dict[str, np.ndarray], semitones: int) -> dict[str, np.ndarray]:
     """The split's phrases moved ``semitones`` up (down when negative): rolls along the pitch
     axis (notes moved out of the range dropped) and chords along their pitch classes."""
-    import torch
-
-    from symbolic.generate import shift_pitches
+    from symbolic.roll import shift_pitches
 
     out = dict(arrays)
     if semitones:
-        out["rolls"] = shift_pitches(torch.from_numpy(np.ascontiguousarray(arrays["rolls"])), semitones).numpy()
+        out["rolls"] = shift_pitches(arrays["rolls"], semitones)
         out["chords"] = np.roll(arrays["chords"], semitones, axis=-1)
     return out
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipeline.errors import UserError
 from pipeline.fileio import read_json_object
 from symbolic.export import FORMAT
 from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator, track_indices, upgrade_arrangement_state
+from symbolic.roll import shift_pitches
 
 
 def check_track_taus(taus: dict | None, track_names: list[str], where: str) -> dict[int, float]:
@@ -163,18 +165,16 @@ def _along_each_track(probs: torch.Tensor, active: torch.Tensor, taus: dict[int,
     return out
 
 
-def shift_pitches(roll: torch.Tensor, k: int) -> torch.Tensor:
-    """``roll`` [..., P] moved ``k`` pitches up (down for k < 0): what leaves the pitch range is
-    dropped and the pitches that come in are zeros."""
-    k = int(k)
-    if k == 0:
-        return roll
-    out = torch.zeros_like(roll)
-    if abs(k) < roll.shape[-1]:
-        if k > 0:
-            out[..., k:] = roll[..., :-k]
-        else:
-            out[..., :k] = roll[..., -k:]
+def _per_phrase(x: torch.Tensor, shifts: torch.Tensor, move) -> torch.Tensor:
+    """``move(x[rows], k)`` for the rows of ``x`` [N, ...] whose ``shifts`` [N] is k (one call per
+    distinct shift, ``x`` itself when all are 0)."""
+    values = torch.unique(shifts)
+    if values.numel() == 1:
+        return move(x, int(values))
+    out = torch.empty_like(x)
+    for k in values.tolist():
+        rows = (shifts == k).nonzero().flatten().to(x.device)
+        out[rows] = move(x[rows], k)
     return out
 
 
@@ -351,21 +351,21 @@ class Composer:
         if not self.home_key:
             return 0
         from symbolic.chords import key_offset
+        from symbolic.metrics import chroma
 
-        hist = torch.zeros(12, dtype=torch.float64)
+        hist = np.zeros(12)
         if chords is not None:
-            hist += torch.as_tensor(chords, dtype=torch.float64).reshape(-1, 12).sum(0).cpu()
+            hist += torch.as_tensor(chords, dtype=torch.float64).reshape(-1, 12).sum(0).cpu().numpy()
         if given is not None:
-            g = (torch.as_tensor(given) > 0).to(torch.float64).reshape(-1, self.n_pitches).sum(0).cpu()
-            pcs = (torch.arange(self.n_pitches) + int(self.grid["lowest_pitch"])) % 12
-            hist += torch.zeros(12, dtype=torch.float64).index_add_(0, pcs, g) / int(self.grid["steps_per_beat"])
-        return key_offset(hist.numpy())
+            steps = (torch.as_tensor(given) > 0).reshape(-1, self.n_pitches).sum(0).cpu().numpy()
+            hist += chroma(steps, int(self.grid["lowest_pitch"])) / int(self.grid["steps_per_beat"])
+        return key_offset(hist)
 
     @torch.no_grad()
     def decode(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
                style: torch.Tensor | None = None, cond_roll: torch.Tensor | None = None,
                cond_track: torch.Tensor | int | None = None, threshold: float = 0.5,
-               transpose: int = 0) -> torch.Tensor:
+               transpose: int | torch.Tensor = 0) -> torch.Tensor:
         """Latents -> phrases.
 
         Args:
@@ -381,6 +381,7 @@ class Composer:
             transpose: the chords and the given track sit this many semitones above the key the
                 composer learnt (:meth:`home_offset`): they are moved down by it, composed, and
                 the result moved up by it (notes it would push out of the pitch range are dropped).
+                One int for all phrases, or long [N], one per phrase (the sections of a song).
         Returns:
             float [N, T, B, S, P] in {0, 1} (probabilities in [0, 1] when ``threshold`` is None
             and the model is not binary); the given track, if any, is kept as given.
@@ -395,11 +396,14 @@ class Composer:
                 raise UserError(f"given track: expected shape {list(want)}, got {list(cond_roll.shape)}")
             ct = torch.as_tensor(cond_track, dtype=torch.long).to(self.device).reshape(-1)
             cond_track = ct.expand(n).clone() if ct.numel() == 1 else ct
-        transpose = int(transpose)
+        shifts = torch.as_tensor(transpose, dtype=torch.long).reshape(-1).cpu()
+        if shifts.numel() not in (1, n):
+            raise UserError(f"transpose: expected one shift or {n}, got {shifts.numel()}")
+        shifts = shifts.expand(n)
         given = cond_roll
-        if transpose:
-            chords = None if chords is None else torch.roll(chords, -transpose, dims=-1)
-            cond_roll = None if cond_roll is None else shift_pitches(cond_roll, -transpose)
+        if shifts.any():
+            chords = None if chords is None else _per_phrase(chords, -shifts, lambda x, k: torch.roll(x, k, dims=-1))
+            cond_roll = None if cond_roll is None else _per_phrase(cond_roll, -shifts, shift_pitches)
         lat = {k: latents[k].to(self.device) for k in (*LATENT_KEYS, ARRANGEMENT_KEY) if k in latents}
         probs, dense = self.generator(lat, chords, has, style, cond_roll, cond_track, return_dense=True)
         keep = None
@@ -411,8 +415,8 @@ class Composer:
         else:
             active = release_held_notes(probs, probs > threshold, self.release, keep)
             out = legato_overlaps(dense, active, self.legato, keep).float()
-        if transpose:
-            out = shift_pitches(out, transpose)
+        if shifts.any():
+            out = _per_phrase(out, shifts, shift_pitches)
             if keep is not None:  # the given track exactly as given, none of it lost at the range's ends
                 out[keep] = given[keep.any(1)].to(out.dtype)
         return out

@@ -152,3 +152,19 @@ def test_section_offsets_each_section_its_own_key_or_the_songs(tmp_path):
     plain = _composer(tmp_path, False, "plain")
     assert not section_offsets(plain, SimpleNamespace(sections=sections), chords).any()
     assert not section_offsets(comp, SimpleNamespace(sections=sections), None).any()
+
+
+def test_decode_takes_one_shift_per_phrase(tmp_path):
+    from pipeline.errors import UserError
+
+    comp = _composer(tmp_path, True, "keyed")
+    z = comp.sample_latents(3, torch.Generator().manual_seed(1))
+    home = _chords(["C", "G"]).expand(3, 2, 4, 12).clone()
+    shifts = torch.tensor([0, 2, -5])
+    moved = torch.stack([torch.roll(home[i], int(k), dims=-1) for i, k in enumerate(shifts)])
+    out = comp.decode(z, chords=moved, transpose=shifts)
+    want = comp.decode(z, chords=home)
+    for i, k in enumerate(shifts.tolist()):
+        assert torch.equal(out[i], shift_pitches(want[i], k))
+    with pytest.raises(UserError, match="transpose: expected one shift or 3, got 2"):
+        comp.decode(z, chords=moved, transpose=torch.tensor([1, 2]))
