@@ -9,8 +9,11 @@ accompanist (``data/pretrained/symbolic_pop909_accompany.*``, trained on in acco
 unless ``--weights`` names another; it composes in its home key whatever the track's key
 (``Composer.home_offset``). Under the track go the chords of ``--chords``: by default (``auto``)
 estimated from the track's own notes (``symbolic.chords.estimate_chords``), or given as symbols,
-or none. The result keeps the given notes exactly as quantised and adds the composer's other
-tracks. ``song.mid`` (and ``song.wav``
+or none. The result keeps the given notes exactly as quantised (also those outside the composer's
+pitch range) and adds the composer's other tracks, on the input's own time line: its tempo changes,
+time signatures and resolution (:func:`song_midi`). The composer writes 4/4 bars: a file in another
+meter is refused, and a shorter first bar (a pickup, e.g. 1/4 then 4/4) is the end of bar 0
+(:func:`bar_origin`). ``song.mid`` (and ``song.wav``
 with the neural renderer unless ``--renderer none``) are written into DIR through a staging
 folder: all or nothing.
 """
@@ -23,6 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import torch
 
 from pipeline.errors import UserError
@@ -72,6 +76,102 @@ def only_instrument(pm, index: int):
     one = copy.copy(pm)
     one.instruments = [pm.instruments[index]]
     return one
+
+
+def bar_origin(pm, beats_per_bar: int, source: str, end_beat: float | None = None) -> float:
+    """Where the composer's bar 0 starts, in quarter notes of the file (0, or minus the beats missing
+    from a pickup bar), from the file's time signatures before ``end_beat`` (default: the end of the
+    file's last note).
+
+    The composer writes bars of ``beats_per_bar`` quarter notes: every bar of the file must be one
+    (4/4, 2/2, ...), except a first, shorter bar (an anacrusis: e.g. 1/4 then 4/4): then bar 0 starts
+    that many beats before the file's start and the pickup falls at its end. UserError naming the
+    time signature otherwise (3/4, 6/8, a change of meter in the middle of a bar, ...).
+    """
+    res = float(pm.resolution)
+    if end_beat is None:
+        end_beat = max((pm.time_to_tick(n.end) / res for i in pm.instruments for n in i.notes), default=0.0)
+    from symbolic.roll import time_signature_beats
+
+    sigs = time_signature_beats(pm, end_beat) or [(0.0, 4, 4)]
+    bpb = float(beats_per_bar)
+
+    def bar_len(n: int, d: int) -> float:
+        return n * 4.0 / d
+
+    def refuse(beat: float, n: int, d: int) -> UserError:
+        return UserError(f"{source}: time signature {n}/{d} at quarter note {beat:g}: the composer writes bars of "
+                         f"{beats_per_bar} quarter notes only (such as {beats_per_bar}/4), with at most a shorter "
+                         f"first bar (a pickup)")
+
+    first = 0
+    origin = 0.0
+    if len(sigs) > 1 and 0 < sigs[1][0] < bpb and sigs[1][0] <= bar_len(*sigs[0][1:]) + 1e-9:
+        first, origin = 1, sigs[1][0] - bpb  # a pickup bar, then whole bars
+    elif abs(bar_len(*sigs[0][1:]) - bpb) > 1e-9:
+        raise refuse(*sigs[0])
+    start = sigs[first][0]
+    for beat, n, d in sigs[first:]:
+        if abs(bar_len(n, d) - bpb) > 1e-9 or abs((beat - start) / bpb - round((beat - start) / bpb)) > 1e-9:
+            raise refuse(beat, n, d)
+    return origin
+
+
+def given_origin(pm, index: int, beats_per_bar: int, source: str) -> float:
+    """:func:`bar_origin` of instrument ``index`` of ``pm``: the time signatures up to its last note."""
+    res = float(pm.resolution)
+    end = max((pm.time_to_tick(n.end) / res for n in pm.instruments[index].notes), default=0.0)
+    return bar_origin(pm, beats_per_bar, source, end_beat=end)
+
+
+def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0):
+    """The accompanied song ``mt`` as a PrettyMIDI on the input ``pm``'s own time line.
+
+    Grid step ``s`` is quarter note ``origin + s / steps_per_beat`` of the input, turned into seconds
+    through the input's tempo map (every tempo change kept) at its resolution; the input's time
+    signatures (4/4 when it has none), key signatures and lyrics are kept. Track ``given_track`` gets
+    the notes of the input's instrument ``given_index`` quantised to the grid over all 128 pitches
+    (also those outside the composer's range), its control changes and pitch bends. Notes of the
+    other tracks before the input's start (in a pickup bar) are cut there.
+    """
+    from symbolic.roll import Grid, notes_to_roll, quantize_notes, roll_to_notes, time_signature_beats
+    from symbolic.trackmap import TrackMap, TrackSpec
+
+    grid = mt.grid
+    spb = grid.steps_per_beat
+    out = copy.copy(pm)  # the tempo map and resolution; everything else replaced below
+    res = float(pm.resolution)
+    end_beat = origin + mt.n_bars * grid.steps_per_bar / spb
+    out.time_signature_changes = [pretty_midi.TimeSignature(n, d, pm.tick_to_time(int(round(b * res))))
+                                  for b, n, d in time_signature_beats(pm, end_beat) or [(0.0, 4, 4)]]
+    out.key_signature_changes = list(pm.key_signature_changes)
+    out.lyrics = list(pm.lyrics)
+    out.instruments = []
+
+    def seconds(step: int) -> float:
+        tick = int(round((origin + step / spb) * res))
+        return 0.0 if tick <= 0 else float(out.tick_to_time(tick))
+
+    notes = [n for n in mt.notes() if n.track != given_track]
+    src = pm.instruments[given_index]
+    full = Grid(spb, grid.beats_per_bar, 0, 128)
+    one = TrackMap((TrackSpec("given", int(src.program), programs=((0, 127),)),), name="given")
+    raw, _ = quantize_notes(only_instrument(pm, given_index), one, full, origin=origin)
+    vel, on = notes_to_roll(raw, n_tracks=1, grid=full, n_bars=mt.n_bars)
+    notes += [n._replace(track=given_track) for n in roll_to_notes(vel, on, grid=full)]
+    drums = set(mt.track_map.drum_tracks)
+    instruments = [pretty_midi.Instrument(program=int(spec.program), is_drum=bool(spec.is_drum), name=spec.name)
+                   for spec in mt.track_map.tracks]
+    for n in sorted(notes, key=lambda n: (n.track, n.start, n.pitch)):
+        end = n.start + 1 if n.track in drums else n.end
+        if origin + end / spb <= 0:
+            continue  # wholly before the input's start
+        instruments[n.track].notes.append(pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch),
+                                                           start=seconds(n.start), end=seconds(end)))
+    instruments[given_track].control_changes = list(src.control_changes)
+    instruments[given_track].pitch_bends = list(src.pitch_bends)
+    out.instruments = instruments
+    return out
 
 
 def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
@@ -131,7 +231,8 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
     given_map = TrackMap((TrackSpec(target, int(inst.program), programs=((0, 127),)),), name="given")
     if not inst.notes:
         raise UserError(f"{source}: --track {track!r}: the track has no notes")
-    given_mt = midi_to_multitrack(only_instrument(pm, index), given_map, grid)
+    origin = given_origin(pm, index, grid.beats_per_bar, source)
+    given_mt = midi_to_multitrack(only_instrument(pm, index), given_map, grid, origin=origin)
     if not given_mt.roll.any():
         raise UserError(f"{source}: --track {track!r}: none of its {len(inst.notes)} notes is inside the "
                         f"composer's pitch range {grid.lowest_pitch}-{grid.highest_pitch}")
@@ -221,11 +322,13 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
     """Accompany ``midi`` into ``out`` (song.mid, and song.wav when ``timbre`` is given). All or nothing."""
     from audio.mix import master, mix_stems, write_wav
     from pipeline.render import render_midi_neural
-    from symbolic.roll import multitrack_to_midi, read_midi, write_midi
+    from symbolic.roll import read_midi, write_midi
 
     pm = read_midi(midi)
-    mt, _ = accompany_midi(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi), chords=chords)
-    song = multitrack_to_midi(mt)
+    mt, ti = accompany_midi(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi), chords=chords)
+    index = select_instrument(pm, track, str(midi))
+    song = song_midi(mt, pm, given_track=ti, given_index=index,
+                     origin=given_origin(pm, index, mt.grid.beats_per_bar, str(midi)))
     with staged_dir(out) as stage:
         write_midi(song, stage / "song.mid")
         if timbre is not None:

@@ -61,7 +61,8 @@ def load_split(data_dir: str | Path, split: str, meta: dict) -> dict[str, np.nda
         raise UserError(f"{path}: rolls have shape {tuple(rolls.shape)}, expected [N, {', '.join(map(str, want))}]")
     n = rolls.shape[0]
     arrays.setdefault("chords", np.zeros((n, want[1], g["beats_per_bar"], 12), np.uint8))
-    arrays.setdefault("has_chords", arrays["chords"].reshape(n, -1).any(axis=1))
+    if "has_chords" not in arrays:  # (reshape(0, -1) fails: an empty split is read too)
+        arrays["has_chords"] = arrays["chords"].reshape(n, -1).any(axis=1) if n else np.zeros(0, bool)
     arrays.setdefault("style", np.zeros(n, np.int64))
     if arrays["chords"].shape != (n, want[1], g["beats_per_bar"], 12):
         raise UserError(f"{path}: chords have shape {arrays['chords'].shape}, "

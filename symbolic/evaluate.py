@@ -70,6 +70,9 @@ def load_split(data_dir: str | Path, split: str = "test") -> tuple[dict, dict[st
         raise UserError(f"{data_dir / 'meta.json'}: 'tracks' and 'is_drum' differ in length")
     arrays = load_arrays(data_dir, split, meta)
     n = arrays["rolls"].shape[0]
+    if n == 0:
+        raise UserError(f"{data_dir / (split + '.npz')}: the {split} split has no phrases (choose another with "
+                        f"--split, or build the cache from more songs)")
     arrays["rolls"] = arrays["rolls"] != 0
     arrays["style"] = np.asarray(arrays["style"], dtype=np.int64).reshape(n)
     arrays["has_chords"] = np.asarray(arrays["has_chords"], dtype=bool).reshape(n)

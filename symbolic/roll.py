@@ -179,6 +179,26 @@ def _tempo_map_beats(pm: pretty_midi.PrettyMIDI, times: np.ndarray) -> np.ndarra
     return change_beats[idx] + (times - change_times[idx]) * tempi[idx] / 60.0
 
 
+def time_signature_beats(pm: pretty_midi.PrettyMIDI, end_beat: float | None = None) -> list[tuple[float, int, int]]:
+    """The file's time signatures as (quarter-note position, numerator, denominator), in order, one
+    per position (the last written there); those from ``end_beat`` on are left out (the first is
+    always kept). The MIDI default 4/4 from 0 comes first when the first signature comes later;
+    an empty list when the file has none."""
+    tss = sorted(pm.time_signature_changes, key=lambda ts: ts.time)
+    if not tss:
+        return []
+    beats = _tempo_map_beats(pm, np.array([ts.time for ts in tss], dtype=np.float64))
+    by_beat: dict[float, tuple[int, int]] = {}
+    for b, ts in zip(beats, tss):
+        b = round(float(b), 6)
+        if end_beat is None or b < end_beat or not by_beat:
+            by_beat[b] = (int(ts.numerator), int(ts.denominator))
+    out = [(b, n, d) for b, (n, d) in sorted(by_beat.items())]
+    if out[0][0] > 1e-6:
+        out.insert(0, (0.0, 4, 4))
+    return out
+
+
 def _beat_times_beats(beat_times: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Beat positions of ``times`` (seconds) from beat times, linear beyond both ends."""
     bt = np.asarray(beat_times, dtype=np.float64)
@@ -399,8 +419,9 @@ def from_pypianoroll(ppr, track_map: TrackMap | str, grid: Grid = Grid(), *, ori
     Each track's pianoroll ``[time, 128]`` is read as "any value > 0 sounds" (binary LPD-5 rolls
     and velocity rolls alike; pypianoroll's own ``binarize()`` is not used: after ``copy()`` it
     silently does nothing). Steps are rescaled from ``ppr.resolution`` (steps per beat) to the
-    grid. Bar 0 starts at ``origin_step`` (default: the first downbeat, else 0); the roll keeps the
-    pianoroll's length in whole bars. The tempo is
+    grid. Bar 0 starts at ``origin_step`` (default: the first downbeat, else 0, moved back by whole
+    bars so that notes before the first downbeat, a pickup, end bar 0 instead of being dropped); the
+    roll keeps the pianoroll's length in whole bars. The tempo is
     read whatever its shape (pypianoroll 1.0.4's ``read()`` gives ``(T, 1)``).
     """
     track_map = get_track_map(track_map)
@@ -408,6 +429,11 @@ def from_pypianoroll(ppr, track_map: TrackMap | str, grid: Grid = Grid(), *, ori
     if origin_step is None:
         db = getattr(ppr, "downbeat", None)
         origin_step = int(np.flatnonzero(np.asarray(db))[0]) if db is not None and np.any(db) else 0
+        bar = res * grid.beats_per_bar  # pianoroll steps a bar
+        sounding = [int(np.flatnonzero(np.asarray(tr.pianoroll).any(axis=1))[0]) for tr in ppr.tracks
+                    if np.asarray(tr.pianoroll).size and np.asarray(tr.pianoroll).any()]
+        if sounding and min(sounding) < origin_step:
+            origin_step -= bar * -(-(origin_step - min(sounding)) // bar)
     assignment = track_map.assign(ppr.tracks)
     notes: list[Note] = []
     dropped = 0
