@@ -225,14 +225,26 @@ def generate_batch(config, out_root: str | Path, *, count: int, device: str = "c
                          num_workers=0, collate_fn=collate_seeds)
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    with _quiet_lightning():
+    def make_trainer(devices_: str | int) -> lightning.Trainer:
         try:
-            trainer = lightning.Trainer(accelerator=accelerator, devices=devices, strategy="auto", logger=False,
-                                        enable_checkpointing=False, enable_model_summary=False,
-                                        enable_progress_bar=bool(progress),
-                                        callbacks=[SongProgressBar()] if progress else None)
+            return lightning.Trainer(accelerator=accelerator, devices=devices_, strategy="auto", logger=False,
+                                     enable_checkpointing=False, enable_model_summary=False,
+                                     enable_progress_bar=bool(progress),
+                                     callbacks=[SongProgressBar()] if progress else None)
         except (MisconfigurationException, TypeError, ValueError) as exc:  # Lightning's checks of devices
             raise UserError(f"--devices {devices}: {str(exc).splitlines()[0]}") from None
+
+    with _quiet_lightning():
+        trainer = make_trainer(devices)
+        # Lightning's prediction sampler needs a seed for every rank: a rank without one fails (an
+        # AssertionError in each process). "auto" / -1 use only as many devices as there are songs;
+        # an explicit number of devices above the number of songs is the user's to fix.
+        ranks = int(trainer.num_devices) * int(trainer.num_nodes)
+        if ranks > count:
+            if devices not in ("auto", -1):
+                raise UserError(f"--devices {devices}: {ranks} devices for {count} songs (--count {count}); give "
+                                f"--devices {count} or fewer, or make more songs")
+            trainer = make_trainer(count)
         module = SongPredictor(config, out_root, renderer=renderer, flac=flac, progress=progress, models=models,
                                models_device=device if models is not None else None, loader=loader)
         trainer.predict(module, dataloaders=loader_, return_predictions=False)

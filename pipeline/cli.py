@@ -9,10 +9,13 @@ line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
+import signal
 import sys
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from pipeline.errors import UserError
 
@@ -87,14 +90,82 @@ def _match(argv: list[str]) -> tuple[str, int] | None:
     return None
 
 
+class Terminated(BaseException):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler's cancel) raised as an exception, so that the
+    ``finally`` blocks of the atomic writers run and no staging folder or temporary file is left."""
+
+
+def _one_line_error(original):
+    """Wrap an argument parser's ``error`` so that a usage error is one line on stderr, exit 2.
+
+    argparse (and the Lightning CLI's jsonargparse) print the whole usage before the error: for
+    ``train`` that is about 90 lines with the problem on the last. Here the usage is swallowed and
+    the message printed as ``<prog>: error: <message> (see '<prog> --help')``. Parsers that do not
+    exit on errors (jsonargparse's inner parsers) still raise as before.
+    """
+
+    def error(self, message, *args, **kwargs):
+        with contextlib.redirect_stderr(io.StringIO()):
+            try:
+                original(self, message, *args, **kwargs)
+            except SystemExit as exc:
+                code = exc.code
+            else:  # pragma: no cover - error() always exits or raises
+                code = 2
+        prog = str(getattr(self, "prog", PROG)).replace(" [options]", "")
+        text = " ".join(str(message).split())
+        print(f"{prog}: error: {text} (see '{prog} --help')", file=sys.stderr)
+        raise SystemExit(code)
+
+    error.__wrapped__ = original
+    return error
+
+
+@contextlib.contextmanager
+def _cli_behaviour(name: str | None) -> Iterator[None]:
+    """One-line usage errors (argparse; jsonargparse for ``train``), and SIGTERM as :class:`Terminated`
+    (not for ``train``, where Lightning's own handler stops the run at a safe point)."""
+    patched = [argparse.ArgumentParser]
+    if name is not None and name.startswith("train "):
+        try:
+            import jsonargparse  # noqa: PLC0415
+
+            patched.append(jsonargparse.ArgumentParser)
+        except ImportError:  # pragma: no cover - Lightning's CLI needs it
+            pass
+    saved = [(cls, cls.__dict__["error"]) for cls in patched if "error" in cls.__dict__]
+    for cls, original in saved:
+        cls.error = _one_line_error(original)
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    old_term = None
+    if name is None or not name.startswith("train "):  # training: Lightning stops gracefully on SIGTERM itself
+        with contextlib.suppress(ValueError):  # only the main thread may set handlers
+            old_term = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        for cls, original in saved:
+            cls.error = original
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     matched = _match(argv)
+    with _cli_behaviour(matched[0] if matched else None):
+        return _main(argv, matched)
+
+
+def _main(argv: list[str], matched: tuple[str, int] | None) -> int:
     if matched is None:
         # No full subcommand: let argparse print help or a usage error (exit 2).
         parser = _build_parser()
-        if argv and argv[0] in GROUPS:
-            argv = [argv[0], "--help"]
+        if argv and argv[0] in GROUPS and (len(argv) == 1 or argv[1].startswith("-")):
+            argv = [argv[0], "--help"]  # a group without its target: its help (an unknown target is an error)
         parser.parse_args(argv if argv else ["--help"])
         parser.print_help()
         return 2
@@ -105,19 +176,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+    except OSError as exc:
+        if exc.filename is None and not isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                                                         PermissionError, FileExistsError)):
+            return _internal_error(exc)
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"{PROG}: error: {where}{' '.join(str(exc.strerror or exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{PROG}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as exc:  # a bug, not bad input: say so in one line unless debugging
-        if os.environ.get("MUSEGANSYNTH_DEBUG"):
-            raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
-              f"(set MUSEGANSYNTH_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    if os.environ.get("MUSEGANSYNTH_DEBUG"):
+        raise exc
+    print(f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+          f"(set MUSEGANSYNTH_DEBUG=1 for the traceback)", file=sys.stderr)
+    return 1
 
 
 def run_main() -> None:  # pragma: no cover - console entry

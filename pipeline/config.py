@@ -191,9 +191,16 @@ class SongConfig:
         return d
 
 
+#: Longest slug (a folder name: file systems allow 255 bytes, temporary names add a few).
+MAX_SLUG_CHARS = 80
+#: Longest track name (it names the stem file).
+MAX_TRACK_NAME_CHARS = 64
+
+
 def slugify(text: str) -> str:
-    """File-name-safe lower-case slug: "My Song!" -> "my-song"."""
+    """File-name-safe lower-case slug of at most :data:`MAX_SLUG_CHARS`: "My Song!" -> "my-song"."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    slug = slug[:MAX_SLUG_CHARS].rstrip("-")
     return slug or "song"
 
 
@@ -266,7 +273,7 @@ def resolve_instrument(name: str) -> int:
     names = {n.lower(): i for i, n in enumerate(pretty_midi.constants.INSTRUMENT_MAP)}
     if key.lower() in names:
         return names[key.lower()]
-    close = difflib.get_close_matches(key.lower(), list(names) + list(FAMILY_PROGRAMS), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(key.lower(), list(dict.fromkeys([*names, *FAMILY_PROGRAMS])), n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
     raise ValueError(f"'{name}' is not a General MIDI instrument name or a family "
                      f"({', '.join(sorted(FAMILY_PROGRAMS))}){hint}")
@@ -374,6 +381,9 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
         name = ctx.string(t["name"], f"{key}.name")
         if not re.fullmatch(r"[A-Za-z0-9_.\- ]+", name):
             raise ctx.fail(f"{key}.name", f"{name!r} is not allowed (letters, digits, space, '_', '-', '.')")
+        if len(name) > MAX_TRACK_NAME_CHARS:
+            raise ctx.fail(f"{key}.name", f"{name[:20]!r}... is {len(name)} characters long (allowed: at most "
+                                          f"{MAX_TRACK_NAME_CHARS}; it names the stem file)")
         if name.lower() in seen:
             raise ctx.fail(f"{key}.name", f"{name!r} is used by two tracks (track names must be unique)")
         seen.add(name.lower())

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from pipeline.errors import UserError
 
@@ -19,6 +19,36 @@ def _umask() -> int:
     return mask
 
 
+#: Longest part (in bytes) of a target's name kept in the name of its temporary file or staging folder (the
+#: temporary name adds a dot, a random part and a suffix; file names are at most 255 bytes).
+_TEMP_NAME_CHARS = 120
+
+
+def _temp_prefix(name: str) -> str:
+    """``.<name>.``, the name cut to :data:`_TEMP_NAME_CHARS` bytes of UTF-8 (whole characters)."""
+    cut = name.encode("utf-8", "surrogateescape")[:_TEMP_NAME_CHARS].decode("utf-8", "ignore")
+    return f".{cut}."
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _ensure_parent(path: Path, what: str) -> None:
+    """Create ``path``'s parent folders; UserError naming ``path`` when that is impossible
+    (a parent is a file, no permission, read-only file system, name too long)."""
+    parent = path.parent
+    for above in [parent, *parent.parents]:
+        if above.exists():
+            if not above.is_dir():
+                raise UserError(f"{path}: cannot write the {what} here: {above} is a file, not a folder")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create the folder {exc.filename or parent} ({_why(exc)})") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
@@ -27,16 +57,24 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ``suffix`` defaults to the suffix of ``path`` (some writers choose the format from it).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix,
-                               dir=path.parent)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder (expected a file name)")
+    _ensure_parent(path, "file")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name),
+                                   suffix=suffix if suffix is not None else path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({_why(exc)})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot write ({_why(exc)})") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -53,20 +91,53 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def check_out_dir(final_dir: str | os.PathLike) -> Path:
+    """``final_dir`` as a Path, after checking that it can be an output folder: UserError when it,
+    or the nearest of its parents that exists, is a file rather than a folder (or it is empty)."""
+    if str(final_dir) == "":
+        raise UserError("--out '': an empty path is not an output folder")
+    final_dir = Path(final_dir)
+    if final_dir.exists() and not final_dir.is_dir():
+        raise UserError(f"{final_dir}: exists and is a file, not a folder (give --out a folder)")
+    for above in final_dir.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise UserError(f"{final_dir}: cannot make the output folder: {above} is a file, not a folder")
+            break
+    return final_dir
+
+
 @contextlib.contextmanager
-def staged_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
+def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = ()) -> Iterator[Path]:
     """Yield an empty staging folder; on success its entries are moved into ``final_dir``.
 
     On failure the staging folder is deleted and ``final_dir`` gets nothing new. Entries that
-    already exist in ``final_dir`` with the same name are replaced.
+    already exist in ``final_dir`` with the same name are replaced; so are the entries named in
+    ``replaces`` that this run did not write (a writer's own outputs left by an earlier run, e.g.
+    ``song.wav`` beside a new ``song.mid`` made without audio): they are removed. Other entries
+    of ``final_dir`` are left as they are. UserError (naming ``final_dir``) when ``final_dir`` is
+    a file or cannot be created.
     """
-    final_dir = Path(final_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.stage.", dir=final_dir.parent))
+    final_dir = check_out_dir(final_dir)
+    try:
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(final_dir.name)}stage.", dir=final_dir.parent))
+    except OSError as exc:
+        raise UserError(f"{final_dir}: cannot make the output folder ({_why(exc)})") from None
     os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage
-        final_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            final_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{final_dir}: cannot make the output folder ({_why(exc)})") from None
+        written = {entry.name for entry in stage.iterdir()}
+        for name in sorted(set(replaces) - written):
+            old = final_dir / name
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            elif old.exists() or old.is_symlink():
+                old.unlink()
         for entry in sorted(stage.iterdir()):
             target = final_dir / entry.name
             if target.is_dir() and not target.is_symlink():

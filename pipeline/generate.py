@@ -58,9 +58,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from pipeline.config import (DEFAULT_CONFIG, SongConfig, chords_to_array, load_config, resolve_weights_path)
+from pipeline.config import DEFAULT_CONFIG, SongConfig, chords_to_array, load_config
+from pipeline.config import resolve_weights_path as _resolve_weights_path
 from pipeline.errors import UserError
-from pipeline.fileio import atomic_write_text, staged_dir
+from pipeline.fileio import atomic_write_text, check_out_dir, staged_dir
 from symbolic.modules import ARRANGEMENT_KEY
 
 #: How far the last phrase of a section moves towards the next section's first phrase.
@@ -69,6 +70,9 @@ TRANSITION_T = 0.35
 BASE_VELOCITY = 88
 ACCENT = 16
 RENDERERS = ("neural", "fluidsynth", "none")
+#: Everything ``generate_song`` may write into its folder: what an earlier song left there and
+#: this one does not write (its song.wav when this one has no audio, say) is removed.
+SONG_OUTPUTS = ("song.mid", "song.wav", "song.flac", "stems", "pianoroll.png", "song.json", "index.html")
 
 
 # --------------------------------------------------------------------------- models
@@ -107,6 +111,12 @@ def load_models(config: SongConfig, device: str, renderer: str) -> Models:
         from symbolic.generate import Composer
     except ModuleNotFoundError as exc:
         raise UserError(f"the composer is not available ({exc})") from None
+    def resolve_weights_path(path: str, kind: str) -> Path:  # the message names the config file too
+        try:
+            return _resolve_weights_path(path, kind)
+        except UserError as exc:
+            raise UserError(f"{config.source}: {exc}") from None
+
     paths = {"symbolic": resolve_weights_path(config.weights.symbolic, "symbolic")}
     composer = Composer.load(paths["symbolic"], device=device)
     names = {n.lower() for n in composer.track_names}
@@ -280,8 +290,9 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
               f"without arrangement conditioning (it writes notes where it will)", file=sys.stderr)
     for i, t in enumerate(config.tracks):
         if t.source.lower() not in comp_names and t.source.lower() not in drum_names:
+            allowed = list(dict.fromkeys([*comp.track_names, *drum_names]))
             raise UserError(f"{config.source}: tracks[{i}].source: {t.source!r} is not a composer track "
-                            f"(allowed: {', '.join(list(comp.track_names) + drum_names)})")
+                            f"(allowed: {', '.join(allowed)})")
     grid = composer_grid(comp)
     if grid.beats_per_bar != config.beats_per_bar:
         raise UserError(f"{config.source}: time_signature: the composer writes {grid.beats_per_bar} beats a bar")
@@ -578,7 +589,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        with staged_dir(out_dir) as stage:
+        with staged_dir(out_dir, replaces=SONG_OUTPUTS) as stage:
             roll = compose(models, config, seed, device)
             comp_names = [n.lower() for n in models.composer.track_names]
             is_drum = [t.source.lower() not in comp_names or bool(models.composer.is_drum[comp_names.index(
@@ -673,7 +684,7 @@ def cli_main(argv: list[str]) -> int:
     if config.seed + args.count - 1 >= 2**31:
         raise UserError(f"--count {args.count}: the last seed {config.seed + args.count - 1} is past {2**31 - 1}")
     device = resolve_device(args.device)
-    out = Path(args.out) if args.out else Path("out") / config.slug
+    out = check_out_dir(args.out if args.out is not None else Path("out") / config.slug)
     progress = sys.stderr.isatty()
     if args.count == 1:
         models = load_models(config, device, args.renderer)
