@@ -41,10 +41,11 @@ WEIGHTS = ROOT / "data" / "pretrained" / "symbolic_pop909.safetensors"
 DATA = ROOT / "data" / "build" / "symbolic" / "pop909"
 
 
-def skipped_for_missing_inputs(prog: str, weights: Path, data: Path, split: str) -> bool:
-    """True, after saying what is missing, when the composer's weights (and their JSON) or the
-    dataset's ``meta.json`` and ``split``.npz are absent: the symbolic benchmarks then skip."""
-    missing = [str(x) for x in (weights, weights.with_suffix(".json")) if not x.is_file()]
+def skipped_for_missing_inputs(prog: str, weights: Path | None, data: Path, split: str) -> bool:
+    """True, after saying what is missing, when the composer's weights (and their JSON; None: no
+    composer needed) or the dataset's ``meta.json`` and ``split``.npz are absent: the symbolic
+    benchmarks then skip."""
+    missing = [] if weights is None else [str(x) for x in (weights, weights.with_suffix(".json")) if not x.is_file()]
     if not (data / "meta.json").is_file() or not (data / f"{split}.npz").is_file():
         missing.append(f"{data}/meta.json + {split}.npz")
     if missing:

@@ -29,8 +29,8 @@ from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, ba
 SCHEDULE_KEYS = ("density_weight", "stats_weight", "stats_terms", "monophonic", "monophonic_straight_through")
 """The settings a ``schedule`` phase may change (loss terms and monophony, no layer shapes)."""
 
-OPTIONAL_PARTS = (".bar_gate.", ".arrange_")
-"""Generator tensors ``model.init_from`` may find missing (parts added to a trained model);
+OPTIONAL_PARTS = (".bar_gate.", ".arrange_", "critic.style_proj.")
+"""Generator and critic tensors ``model.init_from`` may find missing (parts added to a trained model);
 they keep their initialisation."""
 
 
@@ -210,6 +210,8 @@ class MuseGANModule(L.LightningModule):
     bars of chords, the real phrase's in training, drawn by the chain for generation.
     ``d_arrangement`` gives the critic the arrangement too (``Critic(arrangement_rows=...)``; needs
     ``arrangement``): the real phrase's, for the real and the generated phrase alike.
+    ``d_projection`` adds the critic's projection term for the style (``Critic(projection=True)``;
+    a run may start from a checkpoint without it through ``init_from``).
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
@@ -226,7 +228,7 @@ class MuseGANModule(L.LightningModule):
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
                  init_from: str | None = None, g_half_beat_channels: int = 0,
                  release: dict[str, float] | None = None, d_onsets: bool = False,
-                 texture: tuple[str | int, ...] = (), d_arrangement: bool = False,
+                 texture: tuple[str | int, ...] = (), d_arrangement: bool = False, d_projection: bool = False,
                  legato: dict[str, float] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -247,7 +249,8 @@ class MuseGANModule(L.LightningModule):
                              beats_per_bar=beats_per_bar, n_pitches=n_pitches, lowest_pitch=lowest_pitch,
                              n_styles=n_styles, channels=tuple(d_channels), hidden=d_hidden, style_dim=style_dim,
                              onsets=d_onsets,
-                             arrangement_rows=self.generator.arrangement_rows if d_arrangement else 0)
+                             arrangement_rows=self.generator.arrangement_rows if d_arrangement else 0,
+                             projection=d_projection)
         self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         # step counters as Python ints (reading a GPU tensor each step would stall the GPU);
         # saved in checkpoints by on_save_checkpoint / on_load_checkpoint

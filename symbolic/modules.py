@@ -747,11 +747,19 @@ class Critic(nn.Module):
     conditioning: which tracks play, and the texture rows) enters the bar vector through a
     linear map (``arrange_in``, zero at the start, so such a critic first scores as one without
     it), so a generated bar that does not do what its arrangement says can be told from a real one.
+    ``projection`` adds a projection term for the style (Miyato & Koyama 2018, "cGANs with
+    Projection Discriminator"): the score gains the inner product of the phrase vector with a
+    learned vector of the phrase's style (``style_proj``, zero at the start, so such a critic first
+    scores as one without it). Concatenating an 8-number style embedding before the head alone
+    lets the critic all but ignore the style; the inner product makes every style its own
+    direction in the phrase features, so style-specific statistics (a jazz drummer's density)
+    are held to that style's data.
     """
 
     def __init__(self, *, n_tracks: int = 3, n_bars: int = 4, steps_per_bar: int = 16, beats_per_bar: int = 4,
                  n_pitches: int = 84, lowest_pitch: int = 24, n_styles: int = 1, channels: tuple[int, int] = (64, 128),
-                 hidden: int = 256, style_dim: int = 8, onsets: bool = False, arrangement_rows: int = 0) -> None:
+                 hidden: int = 256, style_dim: int = 8, onsets: bool = False, arrangement_rows: int = 0,
+                 projection: bool = False) -> None:
         super().__init__()
         self.onsets = bool(onsets)
         self.arrangement_rows = int(arrangement_rows)
@@ -775,6 +783,10 @@ class Critic(nn.Module):
         if self.arrangement_rows:
             self.arrange_in = nn.Linear(self.arrangement_rows, hidden, bias=False)   # bar's arrangement -> bar vector
             nn.init.zeros_(self.arrange_in.weight)
+        self.style_proj = None  # after the others, for the same reason
+        if projection:
+            self.style_proj = nn.Embedding(n_styles + 1, n_bars * hidden)   # style -> direction in phrase features
+            nn.init.zeros_(self.style_proj.weight)
 
     def forward(self, roll: torch.Tensor, chords: torch.Tensor | None = None, has_chords: torch.Tensor | None = None,
                 style: torch.Tensor | None = None, cond_track: torch.Tensor | None = None,
@@ -826,8 +838,10 @@ class Critic(nn.Module):
         if cond_track is None:
             cond_track = torch.full((n,), -1, dtype=torch.long, device=dev)
         ct = torch.where(cond_track < 0, torch.full_like(cond_track, self.n_tracks), cond_track)
-        h = torch.cat([h, self.style(style), self.which_track(ct), has[:, None]], dim=1)
-        return self.head(h).squeeze(1)
+        score = self.head(torch.cat([h, self.style(style), self.which_track(ct), has[:, None]], dim=1)).squeeze(1)
+        if self.style_proj is not None:
+            score = score + (self.style_proj(style) * h).sum(1)
+        return score
 
 
 # --------------------------------------------------------------------------- losses, EMA

@@ -458,3 +458,53 @@ def test_split_without_song_ids_counts_each_phrase_as_a_song(tmp_path):
     np.savez_compressed(ds / "test.npz", **z)
     _, arrays = E.load_split(ds, "test")
     assert arrays["song"].tolist() == [0, 1, 2]
+
+
+def _bench_styles():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_symbolic_styles",
+                                                  ROOT / "benchmarks" / "bench_symbolic_styles.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_style_benchmark_hits_per_bar_and_fit_on_hand_made_rolls():
+    bench = _bench_styles()
+    rolls = np.zeros((2, 2, 2, 4, 3), dtype=bool)   # 2 phrases, 2 tracks, 2 bars of 4 steps, 3 pitches
+    rolls[0, 0, 0, :, 0] = True                      # one note held across the bar line: 1 start
+    rolls[0, 0, 1, :, 0] = True
+    rolls[1, 0, 0, ::2, 1] = True                    # 2 hits, then 2 more in bar 1, on another pitch too
+    rolls[1, 0, 1, ::2, 1] = True
+    rolls[1, 0, 1, 1, 2] = True
+    # track 0: 1 + 2 + 2 + 1 = 6 starts over 4 bars; track 1 silent
+    np.testing.assert_allclose(bench.hits_per_bar(rolls), [1.5, 0.0])
+    rows = [{"phrases": 30, "rel_diff": 0.05}, {"phrases": 10, "rel_diff": -0.2}, {"phrases": 5, "rel_diff": math.nan}]
+    fit, within, cells = bench.style_fit(rows)
+    assert fit == pytest.approx((30 * 0.05 + 10 * 0.2) / 40) and (within, cells) == (1, 2)
+    # same-style training phrases: each from its own style's pool, any phrase for an unseen style
+    pick = bench.same_style_phrases(np.array([0, 1, 1, 0, 2]), np.array([1, 0, 7, 2]), seed=0)
+    assert pick[0] in (1, 2) and pick[1] in (0, 3) and 0 <= pick[2] < 5 and pick[3] == 4
+
+
+def test_style_benchmark_table_and_cli(dataset, tmp_path, capsys):
+    bench = _bench_styles()
+    assert bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset)]) == 0
+    assert "skipped" in capsys.readouterr().out
+    meta = json.loads((dataset / "meta.json").read_text())
+    data = np.load(dataset / "test.npz")["rolls"] != 0
+    style = np.zeros(len(data), dtype=np.int64)
+    style[: len(data) // 2] = 1
+    rows = bench.style_table(data, data, style, ["a", "b"], meta, ["HITS", "POLY"], min_phrases=1)
+    assert {r["style"] for r in rows} == {"a", "b"}
+    assert len(rows) == 2 * len(meta["tracks"]) * 2                  # styles x tracks x metrics
+    assert all(r["rel_diff"] == 0.0 or math.isnan(r["rel_diff"]) for r in rows)  # the data against itself
+    assert bench.style_table(data, data, style, ["a", "b"], meta, ["HITS"], min_phrases=len(data)) == []
+    (dataset / "train.npz").write_bytes((dataset / "test.npz").read_bytes())
+    out = tmp_path / "styles.json"
+    assert bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset), "--split", "test",
+                       "--baseline", "train", "--min-phrases", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["cells"] >= 1 and 0 <= report["within"] <= report["cells"]
+    assert "style fit:" in capsys.readouterr().out
