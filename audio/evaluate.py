@@ -237,6 +237,11 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
     from audio.classifier import PitchFamilyClassifier, load_split, split_name
 
     say = log or (lambda _m: None)
+    for flag, value in (("--batch-size", batch_size), ("--ndb-k", ndb_k), ("--reference-notes", reference_notes)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise UserError(f"{flag}: should be a whole number of at least 1, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
+        raise UserError(f"--seed {seed}: must be 0 to {2**31 - 1}")
     data, weights = Path(data), Path(weights)
     split_name(split)
     if not data.is_dir():

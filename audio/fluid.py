@@ -109,6 +109,24 @@ def _fluidsynth_exe() -> str:
     return exe
 
 
+def check_soundfont(path: str | os.PathLike) -> Path:
+    """``path`` when it starts as a SoundFont does (a RIFF file of form ``sfbk``: .sf2, and .sf3
+    too); UserError naming it otherwise. FluidSynth itself goes on without a SoundFont it cannot
+    load, playing notes with whatever other one its settings name, so every renderer here checks
+    the file first (:func:`find_soundfont` only finds it)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the SoundFont ({exc.strerror or type(exc).__name__})") from None
+    if not head:
+        raise UserError(f"{path}: not a SoundFont (the file is empty)")
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        raise UserError(f"{path}: not a SoundFont (expected an .sf2/.sf3 file, which starts with a RIFF 'sfbk' header)")
+    return path
+
+
 def find_soundfont(name: str | os.PathLike | None = None) -> Path:
     """Find a SoundFont file.
 
@@ -127,6 +145,8 @@ def find_soundfont(name: str | os.PathLike | None = None) -> Path:
         path = Path(text).expanduser()
         if path.is_file():
             return path
+        if path.is_dir():
+            raise UserError(f"{text}: is a folder, not a SoundFont file")
         raise UserError(f"{text}: SoundFont file not found")
     if key not in SOUNDFONTS:
         if text.lower().endswith((".sf2", ".sf3")):
@@ -253,6 +273,7 @@ def render_notes(specs: Sequence[NoteSpec], sample_rate: int = 16000, soundfont:
         return []
     sf_path = find_soundfont(soundfont)
     _fluidsynth_exe()
+    check_soundfont(sf_path)
     workers = max(1, int(workers or os.cpu_count() or 1))
     # Keep every worker busy: no more notes per batch than an even share.
     size = max(1, min(int(batch_size), math.ceil(len(specs) / workers)))
@@ -313,7 +334,7 @@ def render_midi(midi_path: str | os.PathLike, wav_path: str | os.PathLike, sampl
     with open(midi_path, "rb") as fh:
         if fh.read(4) != b"MThd":
             raise UserError(f"{midi_path}: not a standard MIDI file")
-    sf_path = find_soundfont(soundfont)
+    sf_path = check_soundfont(find_soundfont(soundfont))
     with tempfile.TemporaryDirectory(prefix="musegansynth-fluid-") as tmp:
         raw = Path(tmp) / "song.wav"
         _run_fluidsynth(sf_path, midi_path, raw, sample_rate, gain, reverb=reverb, chorus=chorus)
@@ -322,6 +343,7 @@ def render_midi(midi_path: str | os.PathLike, wav_path: str | os.PathLike, sampl
     limit = 10.0 ** (-headroom_db / 20.0)
     if peak > limit:
         audio = audio * (limit / peak)
+    fmt = "FLAC" if wav_path.suffix.lower() == ".flac" else "WAV"  # the format the name says
     with atomic_path(wav_path) as tmp_wav:
-        sf.write(str(tmp_wav), audio, sample_rate, subtype="PCM_16", format="WAV")
+        sf.write(str(tmp_wav), audio, sample_rate, subtype="PCM_16", format=fmt)
     return wav_path

@@ -57,6 +57,62 @@ def save_timbre_generator(path_or_stem: str | Path, generator: Generator, meta: 
     return st_path
 
 
+def _whole(value: Any) -> bool:
+    """True for a JSON whole number (an int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_card(meta: dict[str, Any], where: str | Path) -> None:
+    """Check a timbre model card's fields before anything is built from them: ``generator`` (an
+    object; ``latent_dim``, ``frames``, ``bins``, ``pitch_dim``, ``program_dim`` whole numbers >= 1,
+    ``channels`` a non-empty list of them, ``output`` a name, ``tanh_scale`` a number, ``if_prior``
+    true/false), ``spec`` (an object), ``clip_frames`` (>= 1), ``programs`` (GM programs 0-127 or
+    128 for drums) and ``pitch_vocab`` (``pitched`` / ``drums`` lists of MIDI numbers 0-127).
+    Absent optional fields keep their defaults.
+
+    Raises:
+        UserError ``"<card>: <field>: <problem>"`` on a hand-edited card that cannot be right.
+    """
+    def bad(field: str, problem: str) -> UserError:
+        return UserError(f"{where}: {field}: {problem}")
+
+    gen = meta.get("generator")
+    if not isinstance(gen, dict):
+        raise bad("generator", f"expected an object of hyper-parameters, got {gen!r}")
+    for key in ("latent_dim", "frames", "bins", "pitch_dim", "program_dim"):
+        if key in gen and (not _whole(gen[key]) or gen[key] < 1):
+            raise bad(f"generator.{key}", f"expected a whole number >= 1, got {gen[key]!r}")
+    if "channels" in gen:
+        ch = gen["channels"]
+        if not isinstance(ch, list) or not ch or not all(_whole(c) and c >= 1 for c in ch):
+            raise bad("generator.channels", f"expected a non-empty list of widths (whole numbers >= 1), got {ch!r}")
+    if "output" in gen and not isinstance(gen["output"], str):
+        raise bad("generator.output", f"expected 'linear' or 'tanh', got {gen['output']!r}")
+    if "tanh_scale" in gen and (isinstance(gen["tanh_scale"], bool) or not isinstance(gen["tanh_scale"], (int, float))):
+        raise bad("generator.tanh_scale", f"expected a number, got {gen['tanh_scale']!r}")
+    if "if_prior" in gen and not isinstance(gen["if_prior"], bool):
+        raise bad("generator.if_prior", f"expected true or false, got {gen['if_prior']!r}")
+    if not isinstance(meta.get("spec"), dict):
+        raise bad("spec", f"expected an object (the spectral config), got {meta.get('spec')!r}")
+    clip = meta.get("clip_frames")
+    if not _whole(clip) or clip < 1:
+        raise bad("clip_frames", f"expected a whole number of frames >= 1, got {clip!r}")
+    programs = meta.get("programs")
+    if programs is not None:
+        if not isinstance(programs, list):
+            raise bad("programs", f"expected a list of GM programs (0-127, {DRUM_PROGRAM} for drums), got {programs!r}")
+        for i, v in enumerate(programs):
+            if not _whole(v) or not 0 <= v <= DRUM_PROGRAM:
+                raise bad("programs", f"item {i} is {v!r}, not a GM program 0-127 ({DRUM_PROGRAM} for drums)")
+    vocab = meta.get("pitch_vocab")
+    if vocab is not None:
+        if not isinstance(vocab, dict):
+            raise bad("pitch_vocab", f"expected an object with 'pitched' and 'drums' lists, got {vocab!r}")
+        for key, value in vocab.items():
+            if not isinstance(value, list) or not all(_whole(v) and 0 <= v <= 127 for v in value):
+                raise bad(f"pitch_vocab.{key}", "expected a list of MIDI numbers 0-127")
+
+
 class TimbreGenerator:
     """GANSynth note generator loaded from shipped weights.
 
@@ -118,13 +174,14 @@ class TimbreGenerator:
             raise UserError(f"{json_path}: not a timbre model description (format should be {FORMAT!r})")
         if int(meta.get("version", -1)) > VERSION:
             raise UserError(f"{json_path}: format version {meta.get('version')} is newer than this program's {VERSION}")
+        check_card(meta, json_path)
         try:
             generator = Generator(**meta["generator"])
             spec = meta["spec"]
             int(meta["clip_frames"])
             if not isinstance(spec, dict):
                 raise TypeError("spec should be an object")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise UserError(f"{json_path}: bad or missing hyper-parameters ({exc})") from None
         state = read_matching_state(st_path, generator, f"weights do not match {json_path.name}")
         generator.load_state_dict(state)

@@ -376,9 +376,9 @@ def cli_main(argv: list[str]) -> int:
     notes = plan_notes(programs, pitches, velocities, limit=args.limit)
     if not notes:
         raise UserError("no notes to render: the drum kit needs pitches in 35-81")
-    from audio.fluid import find_soundfont
+    from audio.fluid import check_soundfont, find_soundfont
 
-    sf_path = find_soundfont(args.soundfont)
+    sf_path = check_soundfont(find_soundfont(args.soundfont))
     out = Path(args.out) if args.out else default_out(sf_path)
     summary = build_notes(out, notes, soundfont=sf_path, hold_s=args.hold, release_s=args.release,
                           sample_rate=args.sample_rate, workers=args.workers, progress=not args.quiet)

@@ -38,12 +38,36 @@ DEFAULT_SYMBOLIC_WEIGHTS = "data/pretrained/symbolic_pop909.safetensors"
 DEFAULT_ACCOMPANY_WEIGHTS = "data/pretrained/symbolic_pop909_accompany.safetensors"
 
 
+#: What ``accompany`` writes into its folder: an earlier run's that this one does not write go
+#: (``song.wav`` of a run with audio when this one has ``--renderer none``).
+ACCOMPANY_OUTPUTS = ("song.mid", "song.wav")
+
+
 def _describe(i: int, inst) -> str:
     """How an instrument is listed in messages: its name, or ``#i (no name, program P)``."""
     name = (inst.name or "").strip()
     if name:
         return repr(name)
     return f"#{i} (no name, {'drums' if inst.is_drum else f'program {int(inst.program)}'})"
+
+
+def _noteless_track_names(source: str) -> list[str]:
+    """Names (stripped) of the tracks of the MIDI file ``source`` that hold no sounding note:
+    pretty_midi leaves such tracks out, so a named track can be there with nothing in it. Empty
+    when ``source`` is not a readable MIDI file."""
+    import mido
+
+    try:
+        tracks = mido.MidiFile(source).tracks
+    except Exception:  # noqa: BLE001 - only used to word an error better
+        return []
+    out = []
+    for t in tracks:
+        names = [m.name for m in t if m.is_meta and m.type == "track_name"]
+        sounding = any(m.type == "note_on" and m.velocity > 0 for m in t)
+        if names and not sounding and names[0].strip():
+            out.append(names[0].strip())
+    return out
 
 
 def select_instrument(pm, track: str, source: str) -> int:
@@ -61,6 +85,10 @@ def select_instrument(pm, track: str, source: str) -> int:
     digits = key[1:] if key.startswith("#") else key
     if digits.isdigit() and int(digits) < len(pm.instruments):
         return int(digits)
+    if not any(inst.notes for inst in pm.instruments):
+        raise UserError(f"{source}: the MIDI file has no notes (nothing to accompany)")
+    if key.lower() in (n.lower() for n in _noteless_track_names(source)):
+        raise UserError(f"{source}: --track {track!r}: the track has no notes")
     names = ", ".join(_describe(i, inst) for i, inst in enumerate(pm.instruments)) or "none"
     raise UserError(f"{source}: --track {track!r}: no such track (tracks: {names}); give a name, or #N for "
                     f"the N-th track counting from 0")
@@ -329,7 +357,7 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
     index = select_instrument(pm, track, str(midi))
     song = song_midi(mt, pm, given_track=ti, given_index=index,
                      origin=given_origin(pm, index, mt.grid.beats_per_bar, str(midi)))
-    with staged_dir(out) as stage:
+    with staged_dir(out, replaces=ACCOMPANY_OUTPUTS) as stage:
         write_midi(song, stage / "song.mid")
         if timbre is not None:
             _, stems = render_midi_neural(song, timbre, device=device, seed=seed, progress=sys.stderr.isatty())
@@ -341,10 +369,11 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
 def cli_main(argv: list[str]) -> int:
     """``musegansynth accompany MIDI --track NAME|#N [--out DIR] [--renderer neural|none]``."""
     from pipeline.generate import resolve_device
-    from pipeline.render import load_timbre
+    from pipeline.render import check_seed, load_timbre
     from symbolic.roll import read_midi
 
     args = build_parser(argv[0]).parse_args(argv[1:])
+    check_seed(args.seed)
     midi = Path(args.midi)
     out = Path(args.out) if args.out else Path("out") / f"{midi.stem}-accompanied"
     device = resolve_device(args.device)

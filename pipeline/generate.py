@@ -111,6 +111,7 @@ def load_models(config: SongConfig, device: str, renderer: str) -> Models:
         from symbolic.generate import Composer
     except ModuleNotFoundError as exc:
         raise UserError(f"the composer is not available ({exc})") from None
+
     def resolve_weights_path(path: str, kind: str) -> Path:  # the message names the config file too
         try:
             return _resolve_weights_path(path, kind)

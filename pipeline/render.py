@@ -100,11 +100,14 @@ def load_timbre(weights: str | None, device: str):
 
 def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = "neural", device: str = "cpu",
                 timbre=None, weights: str | None = None, seed: int = 0, flac: bool = False) -> Path:
-    """Render a MIDI file into a mastered WAV (atomically; nothing written on error)."""
+    """Render a MIDI file into a mastered WAV, or FLAC when ``wav_path`` ends in .flac (atomically;
+    nothing written on error). UserError when ``wav_path`` ends in anything but .wav / .flac."""
     from audio.mix import master, mix_stems, write_wav
     from symbolic.roll import read_midi
 
     midi_path, wav_path = Path(midi_path), Path(wav_path)
+    check_audio_out(wav_path)
+    flac = wav_path.suffix.lower() == ".flac"  # the format the name says (``flac`` is kept for callers)
     pm = read_midi(midi_path)  # UserError naming the file when unreadable
     if not any(inst.notes for inst in pm.instruments):
         raise UserError(f"{midi_path}: the MIDI file has no notes")
@@ -121,6 +124,27 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
     sr = int(timbre.sample_rate)
     write_wav(wav_path, master(mix_stems(stems), sr), sr, flac=flac)
     return wav_path
+
+
+#: File name endings ``render`` writes (the format follows the ending).
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def check_audio_out(path: str | Path) -> Path:
+    """``path`` as a Path when it ends in .wav or .flac (any case); UserError naming it otherwise, so
+    that no file gets data of another format than its name says."""
+    path = Path(path)
+    if path.suffix.lower() not in AUDIO_SUFFIXES:
+        raise UserError(f"--out {path}: unsupported audio file type {path.suffix or '(none)'!r}: "
+                        f"name it *.wav or *.flac")
+    return path
+
+
+def check_seed(seed: int) -> int:
+    """``--seed``: 0 to 2**31 - 1, as ``musegansynth generate`` requires; UserError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise UserError(f"--seed {seed}: must be 0 to {2**31 - 1}")
+    return seed
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -141,6 +165,8 @@ def cli_main(argv: list[str]) -> int:
     args = build_parser(argv[0]).parse_args(argv[1:])
     midi = Path(args.midi)
     out = Path(args.out) if args.out else midi.with_suffix(".wav")
+    check_seed(args.seed)
+    check_audio_out(out)
     device = resolve_device(args.device)
     from symbolic.roll import read_midi
 

@@ -506,6 +506,11 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
     # styles sorted by name so indices do not depend on song order
     order = sorted(styles)
     remap = np.array([order.index(s) for s in styles], dtype=np.int64) if styles else np.zeros(0, np.int64)
+    if not any(parts[split] for split in SPLITS):  # nothing to train on: write no empty cache
+        sk = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "none"
+        what = f"--source {source}: " if source else ""
+        raise UserError(f"{what}no phrases to write to {out}: none of the {len(songs)} songs gave a phrase of "
+                        f"{n_bars} bars (skipped: {sk}; empty phrases dropped: {empty_total})")
     phrase_counts = {}
     with staged_dir(out) as stage:
         for split in SPLITS:
@@ -568,6 +573,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def cli_main(argv: list[str]) -> int:
     """``musegansynth data symbolic --source ... [--root DIR] [--out DIR] ...``; returns 0."""
     args = _parser(argv[0] if argv else "musegansynth data symbolic").parse_args(argv[1:])
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: expected a number of songs >= 1 (leave it out for all songs)")
     try:
         grid = Grid(steps_per_beat=args.steps_per_beat, beats_per_bar=4, lowest_pitch=args.lowest_pitch,
                     n_pitches=args.n_pitches)

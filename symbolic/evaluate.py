@@ -26,6 +26,7 @@ import argparse
 import inspect
 import json
 import math
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -200,9 +201,22 @@ def song_offsets(composer: Any, songs: np.ndarray, chords: np.ndarray | None = N
     return out
 
 
+def check_threshold(threshold: Any, what: str = "--threshold") -> float:
+    """``threshold`` as a float after checking ``0 < threshold <= 1`` (a binarisation threshold of
+    probabilities: 0 or less turns every step on, above 1 none); UserError naming ``what`` otherwise."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise UserError(f"{what}: expected a number in (0, 1], got {threshold!r}") from None
+    if isinstance(threshold, bool) or not 0.0 < value <= 1.0:
+        raise UserError(f"{what}: should be above 0 and at most 1 (a probability threshold), got {threshold!r}")
+    return value
+
+
 def load_generated_npz(path: str | Path, expect: tuple[int, ...], threshold: float = 0.5) -> np.ndarray:
     """Read ``rolls`` [N, tracks, bars, steps, pitches] from an npz; binarize floats at ``threshold``."""
     path = Path(path)
+    threshold = check_threshold(threshold)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
@@ -212,8 +226,11 @@ def load_generated_npz(path: str | Path, expect: tuple[int, ...], threshold: flo
             rolls = z["rolls"]
     except UserError:
         raise
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: unreadable npz ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        why = str(exc) or type(exc).__name__
+        if path.stat().st_size == 0:
+            why = "the file is empty"
+        raise UserError(f"{path}: unreadable npz ({why})") from None
     if rolls.ndim != 5 or tuple(rolls.shape[1:]) != tuple(expect):
         raise UserError(f"{path}: 'rolls' has shape {tuple(rolls.shape)}, the dataset's phrases are [N, {tuple(expect)}]")
     if rolls.dtype.kind == "f":
@@ -549,6 +566,9 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         raise UserError("--chords estimated: needs --given TRACK (the chords are estimated from that track)")
     if isinstance(transpose, bool) or not isinstance(transpose, int) or not -11 <= transpose <= 11:
         raise UserError(f"--transpose: expected a whole number of semitones from -11 to 11, got {transpose!r}")
+    threshold = check_threshold(threshold)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
+        raise UserError(f"--seed {seed}: must be 0 to {2**31 - 1}")
     meta, arrays = load_split(data_dir, split)
     arrays = transpose_split(arrays, transpose)
     names = [str(t) for t in meta["tracks"]]

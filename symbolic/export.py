@@ -7,6 +7,7 @@ reads what it writes.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -15,6 +16,27 @@ from pipeline.weights import write_weights
 
 FORMAT = "musegansynth-symbolic-generator"
 VERSION = 1
+
+
+#: A model name: letters, digits, ``_``, ``-`` and ``.`` (not first), so ``symbolic_<name>`` is one
+#: file name inside the output folder (no ``/``, no ``..``, nothing hidden).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+#: Longest model name (the file names stay well under the file system's 255 bytes).
+MAX_NAME_CHARS = 100
+
+
+def check_model_name(name: str, what: str = "--name") -> str:
+    """``name`` when it is a model name (:data:`NAME_PATTERN`, at most :data:`MAX_NAME_CHARS`
+    characters); UserError naming ``what`` otherwise (an empty name, a path, ``..``, spaces, ...)."""
+    from pipeline.errors import UserError
+
+    text = name if isinstance(name, str) else str(name)
+    if not text:
+        raise UserError(f"{what} '': a model name cannot be empty (letters, digits, '_', '-' and '.')")
+    if len(text) > MAX_NAME_CHARS or not NAME_PATTERN.fullmatch(text):
+        raise UserError(f"{what} {text!r}: a model name is up to {MAX_NAME_CHARS} letters, digits, '_', '-' and "
+                        f"'.' (not first): no folders, spaces or other characters")
+    return text
 
 
 def weight_paths(out_dir: str | Path, name: str) -> tuple[Path, Path]:
@@ -46,6 +68,7 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
     Returns:
         (weights path, json path).
     """
+    check_model_name(name, "name")
     st_path, js_path = weight_paths(out_dir, name)
     write_weights(st_path, generator.state_dict(), kind=f"{FORMAT}/{VERSION}")
     card = {
@@ -87,6 +110,8 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
     ``model.legato`` in the card.
     """
     from pipeline.errors import UserError
+
+    check_model_name(name)
     from symbolic.lightning import MuseGANModule, export_module, read_training_checkpoint
 
     state = read_training_checkpoint(ckpt, required=("state_dict", "hyper_parameters"))
@@ -136,6 +161,7 @@ def cli_main(argv: list[str]) -> int:
 
     add_decode_arguments(p, "the run's model.{rule}")
     args = p.parse_args(argv[1:])
+    check_model_name(args.name)
     st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw, arrangement_data=args.arrangement_data,
                                release=parse_track_taus(args.release, "--release"),
                                legato=parse_track_taus(args.legato, "--legato"))

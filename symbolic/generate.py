@@ -178,6 +178,85 @@ def _per_phrase(x: torch.Tensor, shifts: torch.Tensor, move) -> torch.Tensor:
     return out
 
 
+def _whole(value) -> bool:
+    """True for a JSON whole number (an int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_card(card: dict, cfg: dict, where: str | Path) -> None:
+    """Check a weights card's descriptive fields against its generator's hyper-parameters ``cfg``
+    (``Generator.config``): ``tracks`` (names), ``programs`` (GM 0-127), ``is_drum`` (true/false),
+    one per track; ``grid`` (whole numbers matching the generator's bars); ``n_bars``; ``styles``
+    (names, at most the generator's ``n_styles``); ``transposed``; ``training_steps``. A field that
+    is absent (or null) takes the generator's default, as :class:`Composer` does.
+
+    Raises:
+        UserError ``"<card>: <field>: <problem>"`` on a hand-edited card that cannot be right.
+    """
+    def bad(field: str, problem: str) -> UserError:
+        return UserError(f"{where}: {field}: {problem}")
+
+    n = int(cfg["n_tracks"])
+
+    def per_track(field: str, ok, one: str) -> None:
+        value = card.get(field)
+        if value is None:
+            return
+        if not isinstance(value, list):
+            raise bad(field, f"expected a list with one {one} per track ({n}), got {type(value).__name__} {value!r}")
+        if len(value) != n:
+            raise bad(field, f"expected one {one} per track of the generator ({n}), got {len(value)}")
+        for i, v in enumerate(value):
+            if not ok(v):
+                raise bad(field, f"item {i} is {v!r}, not {one}")
+
+    per_track("tracks", lambda v: isinstance(v, str) and v.strip() != "", "track name")
+    per_track("programs", lambda v: _whole(v) and 0 <= v <= 127, "GM program 0-127")
+    per_track("is_drum", lambda v: isinstance(v, bool), "true or false")
+    names = card.get("tracks")
+    if names:
+        lowered = [t.strip().lower() for t in names]
+        dup = next((t for i, t in enumerate(names) if lowered.index(t.strip().lower()) != i), None)
+        if dup is not None:
+            raise bad("tracks", f"the name {dup!r} is there twice")
+
+    grid = card.get("grid")
+    if grid is not None:
+        if not isinstance(grid, dict):
+            raise bad("grid", f"expected an object (steps_per_beat, beats_per_bar, lowest_pitch, n_pitches), "
+                              f"got {type(grid).__name__} {grid!r}")
+        want = {"steps_per_beat": int(cfg["steps_per_bar"]) // int(cfg["beats_per_bar"]),
+                "beats_per_bar": int(cfg["beats_per_bar"]), "lowest_pitch": int(cfg["lowest_pitch"]),
+                "n_pitches": int(cfg["n_pitches"]), "steps_per_bar": int(cfg["steps_per_bar"])}
+        for key, expected in want.items():
+            if key not in grid:
+                if key == "steps_per_bar":
+                    continue
+                raise bad(f"grid.{key}", f"missing (the generator's is {expected})")
+            value = grid[key]
+            if not _whole(value):
+                raise bad(f"grid.{key}", f"expected a whole number, got {value!r}")
+            if value != expected:
+                raise bad(f"grid.{key}", f"{value} does not match the generator's {expected}")
+    n_bars = card.get("n_bars")
+    if n_bars is not None:
+        if not _whole(n_bars) or n_bars < 1:
+            raise bad("n_bars", f"expected a whole number of bars >= 1, got {n_bars!r}")
+        if n_bars != int(cfg["n_bars"]):
+            raise bad("n_bars", f"{n_bars} does not match the generator's {cfg['n_bars']}")
+    styles = card.get("styles")
+    if styles is not None:
+        if not isinstance(styles, list) or not all(isinstance(v, str) and v.strip() for v in styles):
+            raise bad("styles", f"expected a list of style names, got {styles!r}")
+        if len(styles) > int(cfg.get("n_styles", len(styles))):
+            raise bad("styles", f"{len(styles)} names for the generator's {cfg['n_styles']} styles")
+    if "transposed" in card and not isinstance(card["transposed"], bool):
+        raise bad("transposed", f"expected true or false, got {card['transposed']!r}")
+    steps = card.get("training_steps")
+    if steps is not None and (not _whole(steps) or steps < 0):
+        raise bad("training_steps", f"expected a whole number >= 0, got {steps!r}")
+
+
 def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
     """(json path, safetensors path) from a .json, a .safetensors or a folder holding one pair."""
     p = Path(path_or_dir)
@@ -260,8 +339,9 @@ class Composer:
             gcfg = dict(card["generator"])
             gcfg["trunk_channels"] = tuple(gcfg.get("trunk_channels", (64, 32)))
             generator = Generator(**gcfg)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise UserError(f"{js}: bad generator hyper-parameters ({exc})") from None
+        check_card(card, generator.config, js)
         from pipeline.weights import read_matching_state
 
         state = read_matching_state(st, generator, f"weights do not match {js.name}", upgrade=upgrade_arrangement_state)

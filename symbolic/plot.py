@@ -12,9 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.errors import UserError
 from pipeline.fileio import atomic_path
 from symbolic.roll import Grid, Multitrack, midi_to_multitrack, read_midi
 from symbolic.trackmap import LPD5, POP909, POP909_DRUMS, TrackMap, get_track_map
+
+
+#: Largest ``--steps-per-beat`` (96 steps a beat is far finer than any pianoroll needs).
+MAX_STEPS_PER_BEAT = 96
 
 
 def _pyplot():
@@ -136,6 +141,11 @@ def cli_main(argv: list[str]) -> int:
     p.add_argument("--steps-per-beat", type=int, default=4)
     p.add_argument("--title", default=None)
     args = p.parse_args(argv[1:])
+    if not 1 <= args.steps_per_beat <= MAX_STEPS_PER_BEAT:
+        raise UserError(f"--steps-per-beat {args.steps_per_beat}: should be a whole number from 1 to "
+                        f"{MAX_STEPS_PER_BEAT} (time steps per quarter note)")
+    if args.out is not None and args.out.suffix.lower() != ".png":
+        raise UserError(f"--out {args.out}: the picture is a PNG; name it *.png")
     pm = read_midi(args.midi)
     track_map = guess_track_map(pm) if args.track_map == "auto" else get_track_map(args.track_map)
     mt = midi_to_multitrack(pm, track_map, Grid(steps_per_beat=args.steps_per_beat))

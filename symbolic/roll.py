@@ -152,6 +152,8 @@ class Multitrack:
 def read_midi(path: str | os.PathLike) -> pretty_midi.PrettyMIDI:
     """Read a MIDI file; UserError naming the file when it is missing or unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a MIDI file")
     if not path.is_file():
         raise UserError(f"{path}: no such MIDI file")
     try:
