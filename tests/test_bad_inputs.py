@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,10 @@ import pretty_midi
 import pytest
 import torch
 
-from pipeline import cli
-from pipeline.errors import UserError
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cli_checks import assert_user_error, run_cli  # noqa: E402
+from pipeline.errors import UserError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "data" / "pretrained"
@@ -29,24 +32,6 @@ def _cpu_and_root(monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("MUSEGANSYNTH_DEBUG", raising=False)
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str]:
-    """``musegansynth ARGV``: (exit status, stderr)."""
-    try:
-        rc = cli.main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse usage errors
-        rc = exc.code
-    return rc, capsys.readouterr().err
-
-
-def assert_user_error(rc: int, err: str, *words: str) -> None:
-    """Exit 2, one line ``musegansynth: error: ...`` holding every one of ``words``."""
-    assert rc == 2, (rc, err)
-    assert err.startswith("musegansynth: error: ") and err.count("\n") == 1, err
-    assert "internal error" not in err and "Traceback" not in err, err
-    for w in words:
-        assert w in err, (w, err)
 
 
 def listing(folder: Path) -> list[str]:

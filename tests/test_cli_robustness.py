@@ -18,9 +18,11 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "pipeline"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fakes import SMALL_SONG, FakeComposer, FakeTimbreGenerator, fake_drum_composer  # noqa: E402
 
+from cli_checks import assert_user_error, run_cli  # noqa: E402
 from pipeline import cli  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 
@@ -53,24 +55,6 @@ def fake_loader(monkeypatch):
     monkeypatch.setattr(gen, "load_models", fake_load)
 
 
-def run_cli(argv, capsys) -> tuple[int, str]:
-    """``cli.main(argv)`` in process: (exit status, stderr)."""
-    try:
-        rc = cli.main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse usage errors
-        rc = exc.code
-    return rc, capsys.readouterr().err
-
-
-def assert_one_line_error(rc: int, err: str, *words: str) -> None:
-    assert rc == 2, (rc, err)
-    assert "Traceback" not in err, err
-    assert err.count("\n") == 1 and err.endswith("\n"), err
-    assert "internal error" not in err, err
-    for w in words:
-        assert w in err, (w, err)
-
-
 def leftovers(folder: Path) -> list[str]:
     """Temporary files and staging folders the atomic writers would leave in ``folder``."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
@@ -81,31 +65,31 @@ def leftovers(folder: Path) -> list[str]:
 def test_generate_out_is_an_existing_file(tmp_path, song_yaml, fake_loader, capsys):
     target = tmp_path / "taken"
     target.write_text("mine")
-    rc, err = run_cli(["generate", song_yaml, "--renderer", "none", "--out", target], capsys)
-    assert_one_line_error(rc, err, str(target), "file")
+    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--out", target)
+    assert_user_error(rc, err, str(target), "file")
     assert target.read_text() == "mine"
     assert leftovers(tmp_path) == []
 
 
 def test_generate_out_below_a_file(tmp_path, song_yaml, fake_loader, capsys):
     (tmp_path / "afile").write_text("x")
-    rc, err = run_cli(["generate", song_yaml, "--renderer", "none", "--out", tmp_path / "afile" / "song"], capsys)
-    assert_one_line_error(rc, err, str(tmp_path / "afile"), "not a folder")
+    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--out", tmp_path / "afile" / "song")
+    assert_user_error(rc, err, str(tmp_path / "afile"), "not a folder")
     assert leftovers(tmp_path) == []
 
 
 def test_generate_count_out_is_an_existing_file(tmp_path, song_yaml, fake_loader, capsys):
     target = tmp_path / "taken"
     target.write_text("mine")
-    rc, err = run_cli(["generate", song_yaml, "--renderer", "none", "--count", "2", "--out", target], capsys)
-    assert_one_line_error(rc, err, str(target))
+    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--count", "2", "--out", target)
+    assert_user_error(rc, err, str(target))
     assert target.read_text() == "mine"
 
 
 def test_generate_empty_out_is_refused(tmp_path, song_yaml, fake_loader, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    rc, err = run_cli(["generate", song_yaml, "--renderer", "none", "--out", ""], capsys)
-    assert_one_line_error(rc, err, "--out")
+    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--out", "")
+    assert_user_error(rc, err, "--out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]  # no out/<slug> made instead
 
 
@@ -124,8 +108,8 @@ def test_picture_out_is_a_folder(tmp_path, capsys):
     midi = _tiny_midi(tmp_path / "a.mid")
     out = tmp_path / "pictures"
     out.mkdir()
-    rc, err = run_cli(["plot", "pianoroll", midi, "--out", out], capsys)
-    assert_one_line_error(rc, err, str(out), "folder")
+    rc, err = run_cli(capsys, "plot", "pianoroll", midi, "--out", out)
+    assert_user_error(rc, err, str(out), "folder")
     assert "stage" not in err and f"{tmp_path}/." not in err, err  # names the user's path, not a temporary one
     assert leftovers(tmp_path) == [] and list(out.iterdir()) == []
 
@@ -133,8 +117,8 @@ def test_picture_out_is_a_folder(tmp_path, capsys):
 def test_picture_out_below_a_file(tmp_path, capsys):
     midi = _tiny_midi(tmp_path / "a.mid")
     (tmp_path / "afile").write_text("x")
-    rc, err = run_cli(["plot", "pianoroll", midi, "--out", tmp_path / "afile" / "x.png"], capsys)
-    assert_one_line_error(rc, err, str(tmp_path / "afile"), "not a folder")
+    rc, err = run_cli(capsys, "plot", "pianoroll", midi, "--out", tmp_path / "afile" / "x.png")
+    assert_user_error(rc, err, str(tmp_path / "afile"), "not a folder")
     assert (tmp_path / "afile").read_text() == "x"
 
 
@@ -171,8 +155,8 @@ def test_long_track_name_is_a_config_error(tmp_path, fake_loader, capsys):
     doc = dict(SMALL_SONG, tracks=[dict(SMALL_SONG["tracks"][0], name="a" * 300), *SMALL_SONG["tracks"][1:]])
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(doc))
-    rc, err = run_cli(["generate", path, "--renderer", "none", "--out", tmp_path / "o"], capsys)
-    assert_one_line_error(rc, err, str(path), "tracks[0].name", "at most")
+    rc, err = run_cli(capsys, "generate", path, "--renderer", "none", "--out", tmp_path / "o")
+    assert_user_error(rc, err, str(path), "tracks[0].name", "at most")
     assert not (tmp_path / "o").exists() and leftovers(tmp_path) == []
 
 
@@ -185,7 +169,7 @@ def test_long_title_gives_a_usable_default_folder(tmp_path, fake_loader, capsys,
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(doc))
     monkeypatch.chdir(tmp_path)
-    rc, err = run_cli(["generate", path, "--renderer", "none"], capsys)
+    rc, err = run_cli(capsys, "generate", path, "--renderer", "none")
     assert rc == 0, err
     (folder,) = (tmp_path / "out").iterdir()
     assert (folder / "song.mid").is_file() and len(folder.name) <= 80
@@ -271,18 +255,18 @@ def test_sigterm_leaves_no_staging_folder(tmp_path):
 # --------------------------------------------------------------------------- usage errors and OS errors
 
 def test_usage_error_is_one_line(capsys):
-    rc, err = run_cli(["generate", "--seed", "abc"], capsys)
-    assert_one_line_error(rc, err, "--seed", "abc", "--help")
+    rc, err = run_cli(capsys, "generate", "--seed", "abc")
+    assert_user_error(rc, err, "--seed", "abc", "--help")
 
 
 def test_unknown_subcommand_is_one_line(capsys):
-    rc, err = run_cli(["no-such-command"], capsys)
-    assert_one_line_error(rc, err, "no-such-command")
+    rc, err = run_cli(capsys, "no-such-command")
+    assert_user_error(rc, err, "no-such-command")
 
 
 def test_unknown_target_of_a_group_is_an_error(capsys):
-    rc, err = run_cli(["data", "bogus"], capsys)  # used to print the group's help and exit 0
-    assert_one_line_error(rc, err, "bogus", "symbolic", "notes")
+    rc, err = run_cli(capsys, "data", "bogus")  # used to print the group's help and exit 0
+    assert_user_error(rc, err, "bogus", "symbolic", "notes")
 
 
 def test_help_still_prints_usage(capsys):
@@ -311,8 +295,8 @@ def test_os_errors_naming_a_file_are_user_errors(exc, monkeypatch, capsys):
         raise exc
 
     monkeypatch.setattr(cli, "_run", boom)
-    rc, err = run_cli(["generate"], capsys)
-    assert_one_line_error(rc, err, "/somewhere/", exc.strerror)
+    rc, err = run_cli(capsys, "generate")
+    assert_user_error(rc, err, "/somewhere/", exc.strerror)
 
 
 # --------------------------------------------------------------------------- generate --count
@@ -324,7 +308,7 @@ def test_more_devices_than_songs_is_a_user_error(tmp_path, song_yaml, fake_loade
         raise AssertionError("Trainer.predict reached with more devices than songs")
 
     monkeypatch.setattr(lightning.Trainer, "predict", no_launch)
-    rc, err = run_cli(["generate", song_yaml, "--renderer", "none", "--count", "2", "--devices", "3",
-                       "--device", "cpu", "--out", tmp_path / "batch"], capsys)
-    assert_one_line_error(rc, err, "--devices 3", "2 songs")
+    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--count", "2", "--devices", "3",
+                       "--device", "cpu", "--out", tmp_path / "batch")
+    assert_user_error(rc, err, "--devices 3", "2 songs")
     assert not (tmp_path / "batch").exists()

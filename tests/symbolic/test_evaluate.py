@@ -312,11 +312,11 @@ def test_cuda_requested_without_cuda(dataset, monkeypatch):
         E.evaluate_symbolic(dataset, weights="w.safetensors", device="cuda")
 
 
-def _bench():
+def _bench(name: str = "bench_symbolic_quality"):
+    """A benchmark script of ``benchmarks/`` as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_symbolic_quality",
-                                                  ROOT / "benchmarks" / "bench_symbolic_quality.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -349,15 +349,11 @@ def test_benchmark_runs_with_weights(dataset, tmp_path, capsys):
 
 
 def test_rhythm_benchmark_prints_the_held_out_and_generated_tables(dataset, tmp_path, capsys):
-    import importlib.util
-
     from symbolic import metrics as M
     from symbolic.export import export_generator
     from symbolic.modules import Generator
 
-    spec = importlib.util.spec_from_file_location("bench_symbolic_rhythm", ROOT / "benchmarks" / "bench_symbolic_rhythm.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench("bench_symbolic_rhythm")
     assert bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset)]) == 0
     assert "skipped" in capsys.readouterr().out
     torch.manual_seed(0)
@@ -460,18 +456,8 @@ def test_split_without_song_ids_counts_each_phrase_as_a_song(tmp_path):
     assert arrays["song"].tolist() == [0, 1, 2]
 
 
-def _bench_styles():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_symbolic_styles",
-                                                  ROOT / "benchmarks" / "bench_symbolic_styles.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_style_benchmark_hits_per_bar_and_fit_on_hand_made_rolls():
-    bench = _bench_styles()
+    bench = _bench("bench_symbolic_styles")
     rolls = np.zeros((2, 2, 2, 4, 3), dtype=bool)   # 2 phrases, 2 tracks, 2 bars of 4 steps, 3 pitches
     rolls[0, 0, 0, :, 0] = True                      # one note held across the bar line: 1 start
     rolls[0, 0, 1, :, 0] = True
@@ -489,7 +475,7 @@ def test_style_benchmark_hits_per_bar_and_fit_on_hand_made_rolls():
 
 
 def test_style_benchmark_table_and_cli(dataset, tmp_path, capsys):
-    bench = _bench_styles()
+    bench = _bench("bench_symbolic_styles")
     assert bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset)]) == 0
     assert "skipped" in capsys.readouterr().out
     meta = json.loads((dataset / "meta.json").read_text())
@@ -511,12 +497,7 @@ def test_style_benchmark_table_and_cli(dataset, tmp_path, capsys):
 
 
 def test_baselines_nearest_chords_on_hand_made_chords(dataset, tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_symbolic_baselines",
-                                                  ROOT / "benchmarks" / "bench_symbolic_baselines.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench("bench_symbolic_baselines")
     train = np.zeros((4, 1, 2, 12), dtype=np.uint8)   # 4 phrases of 1 bar x 2 beats
     train[0, 0, :, [0, 4, 7]] = 1                      # C major on both beats
     train[1, 0, 0, [0, 4, 7]] = 1                      # C, then A minor
