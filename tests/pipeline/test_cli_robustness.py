@@ -17,42 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "pipeline"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fakes import SMALL_SONG, FakeComposer, FakeTimbreGenerator, fake_drum_composer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # cli_checks
 
 from cli_checks import assert_user_error, run_cli  # noqa: E402
+from fakes import SMALL_SONG, FakeComposer, fake_drum_composer  # noqa: E402
 from pipeline import cli  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    torch.set_num_threads(1)
-
-
-@pytest.fixture
-def song_yaml(tmp_path) -> Path:
-    path = tmp_path / "small.yaml"
-    path.write_text(yaml.safe_dump(SMALL_SONG, sort_keys=False))
-    return path
-
-
-@pytest.fixture
-def fake_loader(monkeypatch):
-    """``pipeline.generate.load_models`` returns fakes (no weights read)."""
-    import pipeline.generate as gen
-
-    def fake_load(config, device, renderer):
-        return gen.Models(FakeComposer(), fake_drum_composer(),
-                          FakeTimbreGenerator(clip_s=0.5) if renderer == "neural" else None, {})
-
-    monkeypatch.setattr(gen, "load_models", fake_load)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -62,33 +34,33 @@ def leftovers(folder: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- output paths
 
-def test_generate_out_is_an_existing_file(tmp_path, song_yaml, fake_loader, capsys):
+def test_generate_out_is_an_existing_file(tmp_path, small_config_path, patch_load_models, capsys):
     target = tmp_path / "taken"
     target.write_text("mine")
-    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--out", target)
+    rc, err = run_cli(capsys, "generate", small_config_path, "--renderer", "none", "--out", target)
     assert_user_error(rc, err, str(target), "file")
     assert target.read_text() == "mine"
     assert leftovers(tmp_path) == []
 
 
-def test_generate_out_below_a_file(tmp_path, song_yaml, fake_loader, capsys):
+def test_generate_out_below_a_file(tmp_path, small_config_path, patch_load_models, capsys):
     (tmp_path / "afile").write_text("x")
-    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--out", tmp_path / "afile" / "song")
+    rc, err = run_cli(capsys, "generate", small_config_path, "--renderer", "none", "--out", tmp_path / "afile" / "song")
     assert_user_error(rc, err, str(tmp_path / "afile"), "not a folder")
     assert leftovers(tmp_path) == []
 
 
-def test_generate_count_out_is_an_existing_file(tmp_path, song_yaml, fake_loader, capsys):
+def test_generate_count_out_is_an_existing_file(tmp_path, small_config_path, patch_load_models, capsys):
     target = tmp_path / "taken"
     target.write_text("mine")
-    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--count", "2", "--out", target)
+    rc, err = run_cli(capsys, "generate", small_config_path, "--renderer", "none", "--count", "2", "--out", target)
     assert_user_error(rc, err, str(target))
     assert target.read_text() == "mine"
 
 
-def test_generate_empty_out_is_refused(tmp_path, song_yaml, fake_loader, capsys, monkeypatch):
+def test_generate_empty_out_is_refused(tmp_path, small_config_path, patch_load_models, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--out", "")
+    rc, err = run_cli(capsys, "generate", small_config_path, "--renderer", "none", "--out", "")
     assert_user_error(rc, err, "--out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]  # no out/<slug> made instead
 
@@ -151,7 +123,7 @@ def test_long_output_names_fit_the_file_system(tmp_path):
 
 # --------------------------------------------------------------------------- config values
 
-def test_long_track_name_is_a_config_error(tmp_path, fake_loader, capsys):
+def test_long_track_name_is_a_config_error(tmp_path, patch_load_models, capsys):
     doc = dict(SMALL_SONG, tracks=[dict(SMALL_SONG["tracks"][0], name="a" * 300), *SMALL_SONG["tracks"][1:]])
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -160,7 +132,7 @@ def test_long_track_name_is_a_config_error(tmp_path, fake_loader, capsys):
     assert not (tmp_path / "o").exists() and leftovers(tmp_path) == []
 
 
-def test_long_title_gives_a_usable_default_folder(tmp_path, fake_loader, capsys, monkeypatch):
+def test_long_title_gives_a_usable_default_folder(tmp_path, patch_load_models, capsys, monkeypatch):
     from pipeline.config import slugify
 
     assert len(slugify("a" * 300)) <= 80
@@ -301,14 +273,14 @@ def test_os_errors_naming_a_file_are_user_errors(exc, monkeypatch, capsys):
 
 # --------------------------------------------------------------------------- generate --count
 
-def test_more_devices_than_songs_is_a_user_error(tmp_path, song_yaml, fake_loader, capsys, monkeypatch):
+def test_more_devices_than_songs_is_a_user_error(tmp_path, small_config_path, patch_load_models, capsys, monkeypatch):
     import lightning
 
     def no_launch(*args, **kwargs):  # DDP would start processes that run this test's command line again
         raise AssertionError("Trainer.predict reached with more devices than songs")
 
     monkeypatch.setattr(lightning.Trainer, "predict", no_launch)
-    rc, err = run_cli(capsys, "generate", song_yaml, "--renderer", "none", "--count", "2", "--devices", "3",
+    rc, err = run_cli(capsys, "generate", small_config_path, "--renderer", "none", "--count", "2", "--devices", "3",
                        "--device", "cpu", "--out", tmp_path / "batch")
     assert_user_error(rc, err, "--devices 3", "2 songs")
     assert not (tmp_path / "batch").exists()
