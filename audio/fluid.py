@@ -307,6 +307,28 @@ def render_note(program: int, pitch: int, velocity: int, hold_s: float = 3.0, re
     return render_notes([spec], sample_rate=sample_rate, soundfont=soundfont, workers=1)[0]
 
 
+def render_midi_audio(midi_path: str | os.PathLike, sample_rate: int = 44100,
+                      soundfont: str | os.PathLike | None = None, reverb: bool = True, chorus: bool = True,
+                      gain: float = 0.5) -> np.ndarray:
+    """FluidSynth's rendering of a whole MIDI file as it comes: float32 ``[channels, samples]``,
+    neither scaled nor quantised (what :func:`render_midi` writes after its peak check; the song
+    pipeline renders its stems with this so that each keeps its level relative to the others)."""
+    import soundfile as sf
+
+    midi_path = Path(midi_path)
+    if not midi_path.is_file():
+        raise UserError(f"{midi_path}: MIDI file not found")
+    with open(midi_path, "rb") as fh:
+        if fh.read(4) != b"MThd":
+            raise UserError(f"{midi_path}: not a standard MIDI file")
+    sf_path = check_soundfont(find_soundfont(soundfont))
+    with tempfile.TemporaryDirectory(prefix="musegansynth-fluid-") as tmp:
+        raw = Path(tmp) / "song.wav"
+        _run_fluidsynth(sf_path, midi_path, raw, sample_rate, gain, reverb=reverb, chorus=chorus)
+        audio, _ = sf.read(str(raw), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(audio.T)
+
+
 def render_midi(midi_path: str | os.PathLike, wav_path: str | os.PathLike, sample_rate: int = 44100,
                 soundfont: str | os.PathLike | None = None, reverb: bool = True, chorus: bool = True,
                 gain: float = 0.5, headroom_db: float = 1.0) -> Path:
@@ -328,17 +350,8 @@ def render_midi(midi_path: str | os.PathLike, wav_path: str | os.PathLike, sampl
     """
     import soundfile as sf
 
-    midi_path, wav_path = Path(midi_path), Path(wav_path)
-    if not midi_path.is_file():
-        raise UserError(f"{midi_path}: MIDI file not found")
-    with open(midi_path, "rb") as fh:
-        if fh.read(4) != b"MThd":
-            raise UserError(f"{midi_path}: not a standard MIDI file")
-    sf_path = check_soundfont(find_soundfont(soundfont))
-    with tempfile.TemporaryDirectory(prefix="musegansynth-fluid-") as tmp:
-        raw = Path(tmp) / "song.wav"
-        _run_fluidsynth(sf_path, midi_path, raw, sample_rate, gain, reverb=reverb, chorus=chorus)
-        audio, _ = sf.read(str(raw), dtype="float32", always_2d=True)
+    wav_path = Path(wav_path)
+    audio = render_midi_audio(midi_path, sample_rate, soundfont, reverb=reverb, chorus=chorus, gain=gain).T
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     limit = 10.0 ** (-headroom_db / 20.0)
     if peak > limit:

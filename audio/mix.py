@@ -147,14 +147,25 @@ def master(mix: np.ndarray, sample_rate: int, target_db: float = TARGET_DB,
         float32 [channels, samples] with ``max |x| <= 10 ** (ceiling_db / 20)``. Silence stays
         silence.
     """
+    return master_with_gain(mix, sample_rate, target_db, ceiling_db, passes)[0]
+
+
+def master_with_gain(mix: np.ndarray, sample_rate: int, target_db: float = TARGET_DB,
+                     ceiling_db: float = CEILING_DB, passes: int = 2) -> tuple[np.ndarray, float]:
+    """:func:`master`, also returning the static gain it applied (the product of its passes'
+    loudness gains; the limiter's reductions come on top). Stems scaled by it (and limited) stay
+    consistent with the mastered mix. Silence: ``(mix, 1.0)``."""
     out = np.atleast_2d(np.asarray(mix, dtype=np.float32))
+    total = 1.0
     for _ in range(max(1, passes)):
         level = loudness_db(out, sample_rate)
         if not np.isfinite(level):
-            return out
-        out = out * db_to_gain(target_db - level)
+            return out, total
+        gain = db_to_gain(target_db - level)
+        out = out * gain
+        total *= gain
         out = limit(out, sample_rate, ceiling_db)
-    return out.astype(np.float32)
+    return out.astype(np.float32), total
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, *, flac: bool = False,

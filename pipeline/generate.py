@@ -19,7 +19,8 @@ Steps (:func:`generate_song`):
    ``Composer.home_offset``, :func:`section_offsets`), its chords moved to C, and the decoded
    music moved back, so a song may change key between sections. A composer with arrangement
    conditioning draws which tracks play in which bars with the latents; a section's ``play``
-   and ``rest`` override that for its tracks. Phrases are joined end to end (no gap), cut
+   and ``rest`` override that for its tracks (a bar that a ``play`` track's composer still leaves
+   empty repeats that track's nearest bar with notes in the section). Phrases are joined end to end (no gap), cut
    to the section lengths, binarised at 0.5. A bar where every pitched track is silent repeats
    the bar before it, so the song never falls silent between phrases; then the sections'
    ``rest`` tracks are silenced (whatever composer wrote them).
@@ -142,6 +143,17 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def weights_facts(path: Path) -> dict[str, str]:
+    """song.json's record of a weights file: its path and sha256, and those of the card beside it
+    (``<name>.json``: the hyper-parameters and decode settings, which change the song too)."""
+    path = Path(path)
+    out = {"path": str(path), "sha256": sha256_file(path)}
+    card = path.with_suffix(".json")
+    if path.suffix == ".safetensors" and card.is_file():
+        out["card"], out["card_sha256"] = str(card), sha256_file(card)
+    return out
 
 
 # --------------------------------------------------------------------------- planning
@@ -283,9 +295,11 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     comp = models.composer
     comp_names = [n.lower() for n in comp.track_names]
     drum_names = [n.lower() for n in models.drums.track_names] if models.drums is not None else []
+    arranged = {t.name for t in config.tracks
+                if getattr(getattr(comp if t.source.lower() in comp_names else models.drums, "generator", None),
+                           "has_arrangement", False)}
     unplayable = sorted({t.name for s in config.sections for t in config.tracks if t.name in s.play
-                         and not getattr(getattr(comp if t.source.lower() in comp_names else models.drums,
-                                                 "generator", None), "has_arrangement", False)})
+                         and t.name not in arranged})
     if unplayable:
         print(f"musegansynth: note: {', '.join(unplayable)}: 'play' has no effect, the composer was trained "
               f"without arrangement conditioning (it writes notes where it will)", file=sys.stderr)
@@ -349,6 +363,7 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     drum_rows = [i for i, t in enumerate(config.tracks) if t.source.lower() not in comp_names
                  or comp.is_drum[comp_names.index(t.source.lower())]]
     roll = fill_silent_bars(roll, drum_rows)
+    roll = fill_play_bars(roll, config, [i for i, t in enumerate(config.tracks) if t.name in arranged])
     # sections' rests hold for every track (the arrangement already silenced those of an
     # arrangement-conditioned composer; this also covers the others and the filled bars)
     bar = 0
@@ -402,6 +417,39 @@ def fill_silent_bars(roll: np.ndarray, drum_tracks: Sequence[int] = ()) -> np.nd
     return out
 
 
+def fill_play_bars(roll: np.ndarray, config: SongConfig, rows: Sequence[int]) -> np.ndarray:
+    """Give every bar of a section's ``play`` tracks notes: an empty one repeats that track's nearest bar
+    with notes in the same section (the one before it first, else the one after).
+
+    The arrangement only lets a track sound in a bar; its composer may still write nothing there
+    (rarely: about 2 bars in 1,000). Only ``rows`` (tracks whose composer has arrangement
+    conditioning, for which ``play`` is honoured) are filled; a section where the track has no
+    notes at all is left as it is.
+
+    Args:
+        roll: bool [tracks, bars, steps, pitches], one row per config track.
+
+    Returns:
+        A copy of ``roll``.
+    """
+    out = roll.copy()
+    bar = 0
+    for s in config.sections:
+        for i in rows:
+            if config.tracks[i].name not in s.play:
+                continue
+            part = out[i, bar:bar + s.bars]  # a view: filled in place
+            full = [b for b in range(s.bars) if part[b].any()]
+            if not full:
+                continue
+            for b in range(s.bars):
+                if not part[b].any():
+                    before = [f for f in full if f < b]
+                    part[b] = roll[i, bar + (before[-1] if before else min(f for f in full if f > b))]
+        bar += s.bars
+    return out
+
+
 def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequence[bool]):
     """Binary roll -> ``symbolic.roll.Multitrack`` with velocities, onsets and the config's tracks.
 
@@ -430,18 +478,40 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
 
 
 def section_table(config: SongConfig) -> list[dict[str, Any]]:
-    """Sections with their first bar, length and times in seconds."""
+    """Sections with their first bar, length and times in seconds.
+
+    ``chords``: one per bar, or one per beat when a bar of the section changes chord (the two
+    forms a config accepts); None without chords.
+    """
     bar_s = config.beats_per_bar * 60.0 / config.tempo
     out, bar = [], 0
     for s in config.sections:
         chords = None
         if s.chords is not None:
-            chords = [s.chords[b * config.beats_per_bar] for b in range(s.bars)]
+            beats = config.beats_per_bar
+            per_bar = [s.chords[b * beats] for b in range(s.bars)]
+            if any(c != per_bar[i // beats] for i, c in enumerate(s.chords)):
+                chords = list(s.chords)  # a chord change inside a bar: keep every beat's
+            else:
+                chords = per_bar
         out.append({"name": s.name, "start_bar": bar, "bars": s.bars, "start_s": round(bar * bar_s, 4),
                     "end_s": round((bar + s.bars) * bar_s, 4), "chords": chords, "variation": s.variation,
                     "morph": s.morph})
         bar += s.bars
     return out
+
+
+def section_at(config: SongConfig, time_s: float) -> int:
+    """Index of the section sounding at ``time_s`` seconds (0 before the song, the last after it).
+
+    Computed from the exact bar times (``section_table``'s ``start_s`` is rounded to 0.1 ms: a
+    note on a section's first step could read as the section before, with its timbre morph).
+    A time within a microsecond before a section's start counts as in it (float rounding).
+    """
+    bar_s = config.beats_per_bar * 60.0 / config.tempo
+    bars = np.cumsum([0] + [s.bars for s in config.sections[:-1]])
+    si = int(np.searchsorted(bars * bar_s, float(time_s) + 1e-6, side="right") - 1)
+    return min(max(0, si), len(config.sections) - 1)
 
 
 # --------------------------------------------------------------------------- audio
@@ -468,11 +538,8 @@ def render_song_neural(pm, config: SongConfig, timbre, device: str, progress: bo
             if (ti, s["morph"]) not in index:
                 index[(ti, s["morph"])] = len(table)
                 table.append(slerp(za, zb, s["morph"]))
-    starts = np.array([s["start_s"] for s in sections])
-
     def timbre_of(n) -> int:
-        si = int(np.searchsorted(starts, n.start_s + 1e-9, side="right") - 1)
-        return index[(n.stem, sections[max(0, si)]["morph"])]
+        return index[(n.stem, sections[section_at(config, n.start_s)]["morph"])]
 
     from dataclasses import replace
 
@@ -490,15 +557,15 @@ def _audio_name(stem: str, flac: bool) -> str:
 def write_audio(stage: Path, stems: np.ndarray, names: Sequence[str], config: SongConfig, sample_rate: int,
                 flac: bool) -> dict[str, Any]:
     """Mix, master and write ``song.wav`` and ``stems/<name>.wav`` into ``stage``; returns facts."""
-    from audio.mix import db_to_gain, limit, loudness_db, master, mix_stems, write_wav, TARGET_DB
+    from audio.mix import db_to_gain, limit, loudness_db, master_with_gain, mix_stems, write_wav
 
     volumes = [t.volume_db for t in config.tracks]
     pans = [t.pan for t in config.tracks]
     raw = mix_stems(stems, volumes, pans)
-    level = loudness_db(raw, sample_rate)
-    song = master(raw, sample_rate)
+    # the stems get the mix's whole mastering gain (all its passes), so they add up to the mix
+    # wherever its limiter is idle
+    song, gain = master_with_gain(raw, sample_rate)
     write_wav(stage / _audio_name("song", flac), song, sample_rate, flac=flac)
-    gain = db_to_gain(TARGET_DB - level) if np.isfinite(level) else 1.0
     (stage / "stems").mkdir(exist_ok=True)
     for name, stem, vol in zip(names, stems, volumes):
         write_wav(stage / "stems" / _audio_name(name, flac), limit(stem * gain * db_to_gain(vol), sample_rate),
@@ -508,13 +575,16 @@ def write_audio(stage: Path, stems: np.ndarray, names: Sequence[str], config: So
 
 
 def render_song_fluidsynth(stage: Path, pm, config: SongConfig, flac: bool) -> dict[str, Any]:
-    """Render ``stage/song.mid`` and each track with FluidSynth, then master like the neural path."""
+    """Render each track with FluidSynth, then mix and master like the neural path.
+
+    The stems are FluidSynth's float output as it comes (``audio.fluid.render_midi_audio``): not
+    peak-normalised one by one (which would change their balance) nor rounded to 16 bits.
+    """
     import tempfile
 
     import pretty_midi
 
-    from audio.fluid import render_midi
-    from audio.mix import read_wav
+    from audio.fluid import render_midi_audio
     from symbolic.roll import write_midi
 
     sr = config.sample_rate
@@ -523,12 +593,10 @@ def render_song_fluidsynth(stage: Path, pm, config: SongConfig, flac: bool) -> d
         for i, inst in enumerate(pm.instruments):
             one = pretty_midi.PrettyMIDI(resolution=pm.resolution, initial_tempo=float(config.tempo))
             one.instruments.append(inst)
-            mid, wav = Path(tmp) / f"{i}.mid", Path(tmp) / f"{i}.wav"
+            mid = Path(tmp) / f"{i}.mid"
             write_midi(one, mid)
             if inst.notes:
-                render_midi(mid, wav, sample_rate=sr)
-                audio, _ = read_wav(wav)
-                stems.append(audio.mean(axis=0))
+                stems.append(render_midi_audio(mid, sample_rate=sr).mean(axis=0))
             else:
                 stems.append(np.zeros(1, dtype=np.float32))
     n = max(len(s) for s in stems)
@@ -619,7 +687,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
                 "device": device,
                 "renderer": renderer,
                 "config": config.to_dict(),
-                "weights": {k: {"path": str(p), "sha256": sha256_file(p)} for k, p in models.paths.items()},
+                "weights": {k: weights_facts(p) for k, p in models.paths.items()},
                 "tempo": config.tempo,
                 "bars": config.n_bars,
                 "duration_s": round(float(pm.get_end_time()), 3),
