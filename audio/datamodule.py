@@ -125,6 +125,14 @@ def pack_note_waves(data_root: str | Path, out_dir: str | Path, clip_samples: in
     return written
 
 
+def _has_split(data_root: str | Path, split: str) -> bool:
+    """Whether ``data_root`` holds ``split`` in any form :func:`load_split_arrays` reads
+    (``<split>.npz``, ``<split>_waves.npz`` or an NSynth ``nsynth-<split>/`` folder)."""
+    root = Path(data_root)
+    return ((root / f"{split}.npz").is_file() or (root / f"{split}_waves.npz").is_file()
+            or (root / f"nsynth-{split}").is_dir())
+
+
 def spec_statistics(spec: torch.Tensor, min_std: float = 1e-2) -> tuple[torch.Tensor, torch.Tensor]:
     """Per channel and bin mean and standard deviation over notes and frames.
 
@@ -181,6 +189,8 @@ class NoteDataModule(L.LightningDataModule):
         try:
             valid = load_split_arrays(self.data_root, "valid", **self.spec_kwargs)
         except UserError:
+            if _has_split(self.data_root, "valid"):
+                raise  # a valid split that is there but unusable is the user's error, not a missing split
             valid = {k: v[: max(1, min(64, len(v) // 10))] for k, v in train.items()}  # no valid split: a few train notes
         self.bins = int(train["spec"].shape[3])
         self.train_set = self._to_dataset(train)

@@ -181,8 +181,9 @@ class GANSynthModule(L.LightningModule):
         with torch.no_grad():
             logs["train/critic/real_pitch_acc"] = (real_out["pitch"].argmax(1) == targets["pitch"]).float().mean()
 
-        # generator step
-        if (batch_idx + 1) % hp.n_critic == 0:
+        # generator step, after every n_critic-th critic step (counted over the whole run, so the
+        # ratio holds across epoch ends and resumed runs; batch_idx restarts every epoch)
+        if int(self.critic_steps) % hp.n_critic == 0:
             self.toggle_optimizer(opt_g)
             fake = self.generator(torch.randn(n, hp.latent_dim, device=self.device), *cond)
             fake_out = self.critic(fake)

@@ -67,6 +67,14 @@ def load_split(data_dir: str | Path, split: str, meta: dict) -> dict[str, np.nda
     if arrays["chords"].shape != (n, want[1], g["beats_per_bar"], 12):
         raise UserError(f"{path}: chords have shape {arrays['chords'].shape}, "
                         f"expected [{n}, {want[1]}, {g['beats_per_bar']}, 12]")
+    for key in ("has_chords", "style"):
+        if arrays[key].shape != (n,):
+            raise UserError(f"{path}: {key} has shape {arrays[key].shape}, expected [{n}]")
+    n_styles = max(1, len(meta.get("styles", [])))
+    bad = arrays["style"][(arrays["style"] < -1) | (arrays["style"] >= n_styles)]
+    if bad.size:  # the style embedding has n_styles rows (+ one for -1, unknown)
+        raise UserError(f"{path}: style index {int(bad[0])} is out of range for the {n_styles} "
+                        f"style(s) of meta.json (-1 = unknown, 0..{n_styles - 1})")
     return arrays
 
 

@@ -11,7 +11,9 @@ Resuming (``--ckpt_path``) restores weights, optimisers, step counters and Light
 (so ``trainer.max_time`` counts the earlier runs' time too); the model's hyper-parameters come
 from the configs and overrides given now, not from the checkpoint (Lightning's CLI would
 otherwise override them with the checkpoint's), so a resumed run can change e.g. a loss weight.
-Without a subcommand ``fit`` is assumed. Several GPUs (DDP, no code change)::
+Without a subcommand ``fit`` is assumed (``validate`` also works; ``test`` and ``predict`` are
+refused: the module has no such steps, ``musegansynth evaluate symbolic`` scores held-out data).
+Several GPUs (DDP, no code change)::
 
     musegansynth train symbolic --config configs/symbolic/pop909.yaml --trainer.devices 4 \
         --trainer.strategy ddp_find_unused_parameters_true
@@ -27,7 +29,8 @@ from pathlib import Path
 
 from pipeline.errors import UserError
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SUBCOMMANDS = ("fit", "validate")
+UNSUPPORTED = ("test", "predict")  # Lightning's, but MuseGANModule defines no test_step / predict_step
 LINKED = ("n_tracks", "n_bars", "steps_per_bar", "beats_per_bar", "n_pitches", "lowest_pitch", "n_styles", "meta")
 
 
@@ -47,6 +50,9 @@ def cli_main(argv: list[str]) -> int:
     for f in _config_files(args):
         if not Path(f).is_file():
             raise UserError(f"{f}: config file not found")
+    if args and args[0] in UNSUPPORTED:
+        raise UserError(f"train symbolic {args[0]}: not available (the composer has no {args[0]} step); "
+                        f"use 'fit' or 'validate', and 'musegansynth evaluate symbolic' for held-out metrics")
     if not args or args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help"):
         args = ["fit", *args]
 
@@ -55,6 +61,8 @@ def cli_main(argv: list[str]) -> int:
     from lightning.pytorch.cli import LightningCLI
 
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # ModelCheckpoint warns (a dozen lines) that manual optimisation saves the post-step state: that is what we want
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
     from symbolic.datamodule import PhraseDataModule
     from symbolic.lightning import MuseGANModule

@@ -1,0 +1,214 @@
+"""Training-side QA: generator/critic cadence, resume of step counters and schedule phase, export
+card fields, reproducibility, and the data modules' errors. Tiny fakes only (no data/build)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = dict(sample_rate=8000, n_fft=128, hop=32, n_mels=16)
+FRAMES = 8
+
+
+# --------------------------------------------------------------------------- helpers
+def _note_arrays(root: Path, n_train: int = 24, n_valid: int = 8, frames: int = FRAMES) -> Path:
+    """train.npz / valid.npz of random spectrograms with NSynth-like labels (the arrays layout)."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("valid", n_valid)):
+        if n is None:
+            continue
+        spec = rng.normal(size=(n, 2, frames, SPEC["n_mels"])).astype(np.float16)
+        np.savez(root / f"{split}.npz", spec=spec, pitch=rng.integers(48, 72, n), velocity=np.full(n, 100),
+                 program=rng.choice([0, 40], n), family=rng.choice([4, 8], n))
+    return root
+
+
+def _tiny_audio_fit(root: Path, tmp: Path, max_steps: int, batch_size: int, **model_kw):
+    import lightning as L
+
+    from audio.datamodule import NoteDataModule
+    from audio.lightning import GANSynthModule
+
+    dm = NoteDataModule(data_root=str(root), clip_frames=FRAMES, batch_size=batch_size, **SPEC)
+    model = GANSynthModule(latent_dim=4, frames=FRAMES, bins=SPEC["n_mels"], g_channels=[8, 8], d_channels=[4, 8],
+                           pitch_dim=4, program_dim=4, media_every_n_steps=0, **SPEC, **model_kw)
+    trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        num_sanity_val_steps=0, default_root_dir=tmp)
+    trainer.fit(model, datamodule=dm)
+    return model
+
+
+def _symbolic_config(tmp_path: Path, data: Path, **trainer) -> Path:
+    """configs/symbolic/debug.yaml with every output under tmp_path and a ModelCheckpoint(save_last)."""
+    cfg = yaml.safe_load((REPO / "configs" / "symbolic" / "debug.yaml").read_text())
+    cfg["trainer"]["default_root_dir"] = str(tmp_path / "root")
+    cfg["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "logs")
+    cfg["trainer"]["callbacks"][0]["init_args"]["out_dir"] = str(tmp_path / "pretrained")
+    cfg["trainer"]["callbacks"].insert(0, {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                           "init_args": {"save_last": True, "every_n_train_steps": 3}})
+    cfg["trainer"]["limit_val_batches"] = 0
+    cfg["trainer"].update(trainer)
+    cfg["data"]["data_dir"] = str(data)
+    cfg["data"]["batch_size"] = 4
+    cfg["model"]["image_every"] = 0
+    out = tmp_path / "debug.yaml"
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+# --------------------------------------------------------------------------- audio
+def test_audio_generator_steps_follow_critic_steps_across_epochs(tmp_path):
+    """n_critic 2 with 3 batches an epoch: one generator step per two critic steps over the run
+    (counting batch_idx, which restarts every epoch, gave 3 generator steps to 9 critic steps)."""
+    root = _note_arrays(tmp_path / "notes", n_train=12, n_valid=2)  # batch 4: 3 batches an epoch
+    model = _tiny_audio_fit(root, tmp_path, max_steps=12, batch_size=4, n_critic=2)
+    assert (int(model.critic_steps), int(model.gen_steps)) == (8, 4)
+
+
+def test_audio_generator_steps_with_n_critic_one_are_unchanged(tmp_path):
+    root = _note_arrays(tmp_path / "notes", n_train=12, n_valid=2)
+    model = _tiny_audio_fit(root, tmp_path, max_steps=4, batch_size=4)
+    assert (int(model.critic_steps), int(model.gen_steps)) == (2, 2)
+
+
+def test_audio_unusable_valid_split_is_an_error_not_train_notes(tmp_path):
+    from audio.datamodule import NoteDataModule
+
+    root = _note_arrays(tmp_path / "notes", n_valid=4, frames=FRAMES + 2)
+    z = dict(np.load(root / "valid.npz"))
+    np.savez(root / "valid.npz", **{**z, "spec": z["spec"][:, :, :FRAMES - 2]})  # too few frames
+    dm = NoteDataModule(data_root=str(root), clip_frames=FRAMES, batch_size=4, **SPEC)
+    with pytest.raises(UserError, match=r"valid\.npz: spectrograms have 6 frames, fewer than clip_frames=8"):
+        dm.setup("fit")
+
+
+def test_audio_missing_valid_split_still_falls_back_to_train_notes(tmp_path):
+    from audio.datamodule import NoteDataModule
+
+    root = _note_arrays(tmp_path / "notes", n_train=30, n_valid=None)
+    dm = NoteDataModule(data_root=str(root), clip_frames=FRAMES, batch_size=4, **SPEC)
+    dm.setup("fit")
+    assert len(dm.valid_set) == 3  # a tenth of the train notes
+    torch.testing.assert_close(dm.valid_set.tensors[0], dm.train_set.tensors[0][:3])
+
+
+# --------------------------------------------------------------------------- symbolic
+def test_symbolic_test_and_predict_subcommands_are_user_errors(tmp_path):
+    from symbolic.datamodule import write_fake_cache
+    from symbolic.train import cli_main
+
+    write_fake_cache(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
+    cfg = _symbolic_config(tmp_path, tmp_path / "data")
+    for sub in ("test", "predict"):
+        with pytest.raises(UserError, match=f"train symbolic {sub}: not available"):
+            cli_main(["musegansynth train symbolic", sub, "--config", str(cfg)])
+
+
+def test_symbolic_cache_with_out_of_range_style_is_a_user_error(tmp_path):
+    from symbolic.datamodule import PhraseDataModule, write_fake_cache
+
+    data = write_fake_cache(tmp_path / "data", n_train=4, n_valid=2, n_test=2)  # 2 styles
+    z = dict(np.load(data / "train.npz"))
+    np.savez_compressed(data / "train.npz", **{**z, "style": np.array([0, 1, -1, 2])})
+    with pytest.raises(UserError, match=r"train\.npz: style index 2 is out of range for the 2 style\(s\)"):
+        PhraseDataModule(data_dir=str(data)).setup("fit")
+    np.savez_compressed(data / "train.npz", **{**z, "style": np.zeros(3, np.int64)})
+    with pytest.raises(UserError, match=r"train\.npz: style has shape \(3,\), expected \[4\]"):
+        PhraseDataModule(data_dir=str(data)).setup("fit")
+    np.savez_compressed(data / "train.npz", **{**z, "style": np.array([0, 1, -1, 1])})  # -1: unknown style
+    dm = PhraseDataModule(data_dir=str(data))
+    dm.setup("fit")
+    assert dm.datasets["train"].style.tolist() == [0, 1, -1, 1]
+
+
+def test_symbolic_resume_from_last_keeps_counters_and_phase_and_exports_a_card(tmp_path, capsys):
+    """A run stopped at 2 generator steps resumes from last.ckpt at 2 (its own counters, the
+    schedule phase of step 2), and the CLI export of its checkpoint has the data's card fields."""
+    from symbolic.datamodule import write_fake_cache
+    from symbolic.export import cli_main as export_main
+    from symbolic.train import cli_main
+
+    data = write_fake_cache(tmp_path / "data", n_train=8, n_valid=2, n_test=2, styles=("pop", "rock", "jazz"))
+    cfg = _symbolic_config(tmp_path, data, max_steps=6)  # n_critic 2: 6 global = 4 critic + 2 generator
+    schedule = "[{from_step: 2, density_weight: 1.5}]"
+    assert cli_main(["musegansynth train symbolic", "--config", str(cfg), "--model.schedule", schedule]) == 0
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["musegan_steps"] == {"g_steps": 2, "d_steps": 4} and state["global_step"] == 6
+
+    from symbolic.lightning import MuseGANModule
+
+    seen = {}
+    original = MuseGANModule.on_train_start
+
+    def spy(self):
+        seen.update(g=self.g_steps, d=self.d_steps, density=self.settings()["density_weight"])
+        return original(self)
+
+    MuseGANModule.on_train_start = spy
+    try:
+        assert cli_main(["musegansynth train symbolic", "--config", str(cfg), "--model.schedule", schedule,
+                         "--trainer.max_steps", "9", "--ckpt_path", str(last)]) == 0
+    finally:
+        MuseGANModule.on_train_start = original
+    assert seen == {"g": 2, "d": 4, "density": 1.5}, seen
+    card = json.loads((tmp_path / "pretrained" / "symbolic_debug.json").read_text())
+    assert card["training_steps"] == 3 and card["training"]["global_step"] == 9
+
+    last = sorted((tmp_path / "logs").rglob("last.ckpt"))[-1]
+    assert export_main(["musegansynth export symbolic", str(last), "--out", str(tmp_path / "out"),
+                        "--name", "qa", "--raw"]) == 0
+    card = json.loads((tmp_path / "out" / "symbolic_qa.json").read_text())
+    meta = json.loads((data / "meta.json").read_text())
+    assert card["name"] == "qa" and card["weights"] == "symbolic_qa.safetensors"
+    assert (card["tracks"], card["programs"], card["is_drum"]) == (meta["tracks"], meta["programs"], meta["is_drum"])
+    assert card["grid"] == meta["grid"] and card["n_bars"] == 4 and card["styles"] == ["pop", "rock", "jazz"]
+    assert card["training_steps"] == 3 and card["training"]["exported"] == "generator"
+    assert card["training"]["schedule"] == [{"from_step": 2, "density_weight": 1.5}]
+
+    from symbolic.generate import Composer
+
+    composer = Composer.load(tmp_path / "out" / "symbolic_qa.safetensors")
+    assert composer.track_names == meta["tracks"]
+    assert composer.compose(1, seed=0).shape == (3, 4, 16, 84)
+
+
+def test_symbolic_same_seed_same_losses(tmp_path):
+    """Two fits with the same seed on CPU give the same losses and weights."""
+    import lightning as L
+
+    from symbolic.datamodule import PhraseDataModule, write_fake_cache
+    from symbolic.lightning import MuseGANModule
+
+    data = write_fake_cache(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
+
+    class Record(L.Callback):
+        def __init__(self):
+            self.losses = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.losses.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")})
+
+    runs = []
+    for _ in range(2):
+        L.seed_everything(3, verbose=False)
+        dm = PhraseDataModule(data_dir=str(data), batch_size=4)
+        model = MuseGANModule(n_tracks=3, n_styles=2, data_meta=dm.meta, z_dim=4, g_trunk_channels=(8, 4),
+                              g_branch_channels=4, d_channels=(4, 8), d_hidden=8, n_critic=1, image_every=0)
+        rec = Record()
+        L.Trainer(accelerator="cpu", max_steps=6, logger=False, enable_checkpointing=False, callbacks=[rec],
+                  enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                  default_root_dir=tmp_path).fit(model, datamodule=dm)
+        runs.append((rec.losses, {k: v.clone() for k, v in model.g_ema.state_dict().items()}))
+    assert len(runs[0][0]) == 3 and runs[0][0] == runs[1][0]
+    assert all(torch.equal(v, runs[1][1][k]) for k, v in runs[0][1].items())
