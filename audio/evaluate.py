@@ -72,9 +72,16 @@ def score_waves(classifier: Any, waves: Any, pitch: Any, program: Any, family: A
         res.update({"ndb": None, "ndb_k": None, "ndb_over_k": None})
     feats = out["features"].numpy().astype(np.float64)
     res["fd_train"] = (frechet_distance(*feature_stats(feats), ref["fd_mu"], ref["fd_sigma"])
-                       if "fd_mu" in ref and len(feats) > 1 else None)
+                       if "fd_mu" in ref and enough_for_frechet(feats) else None)
     res["features"] = feats
     return res
+
+
+def enough_for_frechet(features: np.ndarray) -> bool:
+    """Whether a set of notes' features [N, D] gives a Fréchet distance: more notes than feature
+    dimensions (with fewer, the covariance is singular and its matrix square root meaningless;
+    the distance is then reported as None)."""
+    return features.ndim == 2 and len(features) > features.shape[1]
 
 
 def compare(classifier: Any, real_waves: Any, generated_waves: Any, pitch: Any, program: Any, family: Any,
@@ -105,7 +112,9 @@ def compare(classifier: Any, real_waves: Any, generated_waves: Any, pitch: Any, 
     gen = gen[:, :clip]
     r = score_waves(classifier, real, pitch, program, family)
     g = score_waves(classifier, gen, g_pitch, g_program, g_family)
-    fd_gr = frechet_distance_features(g.pop("features"), r.pop("features")) if min(len(real), len(gen)) > 1 else None
+    g_feats, r_feats = g.pop("features"), r.pop("features")
+    fd_gr = (frechet_distance_features(g_feats, r_feats)
+             if enough_for_frechet(g_feats) and enough_for_frechet(r_feats) else None)
     ratio = (g["pitch_accuracy"] / r["pitch_accuracy"]
              if r["pitch_accuracy"] and not math.isnan(r["pitch_accuracy"]) else float("nan"))
     targets = {

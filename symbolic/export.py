@@ -151,7 +151,9 @@ def cli_main(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog=argv[0], description="Export a composer training checkpoint's generator.")
     p.add_argument("ckpt", help="Lightning checkpoint (.ckpt) of `musegansynth train symbolic`")
-    p.add_argument("--out", default="data/pretrained", help="output folder (default: data/pretrained)")
+    p.add_argument("--out", default="data/build/exported",
+                   help="output folder (default: data/build/exported, so that an export never replaces the "
+                        "shipped weights by accident; --out data/pretrained to replace them)")
     p.add_argument("--name", default="pop909", help="model name: writes symbolic_<name>.safetensors + .json")
     p.add_argument("--raw", action="store_true", help="the trained generator instead of its EMA")
     p.add_argument("--arrangement-data", metavar="DIR", default=None,

@@ -242,3 +242,12 @@ def test_more_notes_than_the_split(setup, monkeypatch):
     assert res["n"] == 150 and res["n_real"] == 60 and res["n_train_labels"] == 90
     assert res["generated"]["n"] == 150 and res["real"]["n"] == 60
     assert res["generated"]["pitch_accuracy"] >= 0.9
+
+
+def test_frechet_needs_more_notes_than_feature_dimensions(setup, monkeypatch):
+    assert ev.enough_for_frechet(np.zeros((129, 128))) and not ev.enough_for_frechet(np.zeros((128, 128)))
+    assert not ev.enough_for_frechet(np.zeros(5))
+    dim = _run(setup, monkeypatch, ToneGenerator(), n=60)
+    few = _run(setup, monkeypatch, ToneGenerator(), n=3)  # fewer notes than the classifier's features
+    assert dim["fd_generated_vs_real"] is not None
+    assert few["fd_generated_vs_real"] is None and few["generated"]["fd_train"] is None

@@ -136,3 +136,18 @@ def test_release_from_the_command_line_or_the_run(trained, tmp_path, capsys, tin
     assert json.loads((tmp_path / "c" / "symbolic_y.json").read_text())["decode"] == {"release": {"bridge": 0.8}}
     with pytest.raises(ValueError, match="model.release: unknown track 'bass'"):
         MuseGANModule(**tiny_module_kw, data_meta=model.data_meta, release={"bass": 0.8})
+
+
+def test_export_by_default_leaves_the_shipped_weights_alone(monkeypatch):
+    import symbolic.export as X
+
+    seen = {}
+
+    def fake_export(ckpt, out_dir, name, **kw):
+        seen.update(out=str(out_dir), name=name)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(X, "export_checkpoint", fake_export)
+    with pytest.raises(SystemExit):
+        X.cli_main(["export symbolic", "some.ckpt"])
+    assert seen == {"out": "data/build/exported", "name": "pop909"}
