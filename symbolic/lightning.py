@@ -521,7 +521,13 @@ class MuseGANModule(L.LightningModule):
 # --------------------------------------------------------------------------- export callback
 class ExportComposer(L.Callback):
     """Export the EMA generator to ``<out_dir>/symbolic_<name>.safetensors`` + ``.json``
-    at every checkpoint and at the end of fit (global rank zero only)."""
+    at every checkpoint and at the end of fit (global rank zero only).
+
+    At the end of fit it also brings the run's ``last.ckpt`` (of a ``ModelCheckpoint`` with
+    ``save_last``) up to the final step: Lightning writes ``last.ckpt`` only with the periodic
+    checkpoints, so a run stopped by ``max_time`` (or a ``max_steps`` between two of them) would
+    resume, and export from ``last.ckpt``, up to ``every_n_train_steps`` behind.
+    """
 
     def __init__(self, name: str = "debug", out_dir: str = "data/pretrained") -> None:
         super().__init__()
@@ -536,7 +542,12 @@ class ExportComposer(L.Callback):
         self.export(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.export(trainer, pl_module)
+        ckpt = trainer.checkpoint_callback
+        if ckpt is not None and getattr(ckpt, "save_last", False) and ckpt.dirpath:
+            last = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+            trainer.save_checkpoint(last)  # every rank (DDP); exports through on_save_checkpoint
+        else:
+            self.export(trainer, pl_module)
 
 
 def export_module(module: MuseGANModule, out_dir: str | Path, name: str, global_step: int,

@@ -216,3 +216,28 @@ def test_shipped_symbolic_configs_parse_and_build_their_model(names, capsys):
     if names.endswith("pop909_accompany"):  # the overlay: every phrase in accompaniment mode, its own release
         assert (model["p_cond_track"], model["p_drop_chords"], model["release"]) == (1.0, 0.3, {"bridge": 0.99})
         assert cfg["trainer"]["max_steps"] == 93000 and model["schedule"][-1]["from_step"] == 11500
+
+
+def test_last_checkpoint_is_brought_up_to_the_final_step(tmp_path, tiny_module_kw):
+    """A run that stops between two periodic checkpoints still leaves last.ckpt at its last step
+    (ExportComposer saves it at the end of fit; Lightning alone keeps the periodic one)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from symbolic.lightning import ExportComposer
+
+    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
+    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
+    torch.manual_seed(0)
+    model = MuseGANModule(**tiny_module_kw, data_meta=dm.meta)
+    ckpt_dir = tmp_path / "ckpt"
+    trainer = L.Trainer(accelerator="cpu", max_steps=10, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, default_root_dir=str(tmp_path),
+                        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=4, save_last=True),
+                                   ExportComposer(name="t", out_dir=str(tmp_path / "exp"))])
+    trainer.fit(model, dm)
+    assert trainer.global_step == 10  # critic + generator step per batch: 5 batches; periodic at 4 and 8
+    last = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 10 and last["musegan_steps"]["g_steps"] == model.g_steps == 5
+    card = json.loads((tmp_path / "exp" / "symbolic_t.json").read_text())
+    assert card["training_steps"] == model.g_steps
