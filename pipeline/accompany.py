@@ -111,37 +111,26 @@ def bar_origin(pm, beats_per_bar: int, source: str, end_beat: float | None = Non
     from a pickup bar), from the file's time signatures before ``end_beat`` (default: the end of the
     file's last note).
 
-    The composer writes bars of ``beats_per_bar`` quarter notes: every bar of the file must be one
-    (4/4, 2/2, ...), except a first, shorter bar (an anacrusis: e.g. 1/4 then 4/4): then bar 0 starts
-    that many beats before the file's start and the pickup falls at its end. UserError naming the
-    time signature otherwise (3/4, 6/8, a change of meter in the middle of a bar, ...).
+    The composer writes bars of ``beats_per_bar`` quarter notes. A meter whose bar is one or more of
+    those (4/4, 2/2) must keep the grid's bar lines; one whose bar divides it (1/4, 2/4: POP909's
+    files and many sequencers write these over 4/4 music) fits anywhere; a first, shorter bar (an
+    anacrusis: e.g. 1/4 then 4/4) puts bar 0 that many beats before the file's start, so that the
+    pickup falls at its end (:func:`symbolic.roll.meter_kind`, :func:`symbolic.roll.pickup_origin`).
+    UserError naming the time signature otherwise (3/4, 6/8, 4/4 bars off the grid after a 2/4 bar).
     """
+    from symbolic.roll import off_grid_meters, pickup_origin, time_signature_beats
+
     res = float(pm.resolution)
     if end_beat is None:
         end_beat = max((pm.time_to_tick(n.end) / res for i in pm.instruments for n in i.notes), default=0.0)
-    from symbolic.roll import time_signature_beats
-
     sigs = time_signature_beats(pm, end_beat) or [(0.0, 4, 4)]
-    bpb = float(beats_per_bar)
-
-    def bar_len(n: int, d: int) -> float:
-        return n * 4.0 / d
-
-    def refuse(beat: float, n: int, d: int) -> UserError:
-        return UserError(f"{source}: time signature {n}/{d} at quarter note {beat:g}: the composer writes bars of "
-                         f"{beats_per_bar} quarter notes only (such as {beats_per_bar}/4), with at most a shorter "
-                         f"first bar (a pickup)")
-
-    first = 0
-    origin = 0.0
-    if len(sigs) > 1 and 0 < sigs[1][0] < bpb and sigs[1][0] <= bar_len(*sigs[0][1:]) + 1e-9:
-        first, origin = 1, sigs[1][0] - bpb  # a pickup bar, then whole bars
-    elif abs(bar_len(*sigs[0][1:]) - bpb) > 1e-9:
-        raise refuse(*sigs[0])
-    start = sigs[first][0]
-    for beat, n, d in sigs[first:]:
-        if abs(bar_len(n, d) - bpb) > 1e-9 or abs((beat - start) / bpb - round((beat - start) / bpb)) > 1e-9:
-            raise refuse(beat, n, d)
+    origin = pickup_origin(sigs, beats_per_bar)
+    bad = off_grid_meters(sigs, beats_per_bar, origin)
+    if bad:
+        beat, n, d = sigs[bad[0]]
+        raise UserError(f"{source}: time signature {n}/{d} at quarter note {beat:g}: the composer writes bars of "
+                        f"{beats_per_bar} quarter notes (such as {beats_per_bar}/4, or 2/4 and 1/4 bars that "
+                        f"fill them), with at most a shorter first bar (a pickup)")
     return origin
 
 

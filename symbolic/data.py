@@ -33,7 +33,8 @@ from pipeline.errors import UserError
 from pipeline.fileio import atomic_path, staged_dir
 from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, transpose_to_c
 from symbolic.roll import (Grid, Multitrack, _beat_times_beats, _tempo_map_beats, from_pypianoroll,
-                           midi_to_multitrack, read_midi, shift_pitches, time_signature_beats)
+                           midi_to_multitrack, off_grid_meters, pickup_origin, read_midi, shift_pitches,
+                           time_signature_beats)
 from symbolic.trackmap import DRUMS, LPD5, POP909, SATB, TrackMap, get_track_map
 
 SPLITS = ("train", "valid", "test")
@@ -95,27 +96,11 @@ def _first_note_time(pm) -> float | None:
     return min(starts) if starts else None
 
 
-def _grid_meter(num: int, den: int, grid: Grid) -> bool:
-    return num * 4 / den == grid.beats_per_bar and den == 4
-
-
-def _pickup_origin(pm, grid: Grid) -> float:
-    """Where bar 0 starts (quarter notes) for a file that opens with one shorter bar (a pickup, e.g.
-    1/4 then 4/4): that many beats before the file's start, so that the pickup ends bar 0 and the
-    file's bar lines fall on the grid's. 0 otherwise."""
-    sigs = time_signature_beats(pm)
-    if len(sigs) > 1 and _grid_meter(*sigs[1][1:], grid):
-        (a0, n0, d0), (a1, _, _) = sigs[0], sigs[1]
-        if not _grid_meter(n0, d0, grid) and 0 < a1 - a0 < grid.beats_per_bar and a1 - a0 <= n0 * 4 / d0 + 1e-6:
-            return float(a1 - grid.beats_per_bar)
-    return 0.0
-
-
 def _meter_bad_bars(pm, n_bars: int, grid: Grid, origin: float, *, bar_lines: bool = True) -> np.ndarray:
-    """bool ``[n_bars]``: bars that lie (partly) in a time signature other than the grid's 4/4-like
-    meter, or, with ``bar_lines``, in a 4/4 stretch whose bar lines are not the grid's (after a 2/4
-    bar, say: its bars would straddle the grid's). A pickup bar that ends at ``origin + 1 bar``, where
-    a grid-aligned 4/4 stretch starts, is fine: it is the end of bar 0."""
+    """bool ``[n_bars]``: bars that lie (partly) in a stretch of the file whose time signature does not
+    fit the grid (:func:`symbolic.roll.off_grid_meters`: 3/4, 6/8, ...; with ``bar_lines``, also a 4/4
+    stretch whose bar lines are not the grid's, after a 2/4 bar, say). 1/4 and 2/4 fit (POP909's
+    files say so over 4/4 music); so does a pickup bar that ends bar 0 (``origin`` < 0)."""
     bad = np.zeros(n_bars, dtype=bool)
     sigs = time_signature_beats(pm)
     if not sigs:
@@ -123,19 +108,10 @@ def _meter_bad_bars(pm, n_bars: int, grid: Grid, origin: float, *, bar_lines: bo
     bpb = grid.beats_per_bar
     end = float(_tempo_map_beats(pm, np.array([pm.get_end_time() + 1.0]))[0])
     starts = [b - origin for b, _, _ in sigs] + [max(end - origin, sigs[-1][0] - origin)]
-    for k, (_, num, den) in enumerate(sigs):
+    for k in off_grid_meters(sigs, bpb, origin, bar_lines=bar_lines):
         a, b = starts[k], starts[k + 1]
-        if b <= 0:
-            continue
-        if _grid_meter(num, den, grid):
-            ok = not bar_lines or abs(a / bpb - round(a / bpb)) < 1e-6
-        else:  # another meter: fine only as a pickup that ends where bar 1 starts
-            ok = k == 0 and bar_lines and abs(b - bpb) < 1e-6 and a >= 0 and len(sigs) > 1 \
-                and _grid_meter(*sigs[1][1:], grid)
-        if not ok:
-            b0 = max(0, int(math.floor(a / bpb + 1e-6)))
-            b1 = min(n_bars, int(math.ceil(b / bpb - 1e-6)))
-            bad[b0:b1] = True
+        if b > 0:
+            bad[max(0, int(math.floor(a / bpb + 1e-6))):min(n_bars, int(math.ceil(b / bpb - 1e-6)))] = True
     return bad
 
 
@@ -311,11 +287,11 @@ def groove_songs(root: Path, grid: Grid, skipped: Counter) -> list[tuple[str, Ca
 def _generic_song(sid: int, name: str, pm, track_map: TrackMap, grid: Grid, style: str,
                   origin: float | None = None) -> Song:
     """A song of a MIDI file; bar 0 starts at ``origin`` (quarter notes), by default at the file's
-    start or, after a pickup bar, that bar's length before it (:func:`_pickup_origin`); bars in
+    start or, after a pickup bar, that bar's length before it (:func:`symbolic.roll.pickup_origin`); bars in
     another meter or off the file's bar lines are marked bad (:func:`_meter_bad_bars`). With an
     ``origin`` given (chorales) the file's time signature positions are not taken as bar lines."""
     bar_lines = origin is None
-    origin = _pickup_origin(pm, grid) if origin is None else origin
+    origin = pickup_origin(time_signature_beats(pm), grid.beats_per_bar) if origin is None else origin
     mt = midi_to_multitrack(pm, track_map, grid, origin=origin)
     if not (mt.roll > 0).any():
         raise Skip("no notes")

@@ -201,6 +201,53 @@ def time_signature_beats(pm: pretty_midi.PrettyMIDI, end_beat: float | None = No
     return out
 
 
+def meter_kind(numerator: int, denominator: int, beats_per_bar: int) -> str:
+    """How a time signature sits on a grid of ``beats_per_bar``-quarter-note bars: ``"bar"`` when its
+    bar is the grid's or a whole number of them (4/4, 2/2, 8/4 on a 4/4 grid: its bar lines are the
+    grid's where it starts on one), ``"part"`` when its bar divides the grid's (1/4, 2/4: POP909's
+    files and many sequencers write these over 4/4 music; any start fits), ``"other"`` otherwise
+    (3/4, 6/8, 12/8, 5/4)."""
+    quarters = numerator * 4.0 / denominator
+    if quarters <= 0:
+        return "other"
+    ratio = quarters / beats_per_bar
+    if abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1:
+        return "bar"
+    inverse = beats_per_bar / quarters
+    return "part" if abs(inverse - round(inverse)) < 1e-9 else "other"
+
+
+def pickup_origin(sigs: list[tuple[float, int, int]], beats_per_bar: int) -> float:
+    """Where bar 0 starts (quarter notes) given a file's :func:`time_signature_beats`: for a file
+    that opens with one shorter bar (a pickup: the second signature comes less than a bar in, e.g.
+    1/4 then 4/4), that bar's length before the file's start, so that the pickup ends bar 0; else 0."""
+    if len(sigs) > 1:
+        (a0, n0, d0), (a1, n1, d1) = sigs[0], sigs[1]
+        if abs(a0) < 1e-6 and 0 < a1 < beats_per_bar and a1 <= n0 * 4.0 / d0 + 1e-6 \
+                and meter_kind(n1, d1, beats_per_bar) != "other":
+            return float(a1 - beats_per_bar)
+    return 0.0
+
+
+def off_grid_meters(sigs: list[tuple[float, int, int]], beats_per_bar: int, origin: float = 0.0,
+                    bar_lines: bool = True) -> list[int]:
+    """Indices of the signatures in ``sigs`` (:func:`time_signature_beats`) whose stretch does not fit
+    a grid of ``beats_per_bar``-quarter-note bars starting at ``origin``: a meter of kind "other"
+    (:func:`meter_kind`; a pickup that ends bar 0 excepted) and, with ``bar_lines``, a "bar" meter
+    whose bars start off the grid's (4/4 after one 2/4 bar, say)."""
+    bad = []
+    for k, (beat, num, den) in enumerate(sigs):
+        kind = meter_kind(num, den, beats_per_bar)
+        if kind == "other":
+            if not (k == 0 and origin < 0 and len(sigs) > 1 and abs(sigs[1][0] - origin - beats_per_bar) < 1e-6):
+                bad.append(k)
+        elif kind == "bar" and bar_lines:
+            rel = (beat - origin) / beats_per_bar
+            if abs(rel - round(rel)) > 1e-6:
+                bad.append(k)
+    return bad
+
+
 def _beat_times_beats(beat_times: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Beat positions of ``times`` (seconds) from beat times, linear beyond both ends."""
     bt = np.asarray(beat_times, dtype=np.float64)

@@ -82,17 +82,50 @@ def test_accompany_keeps_the_tempo_changes_of_the_input(tmp_path):
     assert [round(n.end - n.start, 6) for n in song.instruments[1].notes] == [0.125] * 8 + [0.25] * 8
 
 
-@pytest.mark.parametrize("sig", [(3, 4), (6, 8), (2, 4), (12, 8)])
+@pytest.mark.parametrize("sig", [(3, 4), (6, 8), (5, 4), (12, 8)])
 def test_accompany_refuses_a_meter_other_than_four_quarters(tmp_path, capsys, sig):
     """The composer writes 4/4 bars: a 3/4 melody used to get 4/4 bars under a 3/4 time signature."""
     midi = _write(tmp_path / "in.mid", _beats(12), time_signatures=[(*sig, 0)])
     out = tmp_path / "out"
     with pytest.raises(UserError, match=rf"time signature {sig[0]}/{sig[1]} at quarter note 0: the composer "
-                                        r"writes bars of 4 quarter notes only"):
+                                        r"writes bars of 4 quarter notes"):
         accompany_midi(pretty_midi.PrettyMIDI(str(midi)), BeatComposer(), track="MELODY", source=str(midi))
     with pytest.raises(UserError):
         run(midi, out, track="MELODY", composer=BeatComposer())
     assert not out.exists()
+
+
+def test_meter_kinds_pickups_and_off_grid_stretches():
+    from symbolic.roll import meter_kind, off_grid_meters, pickup_origin
+
+    assert [meter_kind(n, d, 4) for n, d in [(4, 4), (2, 2), (8, 4), (8, 8)]] == ["bar"] * 4
+    assert [meter_kind(n, d, 4) for n, d in [(1, 4), (2, 4), (1, 8), (4, 8)]] == ["part"] * 4
+    assert [meter_kind(n, d, 4) for n, d in [(3, 4), (6, 8), (5, 4), (12, 8), (3, 8)]] == ["other"] * 5
+    assert pickup_origin([(0.0, 1, 4), (1.0, 4, 4)], 4) == -3.0          # one beat of pickup
+    assert pickup_origin([(0.0, 3, 4), (3.0, 4, 4)], 4) == -1.0          # a 3/4 pickup bar
+    assert pickup_origin([(0.0, 2, 4), (2.0, 2, 4)], 4) == -2.0          # 2/4 bars from beat 2 on
+    assert pickup_origin([(0.0, 1, 4)], 4) == 0.0 and pickup_origin([(0.0, 4, 4), (8.0, 2, 4)], 4) == 0.0
+    assert pickup_origin([(0.0, 3, 4), (3.0, 3, 4)], 4) == 0.0           # not a pickup: 3/4 goes on
+    assert off_grid_meters([(0.0, 1, 4)], 4) == [] and off_grid_meters([(0.0, 2, 4), (6.0, 1, 4)], 4) == []
+    assert off_grid_meters([(0.0, 3, 4), (3.0, 4, 4)], 4, origin=-1.0) == []     # the pickup ends bar 0
+    assert off_grid_meters([(0.0, 4, 4), (8.0, 2, 4), (10.0, 4, 4)], 4) == [2]   # 4/4 off the grid
+    assert off_grid_meters([(0.0, 4, 4), (8.0, 2, 4), (10.0, 4, 4)], 4, bar_lines=False) == []
+    assert off_grid_meters([(0.0, 4, 4), (8.0, 3, 4)], 4) == [1]
+
+
+@pytest.mark.parametrize("sigs, kept", [([(1, 4, 0)], [(1, 4, 0.0)]), ([(2, 4, 0)], [(2, 4, 0.0)]),
+                                         ([(4, 4, 0), (1, 4, 0)], [(1, 4, 0.0)]),   # the last at a place holds
+                                         ([(2, 4, 0), (1, 4, 6)], [(2, 4, 0.0), (1, 4, 3.0)])])
+def test_accompany_takes_one_and_two_quarter_bars_as_four_four(tmp_path, sigs, kept):
+    """POP909's files (and many sequencers) write 1/4 or 2/4 over music in 4/4: their bars fill the
+    composer's, which start at the file's start; the file's time signatures come back as they were."""
+    midi = _write(tmp_path / "in.mid", _beats(16), time_signatures=sigs)
+    src = pretty_midi.PrettyMIDI(str(midi))
+    song = pretty_midi.PrettyMIDI(str(run(midi, tmp_path / "out", track="MELODY", composer=BeatComposer())
+                                      / "song.mid"))
+    assert _notes(song.instruments[0]) == _notes(src.instruments[0])
+    assert [round(n.start, 6) for n in song.instruments[1].notes] == [0.5 * b for b in range(16)]
+    assert [(t.numerator, t.denominator, round(t.time, 6)) for t in song.time_signature_changes] == kept
 
 
 def test_accompany_refuses_a_meter_change_inside_the_melody(tmp_path):
@@ -206,6 +239,20 @@ def test_data_midi_bars_after_a_short_bar_in_the_middle_are_left_out(tmp_path):
     # a time signature restated on a bar line changes nothing
     pm = _band(tmp_path / "d.mid", [(4, 4, 0), (4, 4, 8)], 16)
     assert not _generic_song(0, "d", pm, LPD5, Grid(), "midi").bad_bars.any()
+
+
+def test_data_midi_takes_a_file_that_says_2_4_over_4_4_music(tmp_path):
+    """A file labelled 2/4 (as POP909's are) whose music is in 4/4: its bars fill the grid's, so every
+    bar is usable (before, the whole file was skipped as "meter not 4/4")."""
+    from symbolic.data import _generic_song
+    from symbolic.trackmap import LPD5
+
+    pm = _band(tmp_path / "e.mid", [(2, 4, 0)], 32)
+    song = _generic_song(0, "e", pm, LPD5, Grid(), "midi")
+    assert song.mt.n_bars == 8 and not song.bad_bars.any()
+    pm = _band(tmp_path / "f.mid", [(3, 4, 0)], 24)
+    with pytest.raises(Exception, match="meter not 4/4"):
+        _generic_song(0, "f", pm, LPD5, Grid(), "midi")
 
 
 # ----------------------------------------------------------------------------- data symbolic: chorales
