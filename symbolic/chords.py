@@ -169,3 +169,18 @@ def estimate_chords(roll: np.ndarray, lowest_pitch: int, steps_per_beat: int, be
     last = np.maximum.accumulate(np.where(sounds, np.arange(best.size), -1))
     chords = _CHORD_TEMPLATES[best[np.where(last >= 0, last, np.argmax(sounds))]].reshape(bars, -1, 12)
     return np.repeat(chords, beats_per_chord, axis=1).astype(np.float32)
+
+
+def shift_pitches(roll, k: int):
+    """``roll`` [..., pitches] (numpy or torch) moved ``k`` pitches up (down for k < 0): what leaves
+    the pitch range is dropped and the pitches that come in are zeros. ``roll`` itself for 0."""
+    k = int(k)
+    if k == 0:
+        return roll
+    out = roll.new_zeros(roll.shape) if hasattr(roll, "new_zeros") else np.zeros_like(roll)
+    if abs(k) < roll.shape[-1]:
+        if k > 0:
+            out[..., k:] = roll[..., :-k]
+        else:
+            out[..., :k] = roll[..., -k:]
+    return out

@@ -31,10 +31,9 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.fileio import atomic_path, staged_dir
-from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, transpose_to_c
+from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, shift_pitches, transpose_to_c
 from symbolic.roll import (Grid, Multitrack, _beat_times_beats, _tempo_map_beats, from_pypianoroll,
-                           midi_to_multitrack, off_grid_meters, pickup_origin, read_midi, shift_pitches,
-                           time_signature_beats)
+                           midi_to_multitrack, off_grid_meters, pickup_origin, read_midi, time_signature_beats)
 from symbolic.trackmap import DRUMS, LPD5, POP909, SATB, TrackMap, get_track_map
 
 SPLITS = ("train", "valid", "test")

@@ -478,7 +478,7 @@ def estimated_chords(given_rolls: np.ndarray, songs: np.ndarray, grid: dict) -> 
 def transpose_split(arrays: dict[str, np.ndarray], semitones: int) -> dict[str, np.ndarray]:
     """The split's phrases moved ``semitones`` up (down when negative): rolls along the pitch
     axis (notes moved out of the range dropped) and chords along their pitch classes."""
-    from symbolic.roll import shift_pitches
+    from symbolic.chords import shift_pitches
 
     out = dict(arrays)
     if semitones:

@@ -19,9 +19,9 @@ import torch
 
 from pipeline.errors import UserError
 from pipeline.fileio import read_json_object
+from symbolic.chords import shift_pitches
 from symbolic.export import FORMAT
 from symbolic.modules import ARRANGEMENT_KEY, LATENT_KEYS, Generator, track_indices, upgrade_arrangement_state
-from symbolic.roll import shift_pitches
 
 
 def check_track_taus(taus: dict | None, track_names: list[str], where: str) -> dict[int, float]:

@@ -400,21 +400,6 @@ def binarize(probs, threshold: float = 0.5):
     return probs > threshold
 
 
-def shift_pitches(roll, k: int):
-    """``roll`` [..., pitches] (numpy or torch) moved ``k`` pitches up (down for k < 0): what leaves
-    the pitch range is dropped and the pitches that come in are zeros. ``roll`` itself for 0."""
-    k = int(k)
-    if k == 0:
-        return roll
-    out = roll.new_zeros(roll.shape) if hasattr(roll, "new_zeros") else np.zeros_like(roll)
-    if abs(k) < roll.shape[-1]:
-        if k > 0:
-            out[..., k:] = roll[..., :-k]
-        else:
-            out[..., :k] = roll[..., -k:]
-    return out
-
-
 # --------------------------------------------------------------------------- MIDI <-> Multitrack
 
 def midi_to_multitrack(path_or_pm, track_map: TrackMap | str, grid: Grid = Grid(), *,

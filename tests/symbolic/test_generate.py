@@ -140,3 +140,14 @@ def test_generate_module_does_not_import_lightning():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+def test_training_and_generation_modules_do_not_import_pretty_midi():
+    """docs/CONTRACTS.md: the training modules import torch, numpy, lightning and the pure modules
+    only (a machine that trains needs no MIDI library)."""
+    import subprocess
+
+    code = "import sys, symbolic.lightning, symbolic.generate; print('pretty_midi' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
