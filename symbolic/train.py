@@ -68,6 +68,11 @@ def cli_main(argv: list[str]) -> int:
     from symbolic.lightning import MuseGANModule
 
     class SymbolicCLI(LightningCLI):
+        @staticmethod
+        def subcommands() -> dict[str, set[str]]:
+            # only those the module has steps for (the --help lists these)
+            return {k: v for k, v in LightningCLI.subcommands().items() if k in SUBCOMMANDS}
+
         def _parse_ckpt_path(self) -> None:
             # Lightning's CLI would replace the model section of the config with the
             # hyper-parameters stored in the checkpoint, silently dropping the user's changes

@@ -103,7 +103,7 @@ def test_audio_missing_valid_split_still_falls_back_to_train_notes(tmp_path):
 
 
 # --------------------------------------------------------------------------- symbolic
-def test_symbolic_test_and_predict_subcommands_are_user_errors(tmp_path):
+def test_symbolic_test_and_predict_subcommands_are_user_errors(tmp_path, capsys):
     from symbolic.datamodule import write_fake_cache
     from symbolic.train import cli_main
 
@@ -112,6 +112,9 @@ def test_symbolic_test_and_predict_subcommands_are_user_errors(tmp_path):
     for sub in ("test", "predict"):
         with pytest.raises(UserError, match=f"train symbolic {sub}: not available"):
             cli_main(["musegansynth train symbolic", sub, "--config", str(cfg)])
+    with pytest.raises(SystemExit):  # --help lists only the subcommands that work
+        cli_main(["musegansynth train symbolic", "--help"])
+    assert "{fit,validate}" in capsys.readouterr().out
 
 
 def test_symbolic_cache_with_out_of_range_style_is_a_user_error(tmp_path):
