@@ -146,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
           f"with >= {args.min_phrases} phrases), {within} of {cells} cells within 10% "
           f"({args.split}, seed {args.seed}, {time.perf_counter() - t0:.1f} s)")
     if args.json is not None:
-        atomic_write_text(args.json, json.dumps({"rows": rows, "style_fit": fit, "within": within,
-                                                 "cells": cells}, indent=2) + "\n")
+        from symbolic.evaluate import _json_safe
+
+        report = {"rows": rows, "style_fit": fit, "within": within, "cells": cells}
+        atomic_write_text(args.json, json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
     return 0
 
 

@@ -30,7 +30,7 @@ import pretty_midi
 import torch
 
 from pipeline.errors import UserError
-from pipeline.fileio import staged_dir
+from pipeline.fileio import check_out_dir, staged_dir
 
 DEFAULT_SYMBOLIC_WEIGHTS = "data/pretrained/symbolic_pop909.safetensors"
 #: The composer trained on in accompaniment mode (data/pretrained/README.md): the default here
@@ -364,7 +364,7 @@ def cli_main(argv: list[str]) -> int:
     args = build_parser(argv[0]).parse_args(argv[1:])
     check_seed(args.seed)
     midi = Path(args.midi)
-    out = Path(args.out) if args.out else Path("out") / f"{midi.stem}-accompanied"
+    out = check_out_dir(args.out if args.out is not None else Path("out") / f"{midi.stem}-accompanied")
     device = resolve_device(args.device)
     find_instrument(read_midi(midi), args.track, str(midi))  # fail early, before loading models
     composer = load_composer(args.weights, device)

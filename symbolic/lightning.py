@@ -543,8 +543,8 @@ class ExportComposer(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         ckpt = trainer.checkpoint_callback
-        if ckpt is not None and getattr(ckpt, "save_last", False) and ckpt.dirpath:
-            last = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+        if ckpt is not None and ckpt.save_last is True and ckpt.dirpath:  # not "link": that is a periodic one
+            last = ckpt.last_model_path or str(Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}")
             trainer.save_checkpoint(last)  # every rank (DDP); exports through on_save_checkpoint
         else:
             self.export(trainer, pl_module)

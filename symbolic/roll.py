@@ -183,9 +183,9 @@ def _tempo_map_beats(pm: pretty_midi.PrettyMIDI, times: np.ndarray) -> np.ndarra
 
 def time_signature_beats(pm: pretty_midi.PrettyMIDI, end_beat: float | None = None) -> list[tuple[float, int, int]]:
     """The file's time signatures as (quarter-note position, numerator, denominator), in order, one
-    per position (the last written there); those from ``end_beat`` on are left out (the first is
-    always kept). The MIDI default 4/4 from 0 comes first when the first signature comes later;
-    an empty list when the file has none."""
+    per position (the last written there); those from ``end_beat`` on are left out (one at 0 is
+    always kept). The MIDI default 4/4 from 0 comes first when the first signature kept comes
+    later (or none is); an empty list when the file has none."""
     tss = sorted(pm.time_signature_changes, key=lambda ts: ts.time)
     if not tss:
         return []
@@ -193,10 +193,10 @@ def time_signature_beats(pm: pretty_midi.PrettyMIDI, end_beat: float | None = No
     by_beat: dict[float, tuple[int, int]] = {}
     for b, ts in zip(beats, tss):
         b = round(float(b), 6)
-        if end_beat is None or b < end_beat or not by_beat:
+        if end_beat is None or b < end_beat or b < 1e-6:
             by_beat[b] = (int(ts.numerator), int(ts.denominator))
     out = [(b, n, d) for b, (n, d) in sorted(by_beat.items())]
-    if out[0][0] > 1e-6:
+    if not out or out[0][0] > 1e-6:
         out.insert(0, (0.0, 4, 4))
     return out
 
@@ -218,14 +218,15 @@ def meter_kind(numerator: int, denominator: int, beats_per_bar: int) -> str:
 
 
 def pickup_origin(sigs: list[tuple[float, int, int]], beats_per_bar: int) -> float:
-    """Where bar 0 starts (quarter notes) given a file's :func:`time_signature_beats`: for a file
-    that opens with one shorter bar (a pickup: the second signature comes less than a bar in, e.g.
-    1/4 then 4/4), that bar's length before the file's start, so that the pickup ends bar 0; else 0."""
-    if len(sigs) > 1:
-        (a0, n0, d0), (a1, n1, d1) = sigs[0], sigs[1]
-        if abs(a0) < 1e-6 and 0 < a1 < beats_per_bar and a1 <= n0 * 4.0 / d0 + 1e-6 \
-                and meter_kind(n1, d1, beats_per_bar) != "other":
-            return float(a1 - beats_per_bar)
+    """Where bar 0 starts (quarter notes, in (-beats_per_bar, 0]) given a file's
+    :func:`time_signature_beats`: so that the grid's bar lines fall on those of the file's first
+    meter of kind "bar" (:func:`meter_kind`; 4/4 on a 4/4 grid). A pickup (1/4 then 4/4 at beat 1)
+    then ends bar 0 (origin -3); 1/4 and 2/4 bars, which fit anywhere, move nothing (2/4, 2/4, then
+    4/4 at beat 4: origin 0); a file without such a meter starts bar 0 at its start."""
+    for beat, num, den in sigs:
+        if meter_kind(num, den, beats_per_bar) == "bar":
+            lead = float(beat) % beats_per_bar
+            return -((beats_per_bar - lead) % beats_per_bar) if lead > 1e-6 else 0.0
     return 0.0
 
 

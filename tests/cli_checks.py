@@ -1,4 +1,4 @@
-"""Helpers of the command-line tests (tests/test_cli_robustness.py, tests/test_bad_inputs.py)."""
+"""Helpers of the command-line tests (tests/pipeline/test_cli_robustness.py, tests/test_bad_inputs.py)."""
 
 from __future__ import annotations
 

@@ -63,6 +63,10 @@ def test_generate_empty_out_is_refused(tmp_path, small_config_path, patch_load_m
     rc, err = run_cli(capsys, "generate", small_config_path, "--renderer", "none", "--out", "")
     assert_user_error(rc, err, "--out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]  # no out/<slug> made instead
+    midi = _tiny_midi(tmp_path / "m.mid")          # accompany alike (it used to fall back to out/m-accompanied)
+    rc, err = run_cli(capsys, "accompany", midi, "--track", "#0", "--renderer", "none", "--out", "")
+    assert_user_error(rc, err, "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mid", "small.yaml"]
 
 
 def _tiny_midi(path: Path) -> Path:

@@ -486,6 +486,7 @@ def test_style_benchmark_table_and_cli(dataset, tmp_path, capsys):
     assert {r["style"] for r in rows} == {"a", "b"}
     assert len(rows) == 2 * len(meta["tracks"]) * 2                  # styles x tracks x metrics
     assert all(r["rel_diff"] == 0.0 or math.isnan(r["rel_diff"]) for r in rows)  # the data against itself
+    assert any(r["rel_diff"] == 0.0 for r in rows)
     assert bench.style_table(data, data, style, ["a", "b"], meta, ["HITS"], min_phrases=len(data)) == []
     (dataset / "train.npz").write_bytes((dataset / "test.npz").read_bytes())
     out = tmp_path / "styles.json"

@@ -96,16 +96,25 @@ def test_accompany_refuses_a_meter_other_than_four_quarters(tmp_path, capsys, si
 
 
 def test_meter_kinds_pickups_and_off_grid_stretches():
-    from symbolic.roll import meter_kind, off_grid_meters, pickup_origin
+    from symbolic.roll import meter_kind, off_grid_meters, pickup_origin, time_signature_beats
 
     assert [meter_kind(n, d, 4) for n, d in [(4, 4), (2, 2), (8, 4), (8, 8)]] == ["bar"] * 4
     assert [meter_kind(n, d, 4) for n, d in [(1, 4), (2, 4), (1, 8), (4, 8)]] == ["part"] * 4
     assert [meter_kind(n, d, 4) for n, d in [(3, 4), (6, 8), (5, 4), (12, 8), (3, 8)]] == ["other"] * 5
     assert pickup_origin([(0.0, 1, 4), (1.0, 4, 4)], 4) == -3.0          # one beat of pickup
     assert pickup_origin([(0.0, 3, 4), (3.0, 4, 4)], 4) == -1.0          # a 3/4 pickup bar
-    assert pickup_origin([(0.0, 2, 4), (2.0, 2, 4)], 4) == -2.0          # 2/4 bars from beat 2 on
+    assert pickup_origin([(0.0, 2, 4), (2.0, 2, 4)], 4) == 0.0           # 2/4 bars fit anywhere
+    assert pickup_origin([(0.0, 2, 4), (2.0, 2, 4), (4.0, 4, 4)], 4) == 0.0  # two 2/4 bars fill bar 0
+    assert pickup_origin([(0.0, 1, 4), (1.0, 1, 4), (2.0, 1, 4), (3.0, 1, 4), (4.0, 4, 4)], 4) == 0.0
+    assert pickup_origin([(0.0, 2, 4), (38.0, 4, 4)], 4) == -2.0         # 4/4 bar lines rule
     assert pickup_origin([(0.0, 1, 4)], 4) == 0.0 and pickup_origin([(0.0, 4, 4), (8.0, 2, 4)], 4) == 0.0
     assert pickup_origin([(0.0, 3, 4), (3.0, 3, 4)], 4) == 0.0           # not a pickup: 3/4 goes on
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)   # one signature, after the music's end
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 10.0))      # beat 20
+    assert time_signature_beats(pm) == [(0.0, 4, 4), (20.0, 3, 4)]
+    assert time_signature_beats(pm, end_beat=16) == [(0.0, 4, 4)]
+    pm.time_signature_changes.insert(0, pretty_midi.TimeSignature(2, 4, 0.0))
+    assert time_signature_beats(pm, end_beat=0) == [(0.0, 2, 4)]                 # one at 0 stays
     assert off_grid_meters([(0.0, 1, 4)], 4) == [] and off_grid_meters([(0.0, 2, 4), (6.0, 1, 4)], 4) == []
     assert off_grid_meters([(0.0, 3, 4), (3.0, 4, 4)], 4, origin=-1.0) == []     # the pickup ends bar 0
     assert off_grid_meters([(0.0, 4, 4), (8.0, 2, 4), (10.0, 4, 4)], 4) == [2]   # 4/4 off the grid
@@ -115,7 +124,8 @@ def test_meter_kinds_pickups_and_off_grid_stretches():
 
 @pytest.mark.parametrize("sigs, kept", [([(1, 4, 0)], [(1, 4, 0.0)]), ([(2, 4, 0)], [(2, 4, 0.0)]),
                                          ([(4, 4, 0), (1, 4, 0)], [(1, 4, 0.0)]),   # the last at a place holds
-                                         ([(2, 4, 0), (1, 4, 6)], [(2, 4, 0.0), (1, 4, 3.0)])])
+                                         ([(2, 4, 0), (1, 4, 6)], [(2, 4, 0.0), (1, 4, 3.0)]),
+                                         ([(2, 4, 0), (2, 4, 2), (4, 4, 4)], [(2, 4, 0.0), (2, 4, 1.0), (4, 4, 2.0)])])
 def test_accompany_takes_one_and_two_quarter_bars_as_four_four(tmp_path, sigs, kept):
     """POP909's files (and many sequencers) write 1/4 or 2/4 over music in 4/4: their bars fill the
     composer's, which start at the file's start; the file's time signatures come back as they were."""
