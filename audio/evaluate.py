@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, check_seed
 
 #: Default classifier weights.
 DEFAULT_CLASSIFIER = Path("data/pretrained/audio_classifier.safetensors")
@@ -249,8 +249,7 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
     for flag, value in (("--batch-size", batch_size), ("--ndb-k", ndb_k), ("--reference-notes", reference_notes)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise UserError(f"{flag}: should be a whole number of at least 1, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
-        raise UserError(f"--seed {seed}: must be 0 to {2**31 - 1}")
+    check_seed(seed)
     data, weights = Path(data), Path(weights)
     split_name(split)
     if not data.is_dir():

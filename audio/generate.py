@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from audio.modules import DRUM_PROGRAM, Generator
-from pipeline.errors import UserError
+from pipeline.errors import UserError, is_whole
 from pipeline.fileio import atomic_write_text, read_json_object
 from pipeline.weights import read_matching_state, write_weights
 
@@ -57,11 +57,6 @@ def save_timbre_generator(path_or_stem: str | Path, generator: Generator, meta: 
     return st_path
 
 
-def _whole(value: Any) -> bool:
-    """True for a JSON whole number (an int, not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_card(meta: dict[str, Any], where: str | Path) -> None:
     """Check a timbre model card's fields before anything is built from them: ``generator`` (an
     object; ``latent_dim``, ``frames``, ``bins``, ``pitch_dim``, ``program_dim`` whole numbers >= 1,
@@ -80,11 +75,11 @@ def check_card(meta: dict[str, Any], where: str | Path) -> None:
     if not isinstance(gen, dict):
         raise bad("generator", f"expected an object of hyper-parameters, got {gen!r}")
     for key in ("latent_dim", "frames", "bins", "pitch_dim", "program_dim"):
-        if key in gen and (not _whole(gen[key]) or gen[key] < 1):
+        if key in gen and (not is_whole(gen[key]) or gen[key] < 1):
             raise bad(f"generator.{key}", f"expected a whole number >= 1, got {gen[key]!r}")
     if "channels" in gen:
         ch = gen["channels"]
-        if not isinstance(ch, list) or not ch or not all(_whole(c) and c >= 1 for c in ch):
+        if not isinstance(ch, list) or not ch or not all(is_whole(c) and c >= 1 for c in ch):
             raise bad("generator.channels", f"expected a non-empty list of widths (whole numbers >= 1), got {ch!r}")
     if "output" in gen and not isinstance(gen["output"], str):
         raise bad("generator.output", f"expected 'linear' or 'tanh', got {gen['output']!r}")
@@ -95,21 +90,21 @@ def check_card(meta: dict[str, Any], where: str | Path) -> None:
     if not isinstance(meta.get("spec"), dict):
         raise bad("spec", f"expected an object (the spectral config), got {meta.get('spec')!r}")
     clip = meta.get("clip_frames")
-    if not _whole(clip) or clip < 1:
+    if not is_whole(clip) or clip < 1:
         raise bad("clip_frames", f"expected a whole number of frames >= 1, got {clip!r}")
     programs = meta.get("programs")
     if programs is not None:
         if not isinstance(programs, list):
             raise bad("programs", f"expected a list of GM programs (0-127, {DRUM_PROGRAM} for drums), got {programs!r}")
         for i, v in enumerate(programs):
-            if not _whole(v) or not 0 <= v <= DRUM_PROGRAM:
+            if not is_whole(v) or not 0 <= v <= DRUM_PROGRAM:
                 raise bad("programs", f"item {i} is {v!r}, not a GM program 0-127 ({DRUM_PROGRAM} for drums)")
     vocab = meta.get("pitch_vocab")
     if vocab is not None:
         if not isinstance(vocab, dict):
             raise bad("pitch_vocab", f"expected an object with 'pitched' and 'drums' lists, got {vocab!r}")
         for key, value in vocab.items():
-            if not isinstance(value, list) or not all(_whole(v) and 0 <= v <= 127 for v in value):
+            if not isinstance(value, list) or not all(is_whole(v) and 0 <= v <= 127 for v in value):
                 raise bad(f"pitch_vocab.{key}", "expected a list of MIDI numbers 0-127")
 
 

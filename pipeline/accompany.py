@@ -358,7 +358,8 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
 def cli_main(argv: list[str]) -> int:
     """``musegansynth accompany MIDI --track NAME|#N [--out DIR] [--renderer neural|none]``."""
     from pipeline.generate import resolve_device
-    from pipeline.render import check_seed, load_timbre
+    from pipeline.errors import check_seed
+    from pipeline.render import load_timbre
     from symbolic.roll import read_midi
 
     args = build_parser(argv[0]).parse_args(argv[1:])

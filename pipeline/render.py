@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, check_seed
 
 DEFAULT_AUDIO_WEIGHTS = "data/pretrained/audio_default.safetensors"
 
@@ -138,13 +138,6 @@ def check_audio_out(path: str | Path) -> Path:
         raise UserError(f"--out {path}: unsupported audio file type {path.suffix or '(none)'!r}: "
                         f"name it *.wav or *.flac")
     return path
-
-
-def check_seed(seed: int) -> int:
-    """``--seed``: 0 to 2**31 - 1, as ``musegansynth generate`` requires; UserError otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-        raise UserError(f"--seed {seed}: must be 0 to {2**31 - 1}")
-    return seed
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

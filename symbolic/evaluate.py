@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, check_seed
 from pipeline.fileio import atomic_write_text
 from symbolic import metrics as M
 
@@ -567,8 +567,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     if isinstance(transpose, bool) or not isinstance(transpose, int) or not -11 <= transpose <= 11:
         raise UserError(f"--transpose: expected a whole number of semitones from -11 to 11, got {transpose!r}")
     threshold = check_threshold(threshold)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
-        raise UserError(f"--seed {seed}: must be 0 to {2**31 - 1}")
+    check_seed(seed)
     meta, arrays = load_split(data_dir, split)
     arrays = transpose_split(arrays, transpose)
     names = [str(t) for t in meta["tracks"]]

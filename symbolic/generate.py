@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, is_whole
 from pipeline.fileio import read_json_object
 from symbolic.chords import shift_pitches
 from symbolic.export import FORMAT
@@ -178,11 +178,6 @@ def _per_phrase(x: torch.Tensor, shifts: torch.Tensor, move) -> torch.Tensor:
     return out
 
 
-def _whole(value) -> bool:
-    """True for a JSON whole number (an int, not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_card(card: dict, cfg: dict, where: str | Path) -> None:
     """Check a weights card's descriptive fields against its generator's hyper-parameters ``cfg``
     (``Generator.config``): ``tracks`` (names), ``programs`` (GM 0-127), ``is_drum`` (true/false),
@@ -211,7 +206,7 @@ def check_card(card: dict, cfg: dict, where: str | Path) -> None:
                 raise bad(field, f"item {i} is {v!r}, not {one}")
 
     per_track("tracks", lambda v: isinstance(v, str) and v.strip() != "", "track name")
-    per_track("programs", lambda v: _whole(v) and 0 <= v <= 127, "GM program 0-127")
+    per_track("programs", lambda v: is_whole(v) and 0 <= v <= 127, "GM program 0-127")
     per_track("is_drum", lambda v: isinstance(v, bool), "true or false")
     names = card.get("tracks")
     if names:
@@ -234,13 +229,13 @@ def check_card(card: dict, cfg: dict, where: str | Path) -> None:
                     continue
                 raise bad(f"grid.{key}", f"missing (the generator's is {expected})")
             value = grid[key]
-            if not _whole(value):
+            if not is_whole(value):
                 raise bad(f"grid.{key}", f"expected a whole number, got {value!r}")
             if value != expected:
                 raise bad(f"grid.{key}", f"{value} does not match the generator's {expected}")
     n_bars = card.get("n_bars")
     if n_bars is not None:
-        if not _whole(n_bars) or n_bars < 1:
+        if not is_whole(n_bars) or n_bars < 1:
             raise bad("n_bars", f"expected a whole number of bars >= 1, got {n_bars!r}")
         if n_bars != int(cfg["n_bars"]):
             raise bad("n_bars", f"{n_bars} does not match the generator's {cfg['n_bars']}")
@@ -253,7 +248,7 @@ def check_card(card: dict, cfg: dict, where: str | Path) -> None:
     if "transposed" in card and not isinstance(card["transposed"], bool):
         raise bad("transposed", f"expected true or false, got {card['transposed']!r}")
     steps = card.get("training_steps")
-    if steps is not None and (not _whole(steps) or steps < 0):
+    if steps is not None and (not is_whole(steps) or steps < 0):
         raise bad("training_steps", f"expected a whole number >= 0, got {steps!r}")
 
 
