@@ -34,15 +34,21 @@ def _why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def _nearest_existing_is_folder(folders, message) -> None:
+    """UserError(``message(folder)``) when the first of ``folders`` that exists is not a folder."""
+    for above in folders:
+        if above.exists():
+            if not above.is_dir():
+                raise UserError(message(above))
+            return
+
+
 def _ensure_parent(path: Path, what: str) -> None:
     """Create ``path``'s parent folders; UserError naming ``path`` when that is impossible
     (a parent is a file, no permission, read-only file system, name too long)."""
     parent = path.parent
-    for above in [parent, *parent.parents]:
-        if above.exists():
-            if not above.is_dir():
-                raise UserError(f"{path}: cannot write the {what} here: {above} is a file, not a folder")
-            break
+    _nearest_existing_is_folder([parent, *parent.parents],
+                                lambda above: f"{path}: cannot write the {what} here: {above} is a file, not a folder")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -99,11 +105,8 @@ def check_out_dir(final_dir: str | os.PathLike) -> Path:
     final_dir = Path(final_dir)
     if final_dir.exists() and not final_dir.is_dir():
         raise UserError(f"{final_dir}: exists and is a file, not a folder (give --out a folder)")
-    for above in final_dir.parents:
-        if above.exists():
-            if not above.is_dir():
-                raise UserError(f"{final_dir}: cannot make the output folder: {above} is a file, not a folder")
-            break
+    _nearest_existing_is_folder(final_dir.parents, lambda above: f"{final_dir}: cannot make the output folder: "
+                                                                  f"{above} is a file, not a folder")
     return final_dir
 
 

@@ -562,8 +562,8 @@ def write_audio(stage: Path, stems: np.ndarray, names: Sequence[str], config: So
     volumes = [t.volume_db for t in config.tracks]
     pans = [t.pan for t in config.tracks]
     raw = mix_stems(stems, volumes, pans)
-    # the stems get the mix's whole mastering gain (all its passes), so they add up to the mix
-    # wherever its limiter is idle
+    # the stems (mono, before panning) get the mix's whole mastering gain (all its passes): with
+    # every pan at 0 they add up to each channel of the mix wherever its limiter is idle
     song, gain = master_with_gain(raw, sample_rate)
     write_wav(stage / _audio_name("song", flac), song, sample_rate, flac=flac)
     (stage / "stems").mkdir(exist_ok=True)

@@ -99,7 +99,7 @@ def load_timbre(weights: str | None, device: str):
 
 
 def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = "neural", device: str = "cpu",
-                timbre=None, weights: str | None = None, seed: int = 0, flac: bool = False) -> Path:
+                timbre=None, weights: str | None = None, seed: int = 0) -> Path:
     """Render a MIDI file into a mastered WAV, or FLAC when ``wav_path`` ends in .flac (atomically;
     nothing written on error). UserError when ``wav_path`` ends in anything but .wav / .flac."""
     from audio.mix import master, mix_stems, write_wav
@@ -107,7 +107,7 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
 
     midi_path, wav_path = Path(midi_path), Path(wav_path)
     check_audio_out(wav_path)
-    flac = wav_path.suffix.lower() == ".flac"  # the format the name says (``flac`` is kept for callers)
+    flac = wav_path.suffix.lower() == ".flac"  # the format the name says
     pm = read_midi(midi_path)  # UserError naming the file when unreadable
     if not any(inst.notes for inst in pm.instruments):
         raise UserError(f"{midi_path}: the MIDI file has no notes")
@@ -164,7 +164,6 @@ def cli_main(argv: list[str]) -> int:
     from symbolic.roll import read_midi
 
     read_midi(midi)  # fail on an unreadable MIDI before loading any model
-    render_file(midi, out, renderer=args.renderer, device=device, weights=args.weights, seed=args.seed,
-                flac=out.suffix.lower() == ".flac")
+    render_file(midi, out, renderer=args.renderer, device=device, weights=args.weights, seed=args.seed)
     print(out)
     return 0

@@ -163,7 +163,6 @@ def cli_main(argv: list[str]) -> int:
 
     add_decode_arguments(p, "the run's model.{rule}")
     args = p.parse_args(argv[1:])
-    check_model_name(args.name)
     st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw, arrangement_data=args.arrangement_data,
                                release=parse_track_taus(args.release, "--release"),
                                legato=parse_track_taus(args.legato, "--legato"))

@@ -461,15 +461,16 @@ def from_pypianoroll(ppr, track_map: TrackMap | str, grid: Grid = Grid(), *, ori
     """
     track_map = get_track_map(track_map)
     res = int(ppr.resolution)
+    assignment = track_map.assign(ppr.tracks)
     if origin_step is None:
         db = getattr(ppr, "downbeat", None)
         origin_step = int(np.flatnonzero(np.asarray(db))[0]) if db is not None and np.any(db) else 0
         bar = res * grid.beats_per_bar  # pianoroll steps a bar
-        sounding = [int(np.flatnonzero(np.asarray(tr.pianoroll).any(axis=1))[0]) for tr in ppr.tracks
-                    if np.asarray(tr.pianoroll).size and np.asarray(tr.pianoroll).any()]
+        sounding = [int(np.flatnonzero(np.asarray(tr.pianoroll).any(axis=1))[0])  # the tracks kept only
+                    for tr, t in zip(ppr.tracks, assignment)
+                    if t is not None and np.asarray(tr.pianoroll).size and np.asarray(tr.pianoroll).any()]
         if sounding and min(sounding) < origin_step:
             origin_step -= bar * -(-(origin_step - min(sounding)) // bar)
-    assignment = track_map.assign(ppr.tracks)
     notes: list[Note] = []
     dropped = 0
     drums = set(track_map.drum_tracks)

@@ -308,6 +308,15 @@ def test_lpd5_notes_before_the_first_downbeat_end_bar_0():
     downbeat[0] = True
     mt = from_pypianoroll(ppr, "lpd5", Grid())
     assert mt.notes() == [Note(1, 67, 0, 4, 100), Note(1, 60, 4, 8, 100)] and mt.n_bars == 2
+    # a track the map leaves out (program 120) sounding before the downbeat moves nothing
+    downbeat[:] = False
+    downbeat[4] = True
+    early = np.zeros((T, 128), dtype=bool)
+    early[0, 50] = True
+    ppr.tracks = [ppr.tracks[0], pypianoroll.BinaryTrack(name="FX", program=120, pianoroll=early)]
+    ppr.tracks[0].pianoroll[0:4, 67] = False  # no pickup in the kept track
+    mt = from_pypianoroll(ppr, "lpd5", Grid())
+    assert mt.notes() == [Note(1, 60, 0, 4, 100)]
 
 
 # ----------------------------------------------------------------------------- evaluate symbolic: empty split
