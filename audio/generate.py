@@ -169,13 +169,9 @@ class TimbreGenerator:
             raise UserError(f"{json_path}: not a timbre model description (format should be {FORMAT!r})")
         if int(meta.get("version", -1)) > VERSION:
             raise UserError(f"{json_path}: format version {meta.get('version')} is newer than this program's {VERSION}")
-        check_card(meta, json_path)
+        check_card(meta, json_path)  # spec an object, clip_frames a whole number, generator an object
         try:
             generator = Generator(**meta["generator"])
-            spec = meta["spec"]
-            int(meta["clip_frames"])
-            if not isinstance(spec, dict):
-                raise TypeError("spec should be an object")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise UserError(f"{json_path}: bad or missing hyper-parameters ({exc})") from None
         state = read_matching_state(st_path, generator, f"weights do not match {json_path.name}")

@@ -106,10 +106,9 @@ def only_instrument(pm, index: int):
     return one
 
 
-def bar_origin(pm, beats_per_bar: int, source: str, end_beat: float | None = None) -> float:
+def bar_origin(pm, beats_per_bar: int, source: str, end_beat: float) -> float:
     """Where the composer's bar 0 starts, in quarter notes of the file (0, or minus the beats missing
-    from a pickup bar), from the file's time signatures before ``end_beat`` (default: the end of the
-    file's last note).
+    from a pickup bar), from the file's time signatures before ``end_beat``.
 
     The composer writes bars of ``beats_per_bar`` quarter notes. A meter whose bar is one or more of
     those (4/4, 2/2) must keep the grid's bar lines; one whose bar divides it (1/4, 2/4: POP909's
@@ -120,9 +119,6 @@ def bar_origin(pm, beats_per_bar: int, source: str, end_beat: float | None = Non
     """
     from symbolic.roll import off_grid_meters, pickup_origin, time_signature_beats
 
-    res = float(pm.resolution)
-    if end_beat is None:
-        end_beat = max((pm.time_to_tick(n.end) / res for i in pm.instruments for n in i.notes), default=0.0)
     sigs = time_signature_beats(pm, end_beat) or [(0.0, 4, 4)]
     origin = pickup_origin(sigs, beats_per_bar)
     bad = off_grid_meters(sigs, beats_per_bar, origin)
@@ -214,6 +210,14 @@ def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
 def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
                    source: str = "<midi>", chords: str = "auto"):
     """Accompany one instrument of a PrettyMIDI; returns (``symbolic.roll.Multitrack``, given track index).
+    Arguments as :func:`_accompany`'s."""
+    return _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=source, chords=chords)[:2]
+
+
+def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
+               source: str = "<midi>", chords: str = "auto"):
+    """:func:`accompany_midi`, also returning the input instrument's index in ``pm.instruments`` and
+    where bar 0 starts in the file (:func:`given_origin`): what :func:`song_midi` needs.
 
     Args:
         pm: the input ``pretty_midi.PrettyMIDI``.
@@ -292,7 +296,7 @@ def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, see
             specs.append(TrackSpec(other, int(composer.programs[t]), is_drum=bool(is_drum[t])))
     mt = Multitrack(vel, onsets, TrackMap(tuple(specs), name="accompanied"), grid, given_mt.tempo,
                     given_mt.time_signature)
-    return mt, ti
+    return mt, ti, index, origin
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -342,10 +346,9 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
     from symbolic.roll import read_midi, write_midi
 
     pm = read_midi(midi)
-    mt, ti = accompany_midi(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi), chords=chords)
-    index = select_instrument(pm, track, str(midi))
-    song = song_midi(mt, pm, given_track=ti, given_index=index,
-                     origin=given_origin(pm, index, mt.grid.beats_per_bar, str(midi)))
+    mt, ti, index, origin = _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi),
+                                       chords=chords)
+    song = song_midi(mt, pm, given_track=ti, given_index=index, origin=origin)
     with staged_dir(out, replaces=ACCOMPANY_OUTPUTS) as stage:
         write_midi(song, stage / "song.mid")
         if timbre is not None:

@@ -371,6 +371,15 @@ def add_intervals(rows: list[dict], intervals: dict) -> None:
         row["in_interval"] = None if gen is None else bool(not math.isnan(gen) and lo <= gen <= hi)
 
 
+def _text_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """Columns of strings, left-aligned two spaces apart, under the header and a line of dashes."""
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict]) -> str:
     """The rows as a fixed-width text table."""
     def num(v: Any) -> str:
@@ -392,11 +401,7 @@ def format_table(rows: list[dict]) -> str:
     if rows and "data_lo" in rows[0]:
         header += ("data 95% interval", "inside")
         body = [b + (f"{num(r['data_lo'])}-{num(r['data_hi'])}", yes(r["in_interval"])) for b, r in zip(body, rows)]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
-    return "\n".join(lines)
+    return _text_table(header, body)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -702,9 +707,7 @@ def format_fit(fit: list[dict], given: str) -> str:
     head = ("track", f"TD to {given}: data", "generated", "vs another song's", "chord tones: data", "generated")
     body = [(r["track"], num(r["td_data"]), num(r["td_generated"]), num(r["td_other_song"]), num(r["ct_data"]),
              num(r["ct_generated"])) for r in fit]
-    widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in (head, *body)]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+    return _text_table(head, body)
 
 
 # --------------------------------------------------------------------------- CLI
