@@ -556,19 +556,25 @@ def _audio_name(stem: str, flac: bool) -> str:
 
 def write_audio(stage: Path, stems: np.ndarray, names: Sequence[str], config: SongConfig, sample_rate: int,
                 flac: bool) -> dict[str, Any]:
-    """Mix, master and write ``song.wav`` and ``stems/<name>.wav`` into ``stage``; returns facts."""
-    from audio.mix import db_to_gain, limit, loudness_db, master_with_gain, mix_stems, write_wav
+    """Mix, master and write ``song.wav`` and ``stems/<name>.wav`` into ``stage``; returns facts.
+
+    Each stem is its track as it sits in the mix: its volume, its pan (a stereo stem when the mix
+    is stereo, i.e. when any track has a pan) and the mix's whole mastering gain (all its passes),
+    so the stems add up to the mix wherever the limiter is idle (each stem is limited on its own).
+    """
+    from audio.mix import limit, loudness_db, master_with_gain, mix_stems, write_wav
 
     volumes = [t.volume_db for t in config.tracks]
     pans = [t.pan for t in config.tracks]
     raw = mix_stems(stems, volumes, pans)
-    # the stems (mono, before panning) get the mix's whole mastering gain (all its passes): with
-    # every pan at 0 they add up to each channel of the mix wherever its limiter is idle
     song, gain = master_with_gain(raw, sample_rate)
     write_wav(stage / _audio_name("song", flac), song, sample_rate, flac=flac)
     (stage / "stems").mkdir(exist_ok=True)
-    for name, stem, vol in zip(names, stems, volumes):
-        write_wav(stage / "stems" / _audio_name(name, flac), limit(stem * gain * db_to_gain(vol), sample_rate),
+    for i, name in enumerate(names):
+        # the mixer itself places the stem (mono, or panned into stereo like the song)
+        pan = None if raw.shape[0] == 1 else [0.0 if pans[i] is None else pans[i]]  # None pans centre
+        placed = mix_stems(stems[i:i + 1], volumes[i:i + 1], pan)
+        write_wav(stage / "stems" / _audio_name(name, flac), limit(placed * gain, sample_rate),
                   sample_rate, flac=flac)
     return {"loudness_db": round(loudness_db(song, sample_rate), 2), "peak": round(float(np.abs(song).max()), 4),
             "channels": int(song.shape[0]), "samples": int(song.shape[1])}

@@ -26,7 +26,8 @@ from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, ba
                               can_widen_arrangement, widen_arrangement_weight, widen_critic_for_onsets)
 
 
-SCHEDULE_KEYS = ("density_weight", "stats_weight", "stats_terms", "monophonic", "monophonic_straight_through")
+SCHEDULE_KEYS = ("density_weight", "stats_weight", "stats_terms", "stats_by_style", "monophonic",
+                 "monophonic_straight_through")
 """The settings a ``schedule`` phase may change (loss terms and monophony, no layer shapes)."""
 
 OPTIONAL_PARTS = (".bar_gate.", ".arrange_", "critic.style_proj.")
@@ -80,8 +81,10 @@ def check_schedule(schedule: list[dict] | None, data_meta: dict | None, n_tracks
             phase["stats_terms"] = stat_term_weights(phase["stats_terms"], what=f"{where}.stats_terms")
         if "monophonic" in phase:
             phase["monophonic"] = track_indices(phase["monophonic"], data_meta, n_tracks, f"{where}.monophonic")
-        if "monophonic_straight_through" in phase:
-            phase["monophonic_straight_through"] = bool(phase["monophonic_straight_through"])
+        for key in ("monophonic_straight_through", "stats_by_style"):
+            if key in phase:
+                if not isinstance(phase[key], bool):
+                    raise ValueError(f"{where}: {key} must be true or false, got {phase[key]!r}")
         out.append(phase)
     return out
 
@@ -181,6 +184,9 @@ class MuseGANModule(L.LightningModule):
     ``lengths``, ``offsets``, ``chord_bars`` (with ``texture``) and ``activity`` may be added:
     :data:`symbolic.modules.ALL_STAT_TERMS`): a list
     (each term weighs 1) or a mapping term -> weight (:func:`stat_term_weights`).
+    ``stats_by_style`` matches those statistics within each style label of the batch (the
+    generated phrase takes its real partner's label) instead of over the pooled batch, so that
+    every style is held to its own statistics (``groups`` of the loss).
     ``bar_gate`` adds the generator's per-(track, bar) gate (:class:`symbolic.modules.Generator`).
     ``arrangement`` conditions the generator on which tracks play in which bars: the real
     phrase's in training, and a Markov chain counted on the training phrases (at ``fit`` setup)
@@ -223,7 +229,8 @@ class MuseGANModule(L.LightningModule):
                  ema_decay: float = 0.999, p_cond_track: float = 0.25, p_drop_chords: float = 0.1,
                  p_drop_style: float = 0.1, image_every: int = 500, qn_min_steps: int = 2,
                  density_weight: float = 0.0, stats_weight: float = 0.0,
-                 stats_terms: tuple[str, ...] | dict[str, float] = STAT_TERMS, bar_gate: bool = False,
+                 stats_terms: tuple[str, ...] | dict[str, float] = STAT_TERMS, stats_by_style: bool = False,
+                 bar_gate: bool = False,
                  arrangement: bool = False, monophonic: tuple[str | int, ...] = (),
                  monophonic_straight_through: bool = False, schedule: list[dict] | None = None,
                  init_from: str | None = None, g_half_beat_channels: int = 0,
@@ -449,7 +456,8 @@ class MuseGANModule(L.LightningModule):
             # the bars the real phrase, hence the generated one, plays as chords
             chord_bars = self.generator.texture_bars(arrangement) if "chord_bars" in weights else None
             stats = statistics_matching_loss(fake, real, h.lowest_pitch, pitched, tuple(weights),
-                                             h.beats_per_bar, chord_bars)
+                                             h.beats_per_bar, chord_bars,
+                                             groups=c["style"] if s["stats_by_style"] else None)
             g_loss = g_loss + s["stats_weight"] * sum(weights[k] * v for k, v in stats.items())
             self.log_dict({f"loss/stats_{k}": v.detach() for k, v in stats.items()})
         opt_g.zero_grad(set_to_none=True)

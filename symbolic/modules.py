@@ -1133,7 +1133,8 @@ def _groove_consistency(onsets: torch.Tensor) -> torch.Tensor:
 def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitch: int,
                              pitched: list[bool] | None = None, terms: tuple[str, ...] = STAT_TERMS,
                              beats_per_bar: int = 4,
-                             chord_bars: dict[int, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                             chord_bars: dict[int, torch.Tensor] | None = None,
+                             groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Distribution matching of musical statistics between a generated and a real batch.
 
     The generated probabilities are thresholded at 0.5 with the straight-through estimator, so
@@ -1157,6 +1158,11 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
         chord_bars: for ``chord_bars``, as in :func:`roll_statistics`, the same bars of both
             batches (so ``fake`` and ``real`` hold as many phrases: the generated ones follow the
             real ones' arrangement).
+        groups: int [N] labels shared by both batches (the generated phrase i was made with the
+            label of the real phrase i, e.g. its style): each term is then matched within every
+            group and averaged with the groups' sizes as weights, so that each label's music is
+            held to its own statistics rather than only the pooled batch (whose errors can cancel
+            between labels). ``fake`` and ``real`` must hold as many phrases.
     Returns:
         dict term -> scalar tensor (0 for identical statistics in any order).
     """
@@ -1164,6 +1170,20 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
         raise ValueError(f"fake and real should both be [N, tracks, bars, steps, pitches] with the same "
                          f"tracks and grid, got {tuple(fake.shape)} and {tuple(real.shape)}")
     check_stat_terms(terms)
+    if groups is not None:
+        if fake.shape[0] != real.shape[0] or tuple(groups.shape) != (fake.shape[0],):
+            raise ValueError(f"groups: expected one label per phrase of two batches of as many phrases, got "
+                             f"{list(groups.shape)} labels for {fake.shape[0]} and {real.shape[0]} phrases")
+        total: dict[str, torch.Tensor] = {}
+        for label in torch.unique(groups):
+            keep = groups == label
+            part = statistics_matching_loss(
+                fake[keep], real[keep], lowest_pitch, pitched, terms, beats_per_bar,
+                None if chord_bars is None else {i: m.to(keep.device)[keep] for i, m in chord_bars.items()})
+            share = keep.sum().to(fake.dtype) / groups.numel()
+            for k, v in part.items():
+                total[k] = total.get(k, 0.0) + share * v
+        return total
     hard = tuple(k for k in terms if k in HARD_STAT_TERMS)
     if "chord_bars" in terms and fake.shape[0] != real.shape[0]:
         raise ValueError(f"chord_bars: fake and real should hold as many phrases, got {fake.shape[0]} and {real.shape[0]}")

@@ -142,6 +142,30 @@ def test_stems_add_up_to_the_mix_where_the_limiter_is_idle(tmp_path):
     np.testing.assert_allclose(mix[quiet, 0], sa[quiet] + sb[quiet], atol=3 / 32768)
 
 
+def test_panned_stems_are_stereo_and_add_up_to_each_channel(tmp_path):
+    """With pans the mix is stereo; each stem is placed like its track (equal-power pan law), so
+    left and right of the stems add up to left and right of the mix. A track without a pan sits
+    in the centre (-3 dB each side) as the mixer puts it."""
+    import soundfile as sf
+
+    from pipeline.generate import write_audio
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    a = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    b = (0.1 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    cfg = _cfg(tracks=[{"name": "a", "source": "melody", "volume_db": 0, "pan": -1.0},
+                       {"name": "b", "source": "piano", "volume_db": -3}])
+    write_audio(tmp_path, np.stack([a, b]), ["a", "b"], cfg, sr, flac=False)
+    mix, _ = sf.read(str(tmp_path / "song.wav"), always_2d=True)
+    sa, _ = sf.read(str(tmp_path / "stems" / "a.wav"), always_2d=True)
+    sb, _ = sf.read(str(tmp_path / "stems" / "b.wav"), always_2d=True)
+    assert mix.shape[1] == sa.shape[1] == sb.shape[1] == 2
+    assert np.abs(sa[:, 1]).max() == 0 and np.abs(sa[:, 0]).max() > 0.05   # hard left
+    np.testing.assert_allclose(sb[:, 0], sb[:, 1], atol=1 / 32768)         # centre
+    np.testing.assert_allclose(mix, sa + sb, atol=3 / 32768)
+
+
 def test_fluidsynth_stems_keep_their_balance(tmp_path, monkeypatch):
     """Each FluidSynth stem was rendered with ``render_midi``, which scales a file peaking over -1 dBFS
     down to it: a loud track lost level against the others before the mix."""

@@ -104,3 +104,25 @@ def tiny_fit():
 def tiny_module_kw():
     """A copy of :data:`TINY_MODULE` (MuseGANModule keyword arguments)."""
     return dict(TINY_MODULE)
+
+
+@pytest.fixture
+def grown_from_checkpoint(tmp_path, tiny_fit, tiny_module_kw):
+    """``grow(**extra)``: a tiny module trained 2 steps and checkpointed, then a new module with
+    ``extra`` arguments started from that checkpoint (``load_training_weights``, as ``init_from``
+    does). Returns (trained, grown, rolls [3, T, B, S, P] of random {0, 1} phrases, checkpoint)."""
+    import torch
+
+    from symbolic.lightning import MuseGANModule
+
+    def grow(**extra):
+        first, trainer = tiny_fit(tmp_path, 2)
+        ckpt = tmp_path / "plain.ckpt"
+        trainer.save_checkpoint(ckpt)
+        grown = MuseGANModule(**tiny_module_kw, data_meta=first.data_meta, **extra)
+        grown.load_training_weights(ckpt)
+        c = first.critic
+        torch.manual_seed(1)
+        rolls = (torch.rand(3, c.n_tracks, c.n_bars, c.steps_per_bar, c.n_pitches) > 0.8).float()
+        return first, grown, rolls, ckpt
+    return grow

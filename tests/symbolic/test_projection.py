@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from symbolic.lightning import MuseGANModule
 from symbolic.modules import Critic
 
 SMALL = dict(n_tracks=1, n_bars=2, steps_per_bar=8, beats_per_bar=4, n_pitches=24, lowest_pitch=36, n_styles=3,
@@ -50,17 +49,10 @@ def test_the_projection_adds_the_inner_product_of_the_style_row_and_the_phrase_f
         assert not torch.allclose(proj(_rolls(), style=torch.tensor([1, 1, 1, 1])), proj(_rolls(), style=style))
 
 
-def test_init_from_gives_a_critic_the_projection_at_zero(tmp_path, tiny_fit, tiny_module_kw):
-    first, trainer = tiny_fit(tmp_path, 2)
-    ckpt = tmp_path / "plain.ckpt"
-    trainer.save_checkpoint(ckpt)
-    proj = MuseGANModule(**tiny_module_kw, data_meta=first.data_meta, d_projection=True)
-    proj.load_training_weights(ckpt)
+def test_init_from_gives_a_critic_the_projection_at_zero(grown_from_checkpoint):
+    first, proj, roll, _ = grown_from_checkpoint(d_projection=True)
     assert torch.equal(proj.critic.style_proj.weight, torch.zeros_like(proj.critic.style_proj.weight))
     assert proj.g_steps == first.g_steps
-    c = first.critic
-    torch.manual_seed(1)
-    roll = (torch.rand(3, c.n_tracks, c.n_bars, c.steps_per_bar, c.n_pitches) > 0.8).float()
     style = torch.tensor([0, -1, 0])
     with torch.no_grad():
         assert torch.allclose(proj.critic(roll, style=style), first.critic(roll, style=style), atol=1e-6)

@@ -41,6 +41,7 @@ def test_check_schedule_normalises_phases():
     ([{"from_step": 1, "stats_terms": "density"}], r"schedule\[0\]\.stats_terms: expected a list of terms or a mapping"),
     ([{"from_step": 1, "monophonic": ["drums"]}], r"schedule\[0\]\.monophonic: unknown track 'drums'"),
     (["stats"], r"schedule\[0\]: expected a mapping"),
+    ([{"from_step": 1, "stats_by_style": "yes"}], r"schedule\[0\]: stats_by_style must be true or false, got 'yes'"),
 ])
 def test_bad_schedules_are_refused_by_name(schedule, message):
     with pytest.raises(ValueError, match=message):

@@ -280,3 +280,65 @@ def test_training_logs_the_statistics_terms(tmp_path, tiny_fit, tiny_module_kw):
     assert "loss/stats_tonal" not in trainer.logged_metrics
     with pytest.raises(ValueError, match="unknown stats_terms"):
         MuseGANModule(**tiny_module_kw, stats_terms=("density", "swing"))
+
+
+def _bars_of_hits(counts: list[int]) -> torch.Tensor:
+    """Phrases [N, 1 drum track, 1 bar, 4 steps, 3 pitches]: phrase i has ``counts[i]`` hits at step 0."""
+    r = torch.zeros(len(counts), 1, 1, 4, 3)
+    for i, c in enumerate(counts):
+        r[i, 0, 0, 0, :c] = 1
+    return r
+
+
+def test_grouped_matching_sees_labels_whose_errors_cancel_in_the_pooled_batch():
+    # style 0 plays 1 hit a bar, style 1 plays 3; the generator swaps them
+    real, fake = _bars_of_hits([1, 1, 3, 3]), _bars_of_hits([3, 3, 1, 1])
+    styles = torch.tensor([0, 0, 1, 1])
+    pooled = statistics_matching_loss(fake, real, 36, [False], ("density",))
+    assert float(pooled["density"]) == 0.0
+    grouped = statistics_matching_loss(fake, real, 36, [False], ("density",), groups=styles)
+    # each group: W1 = |3 - 1| = 2 over the group's real mean + 1 (2 and 4); weights 1/2 each
+    assert float(grouped["density"]) == pytest.approx(0.5 * 2 / 2 + 0.5 * 2 / 4)
+    assert float(statistics_matching_loss(real, real, 36, [False], ("density",), groups=styles)["density"]) == 0.0
+
+
+def test_grouped_matching_weighs_groups_by_size_and_passes_gradients():
+    torch.manual_seed(0)
+    real = (torch.rand(6, 1, 2, 4, 12) > 0.7).float()
+    fake = torch.rand(6, 1, 2, 4, 12, requires_grad=True)
+    groups = torch.tensor([2, 2, 2, 2, 5, 5])
+    terms = ("density", "polyphony", "chords")
+    got = statistics_matching_loss(fake, real, 60, [False], terms, groups=groups)
+    a = statistics_matching_loss(fake[:4], real[:4], 60, [False], terms)
+    b = statistics_matching_loss(fake[4:], real[4:], 60, [False], terms)
+    for k in terms:
+        assert torch.allclose(got[k], (4 * a[k] + 2 * b[k]) / 6)
+    sum(got.values()).backward()
+    assert fake.grad is not None and bool((fake.grad != 0).any())
+
+
+def test_grouped_matching_refuses_labels_that_do_not_pair_the_phrases():
+    real = torch.zeros(4, 1, 1, 4, 3)
+    with pytest.raises(ValueError, match=r"groups: expected one label per phrase .* got \[3\] labels for 4 and 4"):
+        statistics_matching_loss(real, real, 36, [False], ("density",), groups=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="groups: .* for 4 and 2 phrases"):
+        statistics_matching_loss(real, real[:2], 36, [False], ("density",), groups=torch.zeros(4))
+
+
+def test_training_by_style_matches_within_the_batch_styles(tmp_path, tiny_fit, monkeypatch):
+    import symbolic.lightning as lightning_module
+
+    seen = []
+    real_loss = lightning_module.statistics_matching_loss
+
+    def spy(*args, groups=None, **kw):
+        seen.append(groups)
+        return real_loss(*args, groups=groups, **kw)
+
+    monkeypatch.setattr(lightning_module, "statistics_matching_loss", spy)
+    model, _ = tiny_fit(tmp_path, 4, stats_weight=1.0, stats_terms=("density",), stats_by_style=True)
+    assert model.g_steps == 2 and len(seen) == 2
+    assert all(g is not None and g.dtype == torch.long and g.shape == (4,) for g in seen)
+    seen.clear()
+    tiny_fit(tmp_path, 4, stats_weight=1.0, stats_terms=("density",))
+    assert seen == [None, None]
