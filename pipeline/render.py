@@ -99,9 +99,12 @@ def load_timbre(weights: str | None, device: str):
 
 
 def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = "neural", device: str = "cpu",
-                timbre=None, weights: str | None = None, seed: int = 0) -> Path:
+                timbre=None, weights: str | None = None, seed: int = 0, sample_rate: int | None = None) -> Path:
     """Render a MIDI file into a mastered WAV, or FLAC when ``wav_path`` ends in .flac (atomically;
-    nothing written on error). UserError when ``wav_path`` ends in anything but .wav / .flac."""
+    nothing written on error). UserError when ``wav_path`` ends in anything but .wav / .flac.
+
+    ``sample_rate``: FluidSynth renders at any rate (default 44,100 Hz); the timbre model only at
+    its own, so with ``neural`` any other rate is a UserError."""
     from audio.mix import master, mix_stems, write_wav
     from symbolic.roll import read_midi
 
@@ -114,17 +117,25 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
     if renderer == "fluidsynth":
         from audio.fluid import render_midi
 
-        render_midi(midi_path, wav_path, sample_rate=44100)
+        render_midi(midi_path, wav_path, sample_rate=FLUID_RATE if sample_rate is None else sample_rate)
         return wav_path
     if renderer != "neural":
         raise UserError(f"--renderer {renderer!r}: not allowed (allowed: neural, fluidsynth)")
     if timbre is None:
         timbre = load_timbre(weights, device)
-    _, stems = render_midi_neural(pm, timbre, device=device, seed=seed, progress=sys.stderr.isatty())
     sr = int(timbre.sample_rate)
+    if sample_rate is not None and sample_rate != sr:
+        raise UserError(f"--sample-rate {sample_rate}: the timbre model renders at {sr} Hz only "
+                        f"(allowed: {sr}; --renderer fluidsynth renders at any rate)")
+    _, stems = render_midi_neural(pm, timbre, device=device, seed=seed, progress=sys.stderr.isatty())
     write_wav(wav_path, master(mix_stems(stems), sr), sr, flac=flac)
     return wav_path
 
+
+#: FluidSynth's output rate when none is asked for.
+FLUID_RATE = 44100
+#: The rates ``render --sample-rate`` accepts (FluidSynth's own bounds).
+RATE_RANGE = (8000, 96000)
 
 #: File name endings ``render`` writes (the format follows the ending).
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -148,11 +159,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--weights", default=None, help=f"timbre model weights (default {DEFAULT_AUDIO_WEIGHTS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the instruments' timbre latents")
+    p.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
+                   help=f"output rate: FluidSynth renders at any rate from {RATE_RANGE[0]} to {RATE_RANGE[1]} "
+                        f"(default {FLUID_RATE}); the timbre model at its own only (the default)")
     return p
 
 
 def cli_main(argv: list[str]) -> int:
-    """``musegansynth render MIDI [--out WAV] [--renderer neural|fluidsynth] [--device D] [--weights PATH]``."""
+    """``musegansynth render MIDI [--out WAV] [--renderer neural|fluidsynth] [--device D] [--weights PATH]
+    [--seed N] [--sample-rate HZ]``."""
     from pipeline.generate import resolve_device
 
     args = build_parser(argv[0]).parse_args(argv[1:])
@@ -160,10 +175,14 @@ def cli_main(argv: list[str]) -> int:
     out = Path(args.out) if args.out else midi.with_suffix(".wav")
     check_seed(args.seed)
     check_audio_out(out)
+    if args.sample_rate is not None and not RATE_RANGE[0] <= args.sample_rate <= RATE_RANGE[1]:
+        raise UserError(f"--sample-rate {args.sample_rate}: out of range (allowed: {RATE_RANGE[0]} to "
+                        f"{RATE_RANGE[1]} Hz)")
     device = resolve_device(args.device)
     from symbolic.roll import read_midi
 
     read_midi(midi)  # fail on an unreadable MIDI before loading any model
-    render_file(midi, out, renderer=args.renderer, device=device, weights=args.weights, seed=args.seed)
+    render_file(midi, out, renderer=args.renderer, device=device, weights=args.weights, seed=args.seed,
+                sample_rate=args.sample_rate)
     print(out)
     return 0

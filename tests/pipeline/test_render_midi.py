@@ -127,3 +127,18 @@ def test_render_with_fluidsynth(tmp_path):
     assert cli_main(["r", str(midi), "--renderer", "fluidsynth", "--out", str(tmp_path / "f.wav")]) == 0
     data, sr = sf.read(str(tmp_path / "f.wav"))
     assert sr == 44100 and np.abs(data).max() > 0.01
+    assert cli_main(["r", str(midi), "--renderer", "fluidsynth", "--sample-rate", "22050",
+                     "--out", str(tmp_path / "g.flac")]) == 0
+    low, sr = sf.read(str(tmp_path / "g.flac"))
+    assert sr == 22050 and abs(len(low) - len(data) / 2) <= 1024 and np.abs(low).max() > 0.01
+
+
+def test_render_sample_rate_is_checked_before_anything_is_written(tmp_path, fake_timbre):
+    midi = _midi(tmp_path / "in.mid")
+    with pytest.raises(UserError, match=r"^--sample-rate 44100: the timbre model renders at 16000 Hz only"):
+        cli_main(["r", str(midi), "--sample-rate", "44100", "--device", "cpu"])
+    for bad in ("100", "200000"):
+        with pytest.raises(UserError, match=rf"^--sample-rate {bad}: out of range \(allowed: 8000 to 96000 Hz\)"):
+            cli_main(["r", str(midi), "--renderer", "fluidsynth", "--sample-rate", bad])
+    assert cli_main(["r", str(midi), "--sample-rate", "16000", "--device", "cpu"]) == 0  # the model's own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mid", "in.wav"]
