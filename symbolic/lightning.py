@@ -553,7 +553,8 @@ class ExportComposer(L.Callback):
         ckpt = trainer.checkpoint_callback
         if ckpt is not None and ckpt.save_last is True and ckpt.dirpath:  # not "link": that is a periodic one
             last = ckpt.last_model_path or str(Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}")
-            trainer.save_checkpoint(last)  # every rank (DDP); exports through on_save_checkpoint
+            # a full checkpoint (to resume), on every rank (DDP); exports through on_save_checkpoint
+            trainer.save_checkpoint(last, weights_only=False)
         else:
             self.export(trainer, pl_module)
 
