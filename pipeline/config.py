@@ -131,6 +131,8 @@ class SectionConfig:
         play: names of tracks that play in every bar of the section (their composer must have
             arrangement conditioning, else it has no effect and a note says so); rest: names of
             tracks that are silent in it. Other tracks follow the composer's own arrangement.
+        style: the drums' genre in this section (a name or index, as the song's ``style``);
+            None = the song's.
     """
 
     name: str
@@ -140,6 +142,7 @@ class SectionConfig:
     morph: float = 0.0
     play: tuple[str, ...] = ()
     rest: tuple[str, ...] = ()
+    style: str | int | None = None
 
 
 @dataclass(frozen=True)
@@ -343,7 +346,7 @@ def _join(prefix: str, key: str) -> str:
 
 _TOP_KEYS = {"title", "seed", "tempo", "time_signature", "sample_rate", "style", "tracks", "sections", "weights"}
 _TRACK_KEYS = {"name", "source", "instrument", "timbre_seed", "morph_seed", "volume_db", "pan"}
-_SECTION_KEYS = {"name", "bars", "chords", "variation", "morph", "play", "rest"}
+_SECTION_KEYS = {"name", "bars", "chords", "variation", "morph", "play", "rest", "style"}
 
 
 def parse_config(data: Any, source: str = "<config>") -> SongConfig:
@@ -366,9 +369,7 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
     sample_rate = ctx.integer(top.get("sample_rate", 16000), "sample_rate")
     if sample_rate not in SAMPLE_RATES:
         raise ctx.fail("sample_rate", f"{sample_rate} is not allowed (allowed: {', '.join(map(str, SAMPLE_RATES))})")
-    style = top.get("style")
-    if style is not None and (isinstance(style, bool) or not isinstance(style, (str, int))):
-        raise ctx.fail("style", f"{_show(style)} is not allowed (expected a style name or index)")
+    style = _style(ctx, top.get("style"), "style")
 
     raw_tracks = top["tracks"]
     if not isinstance(raw_tracks, list) or not raw_tracks:
@@ -420,7 +421,8 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
         both = sorted(set(play) & set(rest))
         if both:
             raise ctx.fail(f"{key}.rest", f"{both[0]!r} is also in play (a track either plays or rests)")
-        sections.append(SectionConfig(name, bars, chords, variation, morph, play, rest))
+        sections.append(SectionConfig(name, bars, chords, variation, morph, play, rest,
+                                      _style(ctx, s.get("style"), f"{key}.style")))
     total = sum(s.bars for s in sections)
     if total > MAX_BARS:
         raise ctx.fail("sections", f"{total} bars in all is too long (allowed: at most {MAX_BARS})")
@@ -430,6 +432,14 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
     weights = WeightsConfig(**{k: ctx.string(w.get(k, DEFAULT_WEIGHTS[k]), f"weights.{k}") for k in DEFAULT_WEIGHTS})
     return SongConfig(title, seed, tempo, tuple(tracks), tuple(sections), (num, den), sample_rate, style, weights,
                       source)
+
+
+def _style(ctx: _Ctx, value: Any, key: str) -> str | int | None:
+    """A drums genre as a config gives it: a name or an index (checked against the drums model
+    when the song is composed), or None."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+        raise ctx.fail(key, f"{_show(value)} is not allowed (expected a style name or index)")
+    return value
 
 
 def _track_names(ctx: _Ctx, value: Any, key: str, names: list[str]) -> tuple[str, ...]:

@@ -273,21 +273,34 @@ def composer_grid(model):
     return Grid(int(g["steps_per_beat"]), int(g["beats_per_bar"]), int(g["lowest_pitch"]), int(g["n_pitches"]))
 
 
-def _style_index(drums, style: str | int | None, source: str) -> int | None:
+def _style_index(drums, style: str | int | None, source: str, key: str = "style") -> int | None:
     """Style label for the drums composer: None (unknown) when the config gives none."""
     styles = getattr(drums, "styles", None)
     if style is None:
         return None
     if isinstance(style, int):
         if styles and not 0 <= style < len(styles):
-            raise UserError(f"{source}: style: {style} is out of range (allowed: 0 to {len(styles) - 1})")
+            raise UserError(f"{source}: {key}: {style} is out of range (allowed: 0 to {len(styles) - 1})")
         return style
     if not styles:
-        raise UserError(f"{source}: style: {style!r}: the drums model has no named styles")
+        raise UserError(f"{source}: {key}: {style!r}: the drums model has no named styles")
     lowered = [str(s).lower() for s in styles]
     if style.lower() not in lowered:
-        raise UserError(f"{source}: style: {style!r} is not allowed (allowed: {', '.join(map(str, styles))})")
+        raise UserError(f"{source}: {key}: {style!r} is not allowed (allowed: {', '.join(map(str, styles))})")
     return lowered.index(style.lower())
+
+
+def phrase_styles(drums, config: SongConfig) -> list[int] | None:
+    """The drums' style index of every phrase: its section's ``style``, else the song's, -1
+    (unknown) where neither is given; None when no section and not the song name one."""
+    song = _style_index(drums, config.style, config.source)
+    n_bars = int(drums.n_bars)
+    out: list[int] = []
+    for i, s in enumerate(config.sections):
+        own = _style_index(drums, s.style, config.source, f"sections[{i}].style")
+        label = own if own is not None else song
+        out += [-1 if label is None else label] * -(-s.bars // n_bars)
+    return None if all(x == -1 for x in out) else out
 
 
 def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.ndarray:
@@ -312,7 +325,7 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     if grid.beats_per_bar != config.beats_per_bar:
         raise UserError(f"{config.source}: time_signature: the composer writes {grid.beats_per_bar} beats a bar")
 
-    def song_roll(model, tag: str, style: int | None, use_chords: bool) -> np.ndarray:
+    def song_roll(model, tag: str, style: int | list[int] | None, use_chords: bool) -> np.ndarray:
         phrases = plan_phrases(model, config, seed, tag, use_chords)
         lat = {k: v.to(device) for k, v in _cat(phrases).items()}
         if ARRANGEMENT_KEY in lat:
@@ -321,8 +334,10 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
         kwargs: dict[str, Any] = {}
         if chords is not None:
             kwargs["chords"] = chords.to(device)
-        if style is not None:
+        if isinstance(style, int):
             kwargs["style"] = torch.full((len(phrases),), style, dtype=torch.long, device=device)
+        elif style is not None:  # one per phrase
+            kwargs["style"] = torch.tensor(style, dtype=torch.long, device=device)
         offsets = section_offsets(model, config, chords)
         if offsets.any():  # composed in the model's home key, each section from its own key, then moved back
             kwargs["transpose"] = torch.from_numpy(offsets)
@@ -350,8 +365,7 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
                                                                             grid.lowest_pitch):
             raise UserError(f"weights.drums: the drums model's grid {dgrid} does not match the composer's {grid}")
         # the drums model learnt from drum-only data: no chords for it (its "no chord" path)
-        drums = song_roll(models.drums, "drums", _style_index(models.drums, config.style, config.source),
-                          use_chords=False)
+        drums = song_roll(models.drums, "drums", phrase_styles(models.drums, config), use_chords=False)
     rows = []
     for t in config.tracks:
         src = t.source.lower()
@@ -496,7 +510,7 @@ def section_table(config: SongConfig) -> list[dict[str, Any]]:
                 chords = per_bar
         out.append({"name": s.name, "start_bar": bar, "bars": s.bars, "start_s": round(bar * bar_s, 4),
                     "end_s": round((bar + s.bars) * bar_s, 4), "chords": chords, "variation": s.variation,
-                    "morph": s.morph})
+                    "morph": s.morph, "style": config.style if s.style is None else s.style})
         bar += s.bars
     return out
 

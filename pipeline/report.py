@@ -88,7 +88,8 @@ def render_index(facts: dict[str, Any], sections: Sequence[dict[str, Any]], audi
         chords = " ".join(s.get("chords") or []) or "-"
         rows.append(f"<tr><td>{e(s['name'])}</td><td>{s['start_bar'] + 1}</td><td>{s['bars']}</td>"
                     f"<td>{s['start_s']:.2f}</td><td>{s['end_s']:.2f}</td><td>{e(chords)}</td>"
-                    f"<td>{s.get('variation', 0):g}</td><td>{s.get('morph', 0):g}</td></tr>")
+                    f"<td>{s.get('variation', 0):g}</td><td>{s.get('morph', 0):g}</td>"
+                    f"<td>{e(str(s['style'])) if s.get('style') is not None else '-'}</td></tr>")
     players = "\n".join(f'<figure><figcaption>{e(label)}</figcaption><audio controls preload="none" '
                         f'src="{_rel(p)}"></audio></figure>' for label, p in audio)
     imgs = "\n".join(f'<figure><img src="{_rel(p)}" alt="{e(c)}"><figcaption>{e(c)}</figcaption></figure>'
@@ -128,7 +129,7 @@ img {{ max-width: 100%; }}
 <h2>Structure</h2>
 <table id="sections">
 <tr><th>section</th><th>first bar</th><th>bars</th><th>start (s)</th><th>end (s)</th><th>chords</th>
-<th>variation</th><th>morph</th></tr>
+<th>variation</th><th>morph</th><th>drums' style</th></tr>
 {"".join(rows)}
 </table>
 <h2>Notes per track</h2>

@@ -20,7 +20,7 @@ from fakes import FakeComposer, FakeTimbreGenerator, fake_drum_composer
 from pipeline.config import load_config, parse_config
 from pipeline.errors import UserError
 from pipeline.generate import (TRANSITION_T, Models, _generator, _seed_for, _take, cli_main, compose, fill_silent_bars, generate_song,
-                               plan_chords, plan_phrases, section_arrangement)
+                               plan_chords, plan_phrases, section_arrangement, section_table)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,6 +93,34 @@ def test_compose_errors(fake_models):
         compose(fake_models, bad_source, 1, "cpu")
     with pytest.raises(UserError, match=r"style: 'jazz' is not allowed \(allowed: pop, rock\)"):
         compose(fake_models, _cfg(style="jazz"), 1, "cpu")
+
+
+def test_a_section_may_give_the_drums_another_style(fake_models, tmp_path):
+    # phrases of 4 bars: verse 1, chorus 1 (2 bars), verse 1; the chorus plays pop, the rest the song's rock
+    sections = [dict(sec) for sec in SMALL_SONG["sections"]]
+    sections[1]["style"] = "POP"
+    compose(fake_models, _cfg(sections=sections), 1, "cpu")
+    assert fake_models.drums.decode_calls[-1]["style"].tolist() == [1, 0, 1]
+    # without a song style, the other sections stay "unknown" (-1); an index works as a name does
+    sections[1]["style"] = 1
+    compose(fake_models, _cfg(style=None, sections=sections), 1, "cpu")
+    assert fake_models.drums.decode_calls[-1]["style"].tolist() == [-1, 1, -1]
+    # none given anywhere: the unknown style, as before
+    compose(fake_models, _cfg(style=None), 1, "cpu")
+    assert fake_models.drums.decode_calls[-1]["style"] is None
+    sections[1]["style"] = "jazz"
+    with pytest.raises(UserError, match=r"small.yaml: sections\[1\].style: 'jazz' is not allowed \(allowed: pop, rock\)"):
+        compose(fake_models, _cfg(sections=sections), 1, "cpu")
+    sections[1]["style"] = 7
+    with pytest.raises(UserError, match=r"sections\[1\].style: 7 is out of range \(allowed: 0 to 1\)"):
+        compose(fake_models, _cfg(sections=sections), 1, "cpu")
+    sections[1]["style"] = ["rock"]
+    with pytest.raises(UserError, match=r"sections\[1\].style: .* is not allowed \(expected a style name or index\)"):
+        _cfg(sections=sections)
+    # the section table (song.json, index.html) says which style each section's drums played
+    sections[1]["style"] = "pop"
+    rows = section_table(_cfg(sections=sections))
+    assert [r["style"] for r in rows] == ["rock", "pop", "rock"]
 
 
 def test_section_play_and_rest_override_the_arrangement():
