@@ -274,13 +274,17 @@ def composer_grid(model):
 
 
 def _style_index(drums, style: str | int | None, source: str, key: str = "style") -> int | None:
-    """Style label for the drums composer: None (unknown) when the config gives none."""
+    """Style label for the drums composer: None (unknown) when the config gives none. An index is
+    checked against the named styles, or the generator's ``n_styles`` when the card names none."""
     styles = getattr(drums, "styles", None)
     if style is None:
         return None
     if isinstance(style, int):
-        if styles and not 0 <= style < len(styles):
-            raise UserError(f"{source}: {key}: {style} is out of range (allowed: 0 to {len(styles) - 1})")
+        count = len(styles) if styles else getattr(getattr(drums, "generator", None), "config", {}).get("n_styles")
+        if count == 0:
+            raise UserError(f"{source}: {key}: {style}: the drums model has no styles")
+        if count is not None and not 0 <= style < count:
+            raise UserError(f"{source}: {key}: {style} is out of range (allowed: 0 to {count - 1})")
         return style
     if not styles:
         raise UserError(f"{source}: {key}: {style!r}: the drums model has no named styles")

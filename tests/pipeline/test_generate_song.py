@@ -123,6 +123,28 @@ def test_a_section_may_give_the_drums_another_style(fake_models, tmp_path):
     assert [r["style"] for r in rows] == ["rock", "pop", "rock"]
 
 
+def test_a_style_index_for_drums_without_named_styles_is_checked_against_the_generator(fake_models):
+    # a card without style names: an index is checked against the generator's n_styles (past it,
+    # the style embedding would fail with an IndexError and a traceback)
+    from types import SimpleNamespace
+
+    drums = fake_drum_composer(styles=())
+    drums.generator = SimpleNamespace(config={"n_styles": 2})
+    models = Models(fake_models.composer, drums, fake_models.timbre, {})
+    sections = [dict(sec) for sec in SMALL_SONG["sections"]]
+    sections[1]["style"] = 1
+    compose(models, _cfg(style=None, sections=sections), 1, "cpu")
+    assert drums.decode_calls[-1]["style"].tolist() == [-1, 1, -1]
+    sections[1]["style"] = 2
+    with pytest.raises(UserError, match=r"^small.yaml: sections\[1\].style: 2 is out of range \(allowed: 0 to 1\)$"):
+        compose(models, _cfg(style=None, sections=sections), 1, "cpu")
+    with pytest.raises(UserError, match=r"^small.yaml: style: -1 is out of range \(allowed: 0 to 1\)$"):
+        compose(models, _cfg(style=-1), 1, "cpu")
+    drums.generator.config["n_styles"] = 0
+    with pytest.raises(UserError, match=r"^small.yaml: style: 0: the drums model has no styles$"):
+        compose(models, _cfg(style=0), 1, "cpu")
+
+
 def test_section_play_and_rest_override_the_arrangement():
     cfg = _cfg(sections=[{"name": "intro", "bars": 4, "rest": ["lead"]},
                          {"name": "verse", "bars": 6, "play": ["LEAD"], "rest": "keys"},
