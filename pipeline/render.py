@@ -154,7 +154,7 @@ def check_audio_out(path: str | Path) -> Path:
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Voice a MIDI file with the timbre model (or FluidSynth).")
     p.add_argument("midi", help="the MIDI file")
-    p.add_argument("--out", default=None, help="output WAV (default: the MIDI's name with .wav)")
+    p.add_argument("--out", default=None, help="output .wav or .flac (default: the MIDI's name with .wav)")
     p.add_argument("--renderer", choices=("neural", "fluidsynth"), default="neural")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--weights", default=None, help=f"timbre model weights (default {DEFAULT_AUDIO_WEIGHTS})")

@@ -1174,6 +1174,7 @@ def statistics_matching_loss(fake: torch.Tensor, real: torch.Tensor, lowest_pitc
         if fake.shape[0] != real.shape[0] or tuple(groups.shape) != (fake.shape[0],):
             raise ValueError(f"groups: expected one label per phrase of two batches of as many phrases, got "
                              f"{list(groups.shape)} labels for {fake.shape[0]} and {real.shape[0]} phrases")
+        groups = groups.to(fake.device)
         total: dict[str, torch.Tensor] = {}
         for label in torch.unique(groups):
             keep = groups == label
