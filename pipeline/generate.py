@@ -468,11 +468,46 @@ def fill_play_bars(roll: np.ndarray, config: SongConfig, rows: Sequence[int]) ->
     return out
 
 
-def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequence[bool]):
+def learnt_velocities(models: Models, config: SongConfig) -> list[np.ndarray | None]:
+    """Per track of the config: float ``[bars, pitches, steps]``, the velocity the data plays at
+    each cell (``decode.velocity`` of the card of the model composing it, :mod:`symbolic.velocity`;
+    the drums by the genre of each bar's section), NaN where the table has none; None for a track
+    whose model has no table."""
+    from symbolic.velocity import velocity_grid
+
+    comp = models.composer
+    comp_names = [n.lower() for n in comp.track_names]
+    out: list[np.ndarray | None] = []
+    for t in config.tracks:
+        src = t.source.lower()
+        model = comp if src in comp_names else models.drums
+        table = getattr(model, "velocity", None)
+        name = model.track_names[[n.lower() for n in model.track_names].index(src)]
+        if not table or name not in table["tracks"]:
+            out.append(None)
+            continue
+        styles = list(getattr(model, "styles", None) or [])
+        grid = composer_grid(model)
+        bars = []
+        for s in config.sections:
+            if model is comp:  # composed as the composer's first style (see compose)
+                style = styles[0] if styles else None
+            else:
+                label = config.style if s.style is None else s.style
+                style = styles[label] if isinstance(label, int) and 0 <= label < len(styles) else label
+            one = velocity_grid(table, name, None if style is None else str(style), grid.n_pitches, grid.lowest_pitch)
+            bars += [one] * s.bars
+        out.append(np.stack(bars))
+    return out
+
+
+def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequence[bool],
+                       velocities: Sequence[np.ndarray | None] | None = None):
     """Binary roll -> ``symbolic.roll.Multitrack`` with velocities, onsets and the config's tracks.
 
     Pitched notes start where a pitch turns on (held steps merge); every drum step is a hit.
-    Velocity: :data:`BASE_VELOCITY`, plus :data:`ACCENT` for onsets on a beat's first step.
+    Velocity: :data:`BASE_VELOCITY`, plus :data:`ACCENT` for onsets on a beat's first step; where
+    ``velocities`` (:func:`learnt_velocities`) gives a track's cell, the data's velocity there.
     """
     from symbolic.roll import Multitrack
     from symbolic.trackmap import TrackMap, TrackSpec
@@ -488,6 +523,12 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
     # held steps carry the base velocity; roll_to_notes reads a note's velocity at its onset
     vel = np.where(flat, BASE_VELOCITY, 0).astype(np.uint8)
     vel[onsets & on_beat] = BASE_VELOCITY + ACCENT
+    for t, learnt in enumerate(velocities or ()):
+        if learnt is None:
+            continue
+        cells = learnt.transpose(0, 2, 1).reshape(B * S, P)          # [bars * steps, pitches]
+        use = onsets[t] & np.isfinite(cells)
+        vel[t][use] = np.clip(np.rint(cells[use]), 1, 127).astype(np.uint8)
     tm = TrackMap(tuple(TrackSpec(tc.name, tc.program if not d else 0, is_drum=bool(d))
                         for tc, d in zip(config.tracks, is_drum)), name="song")
     shape = (T, B, S, P)
@@ -687,7 +728,8 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
             comp_names = [n.lower() for n in models.composer.track_names]
             is_drum = [t.source.lower() not in comp_names or bool(models.composer.is_drum[comp_names.index(
                 t.source.lower())]) for t in config.tracks]
-            mt = roll_to_multitrack(roll, config, composer_grid(models.composer), is_drum)
+            mt = roll_to_multitrack(roll, config, composer_grid(models.composer), is_drum,
+                                    learnt_velocities(models, config))
             pm = multitrack_to_midi(mt)
             write_midi(pm, stage / "song.mid")
             timings["compose_s"] = round(time.perf_counter() - t0, 3)

@@ -10,7 +10,9 @@ split into train/valid/test by song. Layout of the cache (docs/CONTRACTS.md):
 ``OUT/meta.json`` and ``OUT/{train,valid,test}.npz`` holding
 ``rolls`` bool ``[N, tracks, bars, steps_per_bar, n_pitches]``,
 ``chords`` uint8 ``[N, bars, beats_per_bar, 12]``, ``has_chords`` bool ``[N]``,
-``style`` int64 ``[N]``, ``song`` int64 ``[N]``, ``key`` int64 ``[N]`` (-1 unknown).
+``style`` int64 ``[N]``, ``song`` int64 ``[N]``, ``key`` int64 ``[N]`` (-1 unknown); and
+``OUT/velocity.npz``, the songs' note velocities counted by split, style, track, pitch and step
+of the bar (:mod:`symbolic.velocity`).
 """
 
 from __future__ import annotations
@@ -450,6 +452,9 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
     song_counts = Counter()
     styles: list[str] = []
     empty_total = 0
+    from symbolic.velocity import FILE as VELOCITY_FILE, VelocityCounter, save_counts
+
+    velocities = VelocityCounter(len(track_map), grid.n_pitches, grid.steps_per_bar)
     for k, (name, load) in enumerate(tqdm(songs, desc="songs", unit="song", disable=not progress)):
         try:
             song = load()
@@ -478,6 +483,7 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
         arrays["song"] = np.full(P, song.sid, dtype=np.int64)
         parts[split].append(arrays)
         song_counts[split] += 1
+        velocities.add(song.mt, song.style, split)
     # styles sorted by name so indices do not depend on song order
     order = sorted(styles)
     remap = np.array([order.index(s) for s in styles], dtype=np.int64) if styles else np.zeros(0, np.int64)
@@ -511,6 +517,7 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
                 "grid": grid.to_dict(), "n_bars": n_bars, "hop": hop, "styles": order, "counts": counts,
                 "source": source, "track_map": track_map.name, "seed": seed, "transposed": transpose}
         (stage / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        save_counts(stage / VELOCITY_FILE, velocities, order)
     return counts
 
 

@@ -48,7 +48,8 @@ def weight_paths(out_dir: str | Path, name: str) -> tuple[Path, Path]:
 def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str, meta: dict,
                      training_steps: int = 0, extra: dict | None = None,
                      release: dict[str, float] | None = None,
-                     legato: dict[str, float] | None = None) -> tuple[Path, Path]:
+                     legato: dict[str, float] | None = None,
+                     velocity: dict | None = None) -> tuple[Path, Path]:
     """Write the generator's weights and a JSON card atomically.
 
     Args:
@@ -65,6 +66,8 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
             new onset releases when the composer binarises (``symbolic.generate.release_held_notes``).
         legato: {track name: tau}: the card's ``decode.legato``, which one-pitch-per-step tracks
             overlap a note change by a step where the generator holds on (``symbolic.generate.legato_overlaps``).
+        velocity: the card's ``decode.velocity``, the data's mean velocities by step of the bar
+            (``symbolic.velocity.velocity_table``) that the song pipeline plays the notes with.
     Returns:
         (weights path, json path).
     """
@@ -88,6 +91,8 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
     }
     decode = {rule: {str(k): float(v) for k, v in taus.items()}
               for rule, taus in (("release", release), ("legato", legato)) if taus}
+    if velocity:
+        decode["velocity"] = velocity
     if decode:
         card["decode"] = decode
     if extra:
@@ -99,7 +104,8 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: bool = False,
                       arrangement_data: str | Path | None = None,
                       release: dict[str, float] | None = None,
-                      legato: dict[str, float] | None = None) -> tuple[Path, Path]:
+                      legato: dict[str, float] | None = None,
+                      velocity_data: str | Path | None = None) -> tuple[Path, Path]:
     """Export a training checkpoint's EMA generator (or, with ``raw``, the trained generator itself).
 
     The checkpoint is read with ``torch.load(weights_only=True)``; the card records which
@@ -107,7 +113,8 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
     (a phrase cache folder) counts the arrangement chain again on its training phrases, as a
     training run does when it starts: for checkpoints saved before the chain had chord slots.
     ``release`` and ``legato`` ({track: tau}) replace the run's ``model.release`` and
-    ``model.legato`` in the card.
+    ``model.legato`` in the card. ``velocity_data`` (a phrase cache folder with ``velocity.npz``)
+    puts its training split's mean velocities in the card (``decode.velocity``).
     """
     from pipeline.errors import UserError
 
@@ -141,12 +148,39 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
             model.fit_arrangement(*(torch.from_numpy(train[k]) for k in ("rolls", "chords", "has_chords")))
         except ValueError as exc:
             raise UserError(f"{arrangement_data}: --arrangement-data does not fit this model ({exc})") from None
-    return export_module(model, out_dir, name, global_step=int(state.get("global_step", 0)), raw=raw)
+    velocity = None
+    if velocity_data is not None:
+        velocity = _velocity_from_cache(velocity_data, model.meta())
+    return export_module(model, out_dir, name, global_step=int(state.get("global_step", 0)), raw=raw,
+                         velocity=velocity)
+
+
+def _velocity_from_cache(folder: str | Path, meta: dict) -> dict:
+    """``decode.velocity`` from a cache's ``velocity.npz`` (its training split), for a model of ``meta``."""
+    from pipeline.errors import UserError
+    from symbolic.datamodule import read_meta
+    from symbolic.velocity import load_counts, velocity_table
+
+    cache = read_meta(folder)
+    if list(cache.get("tracks", [])) != list(meta["tracks"]):
+        raise UserError(f"{folder}: --velocity-data: the cache's tracks {cache.get('tracks')} are not the "
+                        f"model's {meta['tracks']}")
+    def steps(grid: dict) -> int:
+        return int(grid.get("steps_per_bar") or int(grid["steps_per_beat"]) * int(grid["beats_per_bar"]))
+
+    if steps(cache["grid"]) != steps(meta["grid"]):
+        raise UserError(f"{folder}: --velocity-data: {steps(cache['grid'])} steps a bar, the model has "
+                        f"{steps(meta['grid'])}")
+    try:
+        counts = load_counts(folder)
+    except FileNotFoundError as exc:
+        raise UserError(f"--velocity-data: {exc}") from None
+    return velocity_table(counts, meta["tracks"], meta["is_drum"], int(meta["grid"]["lowest_pitch"]))
 
 
 def cli_main(argv: list[str]) -> int:
     """``musegansynth export symbolic CKPT --out DIR --name NAME [--raw] [--arrangement-data DIR]
-    [--release TRACK=TAU ...] [--legato TRACK=TAU ...]``."""
+    [--velocity-data DIR] [--release TRACK=TAU ...] [--legato TRACK=TAU ...]``."""
     import argparse
 
     p = argparse.ArgumentParser(prog=argv[0], description="Export a composer training checkpoint's generator.")
@@ -161,11 +195,14 @@ def cli_main(argv: list[str]) -> int:
                         "(e.g. data/build/symbolic/pop909; for checkpoints older than its chord slots)")
     from symbolic.generate import add_decode_arguments, parse_track_taus
 
+    p.add_argument("--velocity-data", metavar="DIR", default=None,
+                   help="put this phrase cache's training-split velocities (velocity.npz) in the card, so songs "
+                        "play each note as loud as the data does at that step of the bar")
     add_decode_arguments(p, "the run's model.{rule}")
     args = p.parse_args(argv[1:])
     st, js = export_checkpoint(args.ckpt, args.out, args.name, raw=args.raw, arrangement_data=args.arrangement_data,
                                release=parse_track_taus(args.release, "--release"),
-                               legato=parse_track_taus(args.legato, "--legato"))
+                               legato=parse_track_taus(args.legato, "--legato"), velocity_data=args.velocity_data)
     print(f"wrote {st} and {js}")
     return 0
 

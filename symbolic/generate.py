@@ -309,6 +309,10 @@ class Composer:
             raise ValueError(f"decode: expected a mapping, got {type(decode).__name__}")
         self.release = check_track_taus(decode.get("release"), self.track_names, "decode.release")
         self.legato = check_legato(decode.get("legato"), self.track_names, generator.monophonic, "decode.legato")
+        from symbolic.velocity import check_velocity_table
+
+        # the data's mean velocity by step of the bar (and pitch, for drums), for the song pipeline
+        self.velocity = check_velocity_table(decode.get("velocity"), self.track_names, self.steps_per_bar)
         # trained on music moved to C major / A minor (the card's "transposed"): other keys are
         # moved there to be composed and back afterwards (see home_offset)
         self.home_key = bool(card.get("transposed", False)) and not all(self.is_drum)

@@ -560,7 +560,7 @@ class ExportComposer(L.Callback):
 
 
 def export_module(module: MuseGANModule, out_dir: str | Path, name: str, global_step: int,
-                  raw: bool = False) -> tuple[Path, Path]:
+                  raw: bool = False, velocity: dict | None = None) -> tuple[Path, Path]:
     """Export a module's EMA generator (or, with ``raw``, the trained generator itself); the card's
     ``training`` holds the hyper-parameters, ``global_step`` and which generator (``exported``)."""
     extra = {k: (list(v) if isinstance(v, tuple) else v) for k, v in module.hparams.items()
@@ -568,7 +568,8 @@ def export_module(module: MuseGANModule, out_dir: str | Path, name: str, global_
     extra.update(global_step=int(global_step), exported="generator" if raw else "ema")
     generator = module.generator if raw else module.g_ema
     return export_generator(generator, out_dir, name, module.meta(), training_steps=int(module.g_steps), extra=extra,
-                            release=module.hparams.get("release"), legato=module.hparams.get("legato"))
+                            release=module.hparams.get("release"), legato=module.hparams.get("legato"),
+                            velocity=velocity)
 
 
 def read_training_checkpoint(path: str | Path, role: str = "",

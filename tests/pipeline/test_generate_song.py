@@ -145,6 +145,26 @@ def test_a_style_index_for_drums_without_named_styles_is_checked_against_the_gen
         compose(models, _cfg(style=0), 1, "cpu")
 
 
+def test_learnt_velocities_play_each_hit_as_the_data_does_in_its_sections_style(fake_models, tmp_path):
+    from pipeline.generate import ACCENT, BASE_VELOCITY
+
+    # the kick (MIDI 36) on a bar's first step: 111 in rock, 50 pooled over all styles
+    fake_models.drums.velocity = {"steps_per_bar": 16, "min_count": 20, "split": "train", "tracks": {
+        "drums": {"by": "pitch", "styles": {"*": {"36": [50] + [None] * 15}, "rock": {"36": [111] + [None] * 15}}}}}
+    sections = [dict(sec) for sec in SMALL_SONG["sections"]]
+    sections[1]["style"] = "pop"  # no pop cell: the pooled one
+    out = generate_song(_cfg(sections=sections), tmp_path / "song", models=fake_models, renderer="none")
+    pm = pretty_midi.PrettyMIDI(str(out / "song.mid"))
+    bar_s = 2.0
+    kicks = {round(n.start / bar_s, 3): n.velocity for n in pm.instruments[2].notes
+             if n.pitch == 36 and abs(n.start / bar_s - round(n.start / bar_s)) < 1e-6}
+    assert [kicks[b] for b in range(10)] == [111] * 4 + [50] * 2 + [111] * 4
+    others = {n.velocity for n in pm.instruments[2].notes if n.pitch != 36}
+    assert others and others <= {BASE_VELOCITY, BASE_VELOCITY + ACCENT}   # no table cell: the fixed rule
+    # the composer's tracks have no table: the fixed rule
+    assert {n.velocity for n in pm.instruments[0].notes} <= {BASE_VELOCITY, BASE_VELOCITY + ACCENT}
+
+
 def test_section_play_and_rest_override_the_arrangement():
     cfg = _cfg(sections=[{"name": "intro", "bars": 4, "rest": ["lead"]},
                          {"name": "verse", "bars": 6, "play": ["LEAD"], "rest": "keys"},

@@ -177,6 +177,18 @@ def test_groove_source(tmp_path, midi_writer):
     assert tr["key"].tolist() == [-1] and not tr["has_chords"].any() and not tr["chords"].any()
     hits = np.argwhere(tr["rolls"][0, 0].reshape(-1, 84))
     assert hits.tolist() == [[0, 36 - 24], [4, 38 - 24], [18, 42 - 24]]  # onsets, not transposed
+    # the velocities of every split's songs, by style, pitch and step of the bar
+    from symbolic.velocity import load_counts
+
+    counts = load_counts(out)
+    assert counts["styles"] == ["funk", "rock"] and counts["splits"] == ["train", "valid", "test"]
+    stats = counts["stats"]
+    assert stats.shape == (3, 2, 3, 1, 84, 16)
+    funk_train = stats[0, 0, :, 0]                          # [3, pitches, steps]
+    assert funk_train[:, 36 - 24, 0].tolist() == [1, 100, 100 ** 2]
+    assert funk_train[:, 38 - 24, 4].tolist() == [1, 90, 90 ** 2]
+    assert funk_train[:, 42 - 24, 2].tolist() == [1, 70, 70 ** 2]   # bar 1, step 2
+    assert funk_train[0].sum() == 3 and stats[1, 1, 0].sum() == 3 and stats[2].sum() == 0
 
 
 # ----------------------------------------------------------------------------- LPD-5 npz, MIDI folder, chorales

@@ -151,3 +151,44 @@ def test_export_by_default_leaves_the_shipped_weights_alone(monkeypatch):
     with pytest.raises(SystemExit):
         X.cli_main(["export symbolic", "some.ckpt"])
     assert seen == {"out": "data/build/exported", "name": "pop909"}
+
+
+def test_velocity_data_puts_the_training_means_in_the_card(trained, tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+
+    from pipeline.cli import main
+    from symbolic.generate import Composer
+    from symbolic.velocity import FILE
+
+    root, model = trained
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "data", cache)
+    meta = json.loads((cache / "meta.json").read_text())
+    stats = np.zeros((3, len(meta["styles"]), 3, 3, 84, 16))
+    stats[0, 0, :, 2, 40, 0] = [25, 25 * 70, 25 * 70 ** 2]   # piano, training split: 25 notes of 70 on step 0
+    stats[2, 0, :, 2, 40, 0] = [25, 25 * 20, 25 * 20 ** 2]   # test notes do not count
+    np.savez_compressed(cache / FILE, stats=stats, styles=np.array(meta["styles"]),
+                        splits=np.array(["train", "valid", "test"]))
+    out = tmp_path / "out"
+    assert main(["export", "symbolic", str(root / "run.ckpt"), "--out", str(out), "--name", "v",
+                 "--velocity-data", str(cache)]) == 0
+    card = json.loads((out / "symbolic_v.json").read_text())
+    table = card["decode"]["velocity"]
+    assert table["steps_per_bar"] == 16 and set(table["tracks"]) == {"melody", "bridge", "piano"}
+    assert table["tracks"]["piano"]["styles"]["*"]["*"] == [70] + [None] * 15
+    assert table["tracks"]["melody"]["styles"] == {}
+    composer = Composer.load(out / "symbolic_v.safetensors")
+    assert composer.velocity == table
+    # a cache without counts, or of other tracks: one line, exit 2, nothing written
+    (cache / FILE).unlink()
+    bad_out = tmp_path / "bad"
+    assert main(["export", "symbolic", str(root / "run.ckpt"), "--out", str(bad_out), "--velocity-data", str(cache)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--velocity-data" in err[0] and "no velocity counts" in err[0]
+    meta["tracks"] = ["a", "b", "c"]
+    (cache / "meta.json").write_text(json.dumps(meta))
+    assert main(["export", "symbolic", str(root / "run.ckpt"), "--out", str(bad_out), "--velocity-data", str(cache)]) == 2
+    assert "the cache's tracks ['a', 'b', 'c'] are not the model's" in capsys.readouterr().err
+    assert not bad_out.exists() or not list(bad_out.iterdir())

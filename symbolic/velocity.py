@@ -1,0 +1,184 @@
+"""Velocities learnt from the data: how hard each hit or note is played at each step of the bar.
+
+The composers write on/off pianorolls; the performances they learnt from also say how loud each
+note is (Groove's drummers play ghost notes, accents and backbeats). This module counts those
+velocities and turns them into a table the song pipeline plays the composed notes with:
+
+1. ``musegansynth data symbolic`` counts, for every split, style, track, pitch and step of the bar,
+   the note onsets, the sum of their velocities and the sum of their squares
+   (:class:`VelocityCounter`, saved as ``velocity.npz`` beside the phrases).
+2. ``musegansynth export symbolic CKPT --velocity-data DIR`` puts the training split's means in
+   the weights card (``decode.velocity``, :func:`velocity_table`): drum tracks by (style, pitch,
+   step), pitched tracks by (style, step) over all their pitches. A cell with fewer than
+   ``min_count`` notes is left out (null).
+3. The song pipeline looks each onset up (:func:`velocity_grid`): the bar's style, else all
+   styles pooled (``"*"``), else the fixed rule (:data:`pipeline.generate.BASE_VELOCITY`, an
+   accent on the beat).
+
+Because the three counts per cell are kept, the error of any per-cell prediction on a held-out
+split follows without reading the notes again (:func:`prediction_rmse`):
+``sum((x - v)^2) = sum(x^2) - 2 v sum(x) + n v^2``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+#: The pooled-styles key of a table.
+ALL = "*"
+#: Fewest notes behind a table cell.
+MIN_COUNT = 20
+#: ``velocity.npz``'s file name in a cache.
+FILE = "velocity.npz"
+SPLITS = ("train", "valid", "test")
+
+
+class VelocityCounter:
+    """Counts of onset velocities: float64 ``[3 (count, sum, sum of squares), tracks, pitches, steps]``
+    per (split, style)."""
+
+    def __init__(self, n_tracks: int, n_pitches: int, steps_per_bar: int) -> None:
+        self.shape = (3, n_tracks, n_pitches, steps_per_bar)
+        self.stats: dict[tuple[str, str], np.ndarray] = {}
+
+    def add(self, mt, style: str, split: str) -> None:
+        """Count the onsets of a ``symbolic.roll.Multitrack`` (velocity roll, onsets) of ``style``."""
+        if split not in SPLITS:
+            raise ValueError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
+        on = np.asarray(mt.onsets, dtype=bool)                       # [T, B, S, P]
+        vel = np.where(on, np.asarray(mt.roll, dtype=np.float64), 0.0)
+        stats = np.stack([on.sum(1), vel.sum(1), (vel ** 2).sum(1)]).transpose(0, 1, 3, 2)  # [3, T, P, S]
+        if stats.shape != self.shape:
+            raise ValueError(f"multitrack of {stats.shape[1:]} (tracks, pitches, steps), expected {self.shape[1:]}")
+        key = (split, str(style))
+        self.stats[key] = self.stats.get(key, 0.0) + stats
+
+    def arrays(self, styles: Sequence[str]) -> dict[str, np.ndarray]:
+        """``stats`` float64 ``[splits, styles, 3, T, P, S]`` in the order of ``styles``, with the
+        names (what :func:`save_counts` writes)."""
+        out = np.zeros((len(SPLITS), len(styles), *self.shape))
+        for (split, style), s in self.stats.items():
+            out[SPLITS.index(split), list(styles).index(style)] = s
+        return {"stats": out, "styles": np.array(list(styles), dtype=str), "splits": np.array(SPLITS, dtype=str)}
+
+
+def save_counts(path: str | Path, counter: VelocityCounter, styles: Sequence[str]) -> None:
+    """Write a counter's arrays as a compressed npz (the caller stages the folder)."""
+    np.savez_compressed(Path(path), **counter.arrays(styles))
+
+
+def load_counts(folder: str | Path) -> dict[str, Any]:
+    """``velocity.npz`` of a cache folder: ``stats`` [splits, styles, 3, T, P, S], ``styles``, ``splits``.
+
+    Raises:
+        FileNotFoundError when the cache has none (built before velocities were counted).
+    """
+    path = Path(folder) / FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no velocity counts (rebuild the cache with 'musegansynth data symbolic')")
+    with np.load(path) as z:
+        return {"stats": z["stats"], "styles": [str(s) for s in z["styles"]], "splits": [str(s) for s in z["splits"]]}
+
+
+def _cell_means(count: np.ndarray, total: np.ndarray, min_count: int) -> list[int | None]:
+    return [int(round(s / c)) if c >= min_count else None for c, s in zip(count.tolist(), total.tolist())]
+
+
+def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: Sequence[bool], lowest_pitch: int,
+                   split: str = "train", min_count: int = MIN_COUNT) -> dict[str, Any]:
+    """The mean onset velocity of every cell of one split, as a JSON-able table (a card's
+    ``decode.velocity``).
+
+    Drum tracks: ``styles[style][str(MIDI pitch)]`` = one mean per step of the bar; pitched tracks:
+    ``styles[style]["*"]`` over all their pitches. ``style`` is a style name or ``"*"`` (all
+    pooled). Cells with fewer than ``min_count`` notes are None; keys with no cell left are dropped.
+    """
+    stats = np.asarray(counts["stats"], dtype=np.float64)
+    if len(track_names) != stats.shape[3] or len(is_drum) != stats.shape[3]:
+        raise ValueError(f"{len(track_names)} track names for velocity counts of {stats.shape[3]} tracks")
+    data = stats[list(counts["splits"]).index(split)]                  # [styles, 3, T, P, S]
+    groups = {name: data[i] for i, name in enumerate(counts["styles"])}
+    groups[ALL] = data.sum(0)
+    tracks: dict[str, Any] = {}
+    for t, name in enumerate(track_names):
+        styles: dict[str, dict[str, list]] = {}
+        for style, s in groups.items():
+            count, total = s[0, t], s[1, t]                             # [P, S]
+            if is_drum[t]:
+                cells = {str(lowest_pitch + p): _cell_means(count[p], total[p], min_count)
+                         for p in range(count.shape[0])}
+            else:
+                cells = {ALL: _cell_means(count.sum(0), total.sum(0), min_count)}
+            cells = {k: v for k, v in cells.items() if any(x is not None for x in v)}
+            if cells:
+                styles[style] = cells
+        tracks[name] = {"by": "pitch" if is_drum[t] else "step", "styles": styles}
+    return {"split": split, "min_count": int(min_count), "steps_per_bar": int(stats.shape[-1]), "tracks": tracks}
+
+
+def check_velocity_table(table: Any, track_names: Sequence[str], steps_per_bar: int,
+                         what: str = "decode.velocity") -> dict[str, Any] | None:
+    """``table`` (None allowed) after checking its layout; ValueError naming ``what`` otherwise."""
+    if table is None:
+        return None
+
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"{what}: {problem}")
+
+    if not isinstance(table, dict) or not isinstance(table.get("tracks"), dict):
+        raise bad("expected a mapping with 'tracks'")
+    if table.get("steps_per_bar") != steps_per_bar:
+        raise bad(f"steps_per_bar {table.get('steps_per_bar')!r} does not match the model's {steps_per_bar}")
+    for name, spec in table["tracks"].items():
+        if name not in track_names:
+            raise bad(f"unknown track {name!r} (the model's: {', '.join(track_names)})")
+        if not isinstance(spec, dict) or spec.get("by") not in ("pitch", "step") or not isinstance(spec.get("styles"), dict):
+            raise bad(f"{name}: expected {{'by': 'pitch' or 'step', 'styles': {{...}}}}")
+        for style, cells in spec["styles"].items():
+            if not isinstance(cells, dict):
+                raise bad(f"{name}.{style}: expected a mapping of keys to {steps_per_bar} velocities")
+            for key, row in cells.items():
+                if spec["by"] == "pitch" and not (key.isdigit() and 0 <= int(key) <= 127):
+                    raise bad(f"{name}.{style}: key {key!r} is not a MIDI pitch")
+                if spec["by"] == "step" and key != ALL:
+                    raise bad(f"{name}.{style}: key {key!r}: a track by step has the one key {ALL!r}")
+                if (not isinstance(row, list) or len(row) != steps_per_bar
+                        or any(v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 127)
+                               for v in row)):
+                    raise bad(f"{name}.{style}.{key}: expected {steps_per_bar} velocities 1-127 or null")
+    return table
+
+
+def velocity_grid(table: dict[str, Any] | None, track: str, style: str | None, n_pitches: int,
+                  lowest_pitch: int) -> np.ndarray | None:
+    """float ``[pitches, steps]`` of a track's learnt velocities for a bar of ``style`` (None: all
+    styles): the style's cell, else the pooled one; NaN where neither has one. None without a table
+    for the track."""
+    spec = (table or {}).get("tracks", {}).get(track)
+    if not spec:
+        return None
+    steps = int(table["steps_per_bar"])
+    out = np.full((n_pitches, steps), np.nan)
+    for name in (ALL, style):  # the style's cells overwrite the pooled ones
+        if name is None:
+            continue
+        for key, row in (spec["styles"].get(name) or {}).items():
+            vals = np.array([np.nan if v is None else float(v) for v in row])
+            rows = slice(None) if key == ALL else int(key) - lowest_pitch
+            if key != ALL and not 0 <= rows < n_pitches:
+                continue
+            out[rows] = np.where(np.isnan(vals), out[rows], vals)
+    return out
+
+
+def prediction_rmse(counts: dict[str, Any], predict: np.ndarray, split: str, track: int) -> tuple[float, int]:
+    """Root mean square error (and note count) over the onsets of ``track`` in ``split`` when each
+    note is predicted by ``predict`` float [styles, pitches, steps] (a value per cell of its style)."""
+    s = np.asarray(counts["stats"], dtype=np.float64)[list(counts["splits"]).index(split)][:, :, track]  # [St, 3, P, S]
+    n, total, squares = s[:, 0], s[:, 1], s[:, 2]
+    sse = squares - 2 * predict * total + n * predict ** 2
+    count = int(n.sum())
+    return (float(np.sqrt(max(sse.sum(), 0.0) / count)) if count else float("nan")), count

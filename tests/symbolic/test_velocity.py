@@ -1,0 +1,119 @@
+"""symbolic.velocity: the data's note velocities by style, pitch and step of the bar."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from symbolic.roll import Grid, Multitrack
+from symbolic.trackmap import TrackMap, TrackSpec
+from symbolic.velocity import (ALL, VelocityCounter, check_velocity_table, prediction_rmse, save_counts,
+                               load_counts, velocity_grid, velocity_table)
+
+GRID = Grid(1, 4, 36, 3)  # 4 steps a bar, pitches 36-38
+
+
+def _mt(hits, drum=True, held=()):
+    """One track, 2 bars; ``hits`` [(bar, step, pitch index, velocity)] are onsets, ``held`` sounding
+    steps without an onset."""
+    roll = np.zeros((1, 2, 4, 3), np.uint8)
+    onsets = np.zeros((1, 2, 4, 3), bool)
+    for b, k, p, v in hits:
+        roll[0, b, k, p], onsets[0, b, k, p] = v, True
+    for b, k, p, v in held:
+        roll[0, b, k, p] = v
+    return Multitrack(roll, onsets, TrackMap((TrackSpec("kit", 0, is_drum=drum),), name="t"), GRID)
+
+
+def _counts():
+    c = VelocityCounter(1, 3, 4)
+    c.add(_mt([(0, 0, 0, 100), (1, 0, 0, 60), (0, 2, 1, 40)], held=[(0, 1, 0, 99)]), "rock", "train")
+    c.add(_mt([(0, 0, 0, 20), (0, 3, 2, 50)]), "jazz", "train")
+    c.add(_mt([(0, 0, 0, 90), (1, 2, 1, 30)]), "rock", "test")
+    return c
+
+
+def test_counts_of_hand_made_onsets_and_held_steps_do_not_count(tmp_path):
+    arrays = _counts().arrays(["jazz", "rock"])
+    stats = arrays["stats"]                        # [splits, styles, 3, T, P, S]
+    rock = stats[0, 1, :, 0]
+    assert rock[:, 0, 0].tolist() == [2, 160, 100 ** 2 + 60 ** 2]
+    assert rock[:, 1, 2].tolist() == [1, 40, 1600]
+    assert rock[0].sum() == 3                      # the held step (bar 0, step 1) is not an onset
+    assert stats[0, 0, :, 0, 0, 0].tolist() == [1, 20, 400] and stats[2, 1, 0].sum() == 2
+    save_counts(tmp_path / "velocity.npz", _counts(), ["jazz", "rock"])
+    back = load_counts(tmp_path)
+    assert back["styles"] == ["jazz", "rock"] and np.array_equal(back["stats"], stats)
+    with pytest.raises(FileNotFoundError, match="no velocity counts"):
+        load_counts(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="split: expected one of train, valid, test"):
+        VelocityCounter(1, 3, 4).add(_mt([]), "rock", "dev")
+
+
+def test_table_of_means_with_a_minimum_count():
+    counts = {"stats": _counts().arrays(["jazz", "rock"])["stats"], "styles": ["jazz", "rock"],
+              "splits": ["train", "valid", "test"]}
+    drums = velocity_table(counts, ["kit"], [True], 36, min_count=2)
+    assert drums["steps_per_bar"] == 4 and drums["min_count"] == 2 and drums["split"] == "train"
+    styles = drums["tracks"]["kit"]["styles"]
+    assert drums["tracks"]["kit"]["by"] == "pitch"
+    assert styles["rock"] == {"36": [80, None, None, None]}        # pitch 37: 1 note, under the minimum
+    assert "jazz" not in styles                                     # no cell of 2 notes
+    assert styles[ALL] == {"36": [60, None, None, None]}            # (100 + 60 + 20) / 3
+    pitched = velocity_table(counts, ["keys"], [False], 36, min_count=1)["tracks"]["keys"]
+    assert pitched["by"] == "step" and pitched["styles"]["rock"] == {ALL: [80, None, 40, None]}
+    assert pitched["styles"][ALL] == {ALL: [60, None, 40, 50]}
+    json.dumps(drums)  # JSON-able
+    with pytest.raises(ValueError, match="2 track names for velocity counts of 1 tracks"):
+        velocity_table(counts, ["a", "b"], [True, True], 36)
+
+
+def test_grid_takes_the_style_then_the_pooled_cell():
+    table = {"steps_per_bar": 4, "tracks": {"kit": {"by": "pitch", "styles": {
+        ALL: {"36": [60, None, 50, None], "38": [30, 30, 30, 30]},
+        "rock": {"36": [80, None, None, 70], "99": [1, 1, 1, 1]}}}}}   # a pitch off the grid is left out
+    g = velocity_grid(table, "kit", "rock", 3, 36)
+    assert g.shape == (3, 4)
+    assert g[0].tolist()[0] == 80 and g[0, 2] == 50 and g[0, 3] == 70 and math.isnan(g[0, 1])
+    assert np.isnan(g[1]).all() and g[2].tolist() == [30, 30, 30, 30]
+    assert velocity_grid(table, "kit", "polka", 3, 36)[0, 0] == 60     # an unknown style: pooled
+    assert velocity_grid(table, "kit", None, 3, 36)[0, 0] == 60
+    assert velocity_grid(table, "bass", "rock", 3, 36) is None and velocity_grid(None, "kit", None, 3, 36) is None
+    steps = {"steps_per_bar": 4, "tracks": {"keys": {"by": "step", "styles": {ALL: {ALL: [90, None, 70, None]}}}}}
+    assert velocity_grid(steps, "keys", None, 3, 36)[:, 0].tolist() == [90, 90, 90]   # every pitch
+
+
+def test_rmse_of_a_per_cell_prediction_from_the_counts():
+    counts = {"stats": _counts().arrays(["jazz", "rock"])["stats"], "styles": ["jazz", "rock"],
+              "splits": ["train", "valid", "test"]}
+    predict = np.full((2, 3, 4), 80.0)
+    predict[1, 1, 2] = 40.0
+    rmse, n = prediction_rmse(counts, predict, "train", 0)
+    # rock: (100-80)^2 + (60-80)^2 + 0; jazz: (20-80)^2 + (50-80)^2
+    assert n == 5 and rmse == pytest.approx(math.sqrt((400 + 400 + 3600 + 900) / 5))
+    rmse, n = prediction_rmse(counts, predict, "test", 0)
+    assert n == 2 and rmse == pytest.approx(10.0)  # 90 against 80, 30 against 40
+    assert math.isnan(prediction_rmse(counts, predict, "valid", 0)[0])
+
+
+@pytest.mark.parametrize("table, message", [
+    ([], "expected a mapping with 'tracks'"),
+    ({"steps_per_bar": 8, "tracks": {}}, "steps_per_bar 8 does not match the model's 4"),
+    ({"steps_per_bar": 4, "tracks": {"bass": {}}}, "unknown track 'bass'"),
+    ({"steps_per_bar": 4, "tracks": {"kit": {"by": "bar", "styles": {}}}}, "kit: expected"),
+    ({"steps_per_bar": 4, "tracks": {"kit": {"by": "pitch", "styles": {"*": {"snare": [1, 1, 1, 1]}}}}},
+     "key 'snare' is not a MIDI pitch"),
+    ({"steps_per_bar": 4, "tracks": {"kit": {"by": "step", "styles": {"*": {"36": [1, 1, 1, 1]}}}}},
+     "the one key"),
+    ({"steps_per_bar": 4, "tracks": {"kit": {"by": "pitch", "styles": {"*": {"36": [1, 1, 1]}}}}},
+     r"kit\.\*\.36: expected 4 velocities 1-127 or null"),
+    ({"steps_per_bar": 4, "tracks": {"kit": {"by": "pitch", "styles": {"*": {"36": [0, 1, None, 1]}}}}},
+     "expected 4 velocities 1-127 or null"),
+])
+def test_bad_tables_are_refused_by_name(table, message):
+    with pytest.raises(ValueError, match=rf"^decode\.velocity: .*{message}"):
+        check_velocity_table(table, ["kit"], 4)
+    assert check_velocity_table(None, ["kit"], 4) is None
