@@ -540,11 +540,28 @@ class ExportComposer(L.Callback):
     def __init__(self, name: str = "debug", out_dir: str = "data/pretrained") -> None:
         super().__init__()
         self.name, self.out_dir = name, out_dir
+        self._velocity: dict | None = None
+        self._velocity_read = False
+
+    def velocity(self, trainer: L.Trainer, pl_module: MuseGANModule) -> dict | None:
+        """The card's ``decode.velocity`` from the training cache's ``velocity.npz`` (None when the
+        data module has no cache folder or the cache predates the velocity counts)."""
+        if not self._velocity_read:
+            self._velocity_read = True
+            from symbolic.velocity import FILE
+
+            data_dir = getattr(trainer.datamodule, "data_dir", None)
+            if data_dir is not None and (Path(data_dir) / FILE).is_file():
+                from symbolic.export import _velocity_from_cache
+
+                self._velocity = _velocity_from_cache(data_dir, pl_module.meta())
+        return self._velocity
 
     def export(self, trainer: L.Trainer, pl_module: MuseGANModule) -> tuple[Path, Path] | None:
         if not trainer.is_global_zero:
             return None
-        return export_module(pl_module, self.out_dir, self.name, global_step=int(trainer.global_step))
+        return export_module(pl_module, self.out_dir, self.name, global_step=int(trainer.global_step),
+                             velocity=self.velocity(trainer, pl_module))
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         self.export(trainer, pl_module)

@@ -241,3 +241,25 @@ def test_last_checkpoint_is_brought_up_to_the_final_step(tmp_path, tiny_module_k
     assert last["global_step"] == 10 and last["musegan_steps"]["g_steps"] == model.g_steps == 5
     card = json.loads((tmp_path / "exp" / "symbolic_t.json").read_text())
     assert card["training_steps"] == model.g_steps
+
+
+def test_a_run_puts_its_caches_velocities_in_the_exported_card(tmp_path, tiny_module_kw):
+    import lightning as L
+
+    from symbolic.lightning import ExportComposer
+    from symbolic.velocity import FILE
+
+    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
+    stats = np.zeros((3, 2, 3, 3, 84, 16))
+    stats[0, 1, :, 0, 36, 4] = [20, 20 * 90, 20 * 90 ** 2]   # melody, style 1, training split: 20 notes of 90
+    np.savez_compressed(tmp_path / "data" / FILE, stats=stats, styles=np.array(["a", "b"]),
+                        splits=np.array(["train", "valid", "test"]))
+    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
+    model = MuseGANModule(**tiny_module_kw, data_meta=dm.meta)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+                        default_root_dir=str(tmp_path), callbacks=[ExportComposer(name="v", out_dir=str(tmp_path / "exp"))])
+    trainer.fit(model, dm)
+    velocity = json.loads((tmp_path / "exp" / "symbolic_v.json").read_text())["decode"]["velocity"]
+    assert velocity["tracks"]["melody"]["styles"]["b"]["*"] == [None] * 4 + [90] + [None] * 11
+    assert velocity["tracks"]["melody"]["styles"]["*"]["*"][4] == 90 and "a" not in velocity["tracks"]["melody"]["styles"]
