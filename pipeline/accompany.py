@@ -286,6 +286,17 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     vel = np.where(flat, 80, 0).astype(np.uint8)
     shape = (T, bars, grid.steps_per_bar, grid.n_pitches)
     vel, onsets = vel.reshape(shape), onsets.reshape(shape)
+    # the data's velocity at each step of the bar where the card has it (symbolic.velocity)
+    from symbolic.velocity import velocity_grid
+
+    styles = list(getattr(composer, "styles", None) or [])
+    for t, name in enumerate(names):
+        learnt = velocity_grid(getattr(composer, "velocity", None), name, styles[0] if styles else None,
+                               grid.n_pitches, grid.lowest_pitch)
+        if learnt is not None:
+            cells = np.broadcast_to(learnt.T, vel[t].shape)          # [bars, steps, pitches]
+            use = onsets[t] & np.isfinite(cells)
+            vel[t][use] = np.clip(np.rint(cells[use]), 1, 127).astype(np.uint8)
     vel[ti], onsets[ti] = given_mt.roll[0], given_mt.onsets[0]  # the given notes as they were
     specs = []
     for t, name in enumerate(names):

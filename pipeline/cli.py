@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain-phase": ("audio.phase_plot", "draw waveform, STFT frames, log magnitude, phase, unwrapped phase and IF"),
     "plot pianoroll": ("symbolic.plot", "draw a MIDI file as a multitrack pianoroll PNG"),
     "export symbolic": ("symbolic.export", "export a composer training checkpoint's generator (EMA or --raw)"),
+    "export velocity": ("symbolic.velocity", "put a phrase cache's training velocities in a composer's card"),
 }
 
 GROUPS = {
@@ -42,7 +43,7 @@ GROUPS = {
     "data": "build a dataset",
     "evaluate": "evaluate one stage",
     "plot": "draw a picture",
-    "export": "export weights from a training checkpoint",
+    "export": "export weights from a training checkpoint, or add to their cards",
 }
 
 

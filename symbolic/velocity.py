@@ -182,3 +182,40 @@ def prediction_rmse(counts: dict[str, Any], predict: np.ndarray, split: str, tra
     sse = squares - 2 * predict * total + n * predict ** 2
     count = int(n.sum())
     return (float(np.sqrt(max(sse.sum(), 0.0) / count)) if count else float("nan")), count
+
+
+def add_to_card(card_path: str | Path, data_dir: str | Path) -> dict[str, Any]:
+    """Write a cache's training velocities into an existing weights card (``decode.velocity``),
+    atomically; the weights file is not touched. For cards exported without them (a card whose
+    training checkpoint is not at hand). Returns the table. UserError on a card or cache that
+    does not fit."""
+    import json
+
+    from pipeline.errors import UserError
+    from pipeline.fileio import atomic_write_text, read_json_object
+    from symbolic.export import _velocity_from_cache
+
+    card = read_json_object(card_path)
+    tracks, grid = card.get("tracks"), card.get("grid")
+    if not isinstance(tracks, list) or not isinstance(grid, dict) or not isinstance(card.get("is_drum"), list):
+        raise UserError(f"{card_path}: not a composer weights card (no tracks, is_drum and grid)")
+    table = _velocity_from_cache(data_dir, {"tracks": tracks, "is_drum": card["is_drum"], "grid": grid})
+    decode = card.get("decode") or {}
+    decode["velocity"] = table
+    card["decode"] = decode
+    atomic_write_text(card_path, json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return table
+
+
+def cli_main(argv: list[str]) -> int:
+    """``musegansynth export velocity CARD.json --data DIR``: :func:`add_to_card`."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=argv[0], description="Put a phrase cache's training velocities (velocity.npz) "
+                                                          "in a composer's weights card (decode.velocity).")
+    p.add_argument("card", help="the card, symbolic_<name>.json (its weights are not touched)")
+    p.add_argument("--data", required=True, metavar="DIR", help="phrase cache folder with velocity.npz")
+    args = p.parse_args(argv[1:])
+    table = add_to_card(args.card, args.data)
+    print(f"{args.card}: decode.velocity from {args.data} ({len(table['tracks'])} tracks)")
+    return 0

@@ -47,6 +47,26 @@ def test_accompany_keeps_the_given_track(tmp_path):
     assert not (out / "song.wav").exists()
 
 
+def test_accompany_plays_the_composed_tracks_with_the_cards_velocities(tmp_path):
+    midi = _song(tmp_path / "in.mid")
+    pm = pretty_midi.PrettyMIDI(str(midi))
+    comp = FakeComposer()
+    plain, _ = accompany_midi(pm, comp, track="melody", seed=1)
+    # a table for the piano only: 30 on a bar's first step, 110 on every other step; pooled styles
+    comp.velocity = {"steps_per_bar": 16, "tracks": {
+        "piano": {"by": "step", "styles": {"*": {"*": [30] + [110] * 15}}},
+        "MELODY": {"by": "step", "styles": {"*": {"*": [1] * 16}}}}}   # not a composer track name: unused
+    mt, ti = accompany_midi(pm, comp, track="melody", seed=1)
+    piano = mt.track_names.index("piano")
+    on = mt.onsets[piano]
+    assert on.any() and np.array_equal(on, plain.onsets[piano])
+    expect = np.where(np.arange(16) == 0, 30, 110)[None, :, None]
+    assert np.array_equal(mt.roll[piano][on], np.broadcast_to(expect, on.shape)[on])
+    bridge = mt.track_names.index("bridge")
+    assert np.array_equal(mt.roll[bridge], plain.roll[bridge])        # no table: as before
+    assert np.array_equal(mt.roll[ti], plain.roll[ti])                # the given track as it was
+
+
 def test_accompany_as_another_track_and_with_audio(tmp_path):
     midi = _song(tmp_path / "in.mid")
     comp = FakeComposer()

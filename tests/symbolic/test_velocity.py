@@ -117,3 +117,31 @@ def test_bad_tables_are_refused_by_name(table, message):
     with pytest.raises(ValueError, match=rf"^decode\.velocity: .*{message}"):
         check_velocity_table(table, ["kit"], 4)
     assert check_velocity_table(None, ["kit"], 4) is None
+
+
+def test_export_velocity_adds_a_table_to_a_card_and_leaves_the_rest(tmp_path, capsys):
+    from pipeline.cli import main
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    meta = {"tracks": ["kit"], "programs": [0], "is_drum": [True], "n_bars": 2, "styles": ["jazz", "rock"],
+            "grid": {"steps_per_beat": 1, "beats_per_bar": 4, "lowest_pitch": 36, "n_pitches": 3, "steps_per_bar": 4}}
+    (cache / "meta.json").write_text(json.dumps(meta))
+    c = VelocityCounter(1, 3, 4)
+    for _ in range(20):
+        c.add(_mt([(0, 0, 0, 100)]), "rock", "train")
+    save_counts(cache / "velocity.npz", c, ["jazz", "rock"])
+    card = tmp_path / "symbolic_x.json"
+    before = {"tracks": ["kit"], "is_drum": [True], "grid": meta["grid"], "decode": {"release": {"kit": 0.9}},
+              "weights": "symbolic_x.safetensors"}
+    card.write_text(json.dumps(before))
+    assert main(["export", "velocity", str(card), "--data", str(cache)]) == 0
+    after = json.loads(card.read_text())
+    table = after["decode"].pop("velocity")
+    assert after == before and table["tracks"]["kit"]["styles"]["rock"] == {"36": [100, None, None, None]}
+    capsys.readouterr()
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    assert main(["export", "velocity", str(tmp_path / "junk.json"), "--data", str(cache)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "junk.json" in err[0]
+    assert (tmp_path / "junk.json").read_text() == "[1, 2]"
