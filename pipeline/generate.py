@@ -495,6 +495,9 @@ def learnt_velocities(models: Models, config: SongConfig) -> list[np.ndarray | N
             else:
                 label = config.style if s.style is None else s.style
                 style = styles[label] if isinstance(label, int) and 0 <= label < len(styles) else label
+                if isinstance(label, str):  # names are matched case-insensitively (_style_index)
+                    lowered = [str(x).lower() for x in styles]
+                    style = styles[lowered.index(label.lower())] if label.lower() in lowered else label
             one = velocity_grid(table, name, None if style is None else str(style), grid.n_pitches, grid.lowest_pitch)
             bars += [one] * s.bars
         out.append(np.stack(bars))

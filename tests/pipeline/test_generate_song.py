@@ -165,6 +165,17 @@ def test_learnt_velocities_play_each_hit_as_the_data_does_in_its_sections_style(
     assert {n.velocity for n in pm.instruments[0].notes} <= {BASE_VELOCITY, BASE_VELOCITY + ACCENT}
 
 
+def test_learnt_velocities_match_a_style_name_in_any_case(fake_models, tmp_path):
+    # the drums are composed as "rock" whatever the case the config spells it in: so are their velocities
+    fake_models.drums.velocity = {"steps_per_bar": 16, "min_count": 20, "split": "train", "tracks": {
+        "drums": {"by": "pitch", "styles": {"*": {"36": [50] + [None] * 15}, "rock": {"36": [111] + [None] * 15}}}}}
+    out = generate_song(_cfg(style="ROCK"), tmp_path / "song", models=fake_models, renderer="none")
+    pm = pretty_midi.PrettyMIDI(str(out / "song.mid"))
+    kicks = {n.velocity for n in pm.instruments[2].notes
+             if n.pitch == 36 and abs(n.start / 2.0 - round(n.start / 2.0)) < 1e-6}   # on a bar's first step
+    assert kicks == {111}
+
+
 def test_section_play_and_rest_override_the_arrangement():
     cfg = _cfg(sections=[{"name": "intro", "bars": 4, "rest": ["lead"]},
                          {"name": "verse", "bars": 6, "play": ["LEAD"], "rest": "keys"},
