@@ -173,9 +173,9 @@ def _velocity_from_cache(folder: str | Path, meta: dict) -> dict:
                         f"{steps(meta['grid'])}")
     try:
         counts = load_counts(folder)
-    except FileNotFoundError as exc:
+        return velocity_table(counts, meta["tracks"], meta["is_drum"], int(meta["grid"]["lowest_pitch"]))
+    except (FileNotFoundError, ValueError) as exc:
         raise UserError(f"--velocity-data: {exc}") from None
-    return velocity_table(counts, meta["tracks"], meta["is_drum"], int(meta["grid"]["lowest_pitch"]))
 
 
 def cli_main(argv: list[str]) -> int:

@@ -74,13 +74,23 @@ def load_counts(folder: str | Path) -> dict[str, Any]:
     """``velocity.npz`` of a cache folder: ``stats`` [splits, styles, 3, T, P, S], ``styles``, ``splits``.
 
     Raises:
-        FileNotFoundError when the cache has none (built before velocities were counted).
+        FileNotFoundError when the cache has none (built before velocities were counted);
+        ValueError naming the file when it cannot be read or its arrays do not fit together.
     """
     path = Path(folder) / FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no velocity counts (rebuild the cache with 'musegansynth data symbolic')")
-    with np.load(path) as z:
-        return {"stats": z["stats"], "styles": [str(s) for s in z["styles"]], "splits": [str(s) for s in z["splits"]]}
+    try:
+        with np.load(path) as z:
+            out = {"stats": z["stats"], "styles": [str(s) for s in z["styles"]],
+                   "splits": [str(s) for s in z["splits"]]}
+    except Exception as exc:  # a truncated zip, pickled or missing arrays: whatever np.load raises
+        raise ValueError(f"{path}: not readable velocity counts ({type(exc).__name__}: {exc})") from None
+    shape = out["stats"].shape
+    if len(shape) != 6 or shape[:3] != (len(out["splits"]), len(out["styles"]), 3):
+        raise ValueError(f"{path}: stats of shape {shape}, expected [{len(out['splits'])} splits, "
+                         f"{len(out['styles'])} styles, 3, tracks, pitches, steps]")
+    return out
 
 
 def _cell_means(count: np.ndarray, total: np.ndarray, min_count: int) -> list[int | None]:
@@ -98,7 +108,10 @@ def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: 
     """
     stats = np.asarray(counts["stats"], dtype=np.float64)
     if len(track_names) != stats.shape[3] or len(is_drum) != stats.shape[3]:
-        raise ValueError(f"{len(track_names)} track names for velocity counts of {stats.shape[3]} tracks")
+        raise ValueError(f"{len(track_names)} track names and {len(is_drum)} is_drum flags for velocity counts "
+                         f"of {stats.shape[3]} tracks")
+    if split not in counts["splits"]:
+        raise ValueError(f"split {split!r}: the velocity counts have {', '.join(counts['splits'])}")
     data = stats[list(counts["splits"]).index(split)]                  # [styles, 3, T, P, S]
     groups = {name: data[i] for i, name in enumerate(counts["styles"])}
     groups[ALL] = data.sum(0)
@@ -196,11 +209,17 @@ def add_to_card(card_path: str | Path, data_dir: str | Path) -> dict[str, Any]:
     from symbolic.export import _velocity_from_cache
 
     card = read_json_object(card_path)
-    tracks, grid = card.get("tracks"), card.get("grid")
-    if not isinstance(tracks, list) or not isinstance(grid, dict) or not isinstance(card.get("is_drum"), list):
-        raise UserError(f"{card_path}: not a composer weights card (no tracks, is_drum and grid)")
-    table = _velocity_from_cache(data_dir, {"tracks": tracks, "is_drum": card["is_drum"], "grid": grid})
+    tracks, grid, is_drum = card.get("tracks"), card.get("grid"), card.get("is_drum")
+    if (not isinstance(tracks, list) or not isinstance(is_drum, list) or len(is_drum) != len(tracks)
+            or not isinstance(grid, dict) or not isinstance(grid.get("lowest_pitch"), int)
+            or not (isinstance(grid.get("steps_per_bar"), int)
+                    or all(isinstance(grid.get(k), int) for k in ("steps_per_beat", "beats_per_bar")))):
+        raise UserError(f"{card_path}: not a composer weights card (no tracks, is_drum of their length and grid "
+                        f"with lowest_pitch and steps_per_bar)")
     decode = card.get("decode") or {}
+    if not isinstance(decode, dict):
+        raise UserError(f"{card_path}: decode: expected a mapping, got {type(decode).__name__}")
+    table = _velocity_from_cache(data_dir, {"tracks": tracks, "is_drum": is_drum, "grid": grid})
     decode["velocity"] = table
     card["decode"] = decode
     atomic_write_text(card_path, json.dumps(card, indent=2, sort_keys=True) + "\n")

@@ -67,7 +67,7 @@ def test_table_of_means_with_a_minimum_count():
     assert pitched["by"] == "step" and pitched["styles"]["rock"] == {ALL: [80, None, 40, None]}
     assert pitched["styles"][ALL] == {ALL: [60, None, 40, 50]}
     json.dumps(drums)  # JSON-able
-    with pytest.raises(ValueError, match="2 track names for velocity counts of 1 tracks"):
+    with pytest.raises(ValueError, match="2 track names and 2 is_drum flags for velocity counts of 1 tracks"):
         velocity_table(counts, ["a", "b"], [True, True], 36)
 
 
@@ -145,3 +145,36 @@ def test_export_velocity_adds_a_table_to_a_card_and_leaves_the_rest(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "junk.json" in err[0]
     assert (tmp_path / "junk.json").read_text() == "[1, 2]"
+
+
+def test_export_velocity_refuses_a_bad_card_or_counts_file_in_one_line(tmp_path, capsys):
+    from pipeline.cli import main
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    meta = {"tracks": ["kit"], "programs": [0], "is_drum": [True], "n_bars": 2, "styles": ["rock"],
+            "grid": {"steps_per_beat": 1, "beats_per_bar": 4, "lowest_pitch": 36, "n_pitches": 3, "steps_per_bar": 4}}
+    (cache / "meta.json").write_text(json.dumps(meta))
+    save_counts(cache / "velocity.npz", _counts(), ["jazz", "rock"])
+    good = {"tracks": ["kit"], "is_drum": [True], "grid": meta["grid"]}
+    cards = {"decode": {**good, "decode": "release"}, "is_drum": {**good, "is_drum": [True, False]},
+             "grid": {**good, "grid": {"steps_per_bar": 4}}}
+    for problem, card in cards.items():
+        path = tmp_path / f"{problem}.json"
+        path.write_text(json.dumps(card))
+        assert main(["export", "velocity", str(path), "--data", str(cache)]) == 2, problem
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"musegansynth: error: {path}"), (problem, err)
+        assert json.loads(path.read_text()) == card
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(good))
+    for data in (b"not a zip", (cache / "velocity.npz").read_bytes()[:100]):
+        (cache / "velocity.npz").write_bytes(data)
+        assert main(["export", "velocity", str(path), "--data", str(cache)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "velocity.npz: not readable velocity counts" in err[0], err
+    np.savez_compressed(cache / "velocity.npz", stats=np.zeros((3, 1, 3, 1, 3, 4)), styles=np.array(["jazz", "rock"]),
+                        splits=np.array(["train", "valid", "test"]))
+    assert main(["export", "velocity", str(path), "--data", str(cache)]) == 2
+    assert "velocity.npz: stats of shape (3, 1, 3, 1, 3, 4), expected [3 splits, 2 styles" in capsys.readouterr().err
+    assert json.loads(path.read_text()) == good
