@@ -557,6 +557,11 @@ class ExportComposer(L.Callback):
                 self._velocity = _velocity_from_cache(data_dir, pl_module.meta())
         return self._velocity
 
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # read before the first step, on every rank: a bad velocity.npz stops the run now, on all of
+        # them, not at the first checkpoint on rank zero alone (the others would wait at its barrier)
+        self.velocity(trainer, pl_module)
+
     def export(self, trainer: L.Trainer, pl_module: MuseGANModule) -> tuple[Path, Path] | None:
         if not trainer.is_global_zero:
             return None

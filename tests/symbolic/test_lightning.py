@@ -263,3 +263,21 @@ def test_a_run_puts_its_caches_velocities_in_the_exported_card(tmp_path, tiny_mo
     velocity = json.loads((tmp_path / "exp" / "symbolic_v.json").read_text())["decode"]["velocity"]
     assert velocity["tracks"]["melody"]["styles"]["b"]["*"] == [None] * 4 + [90] + [None] * 11
     assert velocity["tracks"]["melody"]["styles"]["*"]["*"][4] == 90 and "a" not in velocity["tracks"]["melody"]["styles"]
+
+
+def test_a_bad_velocity_file_stops_the_run_before_its_first_step(tmp_path, tiny_module_kw):
+    import lightning as L
+
+    from symbolic.lightning import ExportComposer
+    from symbolic.velocity import FILE
+
+    write_fake_cache(tmp_path / "data", n_train=8, n_valid=4, n_test=2)
+    (tmp_path / "data" / FILE).write_bytes(b"not a zip")
+    dm = PhraseDataModule(data_dir=str(tmp_path / "data"), batch_size=4, val_batch_size=4)
+    model = MuseGANModule(**tiny_module_kw, data_meta=dm.meta)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+                        default_root_dir=str(tmp_path), callbacks=[ExportComposer(name="v", out_dir=str(tmp_path / "exp"))])
+    with pytest.raises(UserError, match="velocity.npz: not readable velocity counts"):
+        trainer.fit(model, dm)
+    assert trainer.global_step == 0 and not (tmp_path / "exp").exists()
