@@ -286,13 +286,12 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     vel = np.where(flat, 80, 0).astype(np.uint8)
     shape = (T, bars, grid.steps_per_bar, grid.n_pitches)
     vel, onsets = vel.reshape(shape), onsets.reshape(shape)
-    # the data's velocity at each step of the bar where the card has it (symbolic.velocity)
+    # the data's velocity at each step of the bar where the card has it (symbolic.velocity), all
+    # styles pooled as the accompaniment is composed with none
     from symbolic.velocity import velocity_grid
 
-    styles = list(getattr(composer, "styles", None) or [])
     for t, name in enumerate(names):
-        learnt = velocity_grid(getattr(composer, "velocity", None), name, styles[0] if styles else None,
-                               grid.n_pitches, grid.lowest_pitch)
+        learnt = velocity_grid(getattr(composer, "velocity", None), name, None, grid.n_pitches, grid.lowest_pitch)
         if learnt is not None:
             cells = np.broadcast_to(learnt.T, vel[t].shape)          # [bars, steps, pitches]
             use = onsets[t] & np.isfinite(cells)

@@ -150,32 +150,11 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
             raise UserError(f"{arrangement_data}: --arrangement-data does not fit this model ({exc})") from None
     velocity = None
     if velocity_data is not None:
-        velocity = _velocity_from_cache(velocity_data, model.meta())
+        from symbolic.velocity import table_from_cache
+
+        velocity = table_from_cache(velocity_data, model.meta())
     return export_module(model, out_dir, name, global_step=int(state.get("global_step", 0)), raw=raw,
                          velocity=velocity)
-
-
-def _velocity_from_cache(folder: str | Path, meta: dict) -> dict:
-    """``decode.velocity`` from a cache's ``velocity.npz`` (its training split), for a model of ``meta``."""
-    from pipeline.errors import UserError
-    from symbolic.datamodule import read_meta
-    from symbolic.velocity import load_counts, velocity_table
-
-    cache = read_meta(folder)
-    if list(cache.get("tracks", [])) != list(meta["tracks"]):
-        raise UserError(f"{folder}: --velocity-data: the cache's tracks {cache.get('tracks')} are not the "
-                        f"model's {meta['tracks']}")
-    def steps(grid: dict) -> int:
-        return int(grid.get("steps_per_bar") or int(grid["steps_per_beat"]) * int(grid["beats_per_bar"]))
-
-    if steps(cache["grid"]) != steps(meta["grid"]):
-        raise UserError(f"{folder}: --velocity-data: {steps(cache['grid'])} steps a bar, the model has "
-                        f"{steps(meta['grid'])}")
-    try:
-        counts = load_counts(folder)
-        return velocity_table(counts, meta["tracks"], meta["is_drum"], int(meta["grid"]["lowest_pitch"]))
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"--velocity-data: {exc}") from None
 
 
 def cli_main(argv: list[str]) -> int:

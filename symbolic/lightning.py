@@ -552,9 +552,9 @@ class ExportComposer(L.Callback):
 
             data_dir = getattr(trainer.datamodule, "data_dir", None)
             if data_dir is not None and (Path(data_dir) / FILE).is_file():
-                from symbolic.export import _velocity_from_cache
+                from symbolic.velocity import table_from_cache
 
-                self._velocity = _velocity_from_cache(data_dir, pl_module.meta())
+                self._velocity = table_from_cache(data_dir, pl_module.meta())
         return self._velocity
 
     def on_fit_start(self, trainer, pl_module) -> None:

@@ -197,6 +197,30 @@ def prediction_rmse(counts: dict[str, Any], predict: np.ndarray, split: str, tra
     return (float(np.sqrt(max(sse.sum(), 0.0) / count)) if count else float("nan")), count
 
 
+def table_from_cache(folder: str | Path, meta: dict, flag: str = "--velocity-data") -> dict[str, Any]:
+    """``decode.velocity`` from a cache's ``velocity.npz`` (its training split), for a model of
+    ``meta`` (``tracks``, ``is_drum``, ``grid``). UserError naming ``folder`` and ``flag`` when the
+    cache does not fit the model or has no readable counts."""
+    from pipeline.errors import UserError
+    from symbolic.datamodule import read_meta
+
+    cache = read_meta(folder)
+    if list(cache.get("tracks", [])) != list(meta["tracks"]):
+        raise UserError(f"{folder}: {flag}: the cache's tracks {cache.get('tracks')} are not the "
+                        f"model's {meta['tracks']}")
+
+    def steps(grid: dict) -> int:
+        return int(grid.get("steps_per_bar") or int(grid["steps_per_beat"]) * int(grid["beats_per_bar"]))
+
+    if steps(cache["grid"]) != steps(meta["grid"]):
+        raise UserError(f"{folder}: {flag}: {steps(cache['grid'])} steps a bar, the model has {steps(meta['grid'])}")
+    try:
+        counts = load_counts(folder)
+        return velocity_table(counts, meta["tracks"], meta["is_drum"], int(meta["grid"]["lowest_pitch"]))
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"{flag}: {exc}") from None
+
+
 def add_to_card(card_path: str | Path, data_dir: str | Path) -> dict[str, Any]:
     """Write a cache's training velocities into an existing weights card (``decode.velocity``),
     atomically; the weights file is not touched. For cards exported without them (a card whose
@@ -206,7 +230,6 @@ def add_to_card(card_path: str | Path, data_dir: str | Path) -> dict[str, Any]:
 
     from pipeline.errors import UserError
     from pipeline.fileio import atomic_write_text, read_json_object
-    from symbolic.export import _velocity_from_cache
 
     card = read_json_object(card_path)
     tracks, grid, is_drum = card.get("tracks"), card.get("grid"), card.get("is_drum")
@@ -219,7 +242,7 @@ def add_to_card(card_path: str | Path, data_dir: str | Path) -> dict[str, Any]:
     decode = card.get("decode") or {}
     if not isinstance(decode, dict):
         raise UserError(f"{card_path}: decode: expected a mapping, got {type(decode).__name__}")
-    table = _velocity_from_cache(data_dir, {"tracks": tracks, "is_drum": is_drum, "grid": grid})
+    table = table_from_cache(data_dir, {"tracks": tracks, "is_drum": is_drum, "grid": grid}, flag="--data")
     decode["velocity"] = table
     card["decode"] = decode
     atomic_write_text(card_path, json.dumps(card, indent=2, sort_keys=True) + "\n")

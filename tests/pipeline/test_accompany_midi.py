@@ -52,10 +52,10 @@ def test_accompany_plays_the_composed_tracks_with_the_cards_velocities(tmp_path)
     pm = pretty_midi.PrettyMIDI(str(midi))
     comp = FakeComposer()
     plain, _ = accompany_midi(pm, comp, track="melody", seed=1)
-    # a table for the piano only: 30 on a bar's first step, 110 on every other step; pooled styles
+    # a table for the piano only: 30 on a bar's first step, 110 on every other step, pooled over
+    # styles (the accompaniment is composed with no style, so the "pop" cells are not used)
     comp.velocity = {"steps_per_bar": 16, "tracks": {
-        "piano": {"by": "step", "styles": {"*": {"*": [30] + [110] * 15}}},
-        "MELODY": {"by": "step", "styles": {"*": {"*": [1] * 16}}}}}   # not a composer track name: unused
+        "piano": {"by": "step", "styles": {"*": {"*": [30] + [110] * 15}, "pop": {"*": [1] * 16}}}}}
     mt, ti = accompany_midi(pm, comp, track="melody", seed=1)
     piano = mt.track_names.index("piano")
     on = mt.onsets[piano]
