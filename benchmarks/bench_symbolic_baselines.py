@@ -59,7 +59,7 @@ def nearest_chord_phrases(train_chords: np.ndarray, train_style: np.ndarray, cho
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--baseline", choices=BASELINES, default="nearest-chords")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)

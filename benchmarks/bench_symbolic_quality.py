@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=WEIGHTS)
     p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--n", type=int, default=None, help="at most this many phrases (default: the whole split)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=WEIGHTS)
     p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--split", default="valid")
+    p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--track", default="bridge")
     p.add_argument("--max-steps", type=int, default=5)
     p.add_argument("--n", type=int, default=None, help="at most this many phrases (default: the whole split)")

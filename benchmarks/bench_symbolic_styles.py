@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=WEIGHTS)
     p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--split", default="valid")
+    p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--min-phrases", type=int, default=20)

@@ -53,7 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    meta, counts = read_meta(args.data), load_counts(args.data)
+    from pipeline.errors import UserError
+
+    try:
+        meta, counts = read_meta(args.data), load_counts(args.data)
+    except (UserError, FileNotFoundError, ValueError) as exc:
+        print(f"bench_velocity: error: {exc}", file=sys.stderr)
+        return 2
     rows = []
     for t, name in enumerate(meta["tracks"]):
         preds = predictions(counts, meta, t)
