@@ -288,14 +288,17 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     vel, onsets = vel.reshape(shape), onsets.reshape(shape)
     # the data's velocity at each step of the bar where the card has it (symbolic.velocity), all
     # styles pooled as the accompaniment is composed with none
-    from symbolic.velocity import velocity_grid
+    from symbolic.velocity import HUMANIZE, play_velocities, velocity_grid
 
+    table = getattr(composer, "velocity", None)
     for t, name in enumerate(names):
-        learnt = velocity_grid(getattr(composer, "velocity", None), name, None, grid.n_pitches, grid.lowest_pitch)
+        learnt = velocity_grid(table, name, None, grid.n_pitches, grid.lowest_pitch)
         if learnt is not None:
-            cells = np.broadcast_to(learnt.T, vel[t].shape)          # [bars, steps, pitches]
-            use = onsets[t] & np.isfinite(cells)
-            vel[t][use] = np.clip(np.rint(cells[use]), 1, 127).astype(np.uint8)
+            spread = velocity_grid(table, name, None, grid.n_pitches, grid.lowest_pitch, field="spread")
+            mean, sd = (np.broadcast_to(x.T, vel[t].shape).reshape(-1, grid.n_pitches) for x in (learnt, spread))
+            rng = np.random.default_rng([int(seed) % 2**32, t, 0x7E10C])
+            play_velocities(vel[t].reshape(-1, grid.n_pitches), onsets[t].reshape(-1, grid.n_pitches), mean, sd,
+                            HUMANIZE, rng)
     vel[ti], onsets[ti] = given_mt.roll[0], given_mt.onsets[0]  # the given notes as they were
     specs = []
     for t, name in enumerate(names):

@@ -24,6 +24,9 @@ the number of bars). A symbol is a root ``A``-``G`` with optional ``#``/``b``, t
 (``""``/``maj``, ``m``/``min``, ``7``, ``maj7``, ``m7``, ``dim``, ``dim7``, ``m7b5``, ``aug``,
 ``sus2``, ``sus4``, ``6``, ``m6``, ``9``, ``add9``, ``5``), optionally ``/bass``; ``N`` (or
 ``-``) means no chord.
+
+``humanize`` (0..1, default 0.5): how much the notes' velocities vary around the data's mean at
+their step of the bar (``symbolic.velocity.play_velocities``; 0 = always the mean).
 """
 
 from __future__ import annotations
@@ -168,6 +171,7 @@ class SongConfig:
     style: str | int | None = None
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     source: str = "<config>"
+    humanize: float = 0.5
 
     @property
     def n_bars(self) -> int:
@@ -344,7 +348,8 @@ def _join(prefix: str, key: str) -> str:
 
 # --------------------------------------------------------------------------- parsing
 
-_TOP_KEYS = {"title", "seed", "tempo", "time_signature", "sample_rate", "style", "tracks", "sections", "weights"}
+_TOP_KEYS = {"title", "seed", "tempo", "time_signature", "sample_rate", "style", "humanize", "tracks", "sections",
+             "weights"}
 _TRACK_KEYS = {"name", "source", "instrument", "timbre_seed", "morph_seed", "volume_db", "pan"}
 _SECTION_KEYS = {"name", "bars", "chords", "variation", "morph", "play", "rest", "style"}
 
@@ -370,6 +375,7 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
     if sample_rate not in SAMPLE_RATES:
         raise ctx.fail("sample_rate", f"{sample_rate} is not allowed (allowed: {', '.join(map(str, SAMPLE_RATES))})")
     style = _style(ctx, top.get("style"), "style")
+    humanize = ctx.number(top.get("humanize", 0.5), "humanize", 0.0, 1.0)
 
     raw_tracks = top["tracks"]
     if not isinstance(raw_tracks, list) or not raw_tracks:
@@ -431,7 +437,7 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
     w = ctx.mapping(w, "weights", set(DEFAULT_WEIGHTS))
     weights = WeightsConfig(**{k: ctx.string(w.get(k, DEFAULT_WEIGHTS[k]), f"weights.{k}") for k in DEFAULT_WEIGHTS})
     return SongConfig(title, seed, tempo, tuple(tracks), tuple(sections), (num, den), sample_rate, style, weights,
-                      source)
+                      source, humanize)
 
 
 def _style(ctx: _Ctx, value: Any, key: str) -> str | int | None:

@@ -468,11 +468,11 @@ def fill_play_bars(roll: np.ndarray, config: SongConfig, rows: Sequence[int]) ->
     return out
 
 
-def learnt_velocities(models: Models, config: SongConfig) -> list[np.ndarray | None]:
-    """Per track of the config: float ``[bars, pitches, steps]``, the velocity the data plays at
-    each cell (``decode.velocity`` of the card of the model composing it, :mod:`symbolic.velocity`;
-    the drums by the genre of each bar's section), NaN where the table has none; None for a track
-    whose model has no table."""
+def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Per track of the config: (means, spreads), float ``[bars, pitches, steps]`` each, the
+    velocity the data plays at each cell and its standard deviation (``decode.velocity`` of the
+    card of the model composing it, :mod:`symbolic.velocity`; the drums by the genre of each bar's
+    section), NaN where the table has none; None for a track whose model has no table."""
     from symbolic.velocity import velocity_grid
 
     comp = models.composer
@@ -498,20 +498,24 @@ def learnt_velocities(models: Models, config: SongConfig) -> list[np.ndarray | N
                 if isinstance(label, str):  # names are matched case-insensitively (_style_index)
                     lowered = [str(x).lower() for x in styles]
                     style = styles[lowered.index(label.lower())] if label.lower() in lowered else label
-            one = velocity_grid(table, name, None if style is None else str(style), grid.n_pitches, grid.lowest_pitch)
-            bars += [one] * s.bars
-        out.append(np.stack(bars))
+            key = None if style is None else str(style)
+            bars += [(velocity_grid(table, name, key, grid.n_pitches, grid.lowest_pitch),
+                      velocity_grid(table, name, key, grid.n_pitches, grid.lowest_pitch, field="spread"))] * s.bars
+        out.append((np.stack([m for m, _ in bars]), np.stack([sd for _, sd in bars])))
     return out
 
 
 def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequence[bool],
-                       velocities: Sequence[np.ndarray | None] | None = None):
+                       velocities: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None):
     """Binary roll -> ``symbolic.roll.Multitrack`` with velocities, onsets and the config's tracks.
 
     Pitched notes start where a pitch turns on (held steps merge); every drum step is a hit.
     Velocity: :data:`BASE_VELOCITY`, plus :data:`ACCENT` for onsets on a beat's first step; where
-    ``velocities`` (:func:`learnt_velocities`) gives a track's cell, the data's velocity there.
+    ``velocities`` (:func:`learnt_velocities`) gives a track's cell, the data's velocity there,
+    varied by the config's ``humanize`` (seeded by the song's seed and the track's index).
     """
+    from symbolic.velocity import play_velocities
+
     from symbolic.roll import Multitrack
     from symbolic.trackmap import TrackMap, TrackSpec
 
@@ -529,9 +533,9 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
     for t, learnt in enumerate(velocities or ()):
         if learnt is None:
             continue
-        cells = learnt.transpose(0, 2, 1).reshape(B * S, P)          # [bars * steps, pitches]
-        use = onsets[t] & np.isfinite(cells)
-        vel[t][use] = np.clip(np.rint(cells[use]), 1, 127).astype(np.uint8)
+        mean, spread = (x.transpose(0, 2, 1).reshape(B * S, P) for x in learnt)   # [bars * steps, pitches]
+        rng = np.random.default_rng([int(config.seed) % 2**32, t, 0x7E10C])
+        play_velocities(vel[t], onsets[t], mean, spread, config.humanize, rng)
     tm = TrackMap(tuple(TrackSpec(tc.name, tc.program if not d else 0, is_drum=bool(d))
                         for tc, d in zip(config.tracks, is_drum)), name="song")
     shape = (T, B, S, P)

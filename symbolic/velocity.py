@@ -13,7 +13,8 @@ velocities and turns them into a table the song pipeline plays the composed note
    ``min_count`` notes is left out (null).
 3. The song pipeline looks each onset up (:func:`velocity_grid`): the bar's style, else all
    styles pooled (``"*"``), else the fixed rule (:data:`pipeline.generate.BASE_VELOCITY`, an
-   accent on the beat).
+   accent on the beat); with ``humanize`` it draws around the mean with that share of the cell's
+   standard deviation (the table's ``spread``; :func:`play_velocities`).
 
 Because the three counts per cell are kept, the error of any per-cell prediction on a held-out
 split follows without reading the notes again (:func:`prediction_rmse`):
@@ -97,6 +98,14 @@ def _cell_means(count: np.ndarray, total: np.ndarray, min_count: int) -> list[in
     return [int(round(s / c)) if c >= min_count else None for c, s in zip(count.tolist(), total.tolist())]
 
 
+def _cell_spreads(count: np.ndarray, total: np.ndarray, squares: np.ndarray, min_count: int) -> list[int | None]:
+    """Standard deviation of each cell's velocities (rounded), None under ``min_count`` notes."""
+    out: list[int | None] = []
+    for c, s, q in zip(count.tolist(), total.tolist(), squares.tolist()):
+        out.append(int(round(np.sqrt(max(q / c - (s / c) ** 2, 0.0)))) if c >= min_count else None)
+    return out
+
+
 def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: Sequence[bool], lowest_pitch: int,
                    split: str = "train", min_count: int = MIN_COUNT) -> dict[str, Any]:
     """The mean onset velocity of every cell of one split, as a JSON-able table (a card's
@@ -105,6 +114,8 @@ def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: 
     Drum tracks: ``styles[style][str(MIDI pitch)]`` = one mean per step of the bar; pitched tracks:
     ``styles[style]["*"]`` over all their pitches. ``style`` is a style name or ``"*"`` (all
     pooled). Cells with fewer than ``min_count`` notes are None; keys with no cell left are dropped.
+    ``spread`` has the same layout: each cell's standard deviation (how much the players vary
+    from one such note to the next; the song pipeline's ``humanize``).
     """
     stats = np.asarray(counts["stats"], dtype=np.float64)
     if len(track_names) != stats.shape[3] or len(is_drum) != stats.shape[3]:
@@ -118,17 +129,19 @@ def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: 
     tracks: dict[str, Any] = {}
     for t, name in enumerate(track_names):
         styles: dict[str, dict[str, list]] = {}
+        spread: dict[str, dict[str, list]] = {}
         for style, s in groups.items():
-            count, total = s[0, t], s[1, t]                             # [P, S]
+            count, total, squares = s[0, t], s[1, t], s[2, t]           # [P, S]
             if is_drum[t]:
-                cells = {str(lowest_pitch + p): _cell_means(count[p], total[p], min_count)
-                         for p in range(count.shape[0])}
+                rows = {str(lowest_pitch + p): (count[p], total[p], squares[p]) for p in range(count.shape[0])}
             else:
-                cells = {ALL: _cell_means(count.sum(0), total.sum(0), min_count)}
-            cells = {k: v for k, v in cells.items() if any(x is not None for x in v)}
-            if cells:
-                styles[style] = cells
-        tracks[name] = {"by": "pitch" if is_drum[t] else "step", "styles": styles}
+                rows = {ALL: (count.sum(0), total.sum(0), squares.sum(0))}
+            cells = {k: _cell_means(c, tot, min_count) for k, (c, tot, _) in rows.items()}
+            keep = [k for k, v in cells.items() if any(x is not None for x in v)]
+            if keep:
+                styles[style] = {k: cells[k] for k in keep}
+                spread[style] = {k: _cell_spreads(*rows[k], min_count) for k in keep}
+        tracks[name] = {"by": "pitch" if is_drum[t] else "step", "styles": styles, "spread": spread}
     return {"split": split, "min_count": int(min_count), "steps_per_bar": int(stats.shape[-1]), "tracks": tracks}
 
 
@@ -150,26 +163,32 @@ def check_velocity_table(table: Any, track_names: Sequence[str], steps_per_bar: 
             raise bad(f"unknown track {name!r} (the model's: {', '.join(track_names)})")
         if not isinstance(spec, dict) or spec.get("by") not in ("pitch", "step") or not isinstance(spec.get("styles"), dict):
             raise bad(f"{name}: expected {{'by': 'pitch' or 'step', 'styles': {{...}}}}")
-        for style, cells in spec["styles"].items():
-            if not isinstance(cells, dict):
-                raise bad(f"{name}.{style}: expected a mapping of keys to {steps_per_bar} velocities")
-            for key, row in cells.items():
-                if spec["by"] == "pitch" and not (key.isdigit() and 0 <= int(key) <= 127):
-                    raise bad(f"{name}.{style}: key {key!r} is not a MIDI pitch")
-                if spec["by"] == "step" and key != ALL:
-                    raise bad(f"{name}.{style}: key {key!r}: a track by step has the one key {ALL!r}")
-                if (not isinstance(row, list) or len(row) != steps_per_bar
-                        or any(v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 127)
-                               for v in row)):
-                    raise bad(f"{name}.{style}.{key}: expected {steps_per_bar} velocities 1-127 or null")
+        spread = spec.get("spread", {})
+        if not isinstance(spread, dict):
+            raise bad(f"{name}.spread: expected a mapping like 'styles'")
+        for field, low, part in (("styles", 1, spec["styles"]), ("spread", 0, spread)):
+            where = name if field == "styles" else f"{name}.spread"
+            for style, cells in part.items():
+                if not isinstance(cells, dict):
+                    raise bad(f"{where}.{style}: expected a mapping of keys to {steps_per_bar} velocities")
+                for key, row in cells.items():
+                    if spec["by"] == "pitch" and not (key.isdigit() and 0 <= int(key) <= 127):
+                        raise bad(f"{where}.{style}: key {key!r} is not a MIDI pitch")
+                    if spec["by"] == "step" and key != ALL:
+                        raise bad(f"{where}.{style}: key {key!r}: a track by step has the one key {ALL!r}")
+                    if (not isinstance(row, list) or len(row) != steps_per_bar
+                            or any(v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                                                      or not low <= v <= 127) for v in row)):
+                        raise bad(f"{where}.{style}.{key}: expected {steps_per_bar} velocities {low}-127 or null")
     return table
 
 
 def velocity_grid(table: dict[str, Any] | None, track: str, style: str | None, n_pitches: int,
-                  lowest_pitch: int) -> np.ndarray | None:
+                  lowest_pitch: int, field: str = "styles") -> np.ndarray | None:
     """float ``[pitches, steps]`` of a track's learnt velocities for a bar of ``style`` (None: all
     styles): the style's cell, else the pooled one; NaN where neither has one. None without a table
-    for the track."""
+    for the track. ``field="spread"``: their standard deviations instead (NaN where the table has
+    none)."""
     spec = (table or {}).get("tracks", {}).get(track)
     if not spec:
         return None
@@ -178,13 +197,39 @@ def velocity_grid(table: dict[str, Any] | None, track: str, style: str | None, n
     for name in (ALL, style):  # the style's cells overwrite the pooled ones
         if name is None:
             continue
-        for key, row in (spec["styles"].get(name) or {}).items():
+        for key, row in ((spec.get(field) or {}).get(name) or {}).items():
             vals = np.array([np.nan if v is None else float(v) for v in row])
             rows = slice(None) if key == ALL else int(key) - lowest_pitch
             if key != ALL and not 0 <= rows < n_pitches:
                 continue
             out[rows] = np.where(np.isnan(vals), out[rows], vals)
     return out
+
+
+#: How much of a cell's spread the song pipeline draws by default (``humanize``): the data's
+#: spread also holds the differences between players and songs, more than one player varies.
+HUMANIZE = 0.5
+
+
+def play_velocities(vel: np.ndarray, onsets: np.ndarray, mean: np.ndarray, spread: np.ndarray | None,
+                    humanize: float, rng: np.random.Generator) -> None:
+    """Set the velocity of every onset that has a learnt cell, in place.
+
+    Args:
+        vel: uint8 ``[steps, pitches]`` velocities of one track (a view is fine), steps of
+            consecutive bars; onsets: bool of the same shape.
+        mean, spread: float of the same shape (NaN where the table has no cell; ``spread`` None or
+            NaN = no variation).
+        humanize: 0 = each note at its cell's mean; 1 = drawn from a normal of the cell's mean and
+            standard deviation; in between, that deviation scaled.
+        rng: the draws, one per onset with a cell, in (step, pitch) order.
+    """
+    use = onsets & np.isfinite(mean)
+    values = mean[use]
+    if humanize > 0 and spread is not None:
+        sd = np.nan_to_num(spread[use])
+        values = values + float(humanize) * sd * rng.standard_normal(values.shape)
+    vel[use] = np.clip(np.rint(values), 1, 127).astype(vel.dtype)
 
 
 def prediction_rmse(counts: dict[str, Any], predict: np.ndarray, split: str, track: int) -> tuple[float, int]:

@@ -63,6 +63,9 @@ def test_table_of_means_with_a_minimum_count():
     assert styles["rock"] == {"36": [80, None, None, None]}        # pitch 37: 1 note, under the minimum
     assert "jazz" not in styles                                     # no cell of 2 notes
     assert styles[ALL] == {"36": [60, None, None, None]}            # (100 + 60 + 20) / 3
+    spread = drums["tracks"]["kit"]["spread"]
+    assert spread["rock"] == {"36": [20, None, None, None]}          # 100 and 60 about 80
+    assert spread[ALL] == {"36": [33, None, None, None]}            # 100, 60, 20 about 60: sqrt(3200 / 3)
     pitched = velocity_table(counts, ["keys"], [False], 36, min_count=1)["tracks"]["keys"]
     assert pitched["by"] == "step" and pitched["styles"]["rock"] == {ALL: [80, None, 40, None]}
     assert pitched["styles"][ALL] == {ALL: [60, None, 40, 50]}
@@ -178,3 +181,30 @@ def test_export_velocity_refuses_a_bad_card_or_counts_file_in_one_line(tmp_path,
     assert main(["export", "velocity", str(path), "--data", str(cache)]) == 2
     assert "velocity.npz: stats of shape (3, 1, 3, 1, 3, 4), expected [3 splits, 2 styles" in capsys.readouterr().err
     assert json.loads(path.read_text()) == good
+
+
+def test_play_velocities_means_or_seeded_draws_of_the_cells_spread():
+    from symbolic.velocity import play_velocities
+
+    mean = np.array([[80.0, np.nan], [120.0, 50.0]])
+    spread = np.array([[10.0, 5.0], [30.0, np.nan]])
+    onsets = np.array([[True, True], [True, False]])
+    vel = np.full((2, 2), 7, np.uint8)
+    play_velocities(vel, onsets, mean, spread, 0.0, np.random.default_rng(0))
+    assert vel.tolist() == [[80, 7], [120, 7]]       # no cell: left as it was; no onset: untouched
+    vel = np.full((2, 2), 7, np.uint8)
+    play_velocities(vel, onsets, mean, spread, 0.5, np.random.default_rng(3))
+    z = np.random.default_rng(3).standard_normal(2)
+    assert vel.tolist() == [[int(np.rint(80 + 0.5 * 10 * z[0])), 7], [int(np.clip(np.rint(120 + 0.5 * 30 * z[1]), 1, 127)), 7]]
+    vel = np.full((2, 2), 7, np.uint8)
+    play_velocities(vel, onsets, mean, None, 1.0, np.random.default_rng(3))
+    assert vel.tolist() == [[80, 7], [120, 7]]       # no spread: the means
+
+
+def test_a_bad_spread_is_refused_by_name():
+    table = {"steps_per_bar": 4, "tracks": {"kit": {"by": "pitch", "styles": {"*": {"36": [1, 1, 1, 1]}},
+                                                   "spread": {"*": {"36": [0, 1, None, 200]}}}}}
+    with pytest.raises(ValueError, match=r"^decode\.velocity: kit\.spread\.\*\.36: expected 4 velocities 0-127 or null"):
+        check_velocity_table(table, ["kit"], 4)
+    table["tracks"]["kit"]["spread"] = {"*": {"36": [0, 1, None, 2]}}
+    assert check_velocity_table(table, ["kit"], 4) is table
