@@ -225,7 +225,8 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
         track: the input instrument: its name, or ``#N`` for the N-th instrument (see
             :func:`select_instrument`).
         as_track: the composer track it plays (default the composer's first track).
-        seed: seed of the composer's latents.
+        seed: seed of the composer's latents and of the velocities' draws (with ``humanize`` =
+            :data:`symbolic.velocity.HUMANIZE`).
         chords: the chords under the given track: "auto" estimates them from its notes
             (:func:`symbolic.chords.estimate_chords`, a triad or seventh every two beats),
             "none" gives none (the composer follows the track alone), anything else is chord

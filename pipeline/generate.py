@@ -24,8 +24,10 @@ Steps (:func:`generate_song`):
    to the section lengths, binarised at 0.5. A bar where every pitched track is silent repeats
    the bar before it, so the song never falls silent between phrases; then the sections'
    ``rest`` tracks are silenced (whatever composer wrote them).
-3. **Notes and MIDI**: velocities (beat-accented), onsets, ``symbolic.roll.multitrack_to_midi``
-   with the config's track names, GM programs and tempo -> ``song.mid``.
+3. **Notes and MIDI**: velocities (the card's learnt table where it has a cell, drawn with the
+   config's ``humanize``; else beat-accented: :func:`roll_to_multitrack`), onsets,
+   ``symbolic.roll.multitrack_to_midi`` with the config's track names, GM programs and tempo ->
+   ``song.mid``.
 4. **Audio** (``--renderer neural``): :class:`audio.render.NoteRenderer` renders every note
    with the timbre model (each track its own timbre latent, morphing by section), then
    :mod:`audio.mix` mixes, normalises loudness and limits -> ``song.wav`` and ``stems/``.

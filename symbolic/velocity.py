@@ -7,9 +7,10 @@ velocities and turns them into a table the song pipeline plays the composed note
 1. ``musegansynth data symbolic`` counts, for every split, style, track, pitch and step of the bar,
    the note onsets, the sum of their velocities and the sum of their squares
    (:class:`VelocityCounter`, saved as ``velocity.npz`` beside the phrases).
-2. ``musegansynth export symbolic CKPT --velocity-data DIR`` puts the training split's means in
-   the weights card (``decode.velocity``, :func:`velocity_table`): drum tracks by (style, pitch,
-   step), pitched tracks by (style, step) over all their pitches. A cell with fewer than
+2. ``musegansynth export symbolic CKPT --velocity-data DIR`` puts the training split's means
+   (and their standard deviations, ``spread``) in the weights card (``decode.velocity``,
+   :func:`velocity_table`): drum tracks by (style, pitch, step), pitched tracks by (style, step)
+   over all their pitches. A cell with fewer than
    ``min_count`` notes is left out (null).
 3. The song pipeline looks each onset up (:func:`velocity_grid`): the bar's style, else all
    styles pooled (``"*"``), else the fixed rule (:data:`pipeline.generate.BASE_VELOCITY`, an
