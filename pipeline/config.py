@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from symbolic.velocity import HUMANIZE
+
 from pipeline.errors import UserError
 
 #: The project root (the folder holding ``configs/`` and ``data/``).
@@ -171,7 +173,7 @@ class SongConfig:
     style: str | int | None = None
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     source: str = "<config>"
-    humanize: float = 0.5
+    humanize: float = HUMANIZE
 
     @property
     def n_bars(self) -> int:
@@ -375,7 +377,7 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
     if sample_rate not in SAMPLE_RATES:
         raise ctx.fail("sample_rate", f"{sample_rate} is not allowed (allowed: {', '.join(map(str, SAMPLE_RATES))})")
     style = _style(ctx, top.get("style"), "style")
-    humanize = ctx.number(top.get("humanize", 0.5), "humanize", 0.0, 1.0)
+    humanize = ctx.number(top.get("humanize", HUMANIZE), "humanize", 0.0, 1.0)
 
     raw_tracks = top["tracks"]
     if not isinstance(raw_tracks, list) or not raw_tracks:

@@ -180,15 +180,16 @@ def test_humanize_varies_each_hit_about_its_cells_mean_reproducibly(fake_models,
     fake_models.drums.velocity = {"steps_per_bar": 16, "tracks": {"drums": {
         "by": "pitch", "styles": {"rock": {"36": [100] + [None] * 15}}, "spread": {"rock": {"36": [10] + [None] * 15}}}}}
 
-    def kicks(humanize, name):
-        out = generate_song(_cfg(humanize=humanize), tmp_path / name, models=fake_models, renderer="none")
+    def kicks(humanize, name, seed=3):
+        out = generate_song(_cfg(humanize=humanize, seed=seed), tmp_path / name, models=fake_models, renderer="none")
         pm = pretty_midi.PrettyMIDI(str(out / "song.mid"))
         return [n.velocity for n in pm.instruments[2].notes
                 if n.pitch == 36 and abs(n.start / 2.0 - round(n.start / 2.0)) < 1e-6]
 
     assert kicks(0.0, "a") == [100] * 10
     varied = kicks(1.0, "b")
-    assert len(set(varied)) > 3 and all(60 <= v <= 140 for v in varied) and varied == kicks(1.0, "c")
+    assert len(set(varied)) > 3 and all(60 <= v <= 127 for v in varied) and varied == kicks(1.0, "c")
+    assert kicks(1.0, "e", seed=4) != varied          # the song's seed seeds the draws
     half = kicks(0.5, "d")
     assert [round(100 + (v - 100) / 2) for v in varied] == pytest.approx(half, abs=1)  # the same draws, half as far
     with pytest.raises(UserError, match=r"small.yaml: humanize: 2 is out of range \(allowed: 0.0 to 1.0\)"):
