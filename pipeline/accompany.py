@@ -208,14 +208,15 @@ def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
 
 
 def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
-                   source: str = "<midi>", chords: str = "auto"):
+                   source: str = "<midi>", chords: str = "auto", humanize: float | None = None):
     """Accompany one instrument of a PrettyMIDI; returns (``symbolic.roll.Multitrack``, given track index).
     Arguments as :func:`_accompany`'s."""
-    return _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=source, chords=chords)[:2]
+    return _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=source, chords=chords,
+                      humanize=humanize)[:2]
 
 
 def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
-               source: str = "<midi>", chords: str = "auto"):
+               source: str = "<midi>", chords: str = "auto", humanize: float | None = None):
     """:func:`accompany_midi`, also returning the input instrument's index in ``pm.instruments`` and
     where bar 0 starts in the file (:func:`given_origin`): what :func:`song_midi` needs.
 
@@ -225,8 +226,9 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
         track: the input instrument: its name, or ``#N`` for the N-th instrument (see
             :func:`select_instrument`).
         as_track: the composer track it plays (default the composer's first track).
-        seed: seed of the composer's latents and of the velocities' draws (with ``humanize`` =
-            :data:`symbolic.velocity.HUMANIZE`).
+        seed: seed of the composer's latents and of the velocities' draws.
+        humanize: how far the composed notes' velocities stray from the card's means (0..1; None =
+            :data:`symbolic.velocity.HUMANIZE`; :func:`symbolic.velocity.play_velocities`).
         chords: the chords under the given track: "auto" estimates them from its notes
             (:func:`symbolic.chords.estimate_chords`, a triad or seventh every two beats),
             "none" gives none (the composer follows the track alone), anything else is chord
@@ -299,7 +301,7 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
             mean, sd = (np.broadcast_to(x.T, vel[t].shape).reshape(-1, grid.n_pitches) for x in (learnt, spread))
             rng = np.random.default_rng([int(seed) % 2**32, t, 0x7E10C])
             play_velocities(vel[t].reshape(-1, grid.n_pitches), onsets[t].reshape(-1, grid.n_pitches), mean, sd,
-                            HUMANIZE, rng)
+                            HUMANIZE if humanize is None else humanize, rng)
     vel[ti], onsets[ti] = given_mt.roll[0], given_mt.onsets[0]  # the given notes as they were
     specs = []
     for t, name in enumerate(names):
@@ -334,6 +336,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         f"accompaniment mode; {DEFAULT_SYMBOLIC_WEIGHTS} where that is missing)")
     p.add_argument("--audio-weights", default=None, help="timbre model weights (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--humanize", type=float, default=None, metavar="H",
+                   help="0..1: how far the composed notes' velocities stray from the data's mean at their step "
+                        "(default 0.5; 0 = always the mean)")
     return p
 
 
@@ -353,7 +358,7 @@ def load_composer(weights: str | None, device: str):
 
 
 def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: str | None = None,
-        seed: int = 0, device: str = "cpu", chords: str = "auto") -> Path:
+        seed: int = 0, device: str = "cpu", chords: str = "auto", humanize: float | None = None) -> Path:
     """Accompany ``midi`` into ``out`` (song.mid, and song.wav when ``timbre`` is given). All or nothing."""
     from audio.mix import master, mix_stems, write_wav
     from pipeline.render import render_midi_neural
@@ -361,7 +366,7 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
 
     pm = read_midi(midi)
     mt, ti, index, origin = _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi),
-                                       chords=chords)
+                                       chords=chords, humanize=humanize)
     song = song_midi(mt, pm, given_track=ti, given_index=index, origin=origin)
     with staged_dir(out, replaces=ACCOMPANY_OUTPUTS) as stage:
         write_midi(song, stage / "song.mid")
@@ -373,7 +378,7 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
 
 
 def cli_main(argv: list[str]) -> int:
-    """``musegansynth accompany MIDI --track NAME|#N [--out DIR] [--renderer neural|none]``."""
+    """``musegansynth accompany MIDI --track NAME|#N [--out DIR] [--renderer neural|none] [--humanize H]``."""
     from pipeline.generate import resolve_device
     from pipeline.errors import check_seed
     from pipeline.render import load_timbre
@@ -381,6 +386,8 @@ def cli_main(argv: list[str]) -> int:
 
     args = build_parser(argv[0]).parse_args(argv[1:])
     check_seed(args.seed)
+    if args.humanize is not None and not 0.0 <= args.humanize <= 1.0:  # also refuses nan
+        raise UserError(f"--humanize {args.humanize:g}: out of range (allowed: 0 to 1)")
     midi = Path(args.midi)
     out = check_out_dir(args.out if args.out is not None else Path("out") / f"{midi.stem}-accompanied")
     device = resolve_device(args.device)
@@ -388,6 +395,6 @@ def cli_main(argv: list[str]) -> int:
     composer = load_composer(args.weights, device)
     timbre = load_timbre(args.audio_weights, device) if args.renderer == "neural" else None
     run(midi, out, track=args.track, composer=composer, timbre=timbre, as_track=args.as_track, seed=args.seed,
-        device=device, chords=args.chords)
+        device=device, chords=args.chords, humanize=args.humanize)
     print(out)
     return 0

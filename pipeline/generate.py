@@ -545,8 +545,9 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
                       tuple(config.time_signature))
 
 
-def section_table(config: SongConfig) -> list[dict[str, Any]]:
-    """Sections with their first bar, length and times in seconds.
+def section_table(config: SongConfig, drums: bool = True) -> list[dict[str, Any]]:
+    """Sections with their first bar, length and times in seconds (and, when the song has
+    ``drums``, the drums' style of each; None otherwise).
 
     ``chords``: one per bar, or one per beat when a bar of the section changes chord (the two
     forms a config accepts); None without chords.
@@ -564,7 +565,7 @@ def section_table(config: SongConfig) -> list[dict[str, Any]]:
                 chords = per_bar
         out.append({"name": s.name, "start_bar": bar, "bars": s.bars, "start_s": round(bar * bar_s, 4),
                     "end_s": round((bar + s.bars) * bar_s, 4), "chords": chords, "variation": s.variation,
-                    "morph": s.morph, "style": config.style if s.style is None else s.style})
+                    "morph": s.morph, "style": None if not drums else config.style if s.style is None else s.style})
         bar += s.bars
     return out
 
@@ -755,7 +756,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
                 audio_facts = render_song_fluidsynth(stage, pm, config, flac)
             timings["render_s"] = round(time.perf_counter() - t1, 3)
 
-            sections = section_table(config)
+            sections = section_table(config, drums=any(is_drum))
             facts = {
                 "title": config.title,
                 "seed": seed,

@@ -67,6 +67,30 @@ def test_accompany_plays_the_composed_tracks_with_the_cards_velocities(tmp_path)
     assert np.array_equal(mt.roll[ti], plain.roll[ti])                # the given track as it was
 
 
+def test_accompany_humanize_draws_around_the_cards_means(tmp_path, monkeypatch, capsys):
+    import pipeline.accompany as acc
+    from pipeline.cli import main
+
+    midi = _song(tmp_path / "in.mid")
+    pm = pretty_midi.PrettyMIDI(str(midi))
+    comp = FakeComposer()
+    comp.velocity = {"steps_per_bar": 16, "tracks": {"piano": {
+        "by": "step", "styles": {"*": {"*": [70] * 16}}, "spread": {"*": {"*": [10] * 16}}}}}
+    piano = list(comp.track_names).index("piano")
+    flat, _ = accompany_midi(pm, comp, track="melody", seed=1, humanize=0.0)
+    on = flat.onsets[piano]
+    assert on.any() and set(flat.roll[piano][on].tolist()) == {70}
+    drawn, _ = accompany_midi(pm, comp, track="melody", seed=1)       # the default, 0.5
+    values = drawn.roll[piano][on]
+    assert len(set(values.tolist())) > 2 and abs(values.astype(float).mean() - 70) < 5
+    assert np.array_equal(values, accompany_midi(pm, comp, track="melody", seed=1)[0].roll[piano][on])
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: comp)
+    assert main(["accompany", str(midi), "--track", "melody", "--renderer", "none", "--humanize", "1.5",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--humanize 1.5: out of range (allowed: 0 to 1)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_accompany_as_another_track_and_with_audio(tmp_path):
     midi = _song(tmp_path / "in.mid")
     comp = FakeComposer()

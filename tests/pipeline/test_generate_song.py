@@ -121,6 +121,11 @@ def test_a_section_may_give_the_drums_another_style(fake_models, tmp_path):
     sections[1]["style"] = "pop"
     rows = section_table(_cfg(sections=sections))
     assert [r["style"] for r in rows] == ["rock", "pop", "rock"]
+    assert [r["style"] for r in section_table(_cfg(sections=sections), drums=False)] == [None] * 3
+    # a song without a drums track says no style in song.json
+    no_drums = _cfg(sections=sections, tracks=SMALL_SONG["tracks"][:2])
+    out = generate_song(no_drums, tmp_path / "nd", models=fake_models, renderer="none")
+    assert [r["style"] for r in json.loads((out / "song.json").read_text())["sections"]] == [None] * 3
 
 
 def test_a_style_index_for_drums_without_named_styles_is_checked_against_the_generator(fake_models):
