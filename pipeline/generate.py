@@ -298,7 +298,7 @@ def _style_index(drums, style: str | int | None, source: str, key: str = "style"
 
 def phrase_styles(drums, config: SongConfig) -> list[int] | None:
     """The drums' style index of every phrase: its section's ``style``, else the song's, -1
-    (unknown) where neither is given; None when no section and not the song name one."""
+    (unknown) where neither is given; None when neither the song nor any section names one."""
     song = _style_index(drums, config.style, config.source)
     n_bars = int(drums.n_bars)
     out: list[int] = []
@@ -491,16 +491,13 @@ def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarr
         styles = list(getattr(model, "styles", None) or [])
         grid = composer_grid(model)
         bars = []
-        for s in config.sections:
+        for i, s in enumerate(config.sections):
             if model is comp:  # composed as the composer's first style (see compose)
-                style = styles[0] if styles else None
-            else:
-                label = config.style if s.style is None else s.style
-                style = styles[label] if isinstance(label, int) and 0 <= label < len(styles) else label
-                if isinstance(label, str):  # names are matched case-insensitively (_style_index)
-                    lowered = [str(x).lower() for x in styles]
-                    style = styles[lowered.index(label.lower())] if label.lower() in lowered else label
-            key = None if style is None else str(style)
+                index = 0
+            else:  # as compose found it (names matched case-insensitively, indices checked)
+                index = _style_index(model, config.style if s.style is None else s.style, config.source,
+                                     "style" if s.style is None else f"sections[{i}].style")
+            key = str(styles[index]) if index is not None and 0 <= index < len(styles) else None
             bars += [(velocity_grid(table, name, key, grid.n_pitches, grid.lowest_pitch),
                       velocity_grid(table, name, key, grid.n_pitches, grid.lowest_pitch, field="spread"))] * s.bars
         out.append((np.stack([m for m, _ in bars]), np.stack([sd for _, sd in bars])))
