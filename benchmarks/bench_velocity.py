@@ -7,6 +7,10 @@ every note onset of a held-out split, for three ways of choosing a velocity:
 - ``table``: the card's ``decode.velocity`` (``symbolic.velocity.velocity_table`` of the training
   split: by style and step of the bar, and pitch for drums), the fixed rule where it has no cell.
 
+A second table does the same for timing: the RMSE (in steps) of each onset's offset from its step
+when every note is played on its step, and when it is played at its cell's mean offset (the table's
+``timing``).
+
 It reads the cache's ``velocity.npz`` (counts, sums and sums of squares per cell), so the error of
 any per-cell prediction follows without the notes.
 
@@ -44,6 +48,22 @@ def predictions(counts: dict, meta: dict, track: int) -> dict[str, np.ndarray]:
             "table": np.where(np.isfinite(learnt), learnt, fixed)}
 
 
+def timing_row(counts: dict, meta: dict, track: int, split: str) -> dict:
+    """Timing RMSE (steps) of one track's timed onsets: every note on its step, or played at its
+    cell's mean offset (the card's ``timing``, from the training split; on the step where none)."""
+    from symbolic.velocity import prediction_rmse, velocity_grid, velocity_table
+
+    grid, styles = meta["grid"], counts["styles"]
+    n_p, n_s = counts["stats"].shape[-2:]
+    table = velocity_table(counts, meta["tracks"], meta["is_drum"], int(grid["lowest_pitch"]))
+    late = np.stack([velocity_grid(table, meta["tracks"][track], s, n_p, int(grid["lowest_pitch"]), field="timing")
+                     for s in styles])
+    row = {"track": meta["tracks"][track]}
+    for way, v in (("on the grid", np.zeros_like(late)), ("table", np.nan_to_num(late))):
+        row[way], row["notes"] = prediction_rmse(counts, v, split, track, what="timing")
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     from symbolic.datamodule import read_meta
     from symbolic.velocity import load_counts, prediction_rmse
@@ -71,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'track':<8} {'notes':>8} {'fixed':>7} {'track mean':>10} {'table':>7}")
     for r in rows:
         print(f"{r['track']:<8} {r['notes']:>8} {r['fixed']:>7.1f} {r['track mean']:>10.1f} {r['table']:>7.1f}")
+    timing = [timing_row(counts, meta, t, args.split) for t in range(len(meta["tracks"]))]
+    print(f"timing RMSE in steps (offset of each onset from its step) over the {args.split} split's timed onsets")
+    print(f"{'track':<8} {'notes':>8} {'on the grid':>11} {'table':>7}")
+    for r in timing:
+        print(f"{r['track']:<8} {r['notes']:>8} {r['on the grid']:>11.3f} {r['table']:>7.3f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"split": args.split, "data": args.data, "tracks": rows}, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"split": args.split, "data": args.data, "tracks": rows,
+                                               "timing": timing}, indent=1) + "\n")
     return 0
 
 

@@ -470,11 +470,12 @@ def fill_play_bars(roll: np.ndarray, config: SongConfig, rows: Sequence[int]) ->
     return out
 
 
-def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """Per track of the config: (means, spreads), float ``[bars, pitches, steps]`` each, the
-    velocity the data plays at each cell and its standard deviation (``decode.velocity`` of the
-    card of the model composing it, :mod:`symbolic.velocity`; the drums by the genre of each bar's
-    section), NaN where the table has none; None for a track whose model has no table."""
+def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """Per track of the config: (means, spreads, timings), float ``[bars, pitches, steps]`` each,
+    the velocity the data plays at each cell, its standard deviation and the cell's mean offset
+    from the step (``decode.velocity`` of the card of the model composing it,
+    :mod:`symbolic.velocity`; the drums by the genre of each bar's section), NaN where the table
+    has none; None for a track whose model has no table."""
     from symbolic.velocity import velocity_grid
 
     comp = models.composer
@@ -498,20 +499,21 @@ def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarr
                 index = _style_index(model, config.style if s.style is None else s.style, config.source,
                                      "style" if s.style is None else f"sections[{i}].style")
             key = str(styles[index]) if index is not None and 0 <= index < len(styles) else None
-            bars += [(velocity_grid(table, name, key, grid.n_pitches, grid.lowest_pitch),
-                      velocity_grid(table, name, key, grid.n_pitches, grid.lowest_pitch, field="spread"))] * s.bars
-        out.append((np.stack([m for m, _ in bars]), np.stack([sd for _, sd in bars])))
+            bars += [tuple(velocity_grid(table, name, key, grid.n_pitches, grid.lowest_pitch, field=f)
+                           for f in ("styles", "spread", "timing"))] * s.bars
+        out.append(tuple(np.stack([b[i] for b in bars]) for i in range(3)))
     return out
 
 
 def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequence[bool],
-                       velocities: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None):
+                       velocities: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None):
     """Binary roll -> ``symbolic.roll.Multitrack`` with velocities, onsets and the config's tracks.
 
     Pitched notes start where a pitch turns on (held steps merge); every drum step is a hit.
     Velocity: :data:`BASE_VELOCITY`, plus :data:`ACCENT` for onsets on a beat's first step; where
     ``velocities`` (:func:`learnt_velocities`) gives a track's cell, the data's velocity there,
-    varied by the config's ``humanize`` (seeded by the song's seed and the track's index).
+    varied by the config's ``humanize`` (seeded by the song's seed and the track's index), and
+    played its mean offset from the step early or late (``Multitrack.timing``).
     """
     from symbolic.velocity import play_velocities
 
@@ -529,17 +531,21 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
     # held steps carry the base velocity; roll_to_notes reads a note's velocity at its onset
     vel = np.where(flat, BASE_VELOCITY, 0).astype(np.uint8)
     vel[onsets & on_beat] = BASE_VELOCITY + ACCENT
+    timing = None
     for t, learnt in enumerate(velocities or ()):
         if learnt is None:
             continue
-        mean, spread = (x.transpose(0, 2, 1).reshape(B * S, P) for x in learnt)   # [bars * steps, pitches]
+        mean, spread, late = (x.transpose(0, 2, 1).reshape(B * S, P) for x in learnt)   # [bars * steps, pitches]
         rng = np.random.default_rng([int(config.seed) % 2**32, t, 0x7E10C])
         play_velocities(vel[t], onsets[t], mean, spread, config.humanize, rng)
+        if np.isfinite(late).any():
+            timing = np.zeros((T, B * S, P)) if timing is None else timing
+            timing[t] = np.where(onsets[t] & np.isfinite(late), late, 0.0)
     tm = TrackMap(tuple(TrackSpec(tc.name, tc.program if not d else 0, is_drum=bool(d))
                         for tc, d in zip(config.tracks, is_drum)), name="song")
     shape = (T, B, S, P)
     return Multitrack(vel.reshape(shape), onsets.reshape(shape), tm, grid, float(config.tempo),
-                      tuple(config.time_signature))
+                      tuple(config.time_signature), timing=None if timing is None else timing.reshape(shape))
 
 
 def section_table(config: SongConfig, drums: bool = True) -> list[dict[str, Any]]:
@@ -567,24 +573,27 @@ def section_table(config: SongConfig, drums: bool = True) -> list[dict[str, Any]
     return out
 
 
-def section_at(config: SongConfig, time_s: float) -> int:
+def section_at(config: SongConfig, time_s: float, early_s: float = 1e-6) -> int:
     """Index of the section sounding at ``time_s`` seconds (0 before the song, the last after it).
 
     Computed from the exact bar times (``section_table``'s ``start_s`` is rounded to 0.1 ms: a
     note on a section's first step could read as the section before, with its timbre morph).
-    A time within a microsecond before a section's start counts as in it (float rounding).
+    A time up to ``early_s`` before a section's start counts as in it (by default a microsecond,
+    float rounding; a note played ahead of its step, ``Multitrack.timing``, needs half a step).
     """
     bar_s = config.beats_per_bar * 60.0 / config.tempo
     bars = np.cumsum([0] + [s.bars for s in config.sections[:-1]])
-    si = int(np.searchsorted(bars * bar_s, float(time_s) + 1e-6, side="right") - 1)
+    si = int(np.searchsorted(bars * bar_s, float(time_s) + float(early_s), side="right") - 1)
     return min(max(0, si), len(config.sections) - 1)
 
 
 # --------------------------------------------------------------------------- audio
 
-def render_song_neural(pm, config: SongConfig, timbre, device: str, progress: bool = False
-                       ) -> tuple[np.ndarray, dict[str, Any]]:
+def render_song_neural(pm, config: SongConfig, timbre, device: str, progress: bool = False,
+                       steps_per_beat: int = 4) -> tuple[np.ndarray, dict[str, Any]]:
     """Render the song's MIDI with the timbre model: float32 stems [tracks, samples] and facts.
+    ``steps_per_beat``: the composer's grid (a note up to half a step ahead of a section's first
+    step, played early by the learnt timing, takes that section's timbre).
 
     Track ``i`` of the config is instrument ``i`` of ``pm``. Each track has a timbre latent
     from its ``timbre_seed``; in a section with ``morph`` m it is the slerp (by m) towards the
@@ -604,8 +613,11 @@ def render_song_neural(pm, config: SongConfig, timbre, device: str, progress: bo
             if (ti, s["morph"]) not in index:
                 index[(ti, s["morph"])] = len(table)
                 table.append(slerp(za, zb, s["morph"]))
+    half_step = 60.0 / float(config.tempo) / int(steps_per_beat) / 2
+
     def timbre_of(n) -> int:
-        return index[(n.stem, sections[section_at(config, n.start_s)]["morph"])]
+        # a note played up to half a step early belongs to the step (and section) it was written on
+        return index[(n.stem, sections[section_at(config, n.start_s, early_s=half_step)]["morph"])]
 
     from dataclasses import replace
 
@@ -746,7 +758,8 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
             audio_facts: dict[str, Any] = {}
             if renderer == "neural":
                 sr = int(models.timbre.sample_rate)
-                stems, facts = render_song_neural(pm, config, models.timbre, device, progress)
+                stems, facts = render_song_neural(pm, config, models.timbre, device, progress,
+                                                  steps_per_beat=composer_grid(models.composer).steps_per_beat)
                 audio_facts = write_audio(stage, stems, [t.name for t in config.tracks], config, sr, flac)
                 audio_facts.update(facts)
             elif renderer == "fluidsynth":

@@ -190,7 +190,7 @@ def load_pop909_song(folder: Path, sid: int, grid: Grid, track_map: TrackMap = P
         raise Skip("no notes")
     first_beat = float(_beat_times_beats(bt, np.array([first]))[0]) if bt is not None else 0.0
     origin = _origin_before(first_beat, downbeat, grid.beats_per_bar, 0.5 / grid.steps_per_beat)
-    mt = midi_to_multitrack(pm, track_map, grid, beat_times=bt, origin=origin)
+    mt = midi_to_multitrack(pm, track_map, grid, beat_times=bt, origin=origin, timing=True)
     chords = None
     chord_file = folder / "chord_midi.txt"
     if chord_file.is_file() and bt is not None:
@@ -277,7 +277,7 @@ def groove_songs(root: Path, grid: Grid, skipped: Counter) -> list[tuple[str, Ca
         style = row["style"].split("/")[0]
 
         def load(row=row, i=i, split=split, style=style):
-            mt = midi_to_multitrack(root / row["midi_filename"], DRUMS, grid)
+            mt = midi_to_multitrack(root / row["midi_filename"], DRUMS, grid, timing=True)
             return Song(i, row["midi_filename"], mt, None, None, style, split)
         out.append((row["midi_filename"], load))
     return out
@@ -293,7 +293,7 @@ def _generic_song(sid: int, name: str, pm, track_map: TrackMap, grid: Grid, styl
     ``origin`` given (chorales) the file's time signature positions are not taken as bar lines."""
     bar_lines = origin is None
     origin = pickup_origin(time_signature_beats(pm), grid.beats_per_bar) if origin is None else origin
-    mt = midi_to_multitrack(pm, track_map, grid, origin=origin)
+    mt = midi_to_multitrack(pm, track_map, grid, origin=origin, timing=True)
     if not (mt.roll > 0).any():
         raise Skip("no notes")
     bad = _meter_bad_bars(pm, mt.n_bars, grid, origin, bar_lines=bar_lines)

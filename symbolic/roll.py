@@ -94,6 +94,10 @@ class Multitrack:
         tempo: quarter notes per minute (the file's first tempo).
         time_signature: (numerator, denominator) of the file's first time signature.
         n_dropped: notes dropped when reading (pitch out of range, or before bar 0).
+        timing: float ``[tracks, bars, steps_per_bar, n_pitches]`` or None: how far each onset
+            sits from its step, in steps (-0.5 to 0.5; a performance's micro-timing, read with
+            ``midi_to_multitrack(..., timing=True)``, or the data's mean for composed notes);
+            :func:`multitrack_to_midi` plays each note that far off the grid. None: on the grid.
     """
 
     roll: np.ndarray
@@ -103,6 +107,7 @@ class Multitrack:
     tempo: float = 120.0
     time_signature: tuple[int, int] = (4, 4)
     n_dropped: int = 0
+    timing: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         expect = (len(self.track_map), self.grid.steps_per_bar, self.grid.n_pitches)
@@ -111,6 +116,8 @@ class Multitrack:
                              f"got {self.roll.shape}")
         if self.onsets.shape != self.roll.shape:
             raise ValueError(f"onsets shape {self.onsets.shape} != roll shape {self.roll.shape}")
+        if self.timing is not None and self.timing.shape != self.roll.shape:
+            raise ValueError(f"timing shape {self.timing.shape} != roll shape {self.roll.shape}")
 
     @property
     def n_bars(self) -> int:
@@ -268,7 +275,8 @@ def _round(x: np.ndarray) -> np.ndarray:
 
 
 def quantize_notes(pm: pretty_midi.PrettyMIDI, track_map: TrackMap, grid: Grid = Grid(), *,
-                   beat_times: np.ndarray | None = None, origin: float = 0.0) -> tuple[list[Note], int]:
+                   beat_times: np.ndarray | None = None, origin: float = 0.0,
+                   offsets: list[float] | None = None) -> tuple[list[Note], int]:
     """The notes of a MIDI file on the grid, before they are drawn into a roll.
 
     Args:
@@ -278,6 +286,8 @@ def quantize_notes(pm: pretty_midi.PrettyMIDI, track_map: TrackMap, grid: Grid =
         beat_times: optional beat times in seconds (e.g. POP909 annotations); default: the MIDI
             tempo map, one beat = one quarter note.
         origin: the beat position (in beats of the chosen beat scale) where bar 0 starts.
+        offsets: a list that gets, for every returned note in order, how far its start sat from
+            its step before rounding (in steps, -0.5 to 0.5).
 
     Returns:
         (notes sorted by (track, start, pitch), number of notes dropped: pitch out of range or
@@ -285,7 +295,7 @@ def quantize_notes(pm: pretty_midi.PrettyMIDI, track_map: TrackMap, grid: Grid =
     """
     assignment = track_map.assign(pm.instruments)
     drums = set(track_map.drum_tracks)
-    notes: list[Note] = []
+    notes: list[tuple[Note, float]] = []
     dropped = 0
     for inst, track in zip(pm.instruments, assignment):
         if track is None or not inst.notes:
@@ -294,16 +304,20 @@ def quantize_notes(pm: pretty_midi.PrettyMIDI, track_map: TrackMap, grid: Grid =
         ends = np.array([n.end for n in inst.notes], dtype=np.float64)
         to_beats = (lambda t: _beat_times_beats(beat_times, t)) if beat_times is not None else \
             (lambda t: _tempo_map_beats(pm, t))
-        s = _round((to_beats(starts) - origin) * grid.steps_per_beat)
+        exact = (to_beats(starts) - origin) * grid.steps_per_beat
+        s = _round(exact)
         e = _round((to_beats(ends) - origin) * grid.steps_per_beat)
-        for n, a, b in zip(inst.notes, s, e):
+        for n, a, b, x in zip(inst.notes, s, e, exact):
             if not grid.lowest_pitch <= n.pitch <= grid.highest_pitch or a < 0:
                 dropped += 1
                 continue
             b = a + 1 if track in drums else max(int(b), int(a) + 1)
-            notes.append(Note(int(track), int(n.pitch), int(a), int(b), int(min(127, max(1, n.velocity)))))
-    notes.sort(key=lambda n: (n.track, n.start, n.pitch, n.end))
-    return notes, dropped
+            notes.append((Note(int(track), int(n.pitch), int(a), int(b), int(min(127, max(1, n.velocity)))),
+                          float(x - a)))
+    notes.sort(key=lambda pair: (pair[0].track, pair[0].start, pair[0].pitch, pair[0].end))
+    if offsets is not None:
+        offsets.extend(off for _, off in notes)
+    return [n for n, _ in notes], dropped
 
 
 # --------------------------------------------------------------------------- notes <-> roll
@@ -405,28 +419,40 @@ def binarize(probs, threshold: float = 0.5):
 
 def midi_to_multitrack(path_or_pm, track_map: TrackMap | str, grid: Grid = Grid(), *,
                        beat_times: np.ndarray | None = None, origin: float = 0.0,
-                       n_bars: int | None = None) -> Multitrack:
+                       n_bars: int | None = None, timing: bool = False) -> Multitrack:
     """Read a MIDI file (path or PrettyMIDI) into a :class:`Multitrack`.
 
     Keeps the first tempo and time signature (4/4 when the file has none); bars are cut every
     ``grid.beats_per_bar`` beats from ``origin`` whatever the file's meter (the data code skips
-    other meters). See :func:`quantize_notes` for ``beat_times`` and ``origin``.
+    other meters). See :func:`quantize_notes` for ``beat_times`` and ``origin``. ``timing``: also
+    keep how far each onset sat from its step (``Multitrack.timing``; where two notes share a
+    cell, the one drawn last, as in the roll).
     """
     track_map = get_track_map(track_map)
     pm = path_or_pm if isinstance(path_or_pm, pretty_midi.PrettyMIDI) else read_midi(path_or_pm)
-    notes, dropped = quantize_notes(pm, track_map, grid, beat_times=beat_times, origin=origin)
+    offsets: list[float] = []
+    notes, dropped = quantize_notes(pm, track_map, grid, beat_times=beat_times, origin=origin, offsets=offsets)
     roll, onsets = notes_to_roll(notes, n_tracks=len(track_map), grid=grid, n_bars=n_bars,
                                  drum_tracks=track_map.drum_tracks)
+    late = None
+    if timing:
+        flat = np.zeros((roll.shape[0], roll.shape[1] * grid.steps_per_bar, grid.n_pitches))
+        # the drawing order of notes_to_roll, so that a shared cell keeps the same note's offset
+        for n, off in sorted(zip(notes, offsets), key=lambda pair: (pair[0].start, pair[0].track, pair[0].pitch)):
+            if n.start < flat.shape[1]:
+                flat[n.track, n.start, n.pitch - grid.lowest_pitch] = off
+        late = flat.reshape(roll.shape)
     _, tempi = pm.get_tempo_changes()
     tempo = float(tempi[0]) if len(tempi) else 120.0
     ts = pm.time_signature_changes
     time_signature = (int(ts[0].numerator), int(ts[0].denominator)) if ts else (4, 4)
-    return Multitrack(roll, onsets, track_map, grid, tempo, time_signature, dropped)
+    return Multitrack(roll, onsets, track_map, grid, tempo, time_signature, dropped, late)
 
 
 def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.PrettyMIDI:
     """A PrettyMIDI of the multitrack: one named instrument per track with its GM program
-    (drum tracks on channel 10), the multitrack's tempo and time signature.
+    (drum tracks on channel 10), the multitrack's tempo and time signature. With ``mt.timing``,
+    each note starts (and ends) that many steps off its step (never before 0).
 
     A step lasts ``60 / (tempo * steps_per_beat)`` seconds; ``resolution`` (ticks per quarter
     note) should be a multiple of ``steps_per_beat`` so that steps fall on whole ticks.
@@ -437,9 +463,12 @@ def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.
     step_s = 60.0 / (float(mt.tempo) * mt.grid.steps_per_beat)
     instruments = [pretty_midi.Instrument(program=int(spec.program), is_drum=bool(spec.is_drum), name=spec.name)
                    for spec in mt.track_map.tracks]
+    late = None if mt.timing is None else mt.timing.reshape(mt.timing.shape[0], -1, mt.grid.n_pitches)
     for n in mt.notes():
-        instruments[n.track].notes.append(
-            pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch), start=n.start * step_s, end=n.end * step_s))
+        shift = 0.0 if late is None else float(np.nan_to_num(late[n.track, n.start, n.pitch - mt.grid.lowest_pitch]))
+        start = max(0.0, (n.start + shift) * step_s)
+        instruments[n.track].notes.append(pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch), start=start,
+                                                           end=max((n.end + shift) * step_s, start + step_s / 2)))
     pm.instruments.extend(instruments)
     return pm
 

@@ -38,28 +38,38 @@ FILE = "velocity.npz"
 SPLITS = ("train", "valid", "test")
 
 
+#: The statistics kept per cell: onsets, sum and sum of squares of their velocities; onsets with a
+#: known timing, sum and sum of squares of their offsets from the step (in steps).
+STATS = ("count", "sum", "squares", "timed", "offset_sum", "offset_squares")
+
+
 class VelocityCounter:
-    """Counts of onset velocities: float64 ``[3 (count, sum, sum of squares), tracks, pitches, steps]``
-    per (split, style)."""
+    """Counts of onset velocities and timings: float64 ``[6 (STATS), tracks, pitches, steps]`` per
+    (split, style)."""
 
     def __init__(self, n_tracks: int, n_pitches: int, steps_per_bar: int) -> None:
-        self.shape = (3, n_tracks, n_pitches, steps_per_bar)
+        self.shape = (len(STATS), n_tracks, n_pitches, steps_per_bar)
         self.stats: dict[tuple[str, str], np.ndarray] = {}
 
     def add(self, mt, style: str, split: str) -> None:
-        """Count the onsets of a ``symbolic.roll.Multitrack`` (velocity roll, onsets) of ``style``."""
+        """Count the onsets of a ``symbolic.roll.Multitrack`` (velocity roll, onsets, and its
+        ``timing`` when it has one) of ``style``."""
         if split not in SPLITS:
             raise ValueError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
         on = np.asarray(mt.onsets, dtype=bool)                       # [T, B, S, P]
         vel = np.where(on, np.asarray(mt.roll, dtype=np.float64), 0.0)
-        stats = np.stack([on.sum(1), vel.sum(1), (vel ** 2).sum(1)]).transpose(0, 1, 3, 2)  # [3, T, P, S]
+        timed = on if mt.timing is not None else np.zeros_like(on)
+        off = np.where(timed, np.nan_to_num(np.asarray(mt.timing, dtype=np.float64)), 0.0) if mt.timing is not None \
+            else np.zeros(on.shape)
+        stats = np.stack([on.sum(1), vel.sum(1), (vel ** 2).sum(1), timed.sum(1), off.sum(1),
+                          (off ** 2).sum(1)]).transpose(0, 1, 3, 2)  # [6, T, P, S]
         if stats.shape != self.shape:
             raise ValueError(f"multitrack of {stats.shape[1:]} (tracks, pitches, steps), expected {self.shape[1:]}")
         key = (split, str(style))
         self.stats[key] = self.stats.get(key, 0.0) + stats
 
     def arrays(self, styles: Sequence[str]) -> dict[str, np.ndarray]:
-        """``stats`` float64 ``[splits, styles, 3, T, P, S]`` in the order of ``styles``, with the
+        """``stats`` float64 ``[splits, styles, 6, T, P, S]`` in the order of ``styles``, with the
         names (what :func:`save_counts` writes)."""
         out = np.zeros((len(SPLITS), len(styles), *self.shape))
         for (split, style), s in self.stats.items():
@@ -73,7 +83,8 @@ def save_counts(path: str | Path, counter: VelocityCounter, styles: Sequence[str
 
 
 def load_counts(folder: str | Path) -> dict[str, Any]:
-    """``velocity.npz`` of a cache folder: ``stats`` [splits, styles, 3, T, P, S], ``styles``, ``splits``.
+    """``velocity.npz`` of a cache folder: ``stats`` [splits, styles, 6, T, P, S], ``styles``, ``splits``
+    (a cache of the first layout, 3 statistics with no timing, reads with its timing counts 0).
 
     Raises:
         FileNotFoundError when the cache has none (built before velocities were counted);
@@ -89,14 +100,21 @@ def load_counts(folder: str | Path) -> dict[str, Any]:
     except Exception as exc:  # a truncated zip, pickled or missing arrays: whatever np.load raises
         raise ValueError(f"{path}: not readable velocity counts ({type(exc).__name__}: {exc})") from None
     shape = out["stats"].shape
-    if len(shape) != 6 or shape[:3] != (len(out["splits"]), len(out["styles"]), 3):
+    if len(shape) != 6 or shape[:2] != (len(out["splits"]), len(out["styles"])) or shape[2] not in (3, len(STATS)):
         raise ValueError(f"{path}: stats of shape {shape}, expected [{len(out['splits'])} splits, "
-                         f"{len(out['styles'])} styles, 3, tracks, pitches, steps]")
+                         f"{len(out['styles'])} styles, {len(STATS)}, tracks, pitches, steps]")
+    if shape[2] == 3:  # counted before timings were
+        out["stats"] = np.concatenate([out["stats"], np.zeros((*shape[:2], len(STATS) - 3, *shape[3:]))], axis=2)
     return out
 
 
 def _cell_means(count: np.ndarray, total: np.ndarray, min_count: int) -> list[int | None]:
     return [int(round(s / c)) if c >= min_count else None for c, s in zip(count.tolist(), total.tolist())]
+
+
+def _cell_offsets(count: np.ndarray, total: np.ndarray, min_count: int) -> list[float | None]:
+    """Mean offset from the step (in steps, 2 decimals) of each cell, None under ``min_count`` timed notes."""
+    return [round(s / c, 2) if c >= min_count else None for c, s in zip(count.tolist(), total.tolist())]
 
 
 def _cell_spreads(count: np.ndarray, total: np.ndarray, squares: np.ndarray, min_count: int) -> list[int | None]:
@@ -116,7 +134,9 @@ def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: 
     ``styles[style]["*"]`` over all their pitches. ``style`` is a style name or ``"*"`` (all
     pooled). Cells with fewer than ``min_count`` notes are None; keys with no cell left are dropped.
     ``spread`` has the same layout: each cell's standard deviation (how much the players vary
-    from one such note to the next; the song pipeline's ``humanize``).
+    from one such note to the next; the song pipeline's ``humanize``); ``timing`` too: each
+    cell's mean offset from its step, in steps (how early or late the players hit it: swing,
+    a laid-back backbeat), from the notes whose timing was read.
     """
     stats = np.asarray(counts["stats"], dtype=np.float64)
     if len(track_names) != stats.shape[3] or len(is_drum) != stats.shape[3]:
@@ -131,6 +151,11 @@ def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: 
     for t, name in enumerate(track_names):
         styles: dict[str, dict[str, list]] = {}
         spread: dict[str, dict[str, list]] = {}
+        timing: dict[str, dict[str, list]] = {}
+
+        def timed_rows(count, total):
+            return {str(lowest_pitch + p): (count[p], total[p]) for p in range(count.shape[0])}
+
         for style, s in groups.items():
             count, total, squares = s[0, t], s[1, t], s[2, t]           # [P, S]
             if is_drum[t]:
@@ -142,7 +167,13 @@ def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: 
             if keep:
                 styles[style] = {k: cells[k] for k in keep}
                 spread[style] = {k: _cell_spreads(*rows[k], min_count) for k in keep}
-        tracks[name] = {"by": "pitch" if is_drum[t] else "step", "styles": styles, "spread": spread}
+            lateness = {k: _cell_offsets(c, tot, min_count) for k, (c, tot) in
+                        (timed_rows(s[3, t], s[4, t]) if is_drum[t] else {ALL: (s[3, t].sum(0), s[4, t].sum(0))}).items()}
+            lateness = {k: v for k, v in lateness.items() if any(x is not None for x in v)}
+            if lateness:
+                timing[style] = lateness
+        tracks[name] = {"by": "pitch" if is_drum[t] else "step", "styles": styles, "spread": spread,
+                        "timing": timing}
     return {"split": split, "min_count": int(min_count), "steps_per_bar": int(stats.shape[-1]), "tracks": tracks}
 
 
@@ -164,9 +195,18 @@ def check_velocity_table(table: Any, track_names: Sequence[str], steps_per_bar: 
             raise bad(f"unknown track {name!r} (the model's: {', '.join(track_names)})")
         if not isinstance(spec, dict) or spec.get("by") not in ("pitch", "step") or not isinstance(spec.get("styles"), dict):
             raise bad(f"{name}: expected {{'by': 'pitch' or 'step', 'styles': {{...}}}}")
-        spread = spec.get("spread", {})
+        spread, timing = spec.get("spread", {}), spec.get("timing", {})
         if not isinstance(spread, dict):
             raise bad(f"{name}.spread: expected a mapping like 'styles'")
+        if not isinstance(timing, dict):
+            raise bad(f"{name}.timing: expected a mapping like 'styles'")
+        for style, cells in timing.items():
+            for key, row in (cells.items() if isinstance(cells, dict) else [(None, None)]):
+                if (key is None or not isinstance(row, list) or len(row) != steps_per_bar
+                        or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                                  or not -0.5 <= v <= 0.5) for v in row)):
+                    raise bad(f"{name}.timing.{style}.{key}: expected {steps_per_bar} offsets -0.5 to 0.5 "
+                              f"(steps) or null")
         for field, low, part in (("styles", 1, spec["styles"]), ("spread", 0, spread)):
             where = name if field == "styles" else f"{name}.spread"
             for style, cells in part.items():
@@ -188,8 +228,8 @@ def velocity_grid(table: dict[str, Any] | None, track: str, style: str | None, n
                   lowest_pitch: int, field: str = "styles") -> np.ndarray | None:
     """float ``[pitches, steps]`` of a track's learnt velocities for a bar of ``style`` (None: all
     styles): the style's cell, else the pooled one; NaN where neither has one. None without a table
-    for the track. ``field="spread"``: their standard deviations instead (NaN where the table has
-    none)."""
+    for the track. ``field="spread"``: their standard deviations instead, ``field="timing"`` their
+    mean offsets from the step (NaN where the table has none)."""
     spec = (table or {}).get("tracks", {}).get(track)
     if not spec:
         return None
@@ -233,11 +273,14 @@ def play_velocities(vel: np.ndarray, onsets: np.ndarray, mean: np.ndarray, sprea
     vel[use] = np.clip(np.rint(values), 1, 127).astype(vel.dtype)
 
 
-def prediction_rmse(counts: dict[str, Any], predict: np.ndarray, split: str, track: int) -> tuple[float, int]:
+def prediction_rmse(counts: dict[str, Any], predict: np.ndarray, split: str, track: int,
+                    what: str = "velocity") -> tuple[float, int]:
     """Root mean square error (and note count) over the onsets of ``track`` in ``split`` when each
-    note is predicted by ``predict`` float [styles, pitches, steps] (a value per cell of its style)."""
-    s = np.asarray(counts["stats"], dtype=np.float64)[list(counts["splits"]).index(split)][:, :, track]  # [St, 3, P, S]
-    n, total, squares = s[:, 0], s[:, 1], s[:, 2]
+    note is predicted by ``predict`` float [styles, pitches, steps] (a value per cell of its style);
+    ``what="timing"``: of the onsets' offsets from their steps (in steps), over the timed onsets."""
+    s = np.asarray(counts["stats"], dtype=np.float64)[list(counts["splits"]).index(split)][:, :, track]  # [St, 6, P, S]
+    first = {"velocity": 0, "timing": 3}[what]
+    n, total, squares = s[:, first], s[:, first + 1], s[:, first + 2]
     sse = squares - 2 * predict * total + n * predict ** 2
     count = int(n.sum())
     return (float(np.sqrt(max(sse.sum(), 0.0) / count)) if count else float("nan")), count

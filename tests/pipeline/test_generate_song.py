@@ -201,6 +201,25 @@ def test_humanize_varies_each_hit_about_its_cells_mean_reproducibly(fake_models,
         _cfg(humanize=2)
 
 
+def test_learnt_timing_plays_each_hit_its_cells_mean_offset_off_the_grid(fake_models, tmp_path):
+    from pipeline.generate import section_at
+
+    fake_models.drums.velocity = {"steps_per_bar": 16, "tracks": {"drums": {
+        "by": "pitch", "styles": {"rock": {"36": [100] + [None] * 15}},
+        "timing": {"rock": {"36": [-0.25] + [None] * 15}}}}}          # the kick a quarter step early
+    out = generate_song(_cfg(), tmp_path / "song", models=fake_models, renderer="none")
+    notes = pretty_midi.PrettyMIDI(str(out / "song.mid")).instruments[2].notes
+    step = 60 / 120 / 4
+    kicks = sorted(n.start for n in notes if n.pitch == 36 and n.velocity == 100)
+    assert kicks[0] == 0.0                                          # never before the song starts
+    assert kicks[1:] == pytest.approx([b * 2.0 - 0.25 * step for b in range(1, 10)])
+    others = [n.start for n in notes if n.pitch != 36]
+    assert all(abs(t / step - round(t / step)) < 1e-6 for t in others)   # no timing cell: on the grid
+    # a note played up to half a step early belongs to the section it was written in (its timbre)
+    cfg = _cfg()
+    assert section_at(cfg, 8.0 - 0.25 * step) == 0 and section_at(cfg, 8.0 - 0.25 * step, early_s=step / 2) == 1
+
+
 def test_section_play_and_rest_override_the_arrangement():
     cfg = _cfg(sections=[{"name": "intro", "bars": 4, "rest": ["lead"]},
                          {"name": "verse", "bars": 6, "play": ["LEAD"], "rest": "keys"},

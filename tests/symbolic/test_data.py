@@ -183,11 +183,12 @@ def test_groove_source(tmp_path, midi_writer):
     counts = load_counts(out)
     assert counts["styles"] == ["funk", "rock"] and counts["splits"] == ["train", "valid", "test"]
     stats = counts["stats"]
-    assert stats.shape == (3, 2, 3, 1, 84, 16)
-    funk_train = stats[0, 0, :, 0]                          # [3, pitches, steps]
-    assert funk_train[:, 36 - 24, 0].tolist() == [1, 100, 100 ** 2]
-    assert funk_train[:, 38 - 24, 4].tolist() == [1, 90, 90 ** 2]
-    assert funk_train[:, 42 - 24, 2].tolist() == [1, 70, 70 ** 2]   # bar 1, step 2
+    assert stats.shape == (3, 2, 6, 1, 84, 16)
+    funk_train = stats[0, 0, :, 0]                          # [6, pitches, steps]
+    # count, sum and squares of the velocities; then of the offsets from the step: hits on the grid
+    assert funk_train[:, 36 - 24, 0].tolist() == [1, 100, 100 ** 2, 1, 0, 0]
+    assert funk_train[:, 38 - 24, 4].tolist() == [1, 90, 90 ** 2, 1, 0, 0]
+    assert funk_train[:, 42 - 24, 2].tolist() == [1, 70, 70 ** 2, 1, 0, 0]   # bar 1, step 2
     assert funk_train[0].sum() == 3 and stats[1, 1, 0].sum() == 3 and stats[2].sum() == 0
 
 

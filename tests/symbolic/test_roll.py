@@ -82,6 +82,31 @@ def test_quantise_to_nearest_step_and_drop_out_of_range(make_midi):
     assert mt.roll.shape[1] == 1
 
 
+def test_timing_keeps_each_onsets_offset_and_plays_it_back(make_midi):
+    tracks = [("p", 0, False, [(60, 0.13, 0.9, 50),   # 0.52 steps -> step 1, 0.48 early
+                               (61, 0.1, 0.15, 50),   # 0.4 -> step 0, 0.4 late
+                               (62, 1.0, 1.05, 50)])]  # on its step
+    path = make_midi("q.mid", tracks)
+    plain = midi_to_multitrack(path, LPD5)
+    assert plain.timing is None
+    mt = midi_to_multitrack(path, LPD5, timing=True)
+    assert np.array_equal(mt.roll, plain.roll) and np.array_equal(mt.onsets, plain.onsets)
+    piano = mt.track_map.names.index("Piano")
+    flat = mt.timing[piano].reshape(-1, mt.grid.n_pitches)
+    # (the file stores times in whole ticks, 480 a beat: 0.13 beats is 62 ticks)
+    assert flat[1, 60 - 24] == pytest.approx(-0.48, abs=0.01) and flat[0, 61 - 24] == pytest.approx(0.4, abs=0.01)
+    assert flat[4, 62 - 24] == pytest.approx(0.0) and np.count_nonzero(flat) == 2
+    # played back off the grid by the same offsets (a step is 0.125 s at 120 qpm); never before 0
+    back = {n.pitch: (n.start, n.end) for n in multitrack_to_midi(mt).instruments[piano].notes}
+    step, a, b = 0.125, flat[1, 60 - 24], flat[0, 61 - 24]
+    assert back[60] == pytest.approx(((1 + a) * step, (4 + a) * step))
+    assert back[61] == pytest.approx((b * step, (1 + b) * step)) and back[62] == pytest.approx((4 * step, 5 * step))
+    early = Multitrack(mt.roll, mt.onsets, mt.track_map, mt.grid, mt.tempo, timing=np.full(mt.roll.shape, -0.4))
+    assert min(n.start for n in multitrack_to_midi(early).instruments[piano].notes) == 0.0
+    with pytest.raises(ValueError, match="timing shape"):
+        Multitrack(mt.roll, mt.onsets, mt.track_map, mt.grid, timing=np.zeros((1, 1)))
+
+
 def test_tempo_changes_use_the_beat_grid_not_seconds(make_midi):
     # 120 qpm for 2 beats, then 60 qpm: beat 4 is at 1 s + 2 s = 3 s
     tracks = [("p", 0, False, [(60, 0, 1, 90), (62, 2, 3, 90), (64, 4, 6, 90)])]

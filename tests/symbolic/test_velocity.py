@@ -16,16 +16,22 @@ from symbolic.velocity import (ALL, VelocityCounter, check_velocity_table, predi
 GRID = Grid(1, 4, 36, 3)  # 4 steps a bar, pitches 36-38
 
 
-def _mt(hits, drum=True, held=()):
+def _mt(hits, drum=True, held=(), timing=None):
     """One track, 2 bars; ``hits`` [(bar, step, pitch index, velocity)] are onsets, ``held`` sounding
-    steps without an onset."""
+    steps without an onset; ``timing`` {(bar, step, pitch index): offset in steps} gives the
+    multitrack a timing (0 elsewhere)."""
     roll = np.zeros((1, 2, 4, 3), np.uint8)
     onsets = np.zeros((1, 2, 4, 3), bool)
     for b, k, p, v in hits:
         roll[0, b, k, p], onsets[0, b, k, p] = v, True
     for b, k, p, v in held:
         roll[0, b, k, p] = v
-    return Multitrack(roll, onsets, TrackMap((TrackSpec("kit", 0, is_drum=drum),), name="t"), GRID)
+    late = None
+    if timing is not None:
+        late = np.zeros(roll.shape)
+        for (b, k, p), off in timing.items():
+            late[0, b, k, p] = off
+    return Multitrack(roll, onsets, TrackMap((TrackSpec("kit", 0, is_drum=drum),), name="t"), GRID, timing=late)
 
 
 def _counts():
@@ -38,12 +44,12 @@ def _counts():
 
 def test_counts_of_hand_made_onsets_and_held_steps_do_not_count(tmp_path):
     arrays = _counts().arrays(["jazz", "rock"])
-    stats = arrays["stats"]                        # [splits, styles, 3, T, P, S]
+    stats = arrays["stats"]                        # [splits, styles, 6, T, P, S]
     rock = stats[0, 1, :, 0]
-    assert rock[:, 0, 0].tolist() == [2, 160, 100 ** 2 + 60 ** 2]
-    assert rock[:, 1, 2].tolist() == [1, 40, 1600]
+    assert rock[:, 0, 0].tolist() == [2, 160, 100 ** 2 + 60 ** 2, 0, 0, 0]   # no timing read: none counted
+    assert rock[:, 1, 2].tolist() == [1, 40, 1600, 0, 0, 0]
     assert rock[0].sum() == 3                      # the held step (bar 0, step 1) is not an onset
-    assert stats[0, 0, :, 0, 0, 0].tolist() == [1, 20, 400] and stats[2, 1, 0].sum() == 2
+    assert stats[0, 0, :, 0, 0, 0].tolist() == [1, 20, 400, 0, 0, 0] and stats[2, 1, 0].sum() == 2
     save_counts(tmp_path / "velocity.npz", _counts(), ["jazz", "rock"])
     back = load_counts(tmp_path)
     assert back["styles"] == ["jazz", "rock"] and np.array_equal(back["stats"], stats)
@@ -208,3 +214,32 @@ def test_a_bad_spread_is_refused_by_name():
         check_velocity_table(table, ["kit"], 4)
     table["tracks"]["kit"]["spread"] = {"*": {"36": [0, 1, None, 2]}}
     assert check_velocity_table(table, ["kit"], 4) is table
+
+
+def test_timing_counts_table_and_rmse_of_hand_made_offsets(tmp_path):
+    c = VelocityCounter(1, 3, 4)
+    # the kick on step 0 played 0.25 steps late in one bar and 0.05 in the other; the snare 0.1 early
+    c.add(_mt([(0, 0, 0, 100), (1, 0, 0, 60), (0, 2, 1, 40)], timing={(0, 0, 0): 0.25, (1, 0, 0): 0.05,
+                                                                        (0, 2, 1): -0.1}), "jazz", "train")
+    stats = c.arrays(["jazz"])["stats"][0, 0, :, 0]          # [6, P, S]
+    assert stats[3:, 0, 0] == pytest.approx([2, 0.30, 0.25 ** 2 + 0.05 ** 2])
+    assert stats[3:, 1, 2] == pytest.approx([1, -0.1, 0.01])
+    counts = {"stats": c.arrays(["jazz"])["stats"], "styles": ["jazz"], "splits": ["train", "valid", "test"]}
+    table = velocity_table(counts, ["kit"], [True], 36, min_count=2)
+    assert table["tracks"]["kit"]["timing"]["jazz"] == {"36": [0.15, None, None, None]}
+    assert check_velocity_table(table, ["kit"], 4) is table
+    g = velocity_grid(table, "kit", "jazz", 3, 36, field="timing")
+    assert g[0, 0] == pytest.approx(0.15) and np.isnan(g[1]).all()
+    rmse, n = prediction_rmse(counts, np.full((1, 3, 4), 0.15), "train", 0, what="timing")
+    assert n == 3 and rmse == pytest.approx(math.sqrt((0.1 ** 2 + 0.1 ** 2 + 0.25 ** 2) / 3))
+    assert prediction_rmse(counts, np.zeros((1, 3, 4)), "train", 0, what="timing")[0] == pytest.approx(
+        math.sqrt((0.0625 + 0.0025 + 0.01) / 3))
+    # a cache of the first layout (3 statistics) reads with no timing
+    np.savez_compressed(tmp_path / "velocity.npz", stats=counts["stats"][:, :, :3], styles=np.array(["jazz"]),
+                        splits=np.array(["train", "valid", "test"]))
+    old = load_counts(tmp_path)["stats"]
+    assert old.shape[2] == 6 and not old[:, :, 3:].any()
+    bad = dict(table)
+    bad["tracks"] = {"kit": dict(table["tracks"]["kit"], timing={"jazz": {"36": [0.7, None, None, None]}})}
+    with pytest.raises(ValueError, match=r"kit\.timing\.jazz\.36: expected 4 offsets -0.5 to 0.5"):
+        check_velocity_table(bad, ["kit"], 4)
