@@ -452,7 +452,8 @@ def midi_to_multitrack(path_or_pm, track_map: TrackMap | str, grid: Grid = Grid(
 def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.PrettyMIDI:
     """A PrettyMIDI of the multitrack: one named instrument per track with its GM program
     (drum tracks on channel 10), the multitrack's tempo and time signature. With ``mt.timing``,
-    each note starts (and ends) that many steps off its step (never before 0).
+    each note starts (and ends) that many steps off its step (never before 0; a note still
+    sounding when the next of its pitch starts ends there).
 
     A step lasts ``60 / (tempo * steps_per_beat)`` seconds; ``resolution`` (ticks per quarter
     note) should be a multiple of ``steps_per_beat`` so that steps fall on whole ticks.
@@ -464,11 +465,19 @@ def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.
     instruments = [pretty_midi.Instrument(program=int(spec.program), is_drum=bool(spec.is_drum), name=spec.name)
                    for spec in mt.track_map.tracks]
     late = None if mt.timing is None else mt.timing.reshape(mt.timing.shape[0], -1, mt.grid.n_pitches)
+    last: dict[tuple[int, int], pretty_midi.Note] = {}   # the previous note of each (track, pitch)
     for n in mt.notes():
         shift = 0.0 if late is None else float(np.nan_to_num(late[n.track, n.start, n.pitch - mt.grid.lowest_pitch]))
         start = max(0.0, (n.start + shift) * step_s)
-        instruments[n.track].notes.append(pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch), start=start,
-                                                           end=max((n.end + shift) * step_s, start + step_s / 2)))
+        note = pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch), start=start,
+                                end=max((n.end + shift) * step_s, start + step_s / 2))
+        prev = last.get((n.track, n.pitch))
+        if prev is not None and prev.start < start < prev.end:
+            # played off the grid, the note before of this pitch would still sound: its note-off
+            # would cut this one short (in a synthesizer, and in the file read back)
+            prev.end = start
+        last[(n.track, n.pitch)] = note
+        instruments[n.track].notes.append(note)
     pm.instruments.extend(instruments)
     return pm
 

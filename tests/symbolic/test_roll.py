@@ -107,6 +107,26 @@ def test_timing_keeps_each_onsets_offset_and_plays_it_back(make_midi):
         Multitrack(mt.roll, mt.onsets, mt.track_map, mt.grid, timing=np.zeros((1, 1)))
 
 
+def test_timing_never_plays_a_note_into_the_next_of_its_pitch(tmp_path):
+    # C4 held steps 0-3 then again 4-7 (legato), the first 0.3 of a step late, the second 0.3 early:
+    # shifted, the first would still sound when the second starts, and its note-off cut the second
+    grid = Grid()
+    tm = get_track_map(LPD5)
+    piano, p = tm.names.index("Piano"), 60 - grid.lowest_pitch
+    roll = np.zeros((len(tm), 1, 16, grid.n_pitches), np.uint8)
+    onsets = np.zeros(roll.shape, bool)
+    roll[piano, 0, 0:8, p], onsets[piano, 0, [0, 4], p] = 90, True
+    late = np.zeros(roll.shape)
+    late[piano, 0, 0, p], late[piano, 0, 4, p] = 0.3, -0.3
+    pm = multitrack_to_midi(Multitrack(roll, onsets, tm, grid, timing=late))
+    step = 0.125
+    assert [t for n in pm.instruments[piano].notes for t in (n.start, n.end)] == pytest.approx(
+        [0.3 * step, 3.7 * step, 3.7 * step, 7.7 * step])
+    write_midi(pm, tmp_path / "t.mid")
+    back = midi_to_multitrack(tmp_path / "t.mid", LPD5, grid)
+    assert np.array_equal(back.roll != 0, roll != 0) and np.array_equal(back.onsets, onsets)
+
+
 def test_tempo_changes_use_the_beat_grid_not_seconds(make_midi):
     # 120 qpm for 2 beats, then 60 qpm: beat 4 is at 1 s + 2 s = 3 s
     tracks = [("p", 0, False, [(60, 0, 1, 90), (62, 2, 3, 90), (64, 4, 6, 90)])]
