@@ -202,6 +202,10 @@ def check_velocity_table(table: Any, track_names: Sequence[str], steps_per_bar: 
             raise bad(f"{name}.timing: expected a mapping like 'styles'")
         for style, cells in timing.items():
             for key, row in (cells.items() if isinstance(cells, dict) else [(None, None)]):
+                if key is not None and spec["by"] == "pitch" and not (key.isdigit() and 0 <= int(key) <= 127):
+                    raise bad(f"{name}.timing.{style}: key {key!r} is not a MIDI pitch")
+                if key is not None and spec["by"] == "step" and key != ALL:
+                    raise bad(f"{name}.timing.{style}: key {key!r}: a track by step has the one key {ALL!r}")
                 if (key is None or not isinstance(row, list) or len(row) != steps_per_bar
                         or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                                                   or not -0.5 <= v <= 0.5) for v in row)):

@@ -243,3 +243,16 @@ def test_timing_counts_table_and_rmse_of_hand_made_offsets(tmp_path):
     bad["tracks"] = {"kit": dict(table["tracks"]["kit"], timing={"jazz": {"36": [0.7, None, None, None]}})}
     with pytest.raises(ValueError, match=r"kit\.timing\.jazz\.36: expected 4 offsets -0.5 to 0.5"):
         check_velocity_table(bad, ["kit"], 4)
+
+
+def test_a_timing_row_of_a_key_the_track_has_not_is_refused_by_name():
+    # (velocity_grid reads the key as a pitch: a card that passed the check failed in the song pipeline)
+    row = [0.1, None, None, None]
+    drums = {"steps_per_bar": 4, "tracks": {"kit": {"by": "pitch", "styles": {}, "timing": {"*": {"kick": row}}}}}
+    with pytest.raises(ValueError, match=r"kit\.timing\.\*: key 'kick' is not a MIDI pitch"):
+        check_velocity_table(drums, ["kit"], 4)
+    pitched = {"steps_per_bar": 4, "tracks": {"kit": {"by": "step", "styles": {}, "timing": {"*": {"60": row}}}}}
+    with pytest.raises(ValueError, match=r"kit\.timing\.\*: key '60': a track by step has the one key"):
+        check_velocity_table(pitched, ["kit"], 4)
+    drums["tracks"]["kit"]["timing"] = {"*": {"36": row}}
+    assert check_velocity_table(drums, ["kit"], 4) is drums
