@@ -41,6 +41,32 @@ def test_note_on_a_section_start_takes_that_sections_morph(fake_models):
     np.testing.assert_allclose(a, b, atol=1e-5)  # both notes in the chorus: the same timbre
 
 
+def test_a_note_played_early_into_a_section_takes_that_sections_morph(fake_models):
+    """The learnt timing plays a chorus's first hit a little before the chorus starts: it keeps the
+    chorus's timbre (up to half a step early), while a note a whole step early is the verse's."""
+    from pipeline.generate import render_song_neural
+
+    cfg = _cfg(tempo=108, sections=[{"name": "verse", "bars": 12}, {"name": "chorus", "bars": 4, "morph": 0.8}])
+    bar_s = 4 * 60.0 / 108
+    step_s = bar_s / 16
+    sr = 16000
+
+    def first_note(start):
+        pm = pretty_midi.PrettyMIDI(initial_tempo=108)
+        for name in ("lead", "keys", "drums"):
+            pm.instruments.append(pretty_midi.Instrument(0, is_drum=name == "drums", name=name))
+        pm.instruments[0].notes.append(pretty_midi.Note(100, 60, start, start + 0.4))
+        stems, _ = render_song_neural(pm, cfg, fake_models.timbre, "cpu", steps_per_beat=4)
+        return stems[0, int(round(start * sr)):int(round(start * sr)) + 4000]
+
+    chorus = first_note(13 * bar_s)                  # well inside the chorus
+    verse = first_note(11 * bar_s)                   # well inside the verse
+    early = first_note(12 * bar_s - 0.3 * step_s)   # the chorus's first step, 0.3 of a step early
+    np.testing.assert_allclose(early, chorus, atol=1e-5)
+    assert not np.allclose(chorus, verse, atol=1e-5)
+    np.testing.assert_allclose(first_note(12 * bar_s - step_s), verse, atol=1e-5)   # the verse's last step
+
+
 def test_section_at():
     from pipeline.generate import section_at
 
