@@ -291,7 +291,7 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     vel, onsets = vel.reshape(shape), onsets.reshape(shape)
     # the data's velocity at each step of the bar where the card has it (symbolic.velocity), all
     # styles pooled as the accompaniment is composed with none
-    from symbolic.velocity import HUMANIZE, play_velocities, velocity_grid
+    from symbolic.velocity import HUMANIZE, play_velocities, velocity_draws, velocity_grid
 
     table = getattr(composer, "velocity", None)
     for t, name in enumerate(names):
@@ -299,9 +299,8 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
         if learnt is not None:
             spread = velocity_grid(table, name, None, grid.n_pitches, grid.lowest_pitch, field="spread")
             mean, sd = (np.broadcast_to(x.T, vel[t].shape).reshape(-1, grid.n_pitches) for x in (learnt, spread))
-            rng = np.random.default_rng([int(seed) % 2**32, t, 0x7E10C])
             play_velocities(vel[t].reshape(-1, grid.n_pitches), onsets[t].reshape(-1, grid.n_pitches), mean, sd,
-                            HUMANIZE if humanize is None else humanize, rng)
+                            HUMANIZE if humanize is None else humanize, velocity_draws(seed, t))
     vel[ti], onsets[ti] = given_mt.roll[0], given_mt.onsets[0]  # the given notes as they were
     specs = []
     for t, name in enumerate(names):

@@ -296,15 +296,20 @@ def _style_index(drums, style: str | int | None, source: str, key: str = "style"
     return lowered.index(style.lower())
 
 
-def phrase_styles(drums, config: SongConfig) -> list[int] | None:
-    """The drums' style index of every phrase: its section's ``style``, else the song's, -1
-    (unknown) where neither is given; None when neither the song nor any section names one."""
+def section_styles(drums, config: SongConfig) -> list[int | None]:
+    """The drums' style index of every section: its own ``style``, else the song's; None where
+    neither is given (each checked by :func:`_style_index`, errors naming its key)."""
     song = _style_index(drums, config.style, config.source)
+    return [song if s.style is None else _style_index(drums, s.style, config.source, f"sections[{i}].style")
+            for i, s in enumerate(config.sections)]
+
+
+def phrase_styles(drums, config: SongConfig) -> list[int] | None:
+    """The drums' style index of every phrase (:func:`section_styles`), -1 (unknown) where none is
+    given; None when neither the song nor any section names one."""
     n_bars = int(drums.n_bars)
     out: list[int] = []
-    for i, s in enumerate(config.sections):
-        own = _style_index(drums, s.style, config.source, f"sections[{i}].style")
-        label = own if own is not None else song
+    for s, label in zip(config.sections, section_styles(drums, config)):
         out += [-1 if label is None else label] * -(-s.bars // n_bars)
     return None if all(x == -1 for x in out) else out
 
@@ -491,13 +496,10 @@ def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarr
             continue
         styles = list(getattr(model, "styles", None) or [])
         grid = composer_grid(model)
+        # the composer composes as its first style (see compose), the drums as each section's
+        indices = [0] * len(config.sections) if model is comp else section_styles(model, config)
         bars = []
-        for i, s in enumerate(config.sections):
-            if model is comp:  # composed as the composer's first style (see compose)
-                index = 0
-            else:  # as compose found it (names matched case-insensitively, indices checked)
-                index = _style_index(model, config.style if s.style is None else s.style, config.source,
-                                     "style" if s.style is None else f"sections[{i}].style")
+        for s, index in zip(config.sections, indices):
             key = str(styles[index]) if index is not None and 0 <= index < len(styles) else None
             bars += [tuple(velocity_grid(table, name, key, grid.n_pitches, grid.lowest_pitch, field=f)
                            for f in ("styles", "spread", "timing"))] * s.bars
@@ -515,9 +517,8 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
     varied by the config's ``humanize`` (seeded by the song's seed and the track's index), and
     played its mean offset from the step early or late (``Multitrack.timing``).
     """
-    from symbolic.velocity import play_velocities
-
     from symbolic.roll import Multitrack
+    from symbolic.velocity import play_velocities, velocity_draws
     from symbolic.trackmap import TrackMap, TrackSpec
 
     T, B, S, P = roll.shape
@@ -536,8 +537,7 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
         if learnt is None:
             continue
         mean, spread, late = (x.transpose(0, 2, 1).reshape(B * S, P) for x in learnt)   # [bars * steps, pitches]
-        rng = np.random.default_rng([int(config.seed) % 2**32, t, 0x7E10C])
-        play_velocities(vel[t], onsets[t], mean, spread, config.humanize, rng)
+        play_velocities(vel[t], onsets[t], mean, spread, config.humanize, velocity_draws(config.seed, t))
         if np.isfinite(late).any():
             timing = np.zeros((T, B * S, P)) if timing is None else timing
             timing[t] = np.where(onsets[t] & np.isfinite(late), late, 0.0)

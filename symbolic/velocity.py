@@ -58,9 +58,10 @@ class VelocityCounter:
             raise ValueError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
         on = np.asarray(mt.onsets, dtype=bool)                       # [T, B, S, P]
         vel = np.where(on, np.asarray(mt.roll, dtype=np.float64), 0.0)
-        timed = on if mt.timing is not None else np.zeros_like(on)
-        off = np.where(timed, np.nan_to_num(np.asarray(mt.timing, dtype=np.float64)), 0.0) if mt.timing is not None \
-            else np.zeros(on.shape)
+        if mt.timing is None:  # read without timing: no onset is timed
+            timed, off = np.zeros_like(on), np.zeros(on.shape)
+        else:
+            timed, off = on, np.where(on, np.nan_to_num(np.asarray(mt.timing, dtype=np.float64)), 0.0)
         stats = np.stack([on.sum(1), vel.sum(1), (vel ** 2).sum(1), timed.sum(1), off.sum(1),
                           (off ** 2).sum(1)]).transpose(0, 1, 3, 2)  # [6, T, P, S]
         if stats.shape != self.shape:
@@ -144,7 +145,7 @@ def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: 
                          f"of {stats.shape[3]} tracks")
     if split not in counts["splits"]:
         raise ValueError(f"split {split!r}: the velocity counts have {', '.join(counts['splits'])}")
-    data = stats[list(counts["splits"]).index(split)]                  # [styles, 3, T, P, S]
+    data = stats[list(counts["splits"]).index(split)]                  # [styles, 6, T, P, S]
     groups = {name: data[i] for i, name in enumerate(counts["styles"])}
     groups[ALL] = data.sum(0)
     tracks: dict[str, Any] = {}
@@ -153,22 +154,21 @@ def velocity_table(counts: dict[str, Any], track_names: Sequence[str], is_drum: 
         spread: dict[str, dict[str, list]] = {}
         timing: dict[str, dict[str, list]] = {}
 
-        def timed_rows(count, total):
-            return {str(lowest_pitch + p): (count[p], total[p]) for p in range(count.shape[0])}
+        def rows(s: np.ndarray, stats_: slice) -> dict[str, tuple[np.ndarray, ...]]:
+            """key -> the ``stats_`` of track t, [S] each: per pitch for drums, over all pitches else."""
+            part = s[stats_, t]                                          # [k, P, S]
+            if is_drum[t]:
+                return {str(lowest_pitch + p): tuple(part[:, p]) for p in range(part.shape[1])}
+            return {ALL: tuple(part.sum(1))}
 
         for style, s in groups.items():
-            count, total, squares = s[0, t], s[1, t], s[2, t]           # [P, S]
-            if is_drum[t]:
-                rows = {str(lowest_pitch + p): (count[p], total[p], squares[p]) for p in range(count.shape[0])}
-            else:
-                rows = {ALL: (count.sum(0), total.sum(0), squares.sum(0))}
-            cells = {k: _cell_means(c, tot, min_count) for k, (c, tot, _) in rows.items()}
+            played = rows(s, slice(0, 3))                                # count, sum, squares
+            cells = {k: _cell_means(c, tot, min_count) for k, (c, tot, _) in played.items()}
             keep = [k for k, v in cells.items() if any(x is not None for x in v)]
             if keep:
                 styles[style] = {k: cells[k] for k in keep}
-                spread[style] = {k: _cell_spreads(*rows[k], min_count) for k in keep}
-            lateness = {k: _cell_offsets(c, tot, min_count) for k, (c, tot) in
-                        (timed_rows(s[3, t], s[4, t]) if is_drum[t] else {ALL: (s[3, t].sum(0), s[4, t].sum(0))}).items()}
+                spread[style] = {k: _cell_spreads(*played[k], min_count) for k in keep}
+            lateness = {k: _cell_offsets(c, tot, min_count) for k, (c, tot) in rows(s, slice(3, 5)).items()}
             lateness = {k: v for k, v in lateness.items() if any(x is not None for x in v)}
             if lateness:
                 timing[style] = lateness
@@ -195,36 +195,26 @@ def check_velocity_table(table: Any, track_names: Sequence[str], steps_per_bar: 
             raise bad(f"unknown track {name!r} (the model's: {', '.join(track_names)})")
         if not isinstance(spec, dict) or spec.get("by") not in ("pitch", "step") or not isinstance(spec.get("styles"), dict):
             raise bad(f"{name}: expected {{'by': 'pitch' or 'step', 'styles': {{...}}}}")
-        spread, timing = spec.get("spread", {}), spec.get("timing", {})
-        if not isinstance(spread, dict):
-            raise bad(f"{name}.spread: expected a mapping like 'styles'")
-        if not isinstance(timing, dict):
-            raise bad(f"{name}.timing: expected a mapping like 'styles'")
-        for style, cells in timing.items():
-            for key, row in (cells.items() if isinstance(cells, dict) else [(None, None)]):
-                if key is not None and spec["by"] == "pitch" and not (key.isdigit() and 0 <= int(key) <= 127):
-                    raise bad(f"{name}.timing.{style}: key {key!r} is not a MIDI pitch")
-                if key is not None and spec["by"] == "step" and key != ALL:
-                    raise bad(f"{name}.timing.{style}: key {key!r}: a track by step has the one key {ALL!r}")
-                if (key is None or not isinstance(row, list) or len(row) != steps_per_bar
-                        or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                                  or not -0.5 <= v <= 0.5) for v in row)):
-                    raise bad(f"{name}.timing.{style}.{key}: expected {steps_per_bar} offsets -0.5 to 0.5 "
-                              f"(steps) or null")
-        for field, low, part in (("styles", 1, spec["styles"]), ("spread", 0, spread)):
-            where = name if field == "styles" else f"{name}.spread"
-            for style, cells in part.items():
+        for field in ("spread", "timing"):
+            if not isinstance(spec.get(field, {}), dict):
+                raise bad(f"{name}.{field}: expected a mapping like 'styles'")
+        # field, how its values are told, whether one is allowed
+        kinds = (("styles", "velocities 1-127", lambda v: isinstance(v, int) and 1 <= v <= 127),
+                 ("spread", "velocities 0-127", lambda v: isinstance(v, int) and 0 <= v <= 127),
+                 ("timing", "offsets -0.5 to 0.5 (steps)", lambda v: isinstance(v, (int, float)) and -0.5 <= v <= 0.5))
+        for field, values, ok in kinds:
+            where = name if field == "styles" else f"{name}.{field}"
+            for style, cells in spec.get(field, {}).items():
                 if not isinstance(cells, dict):
-                    raise bad(f"{where}.{style}: expected a mapping of keys to {steps_per_bar} velocities")
+                    raise bad(f"{where}.{style}: expected a mapping of keys to {steps_per_bar} {values}")
                 for key, row in cells.items():
                     if spec["by"] == "pitch" and not (key.isdigit() and 0 <= int(key) <= 127):
                         raise bad(f"{where}.{style}: key {key!r} is not a MIDI pitch")
                     if spec["by"] == "step" and key != ALL:
                         raise bad(f"{where}.{style}: key {key!r}: a track by step has the one key {ALL!r}")
                     if (not isinstance(row, list) or len(row) != steps_per_bar
-                            or any(v is not None and (isinstance(v, bool) or not isinstance(v, int)
-                                                      or not low <= v <= 127) for v in row)):
-                        raise bad(f"{where}.{style}.{key}: expected {steps_per_bar} velocities {low}-127 or null")
+                            or any(v is not None and (isinstance(v, bool) or not ok(v)) for v in row)):
+                        raise bad(f"{where}.{style}.{key}: expected {steps_per_bar} {values} or null")
     return table
 
 
@@ -254,6 +244,12 @@ def velocity_grid(table: dict[str, Any] | None, track: str, style: str | None, n
 #: How much of a cell's spread the song pipeline draws by default (``humanize``): the data's
 #: spread also holds the differences between players and songs, more than one player varies.
 HUMANIZE = 0.5
+
+
+def velocity_draws(seed: int, track: int) -> np.random.Generator:
+    """The generator of a song's velocity draws for one track (:func:`play_velocities`): from the
+    song's seed and the track's index, so the same song and seed draw the same velocities."""
+    return np.random.default_rng([int(seed) % 2**32, int(track), 0x7E10C])
 
 
 def play_velocities(vel: np.ndarray, onsets: np.ndarray, mean: np.ndarray, spread: np.ndarray | None,
