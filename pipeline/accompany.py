@@ -9,8 +9,9 @@ accompanist (``data/pretrained/symbolic_pop909_accompany.*``, trained on in acco
 unless ``--weights`` names another; it composes in its home key whatever the track's key
 (``Composer.home_offset``). Under the track go the chords of ``--chords``: by default (``auto``)
 estimated from the track's own notes (``symbolic.chords.estimate_chords``), or given as symbols,
-or none. The result keeps the given notes exactly as quantised (also those outside the composer's
-pitch range) and adds the composer's other tracks, on the input's own time line: its tempo changes,
+or none. The result keeps the given notes as played (``--given-timing grid``: as quantised; also
+those outside the composer's pitch range) and adds the composer's other tracks, on the input's own
+time line: its tempo changes,
 time signatures and resolution (:func:`song_midi`). The composer writes 4/4 bars: a file in another
 meter is refused, and a shorter first bar (a pickup, e.g. 1/4 then 4/4) is the end of bar 0
 (:func:`bar_origin`). ``song.mid`` (and ``song.wav``
@@ -99,6 +100,10 @@ def find_instrument(pm, name: str, source: str):
     return pm.instruments[select_instrument(pm, name, source)]
 
 
+#: How ``song_midi`` writes the given track: its notes as played, or quantised to the grid.
+GIVEN_TIMINGS = ("played", "grid")
+
+
 def only_instrument(pm, index: int):
     """A shallow copy of ``pm`` (same tempo map, time signatures, resolution) holding only instrument ``index``."""
     one = copy.copy(pm)
@@ -137,17 +142,21 @@ def given_origin(pm, index: int, beats_per_bar: int, source: str) -> float:
     return bar_origin(pm, beats_per_bar, source, end_beat=end)
 
 
-def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0):
+def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0, given_timing: str = "played"):
     """The accompanied song ``mt`` as a PrettyMIDI on the input ``pm``'s own time line.
 
     Grid step ``s`` is quarter note ``origin + s / steps_per_beat`` of the input, turned into seconds
     through the input's tempo map (every tempo change kept) at its resolution; the input's time
     signatures (4/4 when it has none), key signatures and lyrics are kept. Track ``given_track`` gets
-    the notes of the input's instrument ``given_index`` quantised to the grid over all 128 pitches
-    (also those outside the composer's range), its control changes and pitch bends. Notes of the
-    other tracks before the input's start (in a pickup bar) are cut there.
+    the notes of the input's instrument ``given_index`` (all 128 pitches, also those outside the
+    composer's range), its control changes and pitch bends: as played (``given_timing="played"``:
+    the same times and velocities) or quantised to the grid (``"grid"``). The composed tracks' notes
+    sit on the grid, or off it by ``mt.timing``; those before the input's start (in a pickup bar)
+    are cut there.
     """
-    from symbolic.roll import Grid, notes_to_roll, quantize_notes, roll_to_notes, time_signature_beats
+    if given_timing not in GIVEN_TIMINGS:
+        raise ValueError(f"given_timing {given_timing!r}: expected one of {', '.join(GIVEN_TIMINGS)}")
+    from symbolic.roll import Grid, notes_to_roll, place_notes, quantize_notes, roll_to_notes, time_signature_beats
     from symbolic.trackmap import TrackMap, TrackSpec
 
     grid = mt.grid
@@ -161,26 +170,28 @@ def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0
     out.lyrics = list(pm.lyrics)
     out.instruments = []
 
-    def seconds(step: int) -> float:
+    def seconds(step: float) -> float:
         tick = int(round((origin + step / spb) * res))
         return 0.0 if tick <= 0 else float(out.tick_to_time(tick))
 
-    notes = [n for n in mt.notes() if n.track != given_track]
+    composed = place_notes([n for n in mt.notes() if n.track != given_track], mt.timing, grid, seconds)
     src = pm.instruments[given_index]
-    full = Grid(spb, grid.beats_per_bar, 0, 128)
-    one = TrackMap((TrackSpec("given", int(src.program), programs=((0, 127),)),), name="given")
-    raw, _ = quantize_notes(only_instrument(pm, given_index), one, full, origin=origin)
-    vel, on = notes_to_roll(raw, n_tracks=1, grid=full, n_bars=mt.n_bars)
-    notes += [n._replace(track=given_track) for n in roll_to_notes(vel, on, grid=full)]
-    drums = set(mt.track_map.drum_tracks)
+    if given_timing == "played":
+        given = [copy.copy(n) for n in src.notes]
+    else:
+        full = Grid(spb, grid.beats_per_bar, 0, 128)
+        one = TrackMap((TrackSpec("given", int(src.program), programs=((0, 127),)),), name="given")
+        raw, _ = quantize_notes(only_instrument(pm, given_index), one, full, origin=origin)
+        vel, on = notes_to_roll(raw, n_tracks=1, grid=full, n_bars=mt.n_bars)
+        given = [note for _, note in place_notes(roll_to_notes(vel, on, grid=full), None, full, seconds)]
     instruments = [pretty_midi.Instrument(program=int(spec.program), is_drum=bool(spec.is_drum), name=spec.name)
                    for spec in mt.track_map.tracks]
-    for n in sorted(notes, key=lambda n: (n.track, n.start, n.pitch)):
-        end = n.start + 1 if n.track in drums else n.end
-        if origin + end / spb <= 0:
-            continue  # wholly before the input's start
-        instruments[n.track].notes.append(pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch),
-                                                           start=seconds(n.start), end=seconds(end)))
+    for track, note in composed:
+        if note.end > note.start:  # not wholly before the input's start (a pickup bar's cut notes)
+            instruments[track].notes.append(note)
+    instruments[given_track].notes = given
+    for inst in instruments:
+        inst.notes.sort(key=lambda n: (n.start, n.pitch))
     instruments[given_track].control_changes = list(src.control_changes)
     instruments[given_track].pitch_bends = list(src.pitch_bends)
     out.instruments = instruments
@@ -228,7 +239,8 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
         as_track: the composer track it plays (default the composer's first track).
         seed: seed of the composer's latents and of the velocities' draws.
         humanize: how far the composed notes' velocities stray from the card's means (0..1; None =
-            :data:`symbolic.velocity.HUMANIZE`; :func:`symbolic.velocity.play_velocities`).
+            :data:`symbolic.velocity.HUMANIZE`; :func:`symbolic.velocity.play_velocities`). The composed
+            notes are also played as early or late as the card's ``timing`` says (``Multitrack.timing``).
         chords: the chords under the given track: "auto" estimates them from its notes
             (:func:`symbolic.chords.estimate_chords`, a triad or seventh every two beats),
             "none" gives none (the composer follows the track alone), anything else is chord
@@ -289,18 +301,23 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     vel = np.where(flat, 80, 0).astype(np.uint8)
     shape = (T, bars, grid.steps_per_bar, grid.n_pitches)
     vel, onsets = vel.reshape(shape), onsets.reshape(shape)
-    # the data's velocity at each step of the bar where the card has it (symbolic.velocity), all
-    # styles pooled as the accompaniment is composed with none
-    from symbolic.velocity import HUMANIZE, play_velocities, velocity_draws, velocity_grid
+    # the data's velocity and timing at each step of the bar where the card has them
+    # (symbolic.velocity), all styles pooled as the accompaniment is composed with none
+    from symbolic.velocity import HUMANIZE, perform, velocity_draws, velocity_grid
 
     table = getattr(composer, "velocity", None)
+    timing = None
     for t, name in enumerate(names):
-        learnt = velocity_grid(table, name, None, grid.n_pitches, grid.lowest_pitch)
-        if learnt is not None:
-            spread = velocity_grid(table, name, None, grid.n_pitches, grid.lowest_pitch, field="spread")
-            mean, sd = (np.broadcast_to(x.T, vel[t].shape).reshape(-1, grid.n_pitches) for x in (learnt, spread))
-            play_velocities(vel[t].reshape(-1, grid.n_pitches), onsets[t].reshape(-1, grid.n_pitches), mean, sd,
-                            HUMANIZE if humanize is None else humanize, velocity_draws(seed, t))
+        if t == ti or velocity_grid(table, name, None, grid.n_pitches, grid.lowest_pitch) is None:
+            continue
+        learnt = tuple(np.broadcast_to(velocity_grid(table, name, None, grid.n_pitches, grid.lowest_pitch,
+                                                     field=f).T, vel[t].shape).reshape(-1, grid.n_pitches)
+                       for f in ("styles", "spread", "timing"))   # [bars * steps, pitches]
+        late = perform(vel[t].reshape(-1, grid.n_pitches), onsets[t].reshape(-1, grid.n_pitches), learnt,
+                       HUMANIZE if humanize is None else humanize, velocity_draws(seed, t))
+        if late is not None:
+            timing = np.zeros(shape) if timing is None else timing
+            timing[t] = late.reshape(shape[1:])
     vel[ti], onsets[ti] = given_mt.roll[0], given_mt.onsets[0]  # the given notes as they were
     specs = []
     for t, name in enumerate(names):
@@ -310,7 +327,7 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
             other = name if name.lower() != (inst.name or "").strip().lower() else f"{name}_2"
             specs.append(TrackSpec(other, int(composer.programs[t]), is_drum=bool(is_drum[t])))
     mt = Multitrack(vel, onsets, TrackMap(tuple(specs), name="accompanied"), grid, given_mt.tempo,
-                    given_mt.time_signature)
+                    given_mt.time_signature, timing=timing)
     return mt, ti, index, origin
 
 
@@ -335,6 +352,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         f"accompaniment mode; {DEFAULT_SYMBOLIC_WEIGHTS} where that is missing)")
     p.add_argument("--audio-weights", default=None, help="timbre model weights (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--given-timing", choices=GIVEN_TIMINGS, default="played",
+                   help="the given track in song.mid: as played (the default: its notes' own times and "
+                        "velocities) or quantised to the composer's 16th-note grid, as the composer read it")
     p.add_argument("--humanize", type=float, default=None, metavar="H",
                    help="0..1: how far the composed notes' velocities stray from the data's mean at their step "
                         "(default 0.5; 0 = always the mean)")
@@ -357,8 +377,10 @@ def load_composer(weights: str | None, device: str):
 
 
 def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: str | None = None,
-        seed: int = 0, device: str = "cpu", chords: str = "auto", humanize: float | None = None) -> Path:
-    """Accompany ``midi`` into ``out`` (song.mid, and song.wav when ``timbre`` is given). All or nothing."""
+        seed: int = 0, device: str = "cpu", chords: str = "auto", humanize: float | None = None,
+        given_timing: str = "played") -> Path:
+    """Accompany ``midi`` into ``out`` (song.mid, and song.wav when ``timbre`` is given). All or nothing.
+    ``given_timing``: the given track as played or quantised (:func:`song_midi`)."""
     from audio.mix import master, mix_stems, write_wav
     from pipeline.render import render_midi_neural
     from symbolic.roll import read_midi, write_midi
@@ -366,7 +388,7 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
     pm = read_midi(midi)
     mt, ti, index, origin = _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi),
                                        chords=chords, humanize=humanize)
-    song = song_midi(mt, pm, given_track=ti, given_index=index, origin=origin)
+    song = song_midi(mt, pm, given_track=ti, given_index=index, origin=origin, given_timing=given_timing)
     with staged_dir(out, replaces=ACCOMPANY_OUTPUTS) as stage:
         write_midi(song, stage / "song.mid")
         if timbre is not None:
@@ -394,6 +416,6 @@ def cli_main(argv: list[str]) -> int:
     composer = load_composer(args.weights, device)
     timbre = load_timbre(args.audio_weights, device) if args.renderer == "neural" else None
     run(midi, out, track=args.track, composer=composer, timbre=timbre, as_track=args.as_track, seed=args.seed,
-        device=device, chords=args.chords, humanize=args.humanize)
+        device=device, chords=args.chords, humanize=args.humanize, given_timing=args.given_timing)
     print(out)
     return 0

@@ -518,7 +518,7 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
     played its mean offset from the step early or late (``Multitrack.timing``).
     """
     from symbolic.roll import Multitrack
-    from symbolic.velocity import play_velocities, velocity_draws
+    from symbolic.velocity import perform, velocity_draws
     from symbolic.trackmap import TrackMap, TrackSpec
 
     T, B, S, P = roll.shape
@@ -536,11 +536,11 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
     for t, learnt in enumerate(velocities or ()):
         if learnt is None:
             continue
-        mean, spread, late = (x.transpose(0, 2, 1).reshape(B * S, P) for x in learnt)   # [bars * steps, pitches]
-        play_velocities(vel[t], onsets[t], mean, spread, config.humanize, velocity_draws(config.seed, t))
-        if np.isfinite(late).any():
+        per_step = tuple(x.transpose(0, 2, 1).reshape(B * S, P) for x in learnt)   # [bars * steps, pitches]
+        late = perform(vel[t], onsets[t], per_step, config.humanize, velocity_draws(config.seed, t))
+        if late is not None:
             timing = np.zeros((T, B * S, P)) if timing is None else timing
-            timing[t] = np.where(onsets[t] & np.isfinite(late), late, 0.0)
+            timing[t] = late
     tm = TrackMap(tuple(TrackSpec(tc.name, tc.program if not d else 0, is_drum=bool(d))
                         for tc, d in zip(config.tracks, is_drum)), name="song")
     shape = (T, B, S, P)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pretty_midi
@@ -464,22 +464,35 @@ def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.
     step_s = 60.0 / (float(mt.tempo) * mt.grid.steps_per_beat)
     instruments = [pretty_midi.Instrument(program=int(spec.program), is_drum=bool(spec.is_drum), name=spec.name)
                    for spec in mt.track_map.tracks]
-    late = None if mt.timing is None else mt.timing.reshape(mt.timing.shape[0], -1, mt.grid.n_pitches)
-    last: dict[tuple[int, int], pretty_midi.Note] = {}   # the previous note of each (track, pitch)
-    for n in mt.notes():
-        shift = 0.0 if late is None else float(np.nan_to_num(late[n.track, n.start, n.pitch - mt.grid.lowest_pitch]))
-        start = max(0.0, (n.start + shift) * step_s)
-        note = pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch), start=start,
-                                end=max((n.end + shift) * step_s, start + step_s / 2))
-        prev = last.get((n.track, n.pitch))
-        if prev is not None and prev.start < start < prev.end:
-            # played off the grid, the note before of this pitch would still sound: its note-off
-            # would cut this one short (in a synthesizer, and in the file read back)
-            prev.end = start
-        last[(n.track, n.pitch)] = note
-        instruments[n.track].notes.append(note)
+    for track, note in place_notes(mt.notes(), mt.timing, mt.grid, lambda step: max(0.0, step) * step_s):
+        instruments[track].notes.append(note)
     pm.instruments.extend(instruments)
     return pm
+
+
+def place_notes(notes: Sequence[Note], timing: np.ndarray | None, grid: Grid,
+                seconds: Callable[[float], float]) -> list[tuple[int, pretty_midi.Note]]:
+    """(track, pretty_midi.Note) of each grid note, in seconds: ``seconds(step)`` maps a (fractional)
+    grid step to a time, never before the file's start. With ``timing`` (``Multitrack.timing``'s
+    shape), each note starts and ends that many steps off its step, and a note still sounding when
+    the next of its pitch starts ends there (its note-off would cut the next one short, in a
+    synthesizer and in the file read back). A note lasts at least until half a step past its
+    (shifted) step. ``notes`` must come in start order within each (track, pitch).
+    """
+    late = None if timing is None else timing.reshape(timing.shape[0], -1, grid.n_pitches)
+    last: dict[tuple[int, int], pretty_midi.Note] = {}   # the previous note of each (track, pitch)
+    out = []
+    for n in notes:
+        shift = 0.0 if late is None else float(np.nan_to_num(late[n.track, n.start, n.pitch - grid.lowest_pitch]))
+        start = seconds(n.start + shift)
+        note = pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch), start=start,
+                                end=max(seconds(n.end + shift), seconds(n.start + shift + 0.5)))
+        prev = last.get((n.track, n.pitch))
+        if prev is not None and prev.start < start < prev.end:
+            prev.end = start
+        last[(n.track, n.pitch)] = note
+        out.append((n.track, note))
+    return out
 
 
 # --------------------------------------------------------------------------- pypianoroll (LPD-5)

@@ -273,6 +273,24 @@ def play_velocities(vel: np.ndarray, onsets: np.ndarray, mean: np.ndarray, sprea
     vel[use] = np.clip(np.rint(values), 1, 127).astype(vel.dtype)
 
 
+def perform(vel: np.ndarray, onsets: np.ndarray, learnt: tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
+            humanize: float, rng: np.random.Generator) -> np.ndarray | None:
+    """Play one track's composed notes as the data plays them: set the velocity of every onset that
+    has a learnt cell, in place (:func:`play_velocities`), and return each onset's offset from its
+    step (float ``[steps, pitches]``, 0 where the table has none; ``Multitrack.timing``), or None
+    when the table has no timing for the track.
+
+    ``learnt``: (means, spreads, mean offsets), float ``[steps, pitches]`` each like ``vel``
+    (:func:`velocity_grid`'s fields ``styles``, ``spread`` and ``timing``, laid out per step);
+    NaN where the table has no cell.
+    """
+    mean, spread, late = learnt
+    play_velocities(vel, onsets, mean, spread, humanize, rng)
+    if late is None or not np.isfinite(late).any():
+        return None
+    return np.where(onsets & np.isfinite(late), late, 0.0)
+
+
 def prediction_rmse(counts: dict[str, Any], predict: np.ndarray, split: str, track: int,
                     what: str = "velocity") -> tuple[float, int]:
     """Root mean square error (and note count) over the onsets of ``track`` in ``split`` when each

@@ -67,6 +67,34 @@ def test_accompany_plays_the_composed_tracks_with_the_cards_velocities(tmp_path)
     assert np.array_equal(mt.roll[ti], plain.roll[ti])                # the given track as it was
 
 
+def test_accompany_plays_the_composed_tracks_as_early_as_the_cards_timing(tmp_path):
+    """The card's mean offsets move the composed notes off the grid (through the input's tempo map
+    into song.mid); the given track and a track without timing stay where they were."""
+    midi = _song(tmp_path / "in.mid")
+    pm = pretty_midi.PrettyMIDI(str(midi))
+    comp = FakeComposer()
+    plain = run(midi, tmp_path / "plain", track="melody", composer=comp, seed=1)
+    comp.velocity = {"steps_per_bar": 16, "tracks": {"piano": {
+        "by": "step", "styles": {"*": {"*": [80] * 16}}, "timing": {"*": {"*": [-0.25] * 16}}}}}
+    mt, ti = accompany_midi(pm, comp, track="melody", seed=1)
+    piano, bridge = mt.track_names.index("piano"), mt.track_names.index("bridge")
+    on = mt.onsets[piano]
+    assert on.any() and np.all(mt.timing[piano][on] == -0.25) and not mt.timing[piano][~on].any()
+    assert not mt.timing[bridge].any() and not mt.timing[ti].any()
+    timed = run(midi, tmp_path / "timed", track="melody", composer=comp, seed=1)
+    before, after = (pretty_midi.PrettyMIDI(str(d / "song.mid")) for d in (plain, timed))
+    step = 60 / 90 / 4
+    tick = before.tick_to_time(1)
+    for k in (0, 1):   # the given melody and the bridge: the same notes at the same times
+        assert _notes(after.instruments[k]) == _notes(before.instruments[k])
+    a, b = after.instruments[piano].notes, before.instruments[piano].notes
+    assert len(a) == len(b) > 1 and b[0].start == 0
+    assert a[0].start == 0 and abs(a[0].end - (b[0].end - step / 4)) <= tick   # no note before the file's start
+    for x, y in zip(a[1:], b[1:]):
+        assert x.pitch == y.pitch
+        assert abs(x.start - (y.start - step / 4)) <= tick and abs(x.end - (y.end - step / 4)) <= tick
+
+
 def test_accompany_humanize_draws_around_the_cards_means(tmp_path, monkeypatch, capsys):
     import pipeline.accompany as acc
     from pipeline.cli import main
@@ -131,6 +159,39 @@ def test_accompany_cli_with_fakes(tmp_path, monkeypatch):
     assert cli_main(["a", str(midi), "--track", "MELODY", "--out", str(tmp_path / "o"), "--renderer", "none",
                      "--device", "cpu"]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["song.mid"]
+
+
+def test_accompany_keeps_the_given_track_as_played_or_quantised(tmp_path, monkeypatch, capsys):
+    import pipeline.accompany as acc
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    step = 60 / 120 / 4
+    lead = pretty_midi.Instrument(73, name="LEAD")
+    # a played line: each note up to a third of a step early or late, lengths off the grid
+    for k, off in enumerate((0.1, -0.3, 0.25, 0.0, -0.2, 0.33, 0.05, -0.1)):
+        lead.notes.append(pretty_midi.Note(60 + 7 * k, 64 + k, (4 * k + 1 + off) * step, (4 * k + 3.6 + off) * step))
+    pm.instruments.append(lead)
+    midi = tmp_path / "played.mid"
+    pm.write(str(midi))
+    src = pretty_midi.PrettyMIDI(str(midi)).instruments[0].notes
+    comp = FakeComposer()
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: comp)
+    outs = {}
+    for mode in ("played", "grid"):
+        args = ["a", str(midi), "--track", "LEAD", "--out", str(tmp_path / mode), "--renderer", "none"]
+        assert cli_main(args + (["--given-timing", mode] if mode == "grid" else [])) == 0
+        outs[mode] = pretty_midi.PrettyMIDI(str(tmp_path / mode / "song.mid"))
+    assert _notes(outs["played"].instruments[0]) == [(n.pitch, n.velocity, round(n.start, 4), round(n.end, 4))
+                                                     for n in src]
+    grid = outs["grid"].instruments[0].notes
+    assert [n.pitch for n in grid] == [n.pitch for n in src] and [n.velocity for n in grid] == [n.velocity for n in src]
+    assert [round(n.start / step, 6) for n in grid] == [4 * k + 1 for k in range(8)]
+    for k in (1, 2):   # the composed tracks are the same either way
+        assert _notes(outs["played"].instruments[k]) == _notes(outs["grid"].instruments[k])
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["a", str(midi), "--track", "LEAD", "--given-timing", "swung", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2 and "invalid choice: 'swung'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def _unnamed_song(path: Path) -> Path:

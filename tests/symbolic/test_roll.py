@@ -127,6 +127,28 @@ def test_timing_never_plays_a_note_into_the_next_of_its_pitch(tmp_path):
     assert np.array_equal(back.roll != 0, roll != 0) and np.array_equal(back.onsets, onsets)
 
 
+def test_place_notes_shifts_through_any_time_map_and_never_overlaps_a_pitch():
+    from symbolic.roll import place_notes
+
+    # a time map that slows down at step 8: 0.125 s a step before, 0.25 s after
+    def seconds(step):
+        return max(0.0, step) * 0.125 if step <= 8 else 1.0 + (step - 8) * 0.25
+
+    grid = Grid()
+    p = 60 - grid.lowest_pitch
+    late = np.zeros((1, 1, 16, grid.n_pitches))
+    late[0, 0, 0, p], late[0, 0, 0, p + 4], late[0, 0, 12, p] = 0.4, -0.4, -0.2
+    notes = [Note(0, 60, 0, 8, 90), Note(0, 60, 8, 12, 80), Note(0, 60, 12, 16, 70), Note(0, 64, 0, 2, 60)]
+    placed = place_notes(notes, late, grid, seconds)
+    assert [(t, n.pitch, n.velocity) for t, n in placed] == [(0, 60, 90), (0, 60, 80), (0, 60, 70), (0, 64, 60)]
+    # the first, 0.4 late, would end at step 8.4 (1.1 s): the on-time second starts at 1.0 s and cuts it;
+    # the third, 0.2 early, starts at 1.0 + 3.8 * 0.25 and cuts the second; the E, 0.4 early, starts at 0
+    assert [t for _, n in placed for t in (n.start, n.end)] == pytest.approx(
+        [0.05, 1.0, 1.0, 1.95, 1.95, 2.95, 0.0, 1.6 * 0.125])
+    assert [t for _, n in place_notes(notes, None, grid, seconds) for t in (n.start, n.end)] == pytest.approx(
+        [0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 0.0, 0.25])
+
+
 def test_tempo_changes_use_the_beat_grid_not_seconds(make_midi):
     # 120 qpm for 2 beats, then 60 qpm: beat 4 is at 1 s + 2 s = 3 s
     tracks = [("p", 0, False, [(60, 0, 1, 90), (62, 2, 3, 90), (64, 4, 6, 90)])]

@@ -207,6 +207,23 @@ def test_play_velocities_means_or_seeded_draws_of_the_cells_spread():
     assert vel.tolist() == [[80, 7], [120, 7]]       # no spread: the means
 
 
+def test_perform_sets_velocities_and_returns_the_onsets_offsets():
+    from symbolic.velocity import perform
+
+    mean = np.array([[80.0, np.nan], [120.0, 50.0]])
+    late = np.array([[-0.2, 0.1], [np.nan, 0.3]])
+    onsets = np.array([[True, True], [True, False]])
+    vel = np.full((2, 2), 7, np.uint8)
+    offsets = perform(vel, onsets, (mean, None, late), 0.0, np.random.default_rng(0))
+    assert vel.tolist() == [[80, 7], [120, 7]]
+    # each onset's mean offset where the table has one (also where it has no velocity), else 0
+    assert offsets.tolist() == [[-0.2, 0.1], [0.0, 0.0]]
+    vel2 = np.full((2, 2), 7, np.uint8)
+    assert perform(vel2, onsets, (mean, None, np.full((2, 2), np.nan)), 0.0, np.random.default_rng(0)) is None
+    assert perform(vel2, onsets, (mean, None, None), 0.0, np.random.default_rng(0)) is None
+    assert np.array_equal(vel2, vel)
+
+
 def test_a_bad_spread_is_refused_by_name():
     table = {"steps_per_bar": 4, "tracks": {"kit": {"by": "pitch", "styles": {"*": {"36": [1, 1, 1, 1]}},
                                                    "spread": {"*": {"36": [0, 1, None, 200]}}}}}
