@@ -174,7 +174,10 @@ def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0
         tick = int(round((origin + step / spb) * res))
         return 0.0 if tick <= 0 else float(out.tick_to_time(tick))
 
-    composed = place_notes([n for n in mt.notes() if n.track != given_track], mt.timing, grid, seconds)
+    # a note that ends by the input's start on the grid (in a pickup bar's missing beats) is left out,
+    # also when its timing would play it a little past the start
+    composed = place_notes([n for n in mt.notes() if n.track != given_track and origin + n.end / spb > 0],
+                           mt.timing, grid, seconds)
     src = pm.instruments[given_index]
     if given_timing == "played":
         given = [copy.copy(n) for n in src.notes]
@@ -187,8 +190,7 @@ def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0
     instruments = [pretty_midi.Instrument(program=int(spec.program), is_drum=bool(spec.is_drum), name=spec.name)
                    for spec in mt.track_map.tracks]
     for track, note in composed:
-        if note.end > note.start:  # not wholly before the input's start (a pickup bar's cut notes)
-            instruments[track].notes.append(note)
+        instruments[track].notes.append(note)
     instruments[given_track].notes = given
     for inst in instruments:
         inst.notes.sort(key=lambda n: (n.start, n.pitch))

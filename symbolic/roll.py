@@ -477,7 +477,9 @@ def place_notes(notes: Sequence[Note], timing: np.ndarray | None, grid: Grid,
     shape), each note starts and ends that many steps off its step, and a note still sounding when
     the next of its pitch starts ends there (its note-off would cut the next one short, in a
     synthesizer and in the file read back). A note lasts at least until half a step past its
-    (shifted) step. ``notes`` must come in start order within each (track, pitch).
+    (shifted) step. ``notes`` must come in start order within each (track, pitch), and the offsets
+    lie within half a step (``Multitrack.timing``'s range), so that a note of a pitch never starts
+    before the previous one of that pitch.
     """
     late = None if timing is None else timing.reshape(timing.shape[0], -1, grid.n_pitches)
     last: dict[tuple[int, int], pretty_midi.Note] = {}   # the previous note of each (track, pitch)

@@ -183,6 +183,29 @@ def test_accompany_puts_a_pickup_bar_at_the_end_of_bar_0(tmp_path):
     assert [round(n.start, 6) for n in song.instruments[1].notes] == [0.5 * b for b in range(9)]
 
 
+def test_accompany_leaves_out_a_pickup_bars_notes_played_late(tmp_path):
+    """A composed note wholly before the file's start (in the pickup's missing beats) is left out
+    even when the card's timing plays it late, past the start (it was a sliver at time 0)."""
+
+    class WholeBeats(BeatComposer):   # the piano holds every beat, C3 and D3 in turn
+        def accompany(self, given, track, seed, chords=None):
+            out = super().accompany(given, track, seed, chords)
+            out[1 - track] = 0
+            for b in range(out.shape[2] // 4):
+                out[1 - track, :, 4 * b:4 * b + 4, 48 + 2 * (b % 2) - 24] = 1.0
+            return out
+
+    midi = _write(tmp_path / "in.mid", [(67, 0, 1)] + _beats(8, start=1.0), time_signatures=[(1, 4, 0), (4, 4, 1)])
+    comp = WholeBeats()
+    comp.velocity = {"steps_per_bar": 16, "tracks": {"piano": {
+        "by": "step", "styles": {"*": {"*": [80] * 16}}, "timing": {"*": {"*": [0.25] * 16}}}}}
+    out = run(midi, tmp_path / "out", track="MELODY", composer=comp)
+    song = pretty_midi.PrettyMIDI(str(out / "song.mid"))
+    # bar 0's last beat (steps 12-16) is the file's first: 9 beats from there, each a quarter step late
+    assert _notes(song.instruments[1]) == [(48 + 2 * ((b + 1) % 2), round(0.5 * b + 0.03125, 6),
+                                            round(0.5 * b + 0.53125, 6)) for b in range(9)]
+
+
 # ----------------------------------------------------------------------------- accompany: the given track
 
 def test_accompany_keeps_given_notes_outside_the_composer_range(tmp_path):
