@@ -377,8 +377,10 @@ def song_phrases(song: Song, *, n_bars: int, hop: int, transpose: bool = True) -
     Returns:
         (arrays: ``rolls`` bool ``[P, tracks, n_bars, steps_per_bar, n_pitches]``, ``chords`` uint8
         ``[P, n_bars, beats_per_bar, 12]``, ``has_chords`` bool ``[P]``, ``key`` int64 ``[P]``;
-        number of empty phrases dropped). Songs shorter than ``n_bars`` are padded with silence.
-        Phrases touching ``song.bad_bars`` are left out.
+        number of empty phrases dropped). A song shorter than ``n_bars`` gives none: padded with
+        silence, its bars after the recording's end would count as empty bars of the music (e.g.
+        Groove's one-bar beats, 55 of its 491 4/4 beat files), as the last bars of a longer song
+        that do not fill a phrase are left out. Phrases touching ``song.bad_bars`` are left out.
     """
     mt = song.mt
     g = mt.grid
@@ -391,11 +393,6 @@ def song_phrases(song: Song, *, n_bars: int, hop: int, transpose: bool = True) -
         if chords is not None:
             chords = np.roll(chords, shift, axis=1)
     bars = roll.shape[1]
-    if bars < n_bars:
-        roll = np.concatenate([roll, np.zeros((roll.shape[0], n_bars - bars, *roll.shape[2:]), bool)], axis=1)
-        if chords is not None:
-            chords = np.concatenate([chords, np.zeros(((n_bars - bars) * g.beats_per_bar, 12), np.uint8)])
-        bars = n_bars
     rolls, chs, empty = [], [], 0
     bad = song.bad_bars
     for b in range(0, bars - n_bars + 1, hop):
@@ -472,17 +469,21 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
             raise ValueError("song track count does not match the track map")
         arrays, empty = song_phrases(song, n_bars=n_bars, hop=hop, transpose=transpose)
         empty_total += empty
-        if len(arrays["rolls"]) == 0:
+        short = song.mt.n_bars < n_bars
+        if short:   # no phrase; its notes still count for the velocities
+            skipped["shorter than a phrase"] += 1
+        elif len(arrays["rolls"]) == 0:
             skipped["no phrases"] += 1
             continue
         if song.style not in styles:
             styles.append(song.style)
         split = song.split or drawn[k]
-        P = len(arrays["rolls"])
-        arrays["style"] = np.full(P, styles.index(song.style), dtype=np.int64)
-        arrays["song"] = np.full(P, song.sid, dtype=np.int64)
-        parts[split].append(arrays)
-        song_counts[split] += 1
+        if not short:
+            P = len(arrays["rolls"])
+            arrays["style"] = np.full(P, styles.index(song.style), dtype=np.int64)
+            arrays["song"] = np.full(P, song.sid, dtype=np.int64)
+            parts[split].append(arrays)
+            song_counts[split] += 1
         velocities.add(song.mt, song.style, split)
     # styles sorted by name so indices do not depend on song order
     order = sorted(styles)
@@ -490,8 +491,9 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
     if not any(parts[split] for split in SPLITS):  # nothing to train on: write no empty cache
         sk = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "none"
         what = f"--source {source}: " if source else ""
+        hint = "; --bars sets a shorter phrase" if skipped.get("shorter than a phrase") else ""
         raise UserError(f"{what}no phrases to write to {out}: none of the {len(songs)} songs gave a phrase of "
-                        f"{n_bars} bars (skipped: {sk}; empty phrases dropped: {empty_total})")
+                        f"{n_bars} bars (skipped: {sk}; empty phrases dropped: {empty_total}{hint})")
     phrase_counts = {}
     with staged_dir(out) as stage:
         for split in SPLITS:

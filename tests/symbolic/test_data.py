@@ -143,7 +143,8 @@ def test_pop909_deterministic(tmp_path):
     outs = []
     for k in range(2):
         out = tmp_path / f"o{k}"
-        cli_main(["prog", "--source", "pop909", "--root", str(root), "--out", str(out), "--quiet", "--seed", "3"])
+        cli_main(["prog", "--source", "pop909", "--root", str(root), "--out", str(out), "--quiet", "--seed", "3",
+                  "--bars", "2"])   # the fake songs are 3 bars long
         outs.append({s: load_split(out, s) for s in ("train", "valid", "test")})
     for s in outs[0]:
         for key in outs[0][s]:
@@ -158,19 +159,29 @@ def test_groove_source(tmp_path, midi_writer):
     root = tmp_path / "groove"
     (root / "d1").mkdir(parents=True)
     rows = [("funk/groove1", "beat", "4-4", "train"), ("rock/groove2", "fill", "4-4", "train"),
-            ("jazz/groove3", "beat", "3-4", "test"), ("rock/groove4", "beat", "4-4", "validation")]
+            ("jazz/groove3", "beat", "3-4", "test"), ("rock/groove4", "beat", "4-4", "validation"),
+            ("funk/groove5", "beat", "4-4", "test")]
     lines = ["drummer,session,id,style,bpm,beat_type,time_signature,midi_filename,audio_filename,duration,split"]
     for i, (style, bt, ts, split) in enumerate(rows):
         fn = f"d1/{i}.mid"
-        write_midi_file(root / fn, [("Drums", 0, True, [(36, 0, 0.5, 100), (38, 1, 1.5, 90), (42, 4.5, 5, 70)])])
+        # two bars each; the last one bar, shorter than a phrase
+        hits = [(36, 0, 0.5, 100), (38, 1, 1.5, 90)] + ([(42, 4.5, 5, 70)] if i < 4 else [])
+        write_midi_file(root / fn, [("Drums", 0, True, hits)])
         lines.append(f"d1,d1/s,d1/s/{i},{style},120,{bt},{ts},{fn},{fn[:-4]}.wav,10.0,{split}")
     (root / "info.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    assert cli_main(["prog", "--source", "groove", "--root", str(root), "--out", str(out), "--quiet"]) == 0
+    args = ["prog", "--source", "groove", "--root", str(root), "--out", str(out), "--quiet"]
+    # 4-bar phrases: every song is shorter (no silence is padded after a recording's end)
+    with pytest.raises(UserError, match=r"no phrases .* \(skipped: fill: 1, meter not 4/4: 1, shorter than a phrase: 3; "
+                                        r"empty phrases dropped: 0; --bars sets a shorter phrase\)"):
+        cli_main(args)
+    assert not out.exists()
+    assert cli_main(args + ["--bars", "2"]) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["tracks"] == ["drums"] and meta["is_drum"] == [True]
     assert meta["styles"] == ["funk", "rock"]
-    assert meta["counts"]["skipped"] == {"fill": 1, "meter not 4/4": 1}
+    assert meta["counts"]["skipped"] == {"fill": 1, "meter not 4/4": 1, "shorter than a phrase": 1}
+    assert meta["counts"]["songs"] == {"train": 1, "valid": 1, "test": 0}
     tr, va, te = (load_split(out, s) for s in ("train", "valid", "test"))
     assert len(tr["rolls"]) == 1 and len(va["rolls"]) == 1 and len(te["rolls"]) == 0
     assert tr["style"].tolist() == [0] and va["style"].tolist() == [1]
@@ -189,7 +200,9 @@ def test_groove_source(tmp_path, midi_writer):
     assert funk_train[:, 36 - 24, 0].tolist() == [1, 100, 100 ** 2, 1, 0, 0]
     assert funk_train[:, 38 - 24, 4].tolist() == [1, 90, 90 ** 2, 1, 0, 0]
     assert funk_train[:, 42 - 24, 2].tolist() == [1, 70, 70 ** 2, 1, 0, 0]   # bar 1, step 2
-    assert funk_train[0].sum() == 3 and stats[1, 1, 0].sum() == 3 and stats[2].sum() == 0
+    assert funk_train[0].sum() == 3 and stats[1, 1, 0].sum() == 3
+    # the one-bar song gave no phrase, but its notes count
+    assert stats[2, 0, 0, 0].sum() == 2 and stats[2, 0, :3, 0, 36 - 24, 0].tolist() == [1, 100, 100 ** 2]
 
 
 # ----------------------------------------------------------------------------- LPD-5 npz, MIDI folder, chorales
@@ -340,7 +353,7 @@ def test_pop909_download_unpacks_archive(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     monkeypatch.chdir(tmp_path)
-    cli_main(["prog", "--source", "pop909", "--download", "--quiet"])
+    cli_main(["prog", "--source", "pop909", "--download", "--quiet", "--bars", "2"])
     assert calls == [data.POP909_URL]
     assert (tmp_path / "data/downloads/POP909-Dataset-master/POP909/001/001.mid").is_file()
     assert sum(json.loads((tmp_path / "data/build/symbolic/pop909/meta.json").read_text())["counts"]["songs"].values()) == 1
