@@ -37,6 +37,8 @@ DEFAULT_SYMBOLIC_WEIGHTS = "data/pretrained/symbolic_pop909.safetensors"
 #: The composer trained on in accompaniment mode (data/pretrained/README.md): the default here
 #: when it is there, else the composer itself.
 DEFAULT_ACCOMPANY_WEIGHTS = "data/pretrained/symbolic_pop909_accompany.safetensors"
+#: The drums composer ``--drums`` uses unless ``--drums-weights`` names another.
+DEFAULT_DRUMS_WEIGHTS = "data/pretrained/symbolic_drums.safetensors"
 
 
 #: What ``accompany`` writes into its folder: an earlier run's that this one does not write go
@@ -221,15 +223,17 @@ def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
 
 
 def accompany_midi(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
-                   source: str = "<midi>", chords: str = "auto", humanize: float | None = None):
+                   source: str = "<midi>", chords: str = "auto", humanize: float | None = None,
+                   drums=None, drums_style: str | None = None):
     """Accompany one instrument of a PrettyMIDI; returns (``symbolic.roll.Multitrack``, given track index).
     Arguments as :func:`_accompany`'s."""
     return _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=source, chords=chords,
-                      humanize=humanize)[:2]
+                      humanize=humanize, drums=drums, drums_style=drums_style)[:2]
 
 
 def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: int = 0,
-               source: str = "<midi>", chords: str = "auto", humanize: float | None = None):
+               source: str = "<midi>", chords: str = "auto", humanize: float | None = None,
+               drums=None, drums_style: str | None = None):
     """:func:`accompany_midi`, also returning the input instrument's index in ``pm.instruments`` and
     where bar 0 starts in the file (:func:`given_origin`): what :func:`song_midi` needs.
 
@@ -247,6 +251,9 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
             (:func:`symbolic.chords.estimate_chords`, a triad or seventh every two beats),
             "none" gives none (the composer follows the track alone), anything else is chord
             symbols (:func:`parse_chords`).
+        drums: a drums composer (``Composer``'s ``compose``, ``styles``, ``velocity``) whose tracks
+            are added under the others, in the genre ``drums_style`` (a name of its styles; None:
+            unknown), from the same seed; None: no drums.
     """
     from symbolic.roll import Multitrack, binarize, midi_to_multitrack
     from symbolic.trackmap import TrackMap, TrackSpec
@@ -285,18 +292,29 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
                                                         grid.beats_per_bar))
     elif mode != "none":
         kw["chords"] = torch.from_numpy(parse_chords(chords, bars, grid.beats_per_bar))
+    style_index = None if drums is None else drums_style_index(drums, drums_style, grid)
     with torch.inference_mode():
         song = composer.accompany(given, track=ti, seed=int(seed), **kw)  # [T, bars, S, P]
     song = torch.as_tensor(song).float().cpu()
-    T = song.shape[0]
     if tuple(song.shape) != (len(names), bars, grid.steps_per_bar, grid.n_pitches):
         raise ValueError(f"Composer.accompany returned shape {tuple(song.shape)}, expected "
                          f"{(len(names), bars, grid.steps_per_bar, grid.n_pitches)}")
+    # per track: its model, the style its velocities are looked up in, and (composed tracks) its program
+    sources = [(composer, None, int(p)) for p in composer.programs]
+    if drums is not None:
+        n_phrases = -(-bars // int(drums.n_bars))
+        with torch.inference_mode():
+            beat = torch.as_tensor(drums.compose(n_phrases, seed=int(seed), style=style_index)).float().cpu()
+        song = torch.cat([song, beat[:, :bars]])
+        names += list(drums.track_names)
+        sources += [(drums, None if style_index is None else str(drums.styles[style_index]), int(p))
+                    for p in drums.programs]
+    T = song.shape[0]
     active = np.asarray(binarize(song, 0.5).numpy(), dtype=bool)
     flat = active.reshape(T, -1, grid.n_pitches)
     prev = np.concatenate([np.zeros_like(flat[:, :1]), flat[:, :-1]], axis=1)
     onsets = flat & ~prev
-    is_drum = list(composer.is_drum)
+    is_drum = list(composer.is_drum) + (list(drums.is_drum) if drums is not None else [])
     for t in range(T):
         if is_drum[t]:
             onsets[t] = flat[t]
@@ -304,15 +322,16 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     shape = (T, bars, grid.steps_per_bar, grid.n_pitches)
     vel, onsets = vel.reshape(shape), onsets.reshape(shape)
     # the data's velocity and timing at each step of the bar where the card has them
-    # (symbolic.velocity), all styles pooled as the accompaniment is composed with none
+    # (symbolic.velocity): the composer's pooled over styles, as the accompaniment is composed with
+    # none; the drums' of their genre
     from symbolic.velocity import HUMANIZE, perform, velocity_draws, velocity_grid
 
-    table = getattr(composer, "velocity", None)
     timing = None
-    for t, name in enumerate(names):
-        if t == ti or velocity_grid(table, name, None, grid.n_pitches, grid.lowest_pitch) is None:
+    for t, (name, (model, style, _)) in enumerate(zip(names, sources)):
+        table = getattr(model, "velocity", None)
+        if t == ti or velocity_grid(table, name, style, grid.n_pitches, grid.lowest_pitch) is None:
             continue
-        learnt = tuple(np.broadcast_to(velocity_grid(table, name, None, grid.n_pitches, grid.lowest_pitch,
+        learnt = tuple(np.broadcast_to(velocity_grid(table, name, style, grid.n_pitches, grid.lowest_pitch,
                                                      field=f).T, vel[t].shape).reshape(-1, grid.n_pitches)
                        for f in ("styles", "spread", "timing"))   # [bars * steps, pitches]
         late = perform(vel[t].reshape(-1, grid.n_pitches), onsets[t].reshape(-1, grid.n_pitches), learnt,
@@ -327,10 +346,27 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
             specs.append(TrackSpec((inst.name or target).strip() or target, int(inst.program)))
         else:
             other = name if name.lower() != (inst.name or "").strip().lower() else f"{name}_2"
-            specs.append(TrackSpec(other, int(composer.programs[t]), is_drum=bool(is_drum[t])))
+            specs.append(TrackSpec(other, sources[t][2], is_drum=bool(is_drum[t])))
     mt = Multitrack(vel, onsets, TrackMap(tuple(specs), name="accompanied"), grid, given_mt.tempo,
                     given_mt.time_signature, timing=timing)
     return mt, ti, index, origin
+
+
+def drums_style_index(drums, style: str | None, grid) -> int | None:
+    """The index of ``style`` among the drums model's genres (None: unknown), after checking that
+    the model writes on the composer's ``grid``; UserError naming ``--drums`` otherwise."""
+    from pipeline.generate import composer_grid
+
+    dgrid = composer_grid(drums)
+    if (dgrid.steps_per_bar, dgrid.n_pitches, dgrid.lowest_pitch) != (grid.steps_per_bar, grid.n_pitches,
+                                                                        grid.lowest_pitch):
+        raise UserError(f"--drums-weights: the drums model's grid {dgrid} does not match the composer's {grid}")
+    if style is None:
+        return None
+    styles = [str(x) for x in (getattr(drums, "styles", None) or [])]
+    if style.lower() not in [x.lower() for x in styles]:
+        raise UserError(f"--drums {style!r}: not a style of the drums model (allowed: {', '.join(styles) or 'none'})")
+    return [x.lower() for x in styles].index(style.lower())
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -352,6 +388,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help=f"composer weights (default {DEFAULT_ACCOMPANY_WEIGHTS}, the composer trained on in "
                         f"accompaniment mode; {DEFAULT_SYMBOLIC_WEIGHTS} where that is missing)")
+    p.add_argument("--drums", default=None, metavar="STYLE",
+                   help="also write a drums track in this genre (one of the drums model's, e.g. rock, funk, "
+                        "jazz, latin); by default no drums")
+    p.add_argument("--drums-weights", default=None,
+                   help=f"drums composer weights, with --drums (default {DEFAULT_DRUMS_WEIGHTS})")
     p.add_argument("--audio-weights", default=None, help="timbre model weights (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--given-timing", choices=GIVEN_TIMINGS, default="played",
@@ -375,21 +416,22 @@ def load_composer(weights: str | None, device: str):
             weights = str(resolve_weights_path(DEFAULT_ACCOMPANY_WEIGHTS, "symbolic"))
         except UserError:  # no accompanist: the composer's own accompaniment mode
             weights = DEFAULT_SYMBOLIC_WEIGHTS
-    return Composer.load(resolve_weights_path(weights, "symbolic"), device=device)
+    return Composer.load(resolve_weights_path(weights, "symbolic", "--weights"), device=device)
 
 
 def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: str | None = None,
         seed: int = 0, device: str = "cpu", chords: str = "auto", humanize: float | None = None,
-        given_timing: str = "played") -> Path:
+        given_timing: str = "played", drums=None, drums_style: str | None = None) -> Path:
     """Accompany ``midi`` into ``out`` (song.mid, and song.wav when ``timbre`` is given). All or nothing.
-    ``given_timing``: the given track as played or quantised (:func:`song_midi`)."""
+    ``given_timing``: the given track as played or quantised (:func:`song_midi`); ``drums``,
+    ``drums_style``: a drums composer and its genre (:func:`_accompany`)."""
     from audio.mix import master, mix_stems, write_wav
     from pipeline.render import render_midi_neural
     from symbolic.roll import read_midi, write_midi
 
     pm = read_midi(midi)
     mt, ti, index, origin = _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi),
-                                       chords=chords, humanize=humanize)
+                                       chords=chords, humanize=humanize, drums=drums, drums_style=drums_style)
     song = song_midi(mt, pm, given_track=ti, given_index=index, origin=origin, given_timing=given_timing)
     with staged_dir(out, replaces=ACCOMPANY_OUTPUTS) as stage:
         write_midi(song, stage / "song.mid")
@@ -401,7 +443,8 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
 
 
 def cli_main(argv: list[str]) -> int:
-    """``musegansynth accompany MIDI --track NAME|#N [--out DIR] [--renderer neural|none] [--humanize H]``."""
+    """``musegansynth accompany MIDI --track NAME|#N [--out DIR] [--renderer neural|none] [--humanize H]
+    [--drums STYLE]``."""
     from pipeline.generate import resolve_device
     from pipeline.errors import check_seed
     from pipeline.render import load_timbre
@@ -415,9 +458,19 @@ def cli_main(argv: list[str]) -> int:
     out = check_out_dir(args.out if args.out is not None else Path("out") / f"{midi.stem}-accompanied")
     device = resolve_device(args.device)
     find_instrument(read_midi(midi), args.track, str(midi))  # fail early, before loading models
+    if args.drums_weights is not None and args.drums is None:
+        raise UserError("--drums-weights: give the drums' genre too (--drums STYLE, e.g. --drums rock)")
     composer = load_composer(args.weights, device)
+    drums = None
+    if args.drums is not None:
+        from pipeline.config import resolve_weights_path
+        from symbolic.generate import Composer
+
+        drums = Composer.load(resolve_weights_path(args.drums_weights or DEFAULT_DRUMS_WEIGHTS, "drums",
+                                                   "--drums-weights"), device=device)
     timbre = load_timbre(args.audio_weights, device) if args.renderer == "neural" else None
     run(midi, out, track=args.track, composer=composer, timbre=timbre, as_track=args.as_track, seed=args.seed,
-        device=device, chords=args.chords, humanize=args.humanize, given_timing=args.given_timing)
+        device=device, chords=args.chords, humanize=args.humanize, given_timing=args.given_timing, drums=drums,
+        drums_style=args.drums)
     print(out)
     return 0

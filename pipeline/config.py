@@ -517,12 +517,13 @@ def load_config(path: str | os.PathLike) -> SongConfig:
     return parse_config(data, str(path))
 
 
-def resolve_weights_path(path: str, kind: str) -> Path:
+def resolve_weights_path(path: str, kind: str, key: str | None = None) -> Path:
     """The weights file of ``path``: absolute as is; relative to the working folder, else to the project.
 
-    A path without suffix gets ``.safetensors``. Raises UserError naming ``weights.<kind>`` when
-    the file does not exist.
+    A path without suffix gets ``.safetensors``. Raises UserError naming ``key`` (default the song
+    config's ``weights.<kind>``; a command names its flag) when the file does not exist.
     """
+    key = f"weights.{kind}" if key is None else key
     p = Path(path).expanduser()
     if p.suffix == "" and not p.is_dir():
         p = p.with_suffix(".safetensors")
@@ -530,5 +531,5 @@ def resolve_weights_path(path: str, kind: str) -> Path:
     for c in candidates:
         if c.exists():
             return c.resolve()
-    raise UserError(f"weights.{kind}: {path}: no such weights file (train one with `musegansynth train`, "
-                    f"or point weights.{kind} at a .safetensors file)")
+    raise UserError(f"{key}: {path}: no such weights file (train one with `musegansynth train`, "
+                    f"or point {key} at a .safetensors file)")

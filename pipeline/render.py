@@ -86,15 +86,15 @@ def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progre
     return names, renderer.render(notes, timbres, n_stems=len(names), n_samples=length)
 
 
-def load_timbre(weights: str | None, device: str):
-    """The timbre model from ``weights`` (default: the shipped one); UserError when missing."""
+def load_timbre(weights: str | None, device: str, key: str = "--audio-weights"):
+    """The timbre model from ``weights`` (default: the shipped one); UserError naming ``key`` when missing."""
     from pipeline.config import resolve_weights_path
 
     try:
         from audio.generate import TimbreGenerator
     except ModuleNotFoundError as exc:
         raise UserError(f"the timbre model is not available ({exc})") from None
-    path = resolve_weights_path(weights or DEFAULT_AUDIO_WEIGHTS, "audio")
+    path = resolve_weights_path(weights or DEFAULT_AUDIO_WEIGHTS, "audio", key)
     return TimbreGenerator.load(path, device=device, autocast=device == "cuda")
 
 
@@ -122,7 +122,7 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
     if renderer != "neural":
         raise UserError(f"--renderer {renderer!r}: not allowed (allowed: neural, fluidsynth)")
     if timbre is None:
-        timbre = load_timbre(weights, device)
+        timbre = load_timbre(weights, device, "--weights")
     sr = int(timbre.sample_rate)
     if sample_rate is not None and sample_rate != sr:
         raise UserError(f"--sample-rate {sample_rate}: the timbre model renders at {sr} Hz only "

@@ -87,6 +87,14 @@ class FakeComposer:
                             out[i, t, b, s0:s0 + g.steps_per_beat, pitch - g.lowest_pitch] = 0.9
         return out
 
+    def compose(self, n_phrases: int, seed: int, chords=None, style=None) -> torch.Tensor:
+        """``n_phrases`` phrases from latents of ``seed``, joined in time: [T, n_phrases * n_bars, S, P] in {0, 1}."""
+        lat = self.sample_latents(n_phrases, torch.Generator().manual_seed(int(seed)))
+        st = None if style is None else torch.full((n_phrases,), int(style), dtype=torch.long)
+        out = (self.decode(lat, chords=chords, style=st) > 0.5).float()
+        n, t, b, s, p = out.shape
+        return out.permute(1, 0, 2, 3, 4).reshape(t, n * b, s, p)
+
     def accompany(self, given_roll, track: int | str, seed: int, chords=None, style=None) -> torch.Tensor:
         """Given one track's roll ``[bars_total, S, P]`` return all tracks ``[T, bars_total, S, P]`` in {0, 1}.
 

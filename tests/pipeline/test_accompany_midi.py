@@ -194,6 +194,72 @@ def test_accompany_keeps_the_given_track_as_played_or_quantised(tmp_path, monkey
     assert not (tmp_path / "x").exists()
 
 
+def _drummer():
+    drums = FakeComposer(("drums",), styles=("funk", "rock"))
+    # rock's snare (38) at 100 on its backbeat steps, 40 elsewhere; every other cell pooled at 70
+    drums.velocity = {"steps_per_bar": 16, "tracks": {"drums": {"by": "pitch", "styles": {
+        "*": {"*": [70] * 16}, "rock": {"38": [40, 40, 40, 40, 100] + [40] * 11}}}}}
+    return drums
+
+
+def test_accompany_adds_drums_in_the_genre_asked_for(tmp_path):
+    midi = _song(tmp_path / "in.mid")   # 5 bars
+    pm = pretty_midi.PrettyMIDI(str(midi))
+    comp, drums = FakeComposer(), _drummer()
+    plain, _ = accompany_midi(pm, comp, track="melody", seed=1, humanize=0.0)
+    mt, ti = accompany_midi(pm, comp, track="melody", seed=1, humanize=0.0, drums=drums, drums_style="ROCK")
+    assert mt.track_names == ["MELODY", "bridge", "piano", "drums"] and list(mt.track_map.drum_tracks) == [3]
+    assert np.array_equal(mt.roll[:3], plain.roll[:3]) and np.array_equal(mt.onsets[:3], plain.onsets[:3])
+    # the drummer's two phrases (8 bars) cut to the melody's 5, from the same seed and the style's label
+    want = drums.compose(2, seed=1, style=1)[0, :5].numpy() > 0.5
+    assert np.array_equal(mt.onsets[3], want) and drums.decode_calls[-1]["style"].tolist() == [1, 1]
+    snare = mt.roll[3][..., 38 - 24]                                # [bars, steps]
+    assert snare[:, 4].tolist() == [100] * 5 and snare[:, 12].tolist() == [40] * 5   # beats 2 and 4
+    assert set(mt.roll[3][..., 36 - 24][mt.onsets[3][..., 36 - 24]].tolist()) == {70}   # the kick: pooled
+    out = run(midi, tmp_path / "out", track="melody", composer=comp, seed=1, drums=drums, drums_style="rock")
+    song = pretty_midi.PrettyMIDI(str(out / "song.mid"))
+    assert [(i.name, i.is_drum) for i in song.instruments] == [("MELODY", False), ("bridge", False),
+                                                               ("piano", False), ("drums", True)]
+    assert len(song.instruments[3].notes) == int(mt.onsets[3].sum())
+
+
+def test_accompany_drums_errors_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys):
+    import pipeline.accompany as acc
+    from pipeline.cli import main
+    from symbolic.generate import Composer
+
+    midi = _song(tmp_path / "in.mid")
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: FakeComposer())
+    monkeypatch.setattr(Composer, "load", classmethod(lambda cls, path, device="cpu": _drummer()))
+    base = ["accompany", str(midi), "--track", "MELODY", "--renderer", "none", "--out", str(tmp_path / "o")]
+    for extra, message in ((["--drums", "disco"], "--drums 'disco': not a style of the drums model (allowed: funk, rock)"),
+                           (["--drums-weights", "x"], "--drums-weights: give the drums' genre too (--drums STYLE"),
+                           (["--drums", "rock", "--drums-weights", str(tmp_path / "none.safetensors")],
+                            "--drums-weights: " + str(tmp_path / "none.safetensors") + ": no such weights file")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+        assert not (tmp_path / "o").exists()
+    assert main(base + ["--drums", "funk"]) == 0
+    assert [i.is_drum for i in pretty_midi.PrettyMIDI(str(tmp_path / "o" / "song.mid")).instruments][-1]
+
+
+def test_missing_weights_name_the_flag_that_gave_them(tmp_path, capsys):
+    from pipeline.cli import main
+
+    midi = _song(tmp_path / "in.mid")
+    nope = str(tmp_path / "nope.safetensors")
+    out = tmp_path / "o"
+    for flag, argv in (("--weights", ["accompany", str(midi), "--track", "MELODY", "--renderer", "none",
+                                      "--out", str(out)]),
+                       ("--audio-weights", ["accompany", str(midi), "--track", "MELODY", "--out", str(out)]),
+                       ("--weights", ["render", str(midi), "--out", str(tmp_path / "o.wav")])):
+        assert main(argv + [flag, nope]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {flag}: {nope}: no such weights file" in err and f"or point {flag} at" in err, err
+        assert not out.exists() and not (tmp_path / "o.wav").exists()
+
+
 def _unnamed_song(path: Path) -> Path:
     """Two instruments without names and the same program (73), and a named piano; 90 bpm."""
     pm = pretty_midi.PrettyMIDI(initial_tempo=90)

@@ -185,6 +185,19 @@ def test_render_and_accompany_with_real_modules(tmp_path, weights):
     given = [(n.pitch, round(n.start, 2), round(n.end, 2)) for n in song.instruments[0].notes]
     assert given == [(n.pitch, round(n.start, 2), round(n.end, 2)) for n in mel.notes]
     assert (out / "song.wav").exists()
+    # with the real drums composer, in its genre "rock": a drums track, the others as they were
+    for k in (1, 2):
+        assert accompany_main(["a", str(midi), "--track", "melody", "--out", str(tmp_path / f"drums{k}"),
+                               "--device", "cpu", "--renderer", "none", "--drums", "rock",
+                               "--weights", str(weights / "symbolic_tiny.safetensors"),
+                               "--drums-weights", str(weights / "symbolic_tinydrums.safetensors")]) == 0
+    with_drums = pretty_midi.PrettyMIDI(str(tmp_path / "drums1" / "song.mid"))
+    assert [i.name for i in with_drums.instruments] == names + ["drums"] and with_drums.instruments[-1].is_drum
+    assert with_drums.instruments[-1].notes and max(n.start for n in with_drums.instruments[-1].notes) < 7.2
+    for a, b in zip(song.instruments, with_drums.instruments):
+        assert [(n.pitch, n.start, n.end, n.velocity) for n in a.notes] == [(n.pitch, n.start, n.end, n.velocity)
+                                                                            for n in b.notes]
+    assert (tmp_path / "drums1" / "song.mid").read_bytes() == (tmp_path / "drums2" / "song.mid").read_bytes()
 
 
 def test_count_with_real_modules_matches_single_runs(tmp_path, weights):

@@ -40,7 +40,7 @@ def fake_timbre(monkeypatch):
 
     gen = FakeTimbreGenerator(clip_s=0.5)
     gen.programs = [0, 24, 40, 128]
-    monkeypatch.setattr(render, "load_timbre", lambda weights, device: gen)
+    monkeypatch.setattr(render, "load_timbre", lambda weights, device, key="--weights": gen)
     return gen
 
 
