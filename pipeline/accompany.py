@@ -14,7 +14,10 @@ those outside the composer's pitch range) and adds the composer's other tracks, 
 time line: its tempo changes,
 time signatures and resolution (:func:`song_midi`). The composer writes 4/4 bars: a file in another
 meter is refused, and a shorter first bar (a pickup, e.g. 1/4 then 4/4) is the end of bar 0
-(:func:`bar_origin`). ``song.mid`` (and ``song.wav``
+(:func:`bar_origin`). The composed tracks are played with the card's velocities and timing
+(:mod:`symbolic.velocity`); the given track as played, or quantised with ``--given-timing grid``.
+``--drums STYLE`` adds the drum composer's track (``--drums-weights``) in that genre, from the
+same seed. ``song.mid`` (and ``song.wav``
 with the neural renderer unless ``--renderer none``) are written into DIR through a staging
 folder: all or nothing.
 """
@@ -205,9 +208,10 @@ def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0
 def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
     """``--chords``: chord symbols separated by spaces or commas -> float32 [bars, beats_per_bar, 12].
 
-    ``bars * beats_per_bar`` symbols give one per beat; any other number is one per bar, repeated
-    from the start as often as the bars need ("C Am F G" over 10 bars: C Am F G C Am F G C Am).
-    "N" is a bar without a chord. UserError naming a symbol it cannot read.
+    ``bars * beats_per_bar`` symbols give one per beat; up to ``bars`` symbols are one per bar,
+    repeated from the start as often as the bars need ("C Am F G" over 10 bars: C Am F G C Am F G
+    C Am). "N" is a bar without a chord. UserError naming a symbol it cannot read, or for any other
+    number of symbols (more than the bars: some would be dropped unheard).
     """
     from pipeline.config import chords_to_array
 
@@ -215,6 +219,9 @@ def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
     if not symbols:
         raise UserError("--chords: expected chord symbols such as 'C Am F G', got nothing")
     if len(symbols) != bars * beats_per_bar:  # one per bar, repeated: each held for the bar's beats
+        if len(symbols) > bars:
+            raise UserError(f"--chords: {len(symbols)} chords for a track of {bars} bars: give one per bar "
+                            f"({bars} or fewer, repeated as the bars need) or one per beat ({bars * beats_per_bar})")
         symbols = [symbols[b % len(symbols)] for b in range(bars) for _ in range(beats_per_bar)]
     try:
         return chords_to_array(tuple(symbols), bars, beats_per_bar)
@@ -255,8 +262,9 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
             are added under the others, in the genre ``drums_style`` (a name of its styles; None:
             unknown), from the same seed; None: no drums.
     """
-    from symbolic.roll import Multitrack, binarize, midi_to_multitrack
+    from symbolic.roll import Multitrack, binarize, midi_to_multitrack, roll_onsets
     from symbolic.trackmap import TrackMap, TrackSpec
+    from symbolic.velocity import HUMANIZE, perform_tracks, velocity_cells
 
     index = select_instrument(pm, track, source)
     inst = pm.instruments[index]
@@ -292,7 +300,15 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
                                                         grid.beats_per_bar))
     elif mode != "none":
         kw["chords"] = torch.from_numpy(parse_chords(chords, bars, grid.beats_per_bar))
-    style_index = None if drums is None else drums_style_index(drums, drums_style, grid)
+    drums_label = None
+    if drums is not None:
+        from pipeline.generate import check_drums, style_index
+
+        check_drums(drums, grid, "--drums-weights")
+        if any(composer.is_drum):
+            raise UserError(f"--drums: the composer writes drums itself "
+                            f"({', '.join(n for n, d in zip(names, composer.is_drum) if d)})")
+        drums_label = style_index(drums, drums_style, "--drums")
     with torch.inference_mode():
         song = composer.accompany(given, track=ti, seed=int(seed), **kw)  # [T, bars, S, P]
     song = torch.as_tensor(song).float().cpu()
@@ -304,41 +320,28 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     if drums is not None:
         n_phrases = -(-bars // int(drums.n_bars))
         with torch.inference_mode():
-            beat = torch.as_tensor(drums.compose(n_phrases, seed=int(seed), style=style_index)).float().cpu()
+            beat = torch.as_tensor(drums.compose(n_phrases, seed=int(seed), style=drums_label)).float().cpu()
         song = torch.cat([song, beat[:, :bars]])
         names += list(drums.track_names)
-        sources += [(drums, None if style_index is None else str(drums.styles[style_index]), int(p))
+        sources += [(drums, None if drums_label is None else str(drums.styles[drums_label]), int(p))
                     for p in drums.programs]
     T = song.shape[0]
-    active = np.asarray(binarize(song, 0.5).numpy(), dtype=bool)
-    flat = active.reshape(T, -1, grid.n_pitches)
-    prev = np.concatenate([np.zeros_like(flat[:, :1]), flat[:, :-1]], axis=1)
-    onsets = flat & ~prev
-    is_drum = list(composer.is_drum) + (list(drums.is_drum) if drums is not None else [])
-    for t in range(T):
-        if is_drum[t]:
-            onsets[t] = flat[t]
-    vel = np.where(flat, 80, 0).astype(np.uint8)
     shape = (T, bars, grid.steps_per_bar, grid.n_pitches)
-    vel, onsets = vel.reshape(shape), onsets.reshape(shape)
+    flat = np.asarray(binarize(song, 0.5).numpy(), dtype=bool).reshape(T, -1, grid.n_pitches)
+    is_drum = list(composer.is_drum) + (list(drums.is_drum) if drums is not None else [])
+    onsets = roll_onsets(flat, is_drum)
+    vel = np.where(flat, 80, 0).astype(np.uint8)
     # the data's velocity and timing at each step of the bar where the card has them
     # (symbolic.velocity): the composer's pooled over styles, as the accompaniment is composed with
     # none; the drums' of their genre
-    from symbolic.velocity import HUMANIZE, perform, velocity_draws, velocity_grid
-
-    timing = None
+    learnt = []
     for t, (name, (model, style, _)) in enumerate(zip(names, sources)):
-        table = getattr(model, "velocity", None)
-        if t == ti or velocity_grid(table, name, style, grid.n_pitches, grid.lowest_pitch) is None:
-            continue
-        learnt = tuple(np.broadcast_to(velocity_grid(table, name, style, grid.n_pitches, grid.lowest_pitch,
-                                                     field=f).T, vel[t].shape).reshape(-1, grid.n_pitches)
-                       for f in ("styles", "spread", "timing"))   # [bars * steps, pitches]
-        late = perform(vel[t].reshape(-1, grid.n_pitches), onsets[t].reshape(-1, grid.n_pitches), learnt,
-                       HUMANIZE if humanize is None else humanize, velocity_draws(seed, t))
-        if late is not None:
-            timing = np.zeros(shape) if timing is None else timing
-            timing[t] = late.reshape(shape[1:])
+        cells = velocity_cells(getattr(model, "velocity", None), name, style, grid.n_pitches, grid.lowest_pitch)
+        learnt.append(None if cells is None or t == ti else   # [bars * steps, pitches]
+                      tuple(np.broadcast_to(x.T, shape[1:]).reshape(-1, grid.n_pitches) for x in cells))
+    timing = perform_tracks(vel, onsets, learnt, HUMANIZE if humanize is None else humanize, seed)
+    vel, onsets = vel.reshape(shape), onsets.reshape(shape)
+    timing = None if timing is None else timing.reshape(shape)
     vel[ti], onsets[ti] = given_mt.roll[0], given_mt.onsets[0]  # the given notes as they were
     specs = []
     for t, name in enumerate(names):
@@ -350,23 +353,6 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     mt = Multitrack(vel, onsets, TrackMap(tuple(specs), name="accompanied"), grid, given_mt.tempo,
                     given_mt.time_signature, timing=timing)
     return mt, ti, index, origin
-
-
-def drums_style_index(drums, style: str | None, grid) -> int | None:
-    """The index of ``style`` among the drums model's genres (None: unknown), after checking that
-    the model writes on the composer's ``grid``; UserError naming ``--drums`` otherwise."""
-    from pipeline.generate import composer_grid
-
-    dgrid = composer_grid(drums)
-    if (dgrid.steps_per_bar, dgrid.n_pitches, dgrid.lowest_pitch) != (grid.steps_per_bar, grid.n_pitches,
-                                                                        grid.lowest_pitch):
-        raise UserError(f"--drums-weights: the drums model's grid {dgrid} does not match the composer's {grid}")
-    if style is None:
-        return None
-    styles = [str(x) for x in (getattr(drums, "styles", None) or [])]
-    if style.lower() not in [x.lower() for x in styles]:
-        raise UserError(f"--drums {style!r}: not a style of the drums model (allowed: {', '.join(styles) or 'none'})")
-    return [x.lower() for x in styles].index(style.lower())
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -444,7 +430,7 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
 
 def cli_main(argv: list[str]) -> int:
     """``musegansynth accompany MIDI --track NAME|#N [--out DIR] [--renderer neural|none] [--humanize H]
-    [--drums STYLE]``."""
+    [--given-timing played|grid] [--drums STYLE [--drums-weights W]]``."""
     from pipeline.generate import resolve_device
     from pipeline.errors import check_seed
     from pipeline.render import load_timbre

@@ -122,12 +122,16 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = ()) -> It
     a file or cannot be created.
     """
     final_dir = check_out_dir(final_dir)
+    # the folders above final_dir that this call makes: removed again when it fails
+    made = [p for p in (final_dir.parent, *final_dir.parent.parents) if not p.exists()]
     try:
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(final_dir.name)}stage.", dir=final_dir.parent))
     except OSError as exc:
+        _remove_empty(made)
         raise UserError(f"{final_dir}: cannot make the output folder ({_why(exc)})") from None
     os.chmod(stage, 0o777 & ~_umask())
+    ok = False
     try:
         yield stage
         try:
@@ -146,8 +150,20 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = ()) -> It
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             os.replace(entry, target)
+        ok = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if not ok:
+            _remove_empty(made)
+
+
+def _remove_empty(folders: Iterable[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty; leave the others."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def read_json_object(path: str | os.PathLike) -> dict[str, Any]:

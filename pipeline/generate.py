@@ -275,32 +275,45 @@ def composer_grid(model):
     return Grid(int(g["steps_per_beat"]), int(g["beats_per_bar"]), int(g["lowest_pitch"]), int(g["n_pitches"]))
 
 
-def _style_index(drums, style: str | int | None, source: str, key: str = "style") -> int | None:
-    """Style label for the drums composer: None (unknown) when the config gives none. An index is
-    checked against the named styles, or the generator's ``n_styles`` when the card names none."""
+def style_index(drums, style: str | int | None, where: str) -> int | None:
+    """Style label for the drums composer: None (unknown) when none is given. A name is looked up
+    among the model's styles (any case); an index is checked against them, or the generator's
+    ``n_styles`` when the card names none. UserError starting with ``where`` (a config's
+    "song.yaml: style", a command's "--drums")."""
     styles = getattr(drums, "styles", None)
     if style is None:
         return None
     if isinstance(style, int):
         count = len(styles) if styles else getattr(getattr(drums, "generator", None), "config", {}).get("n_styles")
         if count == 0:
-            raise UserError(f"{source}: {key}: {style}: the drums model has no styles")
+            raise UserError(f"{where}: {style}: the drums model has no styles")
         if count is not None and not 0 <= style < count:
-            raise UserError(f"{source}: {key}: {style} is out of range (allowed: 0 to {count - 1})")
+            raise UserError(f"{where}: {style} is out of range (allowed: 0 to {count - 1})")
         return style
     if not styles:
-        raise UserError(f"{source}: {key}: {style!r}: the drums model has no named styles")
+        raise UserError(f"{where}: {style!r}: the drums model has no named styles")
     lowered = [str(s).lower() for s in styles]
     if style.lower() not in lowered:
-        raise UserError(f"{source}: {key}: {style!r} is not allowed (allowed: {', '.join(map(str, styles))})")
+        raise UserError(f"{where}: {style!r} is not allowed (allowed: {', '.join(map(str, styles))})")
     return lowered.index(style.lower())
+
+
+def check_drums(drums, grid, where: str) -> None:
+    """UserError starting with ``where`` unless ``drums`` writes drum tracks only, on ``grid``'s
+    steps and pitches (those of the composer it plays with)."""
+    if not all(drums.is_drum):
+        raise UserError(f"{where}: not a drums model (its tracks: {', '.join(drums.track_names)})")
+    dgrid = composer_grid(drums)
+    if (dgrid.steps_per_bar, dgrid.n_pitches, dgrid.lowest_pitch) != (grid.steps_per_bar, grid.n_pitches,
+                                                                        grid.lowest_pitch):
+        raise UserError(f"{where}: the drums model's grid {dgrid} does not match the composer's {grid}")
 
 
 def section_styles(drums, config: SongConfig) -> list[int | None]:
     """The drums' style index of every section: its own ``style``, else the song's; None where
-    neither is given (each checked by :func:`_style_index`, errors naming its key)."""
-    song = _style_index(drums, config.style, config.source)
-    return [song if s.style is None else _style_index(drums, s.style, config.source, f"sections[{i}].style")
+    neither is given (each checked by :func:`style_index`, errors naming its key)."""
+    song = style_index(drums, config.style, f"{config.source}: style")
+    return [song if s.style is None else style_index(drums, s.style, f"{config.source}: sections[{i}].style")
             for i, s in enumerate(config.sections)]
 
 
@@ -319,6 +332,11 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     comp = models.composer
     comp_names = [n.lower() for n in comp.track_names]
     drum_names = [n.lower() for n in models.drums.track_names] if models.drums is not None else []
+    for i, t in enumerate(config.tracks):   # first: the note below would name a track that cannot be
+        if t.source.lower() not in comp_names and t.source.lower() not in drum_names:
+            allowed = list(dict.fromkeys([*comp.track_names, *drum_names]))
+            raise UserError(f"{config.source}: tracks[{i}].source: {t.source!r} is not a composer track "
+                            f"(allowed: {', '.join(allowed)})")
     arranged = {t.name for t in config.tracks
                 if getattr(getattr(comp if t.source.lower() in comp_names else models.drums, "generator", None),
                            "has_arrangement", False)}
@@ -327,11 +345,6 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     if unplayable:
         print(f"musegansynth: note: {', '.join(unplayable)}: 'play' has no effect, the composer was trained "
               f"without arrangement conditioning (it writes notes where it will)", file=sys.stderr)
-    for i, t in enumerate(config.tracks):
-        if t.source.lower() not in comp_names and t.source.lower() not in drum_names:
-            allowed = list(dict.fromkeys([*comp.track_names, *drum_names]))
-            raise UserError(f"{config.source}: tracks[{i}].source: {t.source!r} is not a composer track "
-                            f"(allowed: {', '.join(allowed)})")
     grid = composer_grid(comp)
     if grid.beats_per_bar != config.beats_per_bar:
         raise UserError(f"{config.source}: time_signature: the composer writes {grid.beats_per_bar} beats a bar")
@@ -371,10 +384,7 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     drums = None
     if models.drums is not None and any(t.source.lower() in drum_names and t.source.lower() not in comp_names
                                         for t in config.tracks):
-        dgrid = composer_grid(models.drums)
-        if (dgrid.steps_per_bar, dgrid.n_pitches, dgrid.lowest_pitch) != (grid.steps_per_bar, grid.n_pitches,
-                                                                            grid.lowest_pitch):
-            raise UserError(f"weights.drums: the drums model's grid {dgrid} does not match the composer's {grid}")
+        check_drums(models.drums, grid, "weights.drums")
         # the drums model learnt from drum-only data: no chords for it (its "no chord" path)
         drums = song_roll(models.drums, "drums", phrase_styles(models.drums, config), use_chords=False)
     rows = []
@@ -481,7 +491,7 @@ def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarr
     from the step (``decode.velocity`` of the card of the model composing it,
     :mod:`symbolic.velocity`; the drums by the genre of each bar's section), NaN where the table
     has none; None for a track whose model has no table."""
-    from symbolic.velocity import velocity_grid
+    from symbolic.velocity import velocity_cells
 
     comp = models.composer
     comp_names = [n.lower() for n in comp.track_names]
@@ -491,18 +501,17 @@ def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarr
         model = comp if src in comp_names else models.drums
         table = getattr(model, "velocity", None)
         name = model.track_names[[n.lower() for n in model.track_names].index(src)]
-        if not table or name not in table["tracks"]:
+        grid = composer_grid(model)
+        if velocity_cells(table, name, None, grid.n_pitches, grid.lowest_pitch) is None:
             out.append(None)
             continue
         styles = list(getattr(model, "styles", None) or [])
-        grid = composer_grid(model)
         # the composer composes as its first style (see compose), the drums as each section's
         indices = [0] * len(config.sections) if model is comp else section_styles(model, config)
         bars = []
         for s, index in zip(config.sections, indices):
             key = str(styles[index]) if index is not None and 0 <= index < len(styles) else None
-            bars += [tuple(velocity_grid(table, name, key, grid.n_pitches, grid.lowest_pitch, field=f)
-                           for f in ("styles", "spread", "timing"))] * s.bars
+            bars += [velocity_cells(table, name, key, grid.n_pitches, grid.lowest_pitch)] * s.bars
         out.append(tuple(np.stack([b[i] for b in bars]) for i in range(3)))
     return out
 
@@ -518,29 +527,20 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
     played its mean offset from the step early or late (``Multitrack.timing``).
     """
     from symbolic.roll import Multitrack
-    from symbolic.velocity import perform, velocity_draws
+    from symbolic.roll import roll_onsets
+    from symbolic.velocity import perform_tracks
     from symbolic.trackmap import TrackMap, TrackSpec
 
     T, B, S, P = roll.shape
     flat = roll.reshape(T, B * S, P)
-    prev = np.concatenate([np.zeros_like(flat[:, :1]), flat[:, :-1]], axis=1)
-    onsets = flat & ~prev
-    for t in range(T):
-        if is_drum[t]:
-            onsets[t] = flat[t]
+    onsets = roll_onsets(flat, is_drum)
     on_beat = (np.arange(B * S) % grid.steps_per_beat == 0)[None, :, None]
     # held steps carry the base velocity; roll_to_notes reads a note's velocity at its onset
     vel = np.where(flat, BASE_VELOCITY, 0).astype(np.uint8)
     vel[onsets & on_beat] = BASE_VELOCITY + ACCENT
-    timing = None
-    for t, learnt in enumerate(velocities or ()):
-        if learnt is None:
-            continue
-        per_step = tuple(x.transpose(0, 2, 1).reshape(B * S, P) for x in learnt)   # [bars * steps, pitches]
-        late = perform(vel[t], onsets[t], per_step, config.humanize, velocity_draws(config.seed, t))
-        if late is not None:
-            timing = np.zeros((T, B * S, P)) if timing is None else timing
-            timing[t] = late
+    per_step = [None if cells is None else tuple(x.transpose(0, 2, 1).reshape(B * S, P) for x in cells)
+                for cells in velocities or ()]   # [bars * steps, pitches]
+    timing = perform_tracks(vel, onsets, per_step, config.humanize, config.seed)
     tm = TrackMap(tuple(TrackSpec(tc.name, tc.program if not d else 0, is_drum=bool(d))
                         for tc, d in zip(config.tracks, is_drum)), name="song")
     shape = (T, B, S, P)

@@ -470,6 +470,18 @@ def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.
     return pm
 
 
+def roll_onsets(flat: np.ndarray, is_drum: Sequence[bool]) -> np.ndarray:
+    """Where notes start in a binary roll bool ``[tracks, steps, pitches]`` of consecutive bars:
+    where a pitch turns on (held steps merge into one note); on a drum track every sounding step
+    is a hit."""
+    prev = np.concatenate([np.zeros_like(flat[:, :1]), flat[:, :-1]], axis=1)
+    onsets = flat & ~prev
+    for t, drum in enumerate(is_drum):
+        if drum:
+            onsets[t] = flat[t]
+    return onsets
+
+
 def place_notes(notes: Sequence[Note], timing: np.ndarray | None, grid: Grid,
                 seconds: Callable[[float], float]) -> list[tuple[int, pretty_midi.Note]]:
     """(track, pretty_midi.Note) of each grid note, in seconds: ``seconds(step)`` maps a (fractional)

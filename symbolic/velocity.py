@@ -273,6 +273,34 @@ def play_velocities(vel: np.ndarray, onsets: np.ndarray, mean: np.ndarray, sprea
     vel[use] = np.clip(np.rint(values), 1, 127).astype(vel.dtype)
 
 
+def velocity_cells(table: dict[str, Any] | None, track: str, style: str | None, n_pitches: int,
+                   lowest_pitch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(means, spreads, mean offsets), float ``[pitches, steps]`` each, of a track's cells for a bar
+    of ``style`` (:func:`velocity_grid`'s fields ``styles``, ``spread`` and ``timing``); None
+    without a table for the track."""
+    if not ((table or {}).get("tracks") or {}).get(track):
+        return None
+    return tuple(velocity_grid(table, track, style, n_pitches, lowest_pitch, field=f)
+                 for f in ("styles", "spread", "timing"))
+
+
+def perform_tracks(vel: np.ndarray, onsets: np.ndarray, learnt, humanize: float, seed: int) -> np.ndarray | None:
+    """:func:`perform` every track of a song: ``vel`` uint8 and ``onsets`` bool ``[tracks, steps,
+    pitches]`` (velocities set in place); ``learnt`` per track its (means, spreads, offsets) laid
+    out like ``vel[t]``, or None to leave the track as it is. Each track's draws come from
+    :func:`velocity_draws` of ``seed`` and its index. Returns the onsets' offsets float ``[tracks,
+    steps, pitches]`` (``Multitrack.timing``), or None when no track has timing."""
+    timing = None
+    for t, cells in enumerate(learnt):
+        if cells is None:
+            continue
+        late = perform(vel[t], onsets[t], cells, humanize, velocity_draws(seed, t))
+        if late is not None:
+            timing = np.zeros(vel.shape) if timing is None else timing
+            timing[t] = late
+    return timing
+
+
 def perform(vel: np.ndarray, onsets: np.ndarray, learnt: tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
             humanize: float, rng: np.random.Generator) -> np.ndarray | None:
     """Play one track's composed notes as the data plays them: set the velocity of every onset that

@@ -44,6 +44,26 @@ def test_staged_dir_moves_everything_or_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song"]
 
 
+def test_a_failed_staged_dir_removes_the_folders_it_made_above(tmp_path):
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ValueError):
+        with staged_dir(tmp_path / "kept" / "new" / "deep" / "seed-1") as stage:
+            assert (tmp_path / "kept" / "new" / "deep").is_dir()
+            (stage / "song.mid").write_bytes(b"m")
+            raise ValueError("generation failed")
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+    # a folder above that another writer filled meanwhile stays, with what it holds
+    with pytest.raises(ValueError):
+        with staged_dir(tmp_path / "kept" / "new" / "deep" / "seed-2"):
+            (tmp_path / "kept" / "new" / "other.txt").write_text("x")
+            raise ValueError("generation failed")
+    assert sorted(p.name for p in (tmp_path / "kept" / "new").iterdir()) == ["other.txt"]
+    # success keeps them
+    with staged_dir(tmp_path / "a" / "b" / "song") as stage:
+        (stage / "song.mid").write_bytes(b"m")
+    assert (tmp_path / "a" / "b" / "song" / "song.mid").read_bytes() == b"m"
+
+
 def test_written_files_get_the_usual_permissions(tmp_path):
     import os
 

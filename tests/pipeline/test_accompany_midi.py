@@ -223,6 +223,34 @@ def test_accompany_adds_drums_in_the_genre_asked_for(tmp_path):
     assert len(song.instruments[3].notes) == int(mt.onsets[3].sum())
 
 
+def test_accompany_drums_of_another_phrase_length_play_their_genres_timing(tmp_path):
+    """A drums model of 2-bar phrases under a 5-bar melody: 3 phrases cut to 5 bars; the genre's
+    mean offsets reach song.mid (each hit a fifth of a step early, the first clamped to 0)."""
+    midi = _song(tmp_path / "in.mid")
+    drums = FakeComposer(("drums",), n_bars=2, styles=("funk", "rock"))
+    drums.velocity = {"steps_per_bar": 16, "tracks": {"drums": {"by": "pitch", "styles": {"*": {"*": [70] * 16}},
+                                                                "timing": {"rock": {"*": [-0.2] * 16}}}}}
+    comp = FakeComposer()
+    mt, _ = accompany_midi(pretty_midi.PrettyMIDI(str(midi)), comp, track="melody", seed=2, drums=drums,
+                           drums_style="rock")
+    assert mt.n_bars == 5 and np.array_equal(mt.onsets[3], drums.compose(3, seed=2, style=1)[0, :5].numpy() > 0.5)
+    assert np.all(mt.timing[3][mt.onsets[3]] == -0.2) and not mt.timing[:3].any()
+    out = run(midi, tmp_path / "out", track="melody", composer=comp, seed=2, drums=drums, drums_style="rock")
+    hits = pretty_midi.PrettyMIDI(str(out / "song.mid")).instruments[3].notes
+    step = 60 / 90 / 4
+    on = sorted({int(s) * 16 + int(k) for s, k, _ in np.argwhere(mt.onsets[3])})
+    assert sorted({round(n.start, 3) for n in hits}) == [round(max(0.0, (k - 0.2) * step), 3) for k in on]
+
+
+def test_accompany_drums_need_a_drums_model_and_a_composer_without_drums(tmp_path):
+    pm = pretty_midi.PrettyMIDI(str(_song(tmp_path / "in.mid")))
+    with pytest.raises(UserError, match=r"^--drums-weights: not a drums model \(its tracks: melody, bridge, piano\)$"):
+        accompany_midi(pm, FakeComposer(), track="melody", drums=FakeComposer(), drums_style="pop")
+    band = FakeComposer(("melody", "drums"))
+    with pytest.raises(UserError, match=r"^--drums: the composer writes drums itself \(drums\)$"):
+        accompany_midi(pm, band, track="melody", drums=_drummer(), drums_style="rock")
+
+
 def test_accompany_drums_errors_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys):
     import pipeline.accompany as acc
     from pipeline.cli import main
@@ -232,7 +260,7 @@ def test_accompany_drums_errors_are_one_line_and_write_nothing(tmp_path, monkeyp
     monkeypatch.setattr(acc, "load_composer", lambda weights, device: FakeComposer())
     monkeypatch.setattr(Composer, "load", classmethod(lambda cls, path, device="cpu": _drummer()))
     base = ["accompany", str(midi), "--track", "MELODY", "--renderer", "none", "--out", str(tmp_path / "o")]
-    for extra, message in ((["--drums", "disco"], "--drums 'disco': not a style of the drums model (allowed: funk, rock)"),
+    for extra, message in ((["--drums", "disco"], "--drums: 'disco' is not allowed (allowed: funk, rock)"),
                            (["--drums-weights", "x"], "--drums-weights: give the drums' genre too (--drums STYLE"),
                            (["--drums", "rock", "--drums-weights", str(tmp_path / "none.safetensors")],
                             "--drums-weights: " + str(tmp_path / "none.safetensors") + ": no such weights file")):
@@ -360,6 +388,11 @@ def test_parse_chords_one_per_bar_repeated_or_one_per_beat():
         parse_chords("C Hm", bars=2, beats_per_bar=4)
     with pytest.raises(UserError, match="--chords: expected chord symbols such as 'C Am F G', got nothing"):
         parse_chords(" , ", bars=2, beats_per_bar=4)
+    # more chords than bars, other than one per beat: refused rather than cut
+    for n in (3, 7, 40):
+        with pytest.raises(UserError, match=rf"^--chords: {n} chords for a track of 2 bars: give one per bar "
+                                            r"\(2 or fewer, repeated as the bars need\) or one per beat \(8\)$"):
+            parse_chords(" ".join(["C"] * n), bars=2, beats_per_bar=4)
 
 
 def test_accompany_with_chords_passes_them_to_the_composer(tmp_path, monkeypatch):

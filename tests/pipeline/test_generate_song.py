@@ -87,10 +87,12 @@ def test_compose_aligns_tracks_and_conditions_on_chords(fake_models):
     assert roll[2, :, 0, 36 - 24].all()
 
 
-def test_compose_errors(fake_models):
-    bad_source = _cfg(tracks=[{"name": "x", "source": "bass"}])
+def test_compose_errors(fake_models, capsys):
+    sections = [dict(sec, play=["x"]) for sec in SMALL_SONG["sections"]]
+    bad_source = _cfg(tracks=[{"name": "x", "source": "bass"}], sections=sections)
     with pytest.raises(UserError, match=r"small.yaml: tracks\[0\].source: 'bass' is not a composer track"):
         compose(fake_models, bad_source, 1, "cpu")
+    assert capsys.readouterr().err == ""   # no note about 'play' for a track that cannot be composed
     with pytest.raises(UserError, match=r"style: 'jazz' is not allowed \(allowed: pop, rock\)"):
         compose(fake_models, _cfg(style="jazz"), 1, "cpu")
 
