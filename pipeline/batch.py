@@ -221,6 +221,8 @@ def generate_batch(config, out_root: str | Path, *, count: int, device: str = "c
     accelerator = {"cpu": "cpu", "cuda": "cuda"}.get(str(device).split(":")[0])
     if accelerator is None:
         raise UserError(f"--device {device!r}: not allowed with --count (allowed: cpu, cuda)")
+    if accelerator == "cpu" and devices == -1:   # "all" of a CPU (Lightning takes only a count there)
+        devices = "auto"
     loader_ = DataLoader(SeedDataset(int(config.seed), count), batch_size=int(batch_size), shuffle=False,
                          num_workers=0, collate_fn=collate_seeds)
     from lightning.fabric.utilities.exceptions import MisconfigurationException

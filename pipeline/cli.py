@@ -163,11 +163,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str], matched: tuple[str, int] | None) -> int:
     if matched is None:
-        # No full subcommand: let argparse print help or a usage error (exit 2).
+        # No full subcommand: let argparse print help or a usage error (exit 2). The help that a
+        # missing command or target brings up exits 2 too; only help asked for exits 0.
         parser = _build_parser()
+        asked = any(a in ("-h", "--help") for a in argv)
         if argv and argv[0] in GROUPS and (len(argv) == 1 or argv[1].startswith("-")):
             argv = [argv[0], "--help"]  # a group without its target: its help (an unknown target is an error)
-        parser.parse_args(argv if argv else ["--help"])
+        try:
+            parser.parse_args(argv if argv else ["--help"])
+        except SystemExit as exc:
+            if asked or exc.code not in (0, None):
+                raise
+            what = f"'{argv[0]}' needs a TARGET" if argv and argv[0] in GROUPS else "a COMMAND is needed"
+            print(f"{PROG}: error: {what} (see the list above)", file=sys.stderr)
+            return 2
         parser.print_help()
         return 2
     name, used = matched

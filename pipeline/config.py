@@ -207,8 +207,12 @@ MAX_TRACK_NAME_CHARS = 64
 
 
 def slugify(text: str) -> str:
-    """File-name-safe lower-case slug of at most :data:`MAX_SLUG_CHARS`: "My Song!" -> "my-song"."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """File-name-safe lower-case slug of at most :data:`MAX_SLUG_CHARS`: "My Song!" -> "my-song",
+    accented letters without their accents ("Ünïcödé Sông" -> "unicode-song")."""
+    import unicodedata
+
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    slug = re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
     slug = slug[:MAX_SLUG_CHARS].rstrip("-")
     return slug or "song"
 
@@ -333,7 +337,11 @@ class _Ctx:
 
 
 def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    """A config value as an error message shows it: scalars as written, lists and mappings by kind."""
+    if isinstance(value, (dict, list)):
+        kind = "list" if isinstance(value, list) else "mapping"
+        return f"an empty {kind}" if not value else f"a {kind}"
+    return repr(value)
 
 
 def _range(lo: Any, hi: Any) -> str:
@@ -398,11 +406,22 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
         seen.add(name.lower())
         src = ctx.string(t.get("source", name), f"{key}.source")
         instrument = t.get("instrument", "drums" if src.lower() == "drums" else "keyboard")
-        instrument = ctx.string(instrument, f"{key}.instrument")
-        try:
-            program = resolve_instrument(instrument)
-        except ValueError as exc:
-            raise ctx.fail(f"{key}.instrument", str(exc)) from None
+        if isinstance(instrument, int) and not isinstance(instrument, bool):   # a GM program number
+            program = ctx.integer(instrument, f"{key}.instrument", 0, 127)
+            import pretty_midi
+
+            instrument = pretty_midi.program_to_instrument_name(program)
+        else:
+            instrument = ctx.string(instrument, f"{key}.instrument")
+            try:
+                program = resolve_instrument(instrument)
+            except ValueError as exc:
+                raise ctx.fail(f"{key}.instrument", str(exc)) from None
+        kit = instrument.strip().lower() == "drums"
+        if kit != (src.lower() == "drums"):
+            raise ctx.fail(f"{key}.instrument", f"{instrument!r} is not allowed for source {src!r} " +
+                           ("(the drum kit plays the drums track only)" if kit else
+                            "(the drums track plays the drum kit: instrument: drums)"))
         timbre_seed = ctx.integer(t.get("timbre_seed", i), f"{key}.timbre_seed", 0, 2**31 - 1)
         morph_seed = ctx.integer(t.get("morph_seed", timbre_seed + 1000), f"{key}.morph_seed", 0, 2**31 - 1)
         volume = ctx.number(t.get("volume_db", 0.0), f"{key}.volume_db", *VOLUME_RANGE_DB)
@@ -471,7 +490,7 @@ def _parse_chords(ctx: _Ctx, chords: Any, key: str, bars: int, beats: int) -> tu
     if isinstance(chords, str):
         chords = chords.split()
     if not isinstance(chords, list) or not chords:
-        raise ctx.fail(key, f"{_show(chords)} is not allowed (expected a list of chord symbols)")
+        raise ctx.fail(key, f"{_show(chords)} is not allowed (expected a non-empty list of chord symbols)")
     symbols = []
     for j, c in enumerate(chords):
         if not isinstance(c, str):

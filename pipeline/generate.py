@@ -812,7 +812,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1,
                    help="songs to make, seeds seed..seed+N-1, into OUT/seed-<n>/ (N > 1: Lightning's batched "
                         "prediction on one or several devices)")
-    p.add_argument("--devices", default="auto",
+    p.add_argument("--devices", default=None,
                    help="with --count N > 1: devices for Lightning (auto, a count, -1 for all, or GPU indices "
                         "such as 0,1); several devices share the seeds (DDP)")
     p.add_argument("--flac", action="store_true", help="write FLAC instead of 16-bit WAV")
@@ -842,6 +842,9 @@ def cli_main(argv: list[str]) -> int:
     out = check_out_dir(args.out if args.out is not None else Path("out") / config.slug)
     progress = sys.stderr.isatty()
     if args.count == 1:
+        if args.devices is not None:
+            print(f"musegansynth: note: --devices {args.devices}: has no effect on one song (it runs on --device; "
+                  f"--count N > 1 shares N songs over devices)", file=sys.stderr)
         models = load_models(config, device, args.renderer)
         generate_song(config, out, models=models, device=device, renderer=args.renderer, flac=args.flac,
                       progress=progress)
@@ -849,7 +852,7 @@ def cli_main(argv: list[str]) -> int:
         return 0
     from pipeline.batch import generate_batch, parse_devices
 
-    devices = parse_devices(args.devices)  # checked before any model is loaded
+    devices = parse_devices("auto" if args.devices is None else args.devices)  # checked before any model is loaded
     # on the CPU every rank shares the device: load once here (bad weights fail before Lightning
     # starts); each GPU rank loads its own on its GPU (SongPredictor.setup)
     models = load_models(config, device, args.renderer) if device == "cpu" else None

@@ -31,6 +31,15 @@ def test_top_level_help_lists_the_contract(capsys):
         assert word in out, word
 
 
+@pytest.mark.parametrize("argv, what", [([], "a COMMAND is needed"), (["train"], "'train' needs a TARGET"),
+                                        (["data"], "'data' needs a TARGET"), (["export"], "'export' needs a TARGET")])
+def test_a_missing_command_or_target_shows_the_help_and_exits_2(argv, what, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "usage:" in captured.out
+    assert captured.err == f"musegansynth: error: {what} (see the list above)\n"
+
+
 def test_user_error_is_one_line_and_status_2(monkeypatch, capsys):
     def boom(module_name, name, argv):
         raise UserError("song.yaml: tempo: 'fast' is not a number\n(between 40 and 240)")

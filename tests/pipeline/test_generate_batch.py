@@ -80,6 +80,20 @@ def test_count_writes_what_single_runs_write(tmp_path, short_config, patch_load_
     assert (many / "seed-11" / "song.mid").read_bytes() != (many / "seed-12" / "song.mid").read_bytes()
 
 
+def test_devices_without_count_is_a_note_and_a_first_failure_leaves_no_folder(tmp_path, short_config,
+                                                                             patch_load_models, capsys):
+    assert cli_main(["g", str(short_config), "--out", str(tmp_path / "one"), "--renderer", "none",
+                     "--devices", "2"]) == 0
+    assert capsys.readouterr().err == ("musegansynth: note: --devices 2: has no effect on one song (it runs on "
+                                       "--device; --count N > 1 shares N songs over devices)\n")
+    # a config the composer refuses (a drums style it does not know), with --count: no folder is left
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(short_config.read_text() + "style: polka\n")
+    with pytest.raises(UserError, match="style: 'polka' is not allowed"):
+        cli_main(["g", str(bad), "--out", str(tmp_path / "new" / "deep"), "--count", "2", "--renderer", "none"])
+    assert not (tmp_path / "new").exists()
+
+
 def test_count_failure_keeps_the_finished_songs_only(tmp_path, short_config, patch_load_models, monkeypatch):
     import pipeline.report as report
 
@@ -186,3 +200,7 @@ def test_generate_batch_loads_models_on_its_device_when_none_given(tmp_path, sho
     assert all((p / "song.mid").exists() and not (p / "song.wav").exists() for p in got)
     with pytest.raises(UserError, match=r"--device 'mps': not allowed with --count"):
         generate_batch(config, tmp_path / "c", count=2, device="mps", loader=loader)
+    # -1 ("all devices") on the CPU: its one device (Lightning takes only a count there)
+    got = generate_batch(config, tmp_path / "d", count=2, device="cpu", devices=-1, renderer="none", models=None,
+                         loader=loader)
+    assert got == [tmp_path / "d" / f"seed-{s}" for s in (20, 21)] and all((p / "song.mid").exists() for p in got)

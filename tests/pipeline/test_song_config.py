@@ -50,6 +50,12 @@ def test_parse_values_and_defaults():
     assert cfg.weights.symbolic.endswith("symbolic_pop909.safetensors")
     assert cfg.to_dict()["time_signature"] == "4/4"
     assert slugify("My Song!") == "my-song"
+    assert slugify("Ünïcödé Sông") == "unicode-song" and slugify("日本の歌") == "song"
+    # a GM program number, shown by its name
+    data = copy.deepcopy(BASE)
+    data["tracks"][0]["instrument"] = 40
+    lead = parse_config(data, "x.yaml").tracks[0]
+    assert lead.program == 40 and lead.instrument == "Violin"
 
 
 def _error(mutate) -> str:
@@ -82,8 +88,17 @@ def _error(mutate) -> str:
     (lambda d: d["sections"][0].update(variation=1.5), ["sections[0].variation", "1.5", "0.0 to 1.0"]),
     (lambda d: d["sections"][0].update(morph=-0.1), ["sections[0].morph", "-0.1"]),
     (lambda d: d["sections"][0].pop("bars"), ["sections[0].bars", "missing"]),
-    (lambda d: d.update(sections=[]), ["sections", "non-empty list"]),
+    (lambda d: d.update(sections=[]), ["sections: an empty list is not allowed (expected a non-empty list"]),
+    (lambda d: d.update(tracks=[]), ["tracks: an empty list is not allowed (expected a non-empty list of tracks)"]),
+    (lambda d: d["sections"][0].update(chords=[]),
+     ["sections[0].chords: an empty list is not allowed (expected a non-empty list of chord symbols)"]),
+    (lambda d: d.update(title={"a": 1}), ["title: a mapping is not allowed (expected a non-empty string)"]),
     (lambda d: d.update(weights={"audio": 3}), ["weights.audio", "3"]),
+    (lambda d: d["tracks"][0].update(instrument=200), ["tracks[0].instrument: 200", "0 to 127"]),
+    (lambda d: d["tracks"][0].update(instrument="drums"),
+     ["tracks[0].instrument: 'drums' is not allowed for source 'melody' (the drum kit plays the drums track only)"]),
+    (lambda d: d["tracks"][1].update(instrument="Flute"),
+     ["tracks[1].instrument: 'Flute' is not allowed for source 'drums' (the drums track plays the drum kit"]),
 ])
 def test_wrong_values_name_key_value_and_allowed(mutate, parts):
     msg = _error(mutate)
