@@ -24,6 +24,24 @@ from pipeline.errors import UserError
 ARRAY_KEYS = ("spec", "pitch", "velocity", "program", "family")
 
 
+#: ``musegansynth data notes`` options for a small note set (2 programs, 25 pitches, 50 notes) that
+#: renders in about a second: enough for ``configs/audio/debug.yaml`` and quick tries.
+SMALL_NOTE_SET = "--programs Trumpet Flute --pitches 48-72 --velocities 90"
+
+
+def build_hint(data_root: str | Path, sample_rate: int) -> str:
+    """How to build the note set a config reads from ``data_root`` at ``sample_rate`` Hz: the
+    ``musegansynth data notes`` command (its defaults: data/build/notes/fluidr3, 16000 Hz, left out)."""
+    root = Path(data_root)
+    options = ""
+    if int(sample_rate) != 16000:
+        options += f" --sample-rate {int(sample_rate)}"
+    if root != Path("data/build/notes/fluidr3"):
+        options += f" --out {root}"
+    return (f"build it with 'musegansynth data notes{options}' (the full set), or with 'musegansynth data notes "
+            f"{SMALL_NOTE_SET}{options}' (a small set, in seconds)")
+
+
 def load_split_arrays(data_root: str | Path, split: str, *, sample_rate: int, n_fft: int, hop: int,
                       n_mels: int | None, clip_frames: int) -> dict[str, np.ndarray]:
     """Arrays of one split, spectrograms cut to ``clip_frames`` frames.
@@ -53,7 +71,7 @@ def load_split_arrays(data_root: str | Path, split: str, *, sample_rate: int, n_
         source = npz
     else:
         if not root.is_dir():
-            raise UserError(f"{root}: note dataset folder not found (build it with 'musegansynth data notes')")
+            raise UserError(f"{root}: note dataset folder not found; {build_hint(root, sample_rate)}")
         from audio.notes import load_note_arrays  # noqa: PLC0415  (only needed for NSynth folders)
         from audio.spectral import SpecConfig  # noqa: PLC0415
 

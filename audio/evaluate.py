@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import UserError, check_seed
+from pipeline.fileio import check_json_out
 
 #: Default classifier weights.
 DEFAULT_CLASSIFIER = Path("data/pretrained/audio_classifier.safetensors")
@@ -366,6 +367,8 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--reference-notes", type=int, default=5000,
                         help="training notes the NDB bins and FD reference are fitted on (default 5000)")
     args = parser.parse_args(argv[1:])
+    if args.json is not None:
+        check_json_out(args.json)  # before the evaluation, which takes minutes
     result = evaluate_audio(data=args.data, weights=args.weights, classifier=args.classifier, split=args.split,
                             n=args.n, seed=args.seed, device=args.device, batch_size=args.batch_size,
                             ndb_k=args.ndb_k, reference_notes=args.reference_notes)

@@ -259,6 +259,28 @@ def _generate(pitch: int, program: int, velocity: int, weights: str | None, seed
     return np.asarray(wave[0].detach().cpu().numpy(), dtype=np.float32), int(gen.sample_rate)
 
 
+#: STFT window of the picture when ``--n-fft`` is not given (samples).
+DEFAULT_N_FFT = 1024
+
+
+def _stft_config(sample_rate: int, n_fft: int | None, hop: int | None) -> SpecConfig:
+    """The STFT of the picture from ``--n-fft`` / ``--hop`` as given (None: not given; defaults
+    :data:`DEFAULT_N_FFT` and n_fft / 4). UserError naming only the options the user gave (and the
+    derived default hop when that is the value at fault)."""
+    n = DEFAULT_N_FFT if n_fft is None else n_fft
+    h = n // 4 if hop is None else hop
+    try:
+        return SpecConfig(sample_rate=sample_rate, n_fft=n, hop=h)
+    except ValueError as exc:
+        if not str(exc).startswith("hop"):  # n_fft at fault; the default is valid, so --n-fft was given
+            raise UserError(f"--n-fft {n}: {exc}") from None
+        if hop is None:
+            raise UserError(f"--n-fft {n}: its default hop n_fft / 4 = {h} does not divide n_fft / 2 = {n // 2} "
+                            f"(needed for exact inversion); give --hop too") from None
+        given = f"--n-fft {n_fft} --hop {hop}" if n_fft is not None else f"--hop {hop}"
+        raise UserError(f"{given}: {exc}") from None
+
+
 def cli_main(argv: Sequence[str]) -> int:
     """``musegansynth explain-phase [WAV | --pitch P --instrument NAME] --out PNG [...]``.
 
@@ -276,7 +298,8 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--seconds", type=float, default=None,
                         help="seconds of audio to analyse (default: 1.0 for a rendered note, the whole WAV)")
-    parser.add_argument("--n-fft", type=int, default=1024, help="STFT window in samples (default 1024)")
+    parser.add_argument("--n-fft", type=int, default=None,
+                        help=f"STFT window in samples, even, at least 4 (default {DEFAULT_N_FFT})")
     parser.add_argument("--hop", type=int, default=None, help="samples between frames (default n_fft / 4)")
     parser.add_argument("--sample-rate", type=int, default=16000, help="sample rate of a rendered note (Hz)")
     parser.add_argument("--max-hz", type=float, default=None, help="top of the frequency axis (default 4000 Hz)")
@@ -289,6 +312,11 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--timbre-seed", type=int, default=0, help="seed of the timbre latent for --generated")
     args = parser.parse_args(argv[1:])
 
+    _stft_config(16000, args.n_fft, args.hop)  # bad sizes are refused before any rendering
+    if Path(args.out).suffix.lower() != ".png":
+        raise UserError(f"--out {args.out}: the picture is a PNG; name it *.png")
+    if args.max_hz is not None and args.max_hz <= 0:
+        raise UserError(f"--max-hz {args.max_hz}: must be positive")
     if args.seconds is not None and not (0 < args.seconds <= 60):
         raise UserError(f"--seconds {args.seconds}: must be > 0 and at most 60")
     if args.wav is not None:
@@ -317,16 +345,8 @@ def cli_main(argv: Sequence[str]) -> int:
             wave = _render(args.pitch, args.instrument, args.velocity, args.seconds or 1.0, sr, args.soundfont)
         title = args.title or (f"{name}, MIDI {args.pitch} ({440.0 * 2 ** ((args.pitch - 69) / 12):.1f} Hz): "
                                "why GANSynth models instantaneous frequency")
-    hop = args.hop if args.hop is not None else args.n_fft // 4
-    try:
-        config = SpecConfig(sample_rate=sr, n_fft=args.n_fft, hop=hop)
-    except ValueError as exc:
-        raise UserError(f"--n-fft {args.n_fft} --hop {hop}: {exc}") from None
-    if args.max_hz is not None and args.max_hz <= 0:
-        raise UserError(f"--max-hz {args.max_hz}: must be positive")
+    config = _stft_config(sr, args.n_fft, args.hop)
     out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise UserError(f"--out {args.out}: the picture is a PNG; name it *.png")
     plot_phase(wave, sr, out, config=config, title=title, max_hz=args.max_hz)
     print(out)
     return 0

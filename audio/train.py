@@ -53,6 +53,9 @@ def cli_main(argv: list[str] | None = None) -> int:
     cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,
                    parser_kwargs={"prog": argv[0]}, save_config_kwargs={"overwrite": True})
     ckpt = cli.config.get("ckpt_path")
+    # read the notes now: a missing or bad note set is refused before the trainer makes its logger's
+    # folders (TensorBoard's events file) and checkpoints; fit's own setup then finds them read
+    cli.datamodule.setup("fit")
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
     return 0
 

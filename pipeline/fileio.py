@@ -178,3 +178,25 @@ def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise UserError(f"{path}: not readable JSON (expected an object, found {type(doc).__name__})")
     return doc
+
+
+def check_json_out(path: str | Path, option: str = "--json") -> Path:
+    """``path`` as a Path after checking, before any work, that a report can be written there:
+    UserError naming ``option`` when it is a folder, when the nearest of its parent folders that
+    exists is a file, or when no file can be made in that folder (a probe file is created and
+    removed; the report itself is still written atomically at the end)."""
+    if str(path) == "":
+        raise UserError(f"{option} '': an empty path is not a file name")
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder (expected a file name)")
+    above = next((p for p in path.parents if p.exists()), Path("."))
+    if not above.is_dir():
+        raise UserError(f"{option} {path}: cannot write the report here: {above} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=above)
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write a file in {above} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path

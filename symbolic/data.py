@@ -226,27 +226,56 @@ def pop909_songs(root: Path, grid: Grid, track_map: TrackMap = POP909) -> list[t
 
 
 def download_pop909(dest: Path) -> Path:
-    """Fetch POP909 from its public GitHub archive into ``dest`` (once) and return the song root."""
+    """Fetch POP909 from its public GitHub archive into ``dest`` (once) and return the song root.
+
+    The archive is unpacked into a staging folder and moved into place whole, so an interrupted
+    unpacking never passes for a finished one. On failure nothing that was not there before is
+    left: no archive, no partly unpacked files, no folders this call created.
+    """
+    import shutil
     import urllib.request
     import zipfile
 
     root = dest / "POP909-Dataset-master" / "POP909"
     if root.is_dir():
         return root
-    dest.mkdir(parents=True, exist_ok=True)
+    created = [d for d in (dest, *dest.parents) if not d.exists()]  # deepest first: removed on failure if empty
     archive = dest / "POP909-Dataset-master.zip"
+    had_archive = archive.is_file()
+    staging = None
     try:
-        if not archive.is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        if not had_archive:
             with atomic_path(archive) as tmp, urllib.request.urlopen(POP909_URL, timeout=60) as resp, \
                     open(tmp, "wb") as fh:
                 while chunk := resp.read(1 << 20):
                     fh.write(chunk)
+        staging = Path(tempfile.mkdtemp(prefix=".POP909-unpacking.", dir=dest))
         with zipfile.ZipFile(archive) as zf:
-            zf.extractall(dest)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{POP909_URL}: download or unpacking failed ({exc})") from None
-    if not root.is_dir():
-        raise UserError(f"{archive}: no POP909/ folder inside")
+            zf.extractall(staging)
+        if not (staging / "POP909-Dataset-master" / "POP909").is_dir():
+            raise UserError(f"{archive}: no POP909-Dataset-master/POP909/ folder inside")
+        if root.parent.is_dir():  # an earlier unpacking without POP909/: add just that
+            os.replace(staging / "POP909-Dataset-master" / "POP909", root)
+        else:
+            os.replace(staging / "POP909-Dataset-master", root.parent)
+    except BaseException as exc:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not had_archive:
+            archive.unlink(missing_ok=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        if isinstance(exc, UserError):
+            raise
+        if isinstance(exc, (OSError, zipfile.BadZipFile)):
+            where = f" (delete {archive} to fetch it again)" if had_archive else ""
+            raise UserError(f"{POP909_URL}: download or unpacking failed ({exc}){where}") from None
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     return root
 
 
@@ -379,7 +408,7 @@ def song_phrases(song: Song, *, n_bars: int, hop: int, transpose: bool = True) -
         ``[P, n_bars, beats_per_bar, 12]``, ``has_chords`` bool ``[P]``, ``key`` int64 ``[P]``;
         number of empty phrases dropped). A song shorter than ``n_bars`` gives none: padded with
         silence, its bars after the recording's end would count as empty bars of the music (e.g.
-        Groove's one-bar beats, 55 of its 491 4/4 beat files), as the last bars of a longer song
+        Groove's 55 beat files of one to three bars, of its 491 in 4/4), as the last bars of a longer song
         that do not fill a phrase are left out. Phrases touching ``song.bad_bars`` are left out.
     """
     mt = song.mt
@@ -475,10 +504,10 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
         elif len(arrays["rolls"]) == 0:
             skipped["no phrases"] += 1
             continue
-        if song.style not in styles:
-            styles.append(song.style)
         split = song.split or drawn[k]
-        if not short:
+        if not short:   # a style is a label of phrases: one that only short songs have is none
+            if song.style not in styles:
+                styles.append(song.style)
             P = len(arrays["rolls"])
             arrays["style"] = np.full(P, styles.index(song.style), dtype=np.int64)
             arrays["song"] = np.full(P, song.sid, dtype=np.int64)
@@ -491,9 +520,10 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
     if not any(parts[split] for split in SPLITS):  # nothing to train on: write no empty cache
         sk = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "none"
         what = f"--source {source}: " if source else ""
-        hint = "; --bars sets a shorter phrase" if skipped.get("shorter than a phrase") else ""
+        short = skipped.get("shorter than a phrase")
+        hint = f"; {short} songs are shorter than {n_bars} bars: --bars N sets a shorter phrase" if short else ""
         raise UserError(f"{what}no phrases to write to {out}: none of the {len(songs)} songs gave a phrase of "
-                        f"{n_bars} bars (skipped: {sk}; empty phrases dropped: {empty_total}{hint})")
+                        f"{n_bars} bars (skipped: {sk}; empty phrases dropped: {empty_total}){hint}")
     phrase_counts = {}
     with staged_dir(out) as stage:
         for split in SPLITS:
@@ -565,6 +595,14 @@ def cli_main(argv: list[str]) -> int:
     except ValueError as exc:
         raise UserError(f"--steps-per-beat/--lowest-pitch/--n-pitches: {exc}") from None
     root = args.root
+    if args.source == "chorales" and root is not None:
+        raise UserError(f"--root {root}: not used by --source chorales (the chorales come from music21's "
+                        f"bundled corpus); leave it out")
+    if args.download and args.source != "pop909":
+        raise UserError(f"--download: only for --source pop909, not {args.source}")
+    if args.download and root is not None:
+        raise UserError(f"--download and --root {root}: give one (--root builds from that folder, --download "
+                        f"fetches POP909 into data/downloads)")
     if args.source != "chorales":
         if root is None and args.source == "pop909" and args.download:
             root = download_pop909(Path("data/downloads"))

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.errors import UserError, check_seed
-from pipeline.fileio import atomic_write_text
+from pipeline.fileio import atomic_write_text, check_json_out
 from symbolic import metrics as M
 
 WITHIN = 0.10
@@ -219,18 +219,34 @@ def load_generated_npz(path: str | Path, expect: tuple[int, ...], threshold: flo
     threshold = check_threshold(threshold)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
+    layout = f"an npz holding 'rolls' [N, {', '.join(map(str, expect))}] (bool, or probabilities)"
+    expected = f"expected {layout}"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head == b"MThd" or path.suffix.lower() in (".mid", ".midi"):
+        raise UserError(f"{path}: a MIDI file, not an npz of generated phrases; give MIDI files as a folder "
+                        f"with --midi DIR, or {layout}")
+    # an npz is a zip archive; numpy takes anything else for a pickle and advises loading it unsafely
+    if not head:
+        raise UserError(f"{path}: unreadable npz (the file is empty); {expected}")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: unreadable npz (not a zip archive, so not an npz of generated phrases); "
+                        f"{expected}, or a folder of MIDI files with --midi DIR")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "rolls" not in z.files:
-                raise UserError(f"{path}: no 'rolls' array (found {', '.join(z.files) or 'nothing'})")
+                raise UserError(f"{path}: no 'rolls' array (found {', '.join(z.files) or 'nothing'}); {expected}")
             rolls = z["rolls"]
     except UserError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        why = str(exc) or type(exc).__name__
-        if path.stat().st_size == 0:
-            why = "the file is empty"
-        raise UserError(f"{path}: unreadable npz ({why})") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):  # an object array: numpy's message would advise unsafe loading
+            raise UserError(f"{path}: 'rolls' holds Python objects, not an array of generated phrases; "
+                            f"{expected}") from None
+        raise UserError(f"{path}: unreadable npz ({' '.join(str(exc).split())}); {expected}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        why = " ".join((str(exc) or type(exc).__name__).split())
+        raise UserError(f"{path}: unreadable npz ({why}); {expected}") from None
     if rolls.ndim != 5 or tuple(rolls.shape[1:]) != tuple(expect):
         raise UserError(f"{path}: 'rolls' has shape {tuple(rolls.shape)}, the dataset's phrases are [N, {tuple(expect)}]")
     if rolls.dtype.kind == "f":
@@ -751,6 +767,8 @@ def cli_main(argv: Sequence[str]) -> int:
     """Entry point: ``argv[0]`` is the program name, the rest the subcommand's arguments."""
     argv = list(argv)
     args = _parser(argv[0] if argv else "musegansynth evaluate symbolic").parse_args(argv[1:])
+    if args.json is not None:
+        check_json_out(args.json)  # before the evaluation, which can take minutes
     from symbolic.generate import parse_track_taus
     report = evaluate_symbolic(args.data, split=args.split, weights=args.weights, generated=args.generated,
                                midi=args.midi, n=args.n, seed=args.seed, device=args.device,

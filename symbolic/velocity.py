@@ -71,10 +71,12 @@ class VelocityCounter:
 
     def arrays(self, styles: Sequence[str]) -> dict[str, np.ndarray]:
         """``stats`` float64 ``[splits, styles, 6, T, P, S]`` in the order of ``styles``, with the
-        names (what :func:`save_counts` writes)."""
+        names (what :func:`save_counts` writes); counts of a style not in ``styles`` (one that only
+        songs without a phrase had) are left out."""
         out = np.zeros((len(SPLITS), len(styles), *self.shape))
         for (split, style), s in self.stats.items():
-            out[SPLITS.index(split), list(styles).index(style)] = s
+            if style in styles:
+                out[SPLITS.index(split), list(styles).index(style)] = s
         return {"stats": out, "styles": np.array(list(styles), dtype=str), "splits": np.array(SPLITS, dtype=str)}
 
 

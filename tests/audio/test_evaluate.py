@@ -189,6 +189,26 @@ def test_bad_input_is_a_user_error(setup, monkeypatch, tmp_path, capsys, what, p
     assert len(err) == 1 and err[0].startswith("musegansynth: error:")
 
 
+@pytest.mark.parametrize("where", ["folder", "under_a_file", "proc"])
+def test_unwritable_json_is_refused_before_evaluating(setup, monkeypatch, tmp_path, capsys, where):
+    """--json that cannot be written is refused first, not after minutes of evaluation."""
+    from pathlib import Path
+
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc")
+    (tmp_path / "a_file").write_text("x")
+    out = {"folder": tmp_path, "under_a_file": tmp_path / "a_file" / "r.json", "proc": Path("/proc/r.json")}[where]
+
+    def evaluate(**kwargs):
+        raise AssertionError("evaluated before checking --json")
+
+    monkeypatch.setattr(ev, "evaluate_audio", evaluate)
+    code = cli(["evaluate", "audio", "--data", str(setup["data"]), "--weights", str(setup["weights"]),
+                "--classifier", str(setup["classifier"]), "--n", "5", "--json", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"--json {out}" in err and "evaluated" not in err, err
+
+
 def test_missing_generator_module_is_a_user_error(setup, monkeypatch):
     import builtins
 

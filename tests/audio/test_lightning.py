@@ -118,6 +118,49 @@ def _run_debug(tmp_path, root, *extra):
     return out
 
 
+def _missing_notes_error(tmp_path, monkeypatch) -> str:
+    """``train audio --config configs/audio/debug.yaml`` with no note set: its one-line error."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as exc:
+        cli_main(["musegansynth train audio", "--config", str(DEBUG_YAML)])
+    assert list(tmp_path.iterdir()) == []  # refused before the logger made runs/audio_debug/tb/version_0/
+    return str(exc.value)
+
+
+def test_debug_config_without_notes_says_how_to_build_them(tmp_path, monkeypatch):
+    message = _missing_notes_error(tmp_path, monkeypatch)
+    assert message.startswith("data/build/notes/debug: note dataset folder not found"), message
+    small = ("'musegansynth data notes --programs Trumpet Flute --pitches 48-72 --velocities 90 --sample-rate 8000 "
+             "--out data/build/notes/debug'")
+    assert small in message, message
+
+
+def _has_fluidr3() -> bool:
+    from audio import fluid
+
+    try:
+        fluid.find_soundfont("fluidr3_gm")
+        return fluid.fluidsynth_available()
+    except UserError:
+        return False
+
+
+@pytest.mark.fluidsynth
+@pytest.mark.skipif(not _has_fluidr3(), reason="fluidsynth or FluidR3_GM missing")
+def test_debug_notes_command_from_the_error_builds_a_set_the_debug_config_trains_on(tmp_path, monkeypatch, capsys):
+    """The small set the error message prints renders in seconds and the debug config trains on it as is."""
+    import re
+    import shlex
+
+    from pipeline.cli import main as cli
+
+    message = _missing_notes_error(tmp_path, monkeypatch)
+    command = re.findall(r"'(musegansynth data notes [^']*)'", message)[-1]
+    assert cli([*shlex.split(command)[1:], "--quiet"]) == 0
+    assert cli_main(["musegansynth train audio", "--config", str(DEBUG_YAML)]) == 0
+    assert (tmp_path / "runs/audio_debug/export/audio_debug.safetensors").is_file()
+
+
 def test_debug_config_trains_exports_and_loads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the config's own relative paths land in tmp_path too
     root = write_sine_notes(tmp_path / "notes")

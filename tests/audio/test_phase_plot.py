@@ -90,6 +90,30 @@ def test_cli_bad_input_names_it_and_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.wav", "ok.wav"]
 
 
+@pytest.mark.parametrize("options,says", [
+    (["--n-fft", "0"], "--n-fft 0: n_fft must be an even number >= 4"),
+    (["--n-fft", "10"], "--n-fft 10: its default hop n_fft / 4 = 2 does not divide n_fft / 2 = 5"),
+    (["--hop", "300"], "--hop 300: hop must divide n_fft / 2 = 512"),
+    (["--n-fft", "1000", "--hop", "0"], "--n-fft 1000 --hop 0: hop must divide n_fft / 2 = 500"),
+])
+def test_cli_stft_errors_name_only_the_options_given(tmp_path, monkeypatch, options, says):
+    """A bad --n-fft alone does not speak of a --hop never given, and it is refused before rendering."""
+    import audio.phase_plot as phase_plot
+
+    def render(*args, **kwargs):
+        raise AssertionError("rendered before checking the STFT sizes")
+
+    monkeypatch.setattr(phase_plot, "_render", render)
+    out = tmp_path / "x.png"
+    with pytest.raises(UserError) as exc:
+        cli_main([PROG, "--pitch", "60", "--instrument", "Trumpet", *options, "--out", str(out)])
+    message = str(exc.value)
+    assert message.startswith(says), message
+    if "--hop" not in options:
+        assert "--hop" not in message.split(":")[0], message
+    assert not out.exists()
+
+
 def _fluid_ready() -> bool:
     try:
         from audio.fluid import find_soundfont, fluidsynth_available

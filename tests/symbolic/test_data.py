@@ -160,11 +160,11 @@ def test_groove_source(tmp_path, midi_writer):
     (root / "d1").mkdir(parents=True)
     rows = [("funk/groove1", "beat", "4-4", "train"), ("rock/groove2", "fill", "4-4", "train"),
             ("jazz/groove3", "beat", "3-4", "test"), ("rock/groove4", "beat", "4-4", "validation"),
-            ("funk/groove5", "beat", "4-4", "test")]
+            ("funk/groove5", "beat", "4-4", "test"), ("disco/groove6", "beat", "4-4", "train")]
     lines = ["drummer,session,id,style,bpm,beat_type,time_signature,midi_filename,audio_filename,duration,split"]
     for i, (style, bt, ts, split) in enumerate(rows):
         fn = f"d1/{i}.mid"
-        # two bars each; the last one bar, shorter than a phrase
+        # two bars each; the last two one bar, shorter than a phrase (disco only there: no style of phrases)
         hits = [(36, 0, 0.5, 100), (38, 1, 1.5, 90)] + ([(42, 4.5, 5, 70)] if i < 4 else [])
         write_midi_file(root / fn, [("Drums", 0, True, hits)])
         lines.append(f"d1,d1/s,d1/s/{i},{style},120,{bt},{ts},{fn},{fn[:-4]}.wav,10.0,{split}")
@@ -172,15 +172,16 @@ def test_groove_source(tmp_path, midi_writer):
     out = tmp_path / "out"
     args = ["prog", "--source", "groove", "--root", str(root), "--out", str(out), "--quiet"]
     # 4-bar phrases: every song is shorter (no silence is padded after a recording's end)
-    with pytest.raises(UserError, match=r"no phrases .* \(skipped: fill: 1, meter not 4/4: 1, shorter than a phrase: 3; "
-                                        r"empty phrases dropped: 0; --bars sets a shorter phrase\)"):
+    with pytest.raises(UserError, match=r"no phrases .* \(skipped: fill: 1, meter not 4/4: 1, shorter than a phrase: 4; "
+                                        r"empty phrases dropped: 0\); 4 songs are shorter than 4 bars: --bars N "
+                                        r"sets a shorter phrase$"):
         cli_main(args)
     assert not out.exists()
     assert cli_main(args + ["--bars", "2"]) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["tracks"] == ["drums"] and meta["is_drum"] == [True]
     assert meta["styles"] == ["funk", "rock"]
-    assert meta["counts"]["skipped"] == {"fill": 1, "meter not 4/4": 1, "shorter than a phrase": 1}
+    assert meta["counts"]["skipped"] == {"fill": 1, "meter not 4/4": 1, "shorter than a phrase": 2}
     assert meta["counts"]["songs"] == {"train": 1, "valid": 1, "test": 0}
     tr, va, te = (load_split(out, s) for s in ("train", "valid", "test"))
     assert len(tr["rolls"]) == 1 and len(va["rolls"]) == 1 and len(te["rolls"]) == 0
@@ -363,8 +364,45 @@ def test_pop909_download_unpacks_archive(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(UserError, match="download or unpacking failed"):
-        data.download_pop909(tmp_path / "elsewhere")
-    assert not any((tmp_path / "elsewhere").glob("*.zip"))
+        data.download_pop909(tmp_path / "elsewhere" / "downloads")
+    assert not (tmp_path / "elsewhere").exists()  # neither the archive nor the folders it would have gone in
+
+
+def test_pop909_download_failure_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """No network: one line, exit 2, and no empty data/downloads/ (nor data/) left behind; a bad
+    archive is removed with its partly unpacked files."""
+    import io
+    import urllib.request
+
+    def offline(url, timeout=None):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["data", "symbolic", "--source", "pop909", "--download", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "network unreachable" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+    (tmp_path / "data").mkdir()  # a folder that was there before stays
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"not a zip"))
+    assert cli(["data", "symbolic", "--source", "pop909", "--download", "--quiet"]) == 2
+    assert "download or unpacking failed" in capsys.readouterr().err
+    assert list(tmp_path.rglob("*")) == [tmp_path / "data"]
+
+
+def test_source_options_that_do_not_apply_are_refused(tmp_path, capsys):
+    """--root with chorales (music21's bundled corpus) and --download off pop909 are errors, not ignored."""
+    (tmp_path / "m").mkdir()
+    assert cli(["data", "symbolic", "--source", "chorales", "--root", str(tmp_path / "m"),
+                "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--root" in err and "chorales" in err and "music21" in err, err
+    assert cli(["data", "symbolic", "--source", "groove", "--download", "--root", str(tmp_path / "m")]) == 2
+    assert "--download: only for --source pop909" in capsys.readouterr().err
+    assert cli(["data", "symbolic", "--source", "pop909", "--download", "--root", str(tmp_path / "m")]) == 2
+    assert "give one" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_lpd5_old_format_npz(tmp_path):

@@ -255,6 +255,56 @@ def test_bad_inputs(dataset, tmp_path):
         E.evaluate_symbolic(dataset)
 
 
+def test_generated_file_that_is_not_an_npz(dataset, tmp_path, capsys):
+    """A MIDI file (or any non-npz) given to --generated: one line saying what is expected, and no
+    numpy advice to load the file unsafely."""
+    from pipeline.cli import main as cli
+
+    midi = tmp_path / "song.mid"
+    midi.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x00")
+    text = tmp_path / "notes.npz"
+    text.write_text("hello, not an npz")
+    npy = tmp_path / "rolls.npy"
+    np.save(npy, make_rolls(2))
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, rolls=np.array([1, "a", None], dtype=object))
+    for path, says in ((midi, "a MIDI file, not an npz of generated phrases"), (text, "not an npz of generated phrases"),
+                       (npy, "not an npz of generated phrases"), (objects, "'rolls' holds Python objects")):
+        assert cli(["evaluate", "symbolic", "--data", str(dataset), "--generated", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err and says in err, err
+        assert "pickle" not in err and "unsafe" not in err, err
+        assert "'rolls' [N, 3, 4, 16, 84]" in err, err
+        assert path is not midi or "--midi DIR" in err, err
+
+
+@pytest.mark.parametrize("where", ["folder", "under_a_file", "proc"])
+def test_unwritable_json_is_refused_before_evaluating(dataset, tmp_path, monkeypatch, capsys, where):
+    """--json that cannot be written is refused first, not after a long evaluation."""
+    from pipeline.cli import main as cli
+
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc")
+    (tmp_path / "a_file").write_text("x")
+    out = {"folder": tmp_path, "under_a_file": tmp_path / "a_file" / "r.json", "proc": Path("/proc/r.json")}[where]
+
+    def evaluate(*args, **kwargs):
+        raise AssertionError("evaluated before checking --json")
+
+    monkeypatch.setattr(E, "evaluate_symbolic", evaluate)
+    assert cli(["evaluate", "symbolic", "--data", str(dataset), "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--json {out}" in err and "evaluated" not in err, err
+    assert (tmp_path / "a_file").read_text() == "x"
+
+
+def test_json_in_new_folders_is_still_written(dataset, tmp_path):
+    out = tmp_path / "new" / "deeper" / "report.json"
+    assert E.cli_main([PROG, "--data", str(dataset), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["n_data"] == 6
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.name.startswith(".")) == []  # no probe left
+
+
 def test_sources_are_exclusive(dataset, capsys):
     with pytest.raises(SystemExit) as exc:
         E.cli_main([PROG, "--data", str(dataset), "--weights", "a", "--generated", "b"])
