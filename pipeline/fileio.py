@@ -128,7 +128,7 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = ()) -> It
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(final_dir.name)}stage.", dir=final_dir.parent))
     except OSError as exc:
-        _remove_empty(made)
+        remove_empty_folders(made)
         raise UserError(f"{final_dir}: cannot make the output folder ({_why(exc)})") from None
     os.chmod(stage, 0o777 & ~_umask())
     ok = False
@@ -154,11 +154,12 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = ()) -> It
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         if not ok:
-            _remove_empty(made)
+            remove_empty_folders(made)
 
 
-def _remove_empty(folders: Iterable[Path]) -> None:
-    """Remove each of ``folders`` (deepest first) that is empty; leave the others."""
+def remove_empty_folders(folders: Iterable[Path]) -> None:
+    """Remove each of ``folders`` (list them deepest first) that is empty; leave the others (a
+    failed writer's way to take back the folders it made)."""
     for folder in folders:
         try:
             folder.rmdir()

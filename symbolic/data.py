@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from pipeline.errors import UserError
-from pipeline.fileio import atomic_path, staged_dir
+from pipeline.fileio import atomic_path, remove_empty_folders, staged_dir
 from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, shift_pitches, transpose_to_c
 from symbolic.roll import (Grid, Multitrack, _beat_times_beats, _tempo_map_beats, from_pypianoroll,
                            midi_to_multitrack, off_grid_meters, pickup_origin, read_midi, time_signature_beats)
@@ -264,11 +264,7 @@ def download_pop909(dest: Path) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         if not had_archive:
             archive.unlink(missing_ok=True)
-        for folder in created:
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_empty_folders(created)
         if isinstance(exc, UserError):
             raise
         if isinstance(exc, (OSError, zipfile.BadZipFile)):
