@@ -101,6 +101,15 @@ def fluidsynth_available() -> bool:
     return shutil.which("fluidsynth") is not None
 
 
+def can_render(soundfont: str | os.PathLike | None = None) -> bool:
+    """Whether FluidSynth and the SoundFont (as :func:`find_soundfont` finds it) are both here."""
+    try:
+        find_soundfont(soundfont)
+    except UserError:
+        return False
+    return fluidsynth_available()
+
+
 def _fluidsynth_exe() -> str:
     exe = shutil.which("fluidsynth")
     if exe is None:

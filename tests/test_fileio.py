@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.fileio import atomic_path, atomic_write_text, staged_dir
+from pipeline.errors import UserError
+from pipeline.fileio import atomic_path, atomic_write_text, check_json_out, staged_dir
 
 
 def test_atomic_write_replaces_whole(tmp_path):
@@ -73,3 +74,19 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_check_json_out_refuses_what_cannot_be_written_and_leaves_no_probe(tmp_path):
+    from pathlib import Path
+
+    (tmp_path / "a_file").write_text("x")
+    cases = [(tmp_path, "is a folder"), (tmp_path / "a_file" / "r.json", "a_file is a file, not a folder"),
+             ("", "an empty path")]
+    if Path("/proc/self").is_dir():   # root may write anywhere a permission check allows; /proc takes no file
+        cases.append((Path("/proc/r.json"), "cannot write a file in /proc"))
+    for path, says in cases:
+        with pytest.raises(UserError, match="^--out ") as exc:
+            check_json_out(path, "--out")
+        assert says in str(exc.value), exc.value
+    assert check_json_out(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"   # made at write time
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

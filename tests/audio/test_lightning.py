@@ -138,11 +138,7 @@ def test_debug_config_without_notes_says_how_to_build_them(tmp_path, monkeypatch
 def _has_fluidr3() -> bool:
     from audio import fluid
 
-    try:
-        fluid.find_soundfont("fluidr3_gm")
-        return fluid.fluidsynth_available()
-    except UserError:
-        return False
+    return fluid.can_render("fluidr3_gm")
 
 
 @pytest.mark.fluidsynth

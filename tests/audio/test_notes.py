@@ -252,11 +252,7 @@ def test_load_note_arrays_sample_rate_mismatch(nsynth_root):
 # --- with FluidSynth ------------------------------------------------------------------------
 
 def _has_timgm() -> bool:
-    try:
-        fluid.find_soundfont("timgm6mb")
-        return fluid.fluidsynth_available()
-    except UserError:
-        return False
+    return fluid.can_render("timgm6mb")
 
 
 @pytest.mark.fluidsynth

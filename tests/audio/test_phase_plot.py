@@ -115,13 +115,9 @@ def test_cli_stft_errors_name_only_the_options_given(tmp_path, monkeypatch, opti
 
 
 def _fluid_ready() -> bool:
-    try:
-        from audio.fluid import find_soundfont, fluidsynth_available
+    from audio.fluid import can_render
 
-        find_soundfont("timgm6mb")
-        return fluidsynth_available()
-    except Exception:
-        return False
+    return can_render("timgm6mb")
 
 
 @pytest.mark.fluidsynth

@@ -238,13 +238,9 @@ def test_cuda_matches_cpu():
 
 
 def _fluid_ready() -> bool:
-    try:
-        from audio.fluid import find_soundfont, fluidsynth_available
+    from audio.fluid import can_render
 
-        find_soundfont("timgm6mb")
-        return fluidsynth_available()
-    except Exception:
-        return False
+    return can_render("timgm6mb")
 
 
 NOTES = [(0, 48), (0, 72), (56, 60), (56, 67), (40, 55), (40, 76)]  # piano, trumpet, violin
