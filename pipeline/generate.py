@@ -683,7 +683,8 @@ def render_song_fluidsynth(stage: Path, pm, config: SongConfig, flac: bool) -> d
                 stems.append(render_midi_audio(mid, sample_rate=sr).mean(axis=0))
             else:
                 stems.append(np.zeros(1, dtype=np.float32))
-    n = max(len(s) for s in stems)
+    # at least as long as the song's bars (a stem ends with its last note's tail)
+    n = max(max(len(s) for s in stems), int(math.ceil(pm.get_end_time() * sr)))
     stems_arr = np.stack([np.pad(s, (0, n - len(s))) for s in stems]).astype(np.float32)
     return write_audio(stage, stems_arr, [t.name for t in config.tracks], config, sr, flac)
 

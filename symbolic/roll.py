@@ -453,7 +453,8 @@ def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.
     """A PrettyMIDI of the multitrack: one named instrument per track with its GM program
     (drum tracks on channel 10), the multitrack's tempo and time signature. With ``mt.timing``,
     each note starts (and ends) that many steps off its step (never before 0; a note still
-    sounding when the next of its pitch starts ends there).
+    sounding when the next of its pitch starts ends there). The file lasts all of the roll's bars,
+    also silent ones at the end: a text event "end" marks where the last bar ends.
 
     A step lasts ``60 / (tempo * steps_per_beat)`` seconds; ``resolution`` (ticks per quarter
     note) should be a multiple of ``steps_per_beat`` so that steps fall on whole ticks.
@@ -467,6 +468,7 @@ def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.
     for track, note in place_notes(mt.notes(), mt.timing, mt.grid, lambda step: max(0.0, step) * step_s):
         instruments[track].notes.append(note)
     pm.instruments.extend(instruments)
+    pm.text_events.append(pretty_midi.Text("end", mt.n_bars * mt.grid.steps_per_bar * step_s))
     return pm
 
 

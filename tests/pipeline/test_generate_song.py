@@ -268,6 +268,20 @@ def _samples(path):
     return data, sr
 
 
+def test_a_song_lasts_all_its_bars_also_when_its_last_section_is_silent(tmp_path, fake_models):
+    # the last section rests every track: the MIDI, the duration and the audio still reach its end
+    sections = [dict(sec) for sec in SMALL_SONG["sections"]]
+    sections[-1]["rest"] = [t["name"] for t in SMALL_SONG["tracks"]]
+    out = generate_song(_cfg(sections=sections), tmp_path / "song", models=fake_models)
+    pm = pretty_midi.PrettyMIDI(str(out / "song.mid"))
+    assert max(n.end for i in pm.instruments for n in i.notes) <= 6 * 2.0 + 0.5   # nothing in the last 4 bars
+    assert pm.get_end_time() == pytest.approx(20.0) and [(t.text, t.time) for t in pm.text_events] == [("end", 20.0)]
+    facts = json.loads((out / "song.json").read_text())
+    assert facts["duration_s"] == 20.0 and facts["sections"][-1]["end_s"] == 20.0
+    song, sr = _samples(out / "song.wav")
+    assert song.shape[0] >= 20 * sr
+
+
 def test_generate_song_writes_everything(tmp_path, fake_models):
     cfg = _cfg()
     out = generate_song(cfg, tmp_path / "song", models=fake_models, device="cpu")
@@ -278,7 +292,7 @@ def test_generate_song_writes_everything(tmp_path, fake_models):
     assert [i.name for i in pm.instruments] == ["lead", "keys", "drums"]
     assert [i.program for i in pm.instruments] == [73, 0, 0] and pm.instruments[2].is_drum
     assert pm.get_tempo_changes()[1].tolist() == [120.0]
-    assert pm.get_end_time() <= 10 * 2.0 + 1e-6  # 10 bars of 2 s
+    assert pm.get_end_time() == pytest.approx(10 * 2.0)  # 10 bars of 2 s: the file lasts all of them
     facts = json.loads((out / "song.json").read_text())
     assert facts["note_counts"] == {i.name: len(i.notes) for i in pm.instruments}
     assert all(facts["note_counts"].values())
@@ -422,3 +436,9 @@ def test_generate_with_fluidsynth(tmp_path, fake_models):
     song, sr = _samples(out / "song.wav")
     assert sr == 16000 and song.shape[1] == 2 and np.abs(song).max() > 1000
     assert sorted(p.name for p in (out / "stems").iterdir()) == ["drums.wav", "keys.wav", "lead.wav"]
+    # a silent last section: the audio still lasts all the bars (2 s each)
+    cfg = _cfg(sections=[{"name": "a", "bars": 2, "chords": ["C", "G"]},
+                         {"name": "b", "bars": 4, "rest": ["lead", "keys", "drums"]}])
+    out = generate_song(cfg, tmp_path / "g", models=Models(FakeComposer(), fake_drum_composer(), None, {}),
+                        renderer="fluidsynth")
+    assert _samples(out / "song.wav")[0].shape[0] >= 12 * 16000
