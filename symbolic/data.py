@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -474,6 +475,7 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
     song_counts = Counter()
     styles: list[str] = []
     empty_total = 0
+    notes_dropped = 0   # notes outside the pitch range (or before bar 0) of the songs read
     from symbolic.velocity import FILE as VELOCITY_FILE, VelocityCounter, save_counts
 
     velocities = VelocityCounter(len(track_map), grid.n_pitches, grid.steps_per_bar)
@@ -492,6 +494,7 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
             continue
         if song.mt.roll.shape[0] != len(track_map):
             raise ValueError("song track count does not match the track map")
+        notes_dropped += int(song.mt.n_dropped)
         arrays, empty = song_phrases(song, n_bars=n_bars, hop=hop, transpose=transpose)
         empty_total += empty
         short = song.mt.n_bars < n_bars
@@ -540,6 +543,7 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
                   "phrases": phrase_counts,
                   "skipped": dict(sorted(skipped.items())),
                   "empty_phrases_dropped": int(empty_total),
+                  "notes_dropped": int(notes_dropped),
                   "seconds": round(time.time() - t0, 1)}
         meta = {"tracks": track_map.names, "programs": track_map.programs, "is_drum": track_map.is_drum,
                 "grid": grid.to_dict(), "n_bars": n_bars, "hop": hop, "styles": order, "counts": counts,
@@ -582,7 +586,16 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     """``musegansynth data symbolic --source ... [--root DIR] [--out DIR] ...``; returns 0."""
+    from pipeline.errors import check_seed
+    from symbolic.export import check_model_name
+
     args = _parser(argv[0] if argv else "musegansynth data symbolic").parse_args(argv[1:])
+    check_seed(args.seed)
+    if args.name is not None:
+        check_model_name(args.name, "--name", kind="dataset")
+    if args.track_map is not None and args.source != "midi":
+        raise UserError(f"--track-map {args.track_map}: only for --source midi (--source {args.source} has its "
+                        f"own tracks); leave it out")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: expected a number of songs >= 1 (leave it out for all songs)")
     try:
@@ -632,9 +645,13 @@ def cli_main(argv: list[str]) -> int:
                            seed=args.seed, transpose=not args.no_transpose, skipped=skipped,
                            source=args.source, progress=not args.quiet)
     sk = ", ".join(f"{k}: {v}" for k, v in counts["skipped"].items()) or "none"
+    if not counts["phrases"]["train"]:
+        print(f"musegansynth: note: {out}: the train split has no phrases (the cache can be evaluated, not "
+              f"trained on)", file=sys.stderr)
     print(f"{name}: {sum(counts['songs'].values())} songs "
           f"(train {counts['songs']['train']}, valid {counts['songs']['valid']}, test {counts['songs']['test']}); "
           f"phrases train {counts['phrases']['train']}, valid {counts['phrases']['valid']}, "
           f"test {counts['phrases']['test']}; skipped {sk}; empty phrases dropped "
-          f"{counts['empty_phrases_dropped']}; {counts['seconds']} s -> {out}")
+          f"{counts['empty_phrases_dropped']}; notes out of range dropped {counts['notes_dropped']}; "
+          f"{counts['seconds']} s -> {out}")
     return 0

@@ -25,16 +25,17 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 MAX_NAME_CHARS = 100
 
 
-def check_model_name(name: str, what: str = "--name") -> str:
-    """``name`` when it is a model name (:data:`NAME_PATTERN`, at most :data:`MAX_NAME_CHARS`
-    characters); UserError naming ``what`` otherwise (an empty name, a path, ``..``, spaces, ...)."""
+def check_model_name(name: str, what: str = "--name", kind: str = "model") -> str:
+    """``name`` when it is a model (or other ``kind`` of) name (:data:`NAME_PATTERN`, at most
+    :data:`MAX_NAME_CHARS` characters); UserError naming ``what`` otherwise (an empty name, a path,
+    ``..``, spaces, ...)."""
     from pipeline.errors import UserError
 
     text = name if isinstance(name, str) else str(name)
     if not text:
-        raise UserError(f"{what} '': a model name cannot be empty (letters, digits, '_', '-' and '.')")
+        raise UserError(f"{what} '': a {kind} name cannot be empty (letters, digits, '_', '-' and '.')")
     if len(text) > MAX_NAME_CHARS or not NAME_PATTERN.fullmatch(text):
-        raise UserError(f"{what} {text!r}: a model name is up to {MAX_NAME_CHARS} letters, digits, '_', '-' and "
+        raise UserError(f"{what} {text!r}: a {kind} name is up to {MAX_NAME_CHARS} letters, digits, '_', '-' and "
                         f"'.' (not first): no folders, spaces or other characters")
     return text
 

@@ -88,6 +88,11 @@ def cli_main(argv: list[str]) -> int:
             except ValueError as exc:
                 raise UserError(f"bad model or data settings: {exc}") from None
 
+        def before_fit(self) -> None:
+            # read the phrases now: a cache that cannot be trained on is refused before the
+            # logger makes its run folder (fit's own setup then finds them read)
+            self.datamodule.setup("fit")
+
         def add_arguments_to_parser(self, parser) -> None:
             for key in LINKED:
                 target = "data_meta" if key == "meta" else key

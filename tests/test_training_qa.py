@@ -134,6 +134,20 @@ def test_symbolic_cache_with_out_of_range_style_is_a_user_error(tmp_path):
     assert dm.datasets["train"].style.tolist() == [0, 1, -1, 1]
 
 
+def test_symbolic_training_on_a_cache_without_training_phrases_leaves_no_run_folder(tmp_path, capsys):
+    from pipeline.cli import main as cli
+    from symbolic.datamodule import write_fake_cache
+
+    data = write_fake_cache(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
+    z = dict(np.load(data / "train.npz"))
+    np.savez_compressed(data / "train.npz", **{k: v[:0] for k, v in z.items()})
+    config = _symbolic_config(tmp_path, data, max_steps=2)
+    assert cli(["train", "symbolic", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith(f"{data / 'train.npz'}: no phrases"), err
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "root").exists()
+
+
 def test_symbolic_resume_from_last_keeps_counters_and_phase_and_exports_a_card(tmp_path, capsys):
     """A run stopped at 2 generator steps resumes from last.ckpt at 2 (its own counters, the
     schedule phase of step 2), and the CLI export of its checkpoint has the data's card fields."""

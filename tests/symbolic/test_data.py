@@ -206,6 +206,21 @@ def test_groove_source(tmp_path, midi_writer):
     assert stats[2, 0, 0, 0].sum() == 2 and stats[2, 0, :3, 0, 36 - 24, 0].tolist() == [1, 100, 100 ** 2]
 
 
+def test_a_cache_without_training_phrases_says_so(tmp_path, midi_writer, capsys):
+    root = tmp_path / "groove"
+    (root / "d1").mkdir(parents=True)
+    midi_writer(root / "d1" / "0.mid", [("Drums", 0, True, [(36, 4 * b, 4 * b + 0.5, 100) for b in range(4)])])
+    (root / "info.csv").write_text("drummer,session,id,style,bpm,beat_type,time_signature,midi_filename,"
+                                   "audio_filename,duration,split\nd1,d1/s,d1/s/0,rock,120,beat,4-4,d1/0.mid,"
+                                   "d1/0.wav,8.0,test\n")
+    assert cli(["data", "symbolic", "--source", "groove", "--root", str(root), "--out", str(tmp_path / "o"),
+                "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"musegansynth: note: {tmp_path / 'o'}: the train split has no phrases (the cache can be "
+                   f"evaluated, not trained on)\n")
+    assert len(load_split(tmp_path / "o", "test")["rolls"]) == 1
+
+
 # ----------------------------------------------------------------------------- LPD-5 npz, MIDI folder, chorales
 
 def test_lpd5_source(tmp_path):
@@ -251,7 +266,9 @@ def test_midi_folder_source_skips_bad_files_and_other_meters(tmp_path, midi_writ
     root = tmp_path / "m"
     root.mkdir()
     notes = [("Piano", 0, False, [(60 + (b % 5), b, b + 1, 80) for b in range(32)])]
-    write_midi_file(root / "a.mid", notes)
+    # and three notes outside the 84 pitches from MIDI 24: dropped and counted
+    write_midi_file(root / "a.mid", [("Piano", 0, False, notes[0][3] + [(10, 0, 1, 80), (120, 1, 2, 80),
+                                                                          (127, 2, 3, 80)])])
     write_midi_file(root / "waltz.mid", notes, time_signature=(3, 4))
     (root / "bad.mid").write_bytes(b"not midi")
     out = tmp_path / "out"
@@ -260,6 +277,7 @@ def test_midi_folder_source_skips_bad_files_and_other_meters(tmp_path, midi_writ
     meta = json.loads((out / "meta.json").read_text())
     assert meta["counts"]["skipped"] == {"meter not 4/4": 1, "unreadable": 1}
     assert sum(meta["counts"]["phrases"].values()) == 2  # 8 bars -> 2 phrases of 4
+    assert meta["counts"]["notes_dropped"] == 3
 
 
 def test_midi_folder_drops_phrases_in_another_meter(tmp_path, midi_writer):
@@ -402,7 +420,16 @@ def test_source_options_that_do_not_apply_are_refused(tmp_path, capsys):
     assert "--download: only for --source pop909" in capsys.readouterr().err
     assert cli(["data", "symbolic", "--source", "pop909", "--download", "--root", str(tmp_path / "m")]) == 2
     assert "give one" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    for extra, says in ((["--source", "chorales", "--track-map", "lpd5"], "--track-map lpd5: only for --source midi"),
+                        (["--source", "lpd5", "--root", str(tmp_path / "m"), "--track-map", "pop909"],
+                         "--track-map pop909: only for --source midi"),
+                        (["--source", "chorales", "--seed", "-1"], "--seed -1: must be 0 to 2147483647"),
+                        (["--source", "chorales", "--name", "../../etc/x"], "--name '../../etc/x': a dataset name is"),
+                        (["--source", "chorales", "--name", ""], "--name '': a dataset name cannot be empty")):
+        assert cli(["data", "symbolic", *extra, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "etc").exists()
 
 
 def test_lpd5_old_format_npz(tmp_path):
