@@ -618,7 +618,8 @@ def cli_main(argv: list[str]) -> int:
         if root is None:
             raise UserError(f"--root: needed for --source {args.source}")
         if not root.is_dir():
-            raise UserError(f"{root}: no such folder")
+            raise UserError(f"{root}: " + ("is a file, not a folder (--root takes the dataset's folder)"
+                                           if root.exists() else "no such folder"))
     skipped: Counter = Counter()
     if args.source == "pop909":
         track_map = POP909

@@ -607,6 +607,8 @@ def read_training_checkpoint(path: str | Path, role: str = "",
     from pipeline.errors import UserError
 
     path, named = Path(path), f"{role} " if role else ""
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a {named}checkpoint file (e.g. .../checkpoints/last.ckpt)")
     if not path.is_file():
         raise UserError(f"{path}: {named}checkpoint not found")
     try:
@@ -615,7 +617,10 @@ def read_training_checkpoint(path: str | Path, role: str = "",
         if missing:
             raise KeyError(f"no {missing}")
     except Exception as exc:  # not a Lightning checkpoint, or not loadable safely
-        raise UserError(f"{path}: cannot read {named}as a training checkpoint ({type(exc).__name__}: {exc})") from None
+        # torch's own text (several sentences of advice on weights_only) is not for this user:
+        # its first sentence says what went wrong
+        why = str(exc).strip().split("\n")[0].split(". ")[0][:160]
+        raise UserError(f"{path}: cannot read {named}as a training checkpoint ({type(exc).__name__}: {why})") from None
     return ckpt
 
 

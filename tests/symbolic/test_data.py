@@ -320,6 +320,9 @@ def test_cli_errors(tmp_path, capsys):
         cli_main(["prog", "--source", "groove"])
     with pytest.raises(UserError, match="nowhere: no such folder"):
         cli_main(["prog", "--source", "pop909", "--root", str(tmp_path / "nowhere")])
+    (tmp_path / "a.mid").write_bytes(b"MThd")
+    with pytest.raises(UserError, match=r"a\.mid: is a file, not a folder \(--root takes the dataset's folder\)"):
+        cli_main(["prog", "--source", "midi", "--track-map", "lpd5", "--root", str(tmp_path / "a.mid")])
     (tmp_path / "m").mkdir()
     with pytest.raises(UserError, match="--track-map"):
         cli_main(["prog", "--source", "midi", "--root", str(tmp_path / "m")])

@@ -41,8 +41,11 @@ def test_missing_or_unreadable_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="checkpoint not found"):
         export_checkpoint(tmp_path / "nope.ckpt", tmp_path, "x")
     (tmp_path / "junk.ckpt").write_bytes(b"junk")
-    with pytest.raises(UserError, match="cannot read as a training checkpoint"):
+    with pytest.raises(UserError, match="cannot read as a training checkpoint") as exc:
         export_checkpoint(tmp_path / "junk.ckpt", tmp_path, "x")
+    assert "weights_only" not in str(exc.value) and len(str(exc.value)) < 260   # torch's advice left out
+    with pytest.raises(UserError, match=r"is a folder, not a checkpoint file \(e\.g\. \.\.\./checkpoints/last\.ckpt\)"):
+        export_checkpoint(tmp_path, tmp_path, "x")
     assert not list(tmp_path.glob("symbolic_x.*"))
 
 
