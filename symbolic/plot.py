@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.fileio import atomic_path
-from symbolic.roll import Grid, Multitrack, midi_to_multitrack, read_midi
+from symbolic.roll import Grid, Multitrack, midi_to_multitrack, off_grid_meters, read_midi, time_signature_beats
 from symbolic.trackmap import LPD5, POP909, POP909_DRUMS, TrackMap, get_track_map
 
 
@@ -148,7 +149,16 @@ def cli_main(argv: list[str]) -> int:
         raise UserError(f"--out {args.out}: the picture is a PNG; name it *.png")
     pm = read_midi(args.midi)
     track_map = guess_track_map(pm) if args.track_map == "auto" else get_track_map(args.track_map)
-    mt = midi_to_multitrack(pm, track_map, Grid(steps_per_beat=args.steps_per_beat))
+    grid = Grid(steps_per_beat=args.steps_per_beat)
+    mt = midi_to_multitrack(pm, track_map, grid)
+    sigs = time_signature_beats(pm)
+    other = [f"{n}/{d}" for i, (_, n, d) in enumerate(sigs) if i in off_grid_meters(sigs, grid.beats_per_bar)]
+    if other:
+        print(f"musegansynth: note: {args.midi}: in {', '.join(dict.fromkeys(other))}; drawn on "
+              f"{grid.beats_per_bar}/4 bars", file=sys.stderr)
+    if not mt.roll.any():
+        print(f"musegansynth: note: {args.midi}: no notes on the tracks of the '{track_map.name}' track map "
+              f"({', '.join(track_map.names)}); the picture is empty", file=sys.stderr)
     out = args.out or args.midi.with_suffix(".png")
     plot_multitrack(mt, None, out, title=args.title or args.midi.name)
     print(out)

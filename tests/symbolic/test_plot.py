@@ -61,6 +61,18 @@ def test_cli_auto_track_map(make_midi, tmp_path, capsys):
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert cli(["plot", "pianoroll", str(other), "--out", str(tmp_path / "q.png"), "--track-map", "lpd5"]) == 0
     assert (tmp_path / "q.png").read_bytes()[:8] == PNG_MAGIC
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_notes_a_meter_drawn_on_four_four_bars_and_an_empty_picture(make_midi, tmp_path, capsys):
+    waltz = make_midi("waltz.mid", [("Piano", 0, False, [(60, 0, 3, 90)])], time_signature=(3, 4))
+    assert cli_main(["prog", str(waltz), "--out", str(tmp_path / "w.png")]) == 0
+    assert capsys.readouterr().err == f"musegansynth: note: {waltz}: in 3/4; drawn on 4/4 bars\n"
+    assert cli_main(["prog", str(waltz), "--out", str(tmp_path / "d.png"), "--track-map", "drums"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"musegansynth: note: {waltz}: no notes on the tracks of the 'drums' track map (drums); " \
+                      f"the picture is empty"
+    assert (tmp_path / "d.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_cli_unreadable_midi(tmp_path, capsys, midi_writer):
