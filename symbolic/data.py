@@ -596,6 +596,11 @@ def cli_main(argv: list[str]) -> int:
     if args.track_map is not None and args.source != "midi":
         raise UserError(f"--track-map {args.track_map}: only for --source midi (--source {args.source} has its "
                         f"own tracks); leave it out")
+    from symbolic.roll import MAX_STEPS_PER_BEAT
+
+    if not 1 <= args.steps_per_beat <= MAX_STEPS_PER_BEAT:
+        raise UserError(f"--steps-per-beat {args.steps_per_beat}: should be a whole number from 1 to "
+                        f"{MAX_STEPS_PER_BEAT} (time steps per quarter note)")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: expected a number of songs >= 1 (leave it out for all songs)")
     try:

@@ -15,12 +15,12 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.fileio import atomic_path
-from symbolic.roll import Grid, Multitrack, midi_to_multitrack, off_grid_meters, read_midi, time_signature_beats
+from symbolic.roll import (MAX_STEPS_PER_BEAT, Grid, Multitrack, midi_to_multitrack, off_grid_meters, read_midi,
+                           time_signature_beats)
 from symbolic.trackmap import LPD5, POP909, POP909_DRUMS, TrackMap, get_track_map
 
 
 #: Largest ``--steps-per-beat`` (96 steps a beat is far finer than any pianoroll needs).
-MAX_STEPS_PER_BEAT = 96
 
 
 def _pyplot():

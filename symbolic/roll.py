@@ -68,6 +68,11 @@ class Grid:
         return cls(int(d["steps_per_beat"]), int(d["beats_per_bar"]), int(d["lowest_pitch"]), int(d["n_pitches"]))
 
 
+#: The finest time grid the commands take (steps per quarter note): 96 is a MIDI file's usual
+#: resolution over four; finer grids only make the rolls larger.
+MAX_STEPS_PER_BEAT = 96
+
+
 class Note(NamedTuple):
     """One note on the grid.
 

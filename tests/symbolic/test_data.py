@@ -428,7 +428,9 @@ def test_source_options_that_do_not_apply_are_refused(tmp_path, capsys):
                          "--track-map pop909: only for --source midi"),
                         (["--source", "chorales", "--seed", "-1"], "--seed -1: must be 0 to 2147483647"),
                         (["--source", "chorales", "--name", "../../etc/x"], "--name '../../etc/x': a dataset name is"),
-                        (["--source", "chorales", "--name", ""], "--name '': a dataset name cannot be empty")):
+                        (["--source", "chorales", "--name", ""], "--name '': a dataset name cannot be empty"),
+                        (["--source", "chorales", "--steps-per-beat", "1000"],
+                         "--steps-per-beat 1000: should be a whole number from 1 to 96")):
         assert cli(["data", "symbolic", *extra, "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and says in err, err
