@@ -276,12 +276,20 @@ def _track_map_for(meta: dict, name: str | None):
     return tm
 
 
-def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = None) -> np.ndarray:
+def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = None,
+                      skipped: list[dict] | None = None) -> np.ndarray:
     """Cut every MIDI file under ``midi_dir`` into phrases of the dataset's bars.
+
+    Files that cannot be read, or that are shorter than a phrase, are skipped (as ``musegansynth
+    data symbolic`` does): each one is appended to ``skipped`` (when given) as ``{"file": path,
+    "why": "unreadable" | "shorter than a phrase"}``.
 
     Returns:
         Bool array [N, tracks, n_bars, steps_per_bar, pitches]; a file's trailing bars that do
         not fill a phrase are left out.
+    Raises:
+        UserError: no folder, no MIDI file in it, no track map for the dataset, or no file that
+        gives a phrase (saying how many were skipped and why).
     """
     from symbolic.roll import Grid, midi_to_multitrack
 
@@ -294,17 +302,44 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
     tm = _track_map_for(meta, track_map)
     grid = Grid.from_dict(meta["grid"])
     n_tracks, n_bars, steps, pitches = _expected_shape(meta)
+    skipped = [] if skipped is None else skipped
     phrases = []
     for path in files:
-        roll = midi_to_multitrack(path, tm, grid).roll != 0  # [tracks, bars, steps, pitches]
+        try:
+            roll = midi_to_multitrack(path, tm, grid).roll != 0  # [tracks, bars, steps, pitches]
+        except UserError:  # read_midi's "not a readable MIDI file (...)"
+            skipped.append({"file": str(path), "why": "unreadable"})
+            continue
         k = roll.shape[1] // n_bars
         if k == 0:
+            skipped.append({"file": str(path), "why": "shorter than a phrase"})
             continue
         cut = roll[:, :k * n_bars].reshape(n_tracks, k, n_bars, steps, pitches)
         phrases.append(cut.transpose(1, 0, 2, 3, 4))
     if not phrases:
-        raise UserError(f"{midi_dir}: no file holds a whole phrase of {n_bars} bars")
+        raise UserError(f"{midi_dir}: no file gives a whole phrase of {n_bars} bars "
+                        f"({skipped_text(skipped, len(files))})")
     return np.concatenate(phrases, axis=0)
+
+
+def skipped_counts(skipped: Sequence[dict]) -> dict[str, int]:
+    """``{why: number of files}`` of the ``skipped`` entries of :func:`load_midi_phrases`, in the
+    order the reasons first occur."""
+    counts: dict[str, int] = {}
+    for entry in skipped:
+        counts[entry["why"]] = counts.get(entry["why"], 0) + 1
+    return counts
+
+
+def skipped_text(skipped: Sequence[dict], n_files: int | None = None) -> str:
+    """The ``skipped`` entries of :func:`load_midi_phrases` in words, e.g. "2 files skipped:
+    unreadable 1, shorter than a phrase 1" ("2 of 2 files ..." with ``n_files``)."""
+    if not skipped:
+        return "no file skipped"
+    n = len(skipped)
+    of = "" if n_files is None else f" of {n_files}"
+    return (f"{n}{of} file{'s' if (n_files or n) != 1 else ''} skipped: "
+            + ", ".join(f"{why} {k}" for why, k in skipped_counts(skipped).items()))
 
 
 # --------------------------------------------------------------------------- comparison
@@ -496,14 +531,20 @@ def estimated_chords(given_rolls: np.ndarray, songs: np.ndarray, grid: dict) -> 
     return out
 
 
-def transpose_split(arrays: dict[str, np.ndarray], semitones: int) -> dict[str, np.ndarray]:
-    """The split's phrases moved ``semitones`` up (down when negative): rolls along the pitch
-    axis (notes moved out of the range dropped) and chords along their pitch classes."""
+def transpose_split(arrays: dict[str, np.ndarray], semitones: int,
+                    is_drum: Sequence[bool]) -> dict[str, np.ndarray]:
+    """The split's phrases moved ``semitones`` up (down when negative): the rolls of the pitched
+    tracks along the pitch axis (notes moved out of the range dropped) and chords along their
+    pitch classes. Drum tracks (``is_drum[t]``, one per track of ``arrays["rolls"]`` [N, tracks,
+    bars, steps, pitches]) stay as they are: their pitches are instruments (36 kick, 38 snare)."""
     from symbolic.chords import shift_pitches
 
     out = dict(arrays)
     if semitones:
-        out["rolls"] = shift_pitches(arrays["rolls"], semitones)
+        pitched = [t for t, drum in enumerate(is_drum) if not drum]
+        rolls = arrays["rolls"].copy()
+        rolls[:, pitched] = shift_pitches(arrays["rolls"][:, pitched], semitones)
+        out["rolls"] = rolls
         out["chords"] = np.roll(arrays["chords"], semitones, axis=-1)
     return out
 
@@ -536,10 +577,10 @@ def accompaniment_fit(data_rolls: np.ndarray, gen_rolls: np.ndarray, chords: np.
 
 def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str | Path | None = None,
                       generated: str | Path | None = None, midi: str | Path | None = None,
-                      n: int | None = None, seed: int = 0, device: str = "cpu", threshold: float = 0.5,
-                      track_map: str | None = None, release: dict | None = None, legato: dict | None = None,
-                      bootstrap: int = 0, given: str | None = None, chords: str = "data",
-                      transpose: int = 0) -> dict:
+                      n: int | None = None, seed: int = 0, device: str | None = None,
+                      threshold: float | None = None, track_map: str | None = None, release: dict | None = None,
+                      legato: dict | None = None, bootstrap: int = 0, given: str | None = None,
+                      chords: str | None = None, transpose: int | None = None) -> dict:
     """Metrics of held-out phrases and (optionally) of generated ones, side by side.
 
     Args:
@@ -549,8 +590,9 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         n: at most this many held-out phrases (a random subset drawn with ``seed``; None: the
             whole split) and as many generated ones (one per selected phrase with ``weights``).
         seed: seeds the subset and the composer's latents.
-        device: "cpu", "cuda" or "auto" (composer only).
-        threshold: binarization threshold of generated probabilities.
+        device: "cpu", "cuda" or "auto" (composer only; None: "cpu").
+        threshold: binarization threshold of generated probabilities (``weights`` or ``generated``;
+            None: 0.5).
         track_map: track map used to read ``midi`` (default: the one matching meta's tracks).
         release, legato: with ``weights``, {track: tau} in place of the card's decoding rules
             (``{}``: none; see ``symbolic.generate.release_held_notes`` and ``legato_overlaps``).
@@ -562,43 +604,72 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
             are the data's and do not count; ``report["fit"]`` (:func:`accompaniment_fit`) says
             how the other tracks fit it.
         chords: with ``weights``, which chords the composer gets (:data:`CHORD_SOURCES`): "data"
-            (the held-out phrases'), "none" (a bare melody's case) or "estimated" from the given
-            track (needs ``given``).
-        transpose: with ``weights``, move the held-out phrases (notes and chords) this many
-            semitones (-11..11) first; the composer then finds each song's key itself
-            (:func:`song_offsets`), as generation does. At 0 the cache's phrases are taken in
-            the home key they were moved to when the cache was built.
+            (the held-out phrases', also for None), "none" (a bare melody's case) or "estimated"
+            from the given track (needs ``given``).
+        transpose: with ``weights``, move the held-out phrases (the notes of their pitched tracks,
+            and their chords; drum tracks stay as they are) this many semitones (-11..11) first;
+            the composer then finds each song's key itself (:func:`song_offsets`), as generation
+            does. At 0 (or None) the cache's phrases are taken in the home key they were moved to
+            when the cache was built.
     Returns:
         A JSON-ready report: ``{"data_dir", "split", "source", "seed", "n_data", "n_generated",
         "tracks", "is_drum", "grid", "data": metrics, "generated": metrics | None, "rows": [...],
-        "summary": {"compared", "within"[, "inside", "bootstrap"]}[, "given", "fit"]}`` (metrics
-        as from :func:`symbolic.metrics.evaluate_rolls`; NaN kept as float NaN here).
+        "summary": {"compared", "within"[, "inside", "bootstrap"]}[, "given", "fit"]
+        [, "skipped", "skipped_files"]}`` (metrics as from :func:`symbolic.metrics.evaluate_rolls`;
+        NaN kept as float NaN here). With ``midi``: ``skipped`` ``{why: number of files}`` and
+        ``skipped_files`` ``[{"file", "why"}]``, the files that gave no phrase
+        (:func:`load_midi_phrases`).
+    Raises:
+        UserError: bad or missing input, or an option that does nothing with the source given
+        (one named at a time, e.g. ``release`` without ``weights``).
     """
     sources = [(k, v) for k, v in (("weights", weights), ("generated", generated), ("midi", midi)) if v is not None]
     if len(sources) > 1:
         raise UserError("--weights, --generated and --midi: give at most one")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise UserError(f"--bootstrap: expected a whole number of resamples >= 0, got {bootstrap!r}")
-    if weights is None and (given is not None or chords != "data" or transpose):
-        raise UserError("--given, --chords and --transpose: need --weights (they say how the composer is asked)")
+    no_composer = weights is None
+    unused = (  # (option, given where it does nothing, the source it needs, what it does)
+        ("--release", no_composer and release is not None, "--weights", "it replaces the composer's decoding rule"),
+        ("--legato", no_composer and legato is not None, "--weights", "it replaces the composer's decoding rule"),
+        ("--device", no_composer and device is not None, "--weights", "where the composer runs"),
+        ("--given", no_composer and given is not None, "--weights", "the track given to the composer"),
+        ("--chords", no_composer and chords is not None, "--weights", "the chords the composer gets"),
+        ("--transpose", no_composer and transpose is not None, "--weights",
+         "the held-out phrases are moved so that the composer must find each song's key"),
+        ("--threshold", midi is not None and threshold is not None, "--weights or --generated",
+         "it binarises probabilities; MIDI notes are notes already"),
+        ("--track-map", midi is None and track_map is not None, "--midi", "how the MIDI files are read"))
+    for option, idle, needs, what in unused:
+        if idle:
+            raise UserError(f"{option}: only with {needs} ({what})")
+    device = "cpu" if device is None else device
+    chords = "data" if chords is None else chords
+    transpose = 0 if transpose is None else transpose
     if chords not in CHORD_SOURCES:
         raise UserError(f"--chords: {chords!r} is not allowed (allowed: {', '.join(CHORD_SOURCES)})")
     if chords == "estimated" and given is None:
         raise UserError("--chords estimated: needs --given TRACK (the chords are estimated from that track)")
     if isinstance(transpose, bool) or not isinstance(transpose, int) or not -11 <= transpose <= 11:
         raise UserError(f"--transpose: expected a whole number of semitones from -11 to 11, got {transpose!r}")
-    threshold = check_threshold(threshold)
+    threshold = 0.5 if threshold is None else check_threshold(threshold)
     check_seed(seed)
     meta, arrays = load_split(data_dir, split)
-    arrays = transpose_split(arrays, transpose)
     names = [str(t) for t in meta["tracks"]]
     is_drum = [bool(d) for d in meta["is_drum"]]
     grid = meta["grid"]
+    if transpose and all(is_drum):
+        raise UserError(f"--transpose {transpose}: {data_dir} has no pitched track to move (drum tracks only: "
+                        f"{', '.join(names)})")
+    arrays = transpose_split(arrays, transpose, is_drum)
     given_index = None
     if given is not None:
         lowered = [t.lower() for t in names]
         if str(given).lower() not in lowered:
             raise UserError(f"--given {given!r}: not a track of {data_dir} (tracks: {', '.join(names)})")
+        if len(names) == 1:
+            raise UserError(f"--given {given}: {names[0]} is the only track of {data_dir}, so the composer "
+                            f"has nothing left to write")
         given_index = lowered.index(str(given).lower())
     idx = select_phrases(arrays["rolls"].shape[0], n, seed)
     if idx.size == 0:
@@ -615,7 +686,8 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         gen_rolls = load_generated_npz(generated, _expected_shape(meta), threshold)
         gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]
     elif midi is not None:
-        gen_rolls = load_midi_phrases(midi, meta, track_map)
+        skipped: list[dict] = []
+        gen_rolls = load_midi_phrases(midi, meta, track_map, skipped)
         gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]
     if gen_rolls is not None and gen_rolls.shape[0] == 0:
         raise UserError(f"{sources[0][1]}: holds no phrase")
@@ -641,6 +713,9 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     if weights is not None:
         extra["chords"] = chords
         extra["transpose"] = int(transpose)
+    if midi is not None:
+        extra["skipped"] = skipped_counts(skipped)
+        extra["skipped_files"] = skipped
     return {
         **extra,
         "data_dir": str(data_dir),
@@ -660,16 +735,37 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
 
 
 def _check_composer(composer: Any, meta: dict, weights: Any) -> None:
+    """UserError, before anything is generated, when the composer's phrases do not have the
+    cache's tracks, bars, steps a bar, beats a bar (its chords have one row a beat), pitches or
+    lowest pitch. Reads ``composer.track_names``, ``n_bars``, ``steps_per_bar``, ``beats_per_bar``,
+    ``n_pitches`` and ``grid`` (a dict or object with ``steps_per_beat``, ``beats_per_bar``,
+    ``lowest_pitch``, ``n_pitches``); what the composer lacks is not checked."""
     names = [str(t) for t in getattr(composer, "track_names", [])]
     if names != [str(t) for t in meta["tracks"]]:
-        raise UserError(f"{weights}: the composer's tracks {names} differ from the dataset's {meta['tracks']}")
-    g = getattr(composer, "grid", None)
-    if g is not None:
-        for key in ("steps_per_beat", "beats_per_bar", "lowest_pitch", "n_pitches"):
-            value = g.get(key) if isinstance(g, dict) else getattr(g, key, None)
-            if value is not None and int(value) != int(meta["grid"][key]):
-                raise UserError(f"{weights}: the composer's grid {key}={value} differs from the "
-                                f"dataset's {meta['grid'][key]}")
+        raise UserError(f"--weights {weights}: the composer's tracks {names} differ from the cache's "
+                        f"{meta['tracks']}")
+    g = getattr(composer, "grid", None) or {}
+
+    def grid(key: str) -> Any:
+        return g.get(key) if isinstance(g, dict) else getattr(g, key, None)
+
+    steps = getattr(composer, "steps_per_bar", None)
+    if steps is None and grid("steps_per_beat") is not None and grid("beats_per_bar") is not None:
+        steps = int(grid("steps_per_beat")) * int(grid("beats_per_bar"))
+    _, bars, data_steps, pitches = _expected_shape(meta)
+    mg = meta["grid"]
+    checks = (  # (composer's value, cache's, message)
+        (getattr(composer, "n_bars", None), bars, "the composer writes phrases of {} bars, the cache's are {} bars"),
+        (steps, data_steps, "the composer writes bars of {} steps, the cache's have {} steps"),
+        (getattr(composer, "beats_per_bar", None) or grid("beats_per_bar"), mg["beats_per_bar"],
+         "the composer's bars have {} beats (one chord a beat), the cache's have {} beats"),
+        (getattr(composer, "n_pitches", None) or grid("n_pitches"), pitches,
+         "the composer writes {} pitches, the cache's phrases have {} pitches"),
+        (grid("lowest_pitch"), mg["lowest_pitch"],
+         "the composer's lowest pitch is MIDI {}, the cache's is MIDI {}"))
+    for have, want, message in checks:
+        if have is not None and int(have) != int(want):
+            raise UserError(f"--weights {weights}: " + message.format(int(have), int(want)))
 
 
 def map_styles(style: np.ndarray, data_styles: Sequence[str] | None, model_styles: Sequence[str] | None) -> np.ndarray:
@@ -703,7 +799,10 @@ def report_text(report: dict) -> str:
         how.append(f"moved {report['transpose']:+d} semitones, the composer finding each song's key")
     if how:
         head += "; " + ", ".join(how)
-    lines = [head, format_table(report["rows"])]
+    lines = [head]
+    if report.get("skipped"):
+        lines.append(skipped_text(report["skipped_files"]))
+    lines.append(format_table(report["rows"]))
     if report["generated"] is not None:
         s = report["summary"]
         lines.append(f"{s['within']} of {s['compared']} metrics within 10% of the held-out data")
@@ -736,13 +835,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     src.add_argument("--weights", metavar="PATH", help="composer weights: generate conditioned on the held-out chords/style")
     src.add_argument("--generated", metavar="FILE.npz", help="npz with 'rolls' [N, tracks, bars, steps, pitches]")
     src.add_argument("--midi", metavar="DIR", help="folder of MIDI files to cut into phrases")
-    p.add_argument("--track-map", default=None, help="track map for --midi (default: the one matching the dataset)")
+    p.add_argument("--track-map", default=None,
+                   help="with --midi: the track map the files are read with (default: the one matching the dataset)")
     p.add_argument("--n", type=int, default=None,
                    help="at most this many phrases on each side, a random subset (default: the whole split)")
     p.add_argument("--seed", type=int, default=0, help="seed of the phrase subset and the latents (default: 0)")
-    p.add_argument("--threshold", type=float, default=0.5, help="binarization threshold of probabilities")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="with --weights or --generated: binarization threshold of probabilities (default: 0.5)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the report as JSON")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    p.add_argument("--device", default=None, help="with --weights: cpu, cuda or auto (default: cpu)")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="also give each held-out value a 95%% interval from N resamples of the split's "
                         "songs (about 1 s each for 1,800 phrases; default 0: none)")
@@ -753,11 +854,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="with --weights: give the composer each held-out phrase's own TRACK and let it write "
                         "the others (accompany); TRACK's rows are not compared, and a second table says how "
                         "the other tracks fit it")
-    p.add_argument("--chords", choices=CHORD_SOURCES, default="data",
+    p.add_argument("--chords", choices=CHORD_SOURCES, default=None,
                    help="with --weights: the chords the composer gets: the held-out phrases' own (data, the "
                         "default), none (a bare melody's case), or estimated from the --given track (what "
                         "'musegansynth accompany' does by default)")
-    p.add_argument("--transpose", type=int, default=0, metavar="K",
+    p.add_argument("--transpose", type=int, default=None, metavar="K",
                    help="with --weights: move the held-out phrases K semitones (-11..11) first, so the "
                         "composer has to find each song's key (default 0: the cache's home key)")
     return p

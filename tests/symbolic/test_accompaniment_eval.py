@@ -126,10 +126,10 @@ def test_no_chords_composes_without_them(tmp_path):
 def test_transpose_moves_the_phrases_and_the_composer_finds_the_key(tmp_path):
     ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
     _, arrays = E.load_split(ds)
-    moved = E.transpose_split(arrays, 4)
+    moved = E.transpose_split(arrays, 4, META["is_drum"])
     assert np.array_equal(moved["rolls"], shift_pitches(torch.from_numpy(arrays["rolls"]), 4).numpy())
     assert np.array_equal(moved["chords"], np.roll(arrays["chords"], 4, axis=-1))
-    assert E.transpose_split(arrays, 0)["rolls"] is arrays["rolls"]
+    assert E.transpose_split(arrays, 0, META["is_drum"])["rolls"] is arrays["rolls"]
     home = E.generate_for_phrases(w, META, arrays, np.arange(6), given=0, find_key=True)
     there = E.generate_for_phrases(w, META, moved, np.arange(6), given=0, find_key=True)
     assert np.array_equal(there[:, 1:], shift_pitches(torch.from_numpy(home[:, 1:]), 4).numpy())
@@ -161,7 +161,7 @@ def test_song_offsets_are_per_song(tmp_path):
 
 def test_bad_accompaniment_options(tmp_path, capsys):
     ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
-    with pytest.raises(UserError, match="--given, --chords and --transpose: need --weights"):
+    with pytest.raises(UserError, match=r"--given: only with --weights \(the track given to the composer\)"):
         E.evaluate_symbolic(ds, given="melody")
     with pytest.raises(UserError, match="--chords estimated: needs --given TRACK"):
         E.evaluate_symbolic(ds, weights=w, chords="estimated")
@@ -218,3 +218,30 @@ def test_estimated_chords_run_on_through_a_songs_rests_but_not_into_the_next_son
     g_major = [2, 7, 11]
     assert all(np.flatnonzero(est[p, b, k]).tolist() == g_major for p in (0, 1) for b in range(2) for k in range(4))
     assert not est[2].any()
+
+
+@pytest.mark.parametrize("change, says", [
+    (dict(n_bars=4), "the composer writes phrases of 2 bars, the cache's are 4 bars"),
+    (dict(grid=dict(GRID, steps_per_beat=2, steps_per_bar=8)),
+     "the composer writes bars of 4 steps, the cache's have 8 steps"),
+    (dict(grid=dict(GRID, n_pitches=36)), "the composer writes 24 pitches, the cache's phrases have 36 pitches"),
+    (dict(grid=dict(GRID, lowest_pitch=36)), "the composer's lowest pitch is MIDI 48, the cache's is MIDI 36"),
+])
+def test_a_cache_of_other_phrases_than_the_composers_is_refused_plainly(tmp_path, capsys, change, says):
+    """The composer writes 2 bars of 4 steps over 24 pitches from MIDI 48; a cache whose phrases
+    differ is refused with what differs, before anything is generated (not with the shape of the
+    chords the composer could not take)."""
+    from pipeline.cli import main as cli
+
+    w = _weights(tmp_path)
+    meta = dict(META, **change, counts={"test": 2})
+    bars, grid = meta["n_bars"], meta["grid"]
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "meta.json").write_text(json.dumps(meta))
+    np.savez_compressed(ds / "test.npz", rolls=np.zeros((2, 3, bars, grid["steps_per_bar"], grid["n_pitches"]), bool),
+                        chords=np.zeros((2, bars, 4, 12), np.uint8), has_chords=np.ones(2, bool),
+                        style=np.zeros(2, np.int64), song=np.arange(2, dtype=np.int64), key=np.zeros(2, np.int64))
+    assert cli(["evaluate", "symbolic", "--data", str(ds), "--weights", str(w)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--weights {w}: {says}" in err, err

@@ -564,3 +564,99 @@ def test_baselines_nearest_chords_on_hand_made_chords(dataset, tmp_path, capsys)
     # the split against copies of itself with its own chords: every metric equal
     assert all(abs(r["rel_diff"]) < 1e-12 for r in report["rows"] if r["rel_diff"] is not None)
     assert "baseline nearest-chords" in capsys.readouterr().out
+
+
+def test_transpose_moves_the_pitched_tracks_and_leaves_the_drums(dataset):
+    """A drum track's pitches are instruments (kick 36 moved up 2 would be a snare): --transpose
+    moves the melody and piano (and the chords) only."""
+    _, arrays = E.load_split(dataset)
+    moved = E.transpose_split(arrays, 2, [False, False, True])
+    assert np.array_equal(moved["rolls"][:, 2], arrays["rolls"][:, 2])        # drums as they were
+    assert np.array_equal(moved["rolls"][:, :2, ..., 2:], arrays["rolls"][:, :2, ..., :-2])
+    assert not moved["rolls"][:, :2, ..., :2].any()
+    assert np.array_equal(moved["chords"], np.roll(arrays["chords"], 2, axis=-1))
+    assert moved["rolls"][:, 2].any() and arrays["rolls"].sum() == moved["rolls"].sum()
+
+
+def test_transpose_of_a_drums_only_cache_is_refused(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main as cli
+
+    ds = make_dataset(tmp_path / "groove", make_rolls()[:, 2:], tracks=("drums",), is_drum=(True,))
+    monkeypatch.setattr(E, "_load_composer", lambda path, device: pytest.fail("should not load"))
+    assert cli(["evaluate", "symbolic", "--data", str(ds), "--weights", "w.safetensors", "--transpose", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--transpose 2: {ds} has no pitched track to move" in err, err
+
+
+def test_given_the_only_track_is_refused(tmp_path, monkeypatch, capsys):
+    """--given drums on a one-track cache leaves the composer nothing to write: refused, not
+    "0 of 0 metrics within 10%"."""
+    from pipeline.cli import main as cli
+
+    ds = make_dataset(tmp_path / "groove", make_rolls()[:, 2:], tracks=("drums",), is_drum=(True,))
+    monkeypatch.setattr(E, "_load_composer", lambda path, device: pytest.fail("should not load"))
+    assert cli(["evaluate", "symbolic", "--data", str(ds), "--weights", "w.safetensors", "--given", "drums"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--given drums: drums is the only track" in err and "nothing left" in err, err
+
+
+@pytest.mark.parametrize("source", ["--generated", "--midi"])
+@pytest.mark.parametrize("option", [["--release", "melody=0.5"], ["--legato", "none"], ["--device", "cpu"],
+                                    ["--given", "melody"], ["--chords", "data"], ["--transpose", "0"]])
+def test_composer_options_without_weights_are_refused(dataset, tmp_path, capsys, source, option):
+    from pipeline.cli import main as cli
+
+    path = tmp_path / ("gen.npz" if source == "--generated" else "midi")
+    assert cli(["evaluate", "symbolic", "--data", str(dataset), source, str(path), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{option[0]}: only with --weights (" in err, err
+
+
+def test_threshold_and_track_map_only_where_they_apply(dataset, tmp_path, capsys):
+    from pipeline.cli import main as cli
+
+    gen = tmp_path / "gen.npz"
+    np.savez(gen, rolls=make_rolls().astype(np.float32) * 0.9)
+    for argv, says in ((["--midi", str(tmp_path), "--threshold", "0.5"], "--threshold: only with --weights or --generated"),
+                       (["--generated", str(gen), "--track-map", "pop909"], "--track-map: only with --midi")):
+        assert cli(["evaluate", "symbolic", "--data", str(dataset), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
+    # --threshold binarises the probabilities of --generated: above 0.9 no step is on
+    report = E.evaluate_symbolic(dataset, generated=gen, threshold=0.95)
+    assert report["generated"]["melody"]["EB"] == 1.0
+    assert E.evaluate_symbolic(dataset, generated=gen)["generated"]["melody"]["EB"] == 0.0
+
+
+def test_midi_folder_skips_unreadable_files_and_files_without_a_phrase(tmp_path, make_midi, capsys):
+    ds = make_dataset(tmp_path / "pop", make_rolls()[:, [0, 1, 1]], tracks=("melody", "bridge", "piano"),
+                      is_drum=(False, False, False))
+    midi_dir = tmp_path / "midi"
+    midi_dir.mkdir()
+    melody = [(60 + (b % 2) * 7, 4 * b, 4 * b + 2, 90) for b in range(8)]
+    make_midi("midi/a_song.mid", [("MELODY", 0, False, melody)])                    # 8 bars: 2 phrases
+    (midi_dir / "b_broken.mid").write_bytes(b"MThd garbage")
+    make_midi("midi/c_short.mid", [("MELODY", 0, False, melody[:2])])               # 2 bars: no phrase
+    out = tmp_path / "r.json"
+    assert E.cli_main([PROG, "--data", str(ds), "--midi", str(midi_dir), "--json", str(out)]) == 0
+    assert "2 files skipped: unreadable 1, shorter than a phrase 1" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["n_generated"] == 2
+    assert report["skipped"] == {"unreadable": 1, "shorter than a phrase": 1}
+    assert report["skipped_files"] == [{"file": str(midi_dir / "b_broken.mid"), "why": "unreadable"},
+                                       {"file": str(midi_dir / "c_short.mid"), "why": "shorter than a phrase"}]
+    # no file gives a phrase: one line saying why
+    (midi_dir / "a_song.mid").unlink()
+    with pytest.raises(UserError, match=r"no file gives a whole phrase of 4 bars \(2 of 2 files skipped: "
+                                        r"unreadable 1, shorter than a phrase 1\)"):
+        E.evaluate_symbolic(ds, midi=midi_dir)
+
+
+def test_composer_of_other_bars_is_refused_before_generating(dataset, monkeypatch):
+    fake = FakeComposer(make_rolls())
+    fake.n_bars = 2
+    fake.sample_latents = lambda n, generator: pytest.fail("generated before checking the bars")
+    monkeypatch.setattr(E, "_load_composer", lambda path, device: fake)
+    with pytest.raises(UserError, match="--weights w.safetensors: the composer writes phrases of 2 bars, "
+                                        "the cache's are 4 bars"):
+        E.evaluate_symbolic(dataset, weights="w.safetensors")
