@@ -111,7 +111,8 @@ def check_out_dir(final_dir: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = ()) -> Iterator[Path]:
+def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
+               owned_suffixes: Iterable[str] | None = None) -> Iterator[Path]:
     """Yield an empty staging folder; on success its entries are moved into ``final_dir``.
 
     On failure the staging folder is deleted and ``final_dir`` gets nothing new. Entries that
@@ -119,9 +120,23 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = ()) -> It
     ``replaces`` that this run did not write (a writer's own outputs left by an earlier run, e.g.
     ``song.wav`` beside a new ``song.mid`` made without audio): they are removed. Other entries
     of ``final_dir`` are left as they are. UserError (naming ``final_dir``) when ``final_dir`` is
-    a file or cannot be created.
+    a file or cannot be created. With ``owned_suffixes`` (e.g. ".wav", ".flac"), a folder of
+    ``replaces`` that already exists must hold only files of those kinds (a writer's own, from an
+    earlier run): one that holds anything else is refused before any work, rather than replaced
+    with the user's files in it.
     """
     final_dir = check_out_dir(final_dir)
+    if owned_suffixes is not None:
+        owned = {x.lower() for x in owned_suffixes}
+        for name in replaces:
+            folder = final_dir / name
+            if folder.is_dir() and not folder.is_symlink():
+                foreign = sorted(str(f.relative_to(folder)) for f in folder.rglob("*")
+                                 if not f.is_dir() and f.suffix.lower() not in owned)
+                if foreign:
+                    raise UserError(f"{folder}: holds files this command did not write ({', '.join(foreign[:3])}"
+                                    f"{', ...' if len(foreign) > 3 else ''}); a new run replaces that folder: "
+                                    f"move them, or give another --out")
     # the folders above final_dir that this call makes: removed again when it fails
     made = [p for p in (final_dir.parent, *final_dir.parent.parents) if not p.exists()]
     try:

@@ -743,7 +743,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        with staged_dir(out_dir, replaces=SONG_OUTPUTS) as stage:
+        with staged_dir(out_dir, replaces=SONG_OUTPUTS, owned_suffixes=(".wav", ".flac")) as stage:
             roll = compose(models, config, seed, device)
             comp_names = [n.lower() for n in models.composer.track_names]
             is_drum = [t.source.lower() not in comp_names or bool(models.composer.is_drum[comp_names.index(

@@ -90,3 +90,19 @@ def test_check_json_out_refuses_what_cannot_be_written_and_leaves_no_probe(tmp_p
         assert says in str(exc.value), exc.value
     assert check_json_out(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"   # made at write time
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_staged_dir_refuses_to_replace_a_folder_holding_the_users_files(tmp_path):
+    out = tmp_path / "song"
+    (out / "stems").mkdir(parents=True)
+    (out / "stems" / "old.wav").write_bytes(b"w")          # an earlier run's stem: replaced
+    with staged_dir(out, replaces=("stems",), owned_suffixes=(".wav",)) as stage:
+        (stage / "stems").mkdir()
+        (stage / "stems" / "new.wav").write_bytes(b"n")
+    assert sorted(p.name for p in (out / "stems").iterdir()) == ["new.wav"]
+    (out / "stems" / "mine.txt").write_text("keep")        # the user's: refused before any work
+    with pytest.raises(UserError, match=r"stems: holds files this command did not write \(mine\.txt\); a new run "
+                                        r"replaces that folder: move them, or give another --out"):
+        with staged_dir(out, replaces=("stems",), owned_suffixes=(".wav",)):
+            raise AssertionError("the writer ran")
+    assert sorted(p.name for p in (out / "stems").iterdir()) == ["mine.txt", "new.wav"]

@@ -282,6 +282,14 @@ def test_a_song_lasts_all_its_bars_also_when_its_last_section_is_silent(tmp_path
     assert song.shape[0] >= 20 * sr
 
 
+def test_generate_keeps_the_users_files_in_an_output_stems_folder(tmp_path, fake_models):
+    (tmp_path / "song" / "stems").mkdir(parents=True)
+    (tmp_path / "song" / "stems" / "mine.txt").write_text("keep")
+    with pytest.raises(UserError, match=r"stems: holds files this command did not write \(mine\.txt\)"):
+        generate_song(_cfg(), tmp_path / "song", models=fake_models, renderer="none")
+    assert sorted(p.name for p in (tmp_path / "song").rglob("*")) == ["mine.txt", "stems"]
+
+
 def test_generate_song_writes_everything(tmp_path, fake_models):
     cfg = _cfg()
     out = generate_song(cfg, tmp_path / "song", models=fake_models, device="cpu")
