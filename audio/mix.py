@@ -121,19 +121,28 @@ def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float = CEILING_DB,
     x = np.asarray(audio, dtype=np.float32)
     squeeze = x.ndim == 1
     x2 = np.atleast_2d(x)
-    ceiling = db_to_gain(ceiling_db)
-    peak = np.abs(x2).max(axis=0)
-    need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12)).astype(np.float64)
-    if need.min() >= 1.0:
+    g = limiter_gain(x2, sample_rate, ceiling_db, lookahead_s)
+    if g is None:
         out = x2.copy()
     else:
-        L = max(1, int(round(lookahead_s * sample_rate)))
-        g = minimum_filter1d(need, size=2 * L + 1, mode="nearest")
-        g = uniform_filter1d(g, size=L + 1, mode="nearest")
-        g = np.minimum(g, need)  # float rounding of the average
+        ceiling = db_to_gain(ceiling_db)
         out = (x2 * g[None]).astype(np.float32)
         out = np.clip(out, -ceiling, ceiling)  # guards float32 rounding only
     return out[0] if squeeze else out
+
+
+def limiter_gain(audio: np.ndarray, sample_rate: int, ceiling_db: float = CEILING_DB,
+                 lookahead_s: float = LOOKAHEAD_S) -> np.ndarray | None:
+    """The gain curve float64 ``[samples]`` that :func:`limit` applies to ``audio`` float
+    ``[channels, samples]`` (shared by the channels), or None where no sample needs limiting."""
+    peak = np.abs(np.atleast_2d(audio)).max(axis=0)
+    need = np.minimum(1.0, db_to_gain(ceiling_db) / np.maximum(peak, 1e-12)).astype(np.float64)
+    if need.min() >= 1.0:
+        return None
+    L = max(1, int(round(lookahead_s * sample_rate)))
+    g = minimum_filter1d(need, size=2 * L + 1, mode="nearest")
+    g = uniform_filter1d(g, size=L + 1, mode="nearest")
+    return np.minimum(g, need)  # float rounding of the average
 
 
 def master(mix: np.ndarray, sample_rate: int, target_db: float = TARGET_DB,
@@ -151,12 +160,13 @@ def master(mix: np.ndarray, sample_rate: int, target_db: float = TARGET_DB,
 
 
 def master_with_gain(mix: np.ndarray, sample_rate: int, target_db: float = TARGET_DB,
-                     ceiling_db: float = CEILING_DB, passes: int = 2) -> tuple[np.ndarray, float]:
-    """:func:`master`, also returning the static gain it applied (the product of its passes'
-    loudness gains; the limiter's reductions come on top). Stems scaled by it (and limited) stay
-    consistent with the mastered mix. Silence: ``(mix, 1.0)``."""
+                     ceiling_db: float = CEILING_DB, passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`master`, also returning the gain it applied at each sample, float64 ``[samples]``:
+    its passes' loudness gains times the limiter's reductions. The stems of the mix, each scaled
+    by that curve, add up to the mastered mix. Silence: ``(mix, ones)``."""
     out = np.atleast_2d(np.asarray(mix, dtype=np.float32))
-    total = 1.0
+    total = np.ones(out.shape[1])
+    ceiling = db_to_gain(ceiling_db)
     for _ in range(max(1, passes)):
         level = loudness_db(out, sample_rate)
         if not np.isfinite(level):
@@ -164,7 +174,10 @@ def master_with_gain(mix: np.ndarray, sample_rate: int, target_db: float = TARGE
         gain = db_to_gain(target_db - level)
         out = out * gain
         total *= gain
-        out = limit(out, sample_rate, ceiling_db)
+        g = limiter_gain(out, sample_rate, ceiling_db)
+        if g is not None:
+            out = np.clip((out * g[None]).astype(np.float32), -ceiling, ceiling)
+            total *= g
     return out.astype(np.float32), total
 
 

@@ -637,10 +637,10 @@ def write_audio(stage: Path, stems: np.ndarray, names: Sequence[str], config: So
     """Mix, master and write ``song.wav`` and ``stems/<name>.wav`` into ``stage``; returns facts.
 
     Each stem is its track as it sits in the mix: its volume, its pan (a stereo stem when the mix
-    is stereo, i.e. when any track has a pan) and the mix's whole mastering gain (all its passes),
-    so the stems add up to the mix wherever the limiter is idle (each stem is limited on its own).
+    is stereo, i.e. when any track has a pan) and the mix's mastering gain at each sample (its
+    loudness passes and the limiter's reductions), so the stems add up to the mix.
     """
-    from audio.mix import limit, loudness_db, master_with_gain, mix_stems, write_wav
+    from audio.mix import loudness_db, master_with_gain, mix_stems, write_wav
 
     volumes = [t.volume_db for t in config.tracks]
     pans = [t.pan for t in config.tracks]
@@ -652,8 +652,7 @@ def write_audio(stage: Path, stems: np.ndarray, names: Sequence[str], config: So
         # the mixer itself places the stem (mono, or panned into stereo like the song)
         pan = None if raw.shape[0] == 1 else [0.0 if pans[i] is None else pans[i]]  # None pans centre
         placed = mix_stems(stems[i:i + 1], volumes[i:i + 1], pan)
-        write_wav(stage / "stems" / _audio_name(name, flac), limit(placed * gain, sample_rate),
-                  sample_rate, flac=flac)
+        write_wav(stage / "stems" / _audio_name(name, flac), placed * gain[None], sample_rate, flac=flac)
     return {"loudness_db": round(loudness_db(song, sample_rate), 2), "peak": round(float(np.abs(song).max()), 4),
             "channels": int(song.shape[0]), "samples": int(song.shape[1])}
 

@@ -146,9 +146,11 @@ def test_song_json_records_the_weights_cards_hashes(tmp_path):
     assert "card_sha256" not in weights_facts(st)
 
 
-def test_stems_add_up_to_the_mix_where_the_limiter_is_idle(tmp_path):
+def test_stems_add_up_to_the_mix_also_where_the_limiter_works(tmp_path):
     """The stems got only the first mastering pass's gain; the mix gets both passes' (the second
-    one makes up for what the limiter took), so loud peaks left the stems quieter than the mix."""
+    one makes up for what the limiter took), so loud peaks left the stems quieter than the mix.
+    Then each stem was limited on its own, so where the mix's limiter worked they did not add up
+    (found by QA: up to 0.2 of full scale); now every stem takes the mix's gain at each sample."""
     import soundfile as sf
 
     from pipeline.generate import write_audio
@@ -166,6 +168,9 @@ def test_stems_add_up_to_the_mix_where_the_limiter_is_idle(tmp_path):
     sb, _ = sf.read(str(tmp_path / "stems" / "b.wav"))
     quiet = slice(2 * sr, 3 * sr)  # far from the burst: no limiting in the mix or the stems
     np.testing.assert_allclose(mix[quiet, 0], sa[quiet] + sb[quiet], atol=3 / 32768)
+    # and where the limiter works: the clicks (each stem rounded to 16 bits once, the mix once)
+    np.testing.assert_allclose(mix[:, 0], sa + sb, atol=3 / 32768)
+    assert np.abs(mix[:2 * sr, 0]).max() > 0.85   # the clicks reach the ceiling: limited
 
 
 def test_panned_stems_are_stereo_and_add_up_to_each_channel(tmp_path):
