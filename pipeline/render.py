@@ -72,11 +72,35 @@ def program_mapper(timbre, warn: bool = True) -> Callable[[int, bool], int]:
     return mapper
 
 
+def unplayed_by_the_timbre_model(pm) -> list[str]:
+    """What of a PrettyMIDI the timbre model does not play (it voices each note alone, on its
+    pitch): pitch bends, the sustain pedal (CC 64) and the part of a note past
+    ``audio.render.MAX_NOTE_S``; one phrase each, empty when there is none."""
+    from audio.render import MAX_NOTE_S
+
+    bends = sum(1 for inst in pm.instruments for b in inst.pitch_bends if b.pitch != 0)
+    pedal = sum(1 for inst in pm.instruments for c in inst.control_changes if c.number == 64 and c.value >= 64)
+    long = sum(1 for inst in pm.instruments if not inst.is_drum for n in inst.notes if n.end - n.start > MAX_NOTE_S)
+    out = []
+    if bends:
+        out.append(f"{bends} pitch bends")
+    if pedal:
+        out.append(f"the sustain pedal ({pedal} presses)")
+    if long:
+        out.append(f"{long} notes past {MAX_NOTE_S:g} s (cut there)")
+    return out
+
+
 def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progress: bool = False
                        ) -> tuple[list[str], np.ndarray]:
-    """Render a PrettyMIDI with the timbre model: (stem names, float32 stems [instruments, samples])."""
+    """Render a PrettyMIDI with the timbre model: (stem names, float32 stems [instruments, samples]).
+    What the model does not play (:func:`unplayed_by_the_timbre_model`) is named in a note on stderr."""
     from audio.render import NoteRenderer, notes_from_midi, timbre_latent
 
+    unplayed = unplayed_by_the_timbre_model(pm)
+    if unplayed:
+        print(f"musegansynth: note: the timbre model plays each note on its pitch, without "
+              f"{', '.join(unplayed)}; --renderer fluidsynth plays them", file=sys.stderr)
     names, notes = notes_from_midi(pm, program_of=program_mapper(timbre))
     if not notes:
         raise UserError("the MIDI file has no notes")
@@ -114,10 +138,11 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
     pm = read_midi(midi_path)  # UserError naming the file when unreadable
     if not any(inst.notes for inst in pm.instruments):
         raise UserError(f"{midi_path}: the MIDI file has no notes")
-    if renderer == "fluidsynth":
-        from audio.fluid import render_midi
+    if renderer == "fluidsynth":   # mastered like the neural path (and generate's FluidSynth songs)
+        from audio.fluid import render_midi_audio
 
-        render_midi(midi_path, wav_path, sample_rate=FLUID_RATE if sample_rate is None else sample_rate)
+        rate = FLUID_RATE if sample_rate is None else sample_rate
+        write_wav(wav_path, master(render_midi_audio(midi_path, sample_rate=rate), rate), rate, flac=flac)
         return wav_path
     if renderer != "neural":
         raise UserError(f"--renderer {renderer!r}: not allowed (allowed: neural, fluidsynth)")

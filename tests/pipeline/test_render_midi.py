@@ -82,6 +82,22 @@ def test_render_cli_writes_a_wav(tmp_path, fake_timbre, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mid", "in.wav"]
 
 
+def test_render_names_what_the_timbre_model_does_not_play(tmp_path, fake_timbre, capsys):
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    inst = pretty_midi.Instrument(0, name="p")
+    inst.notes += [pretty_midi.Note(90, 60, 0.0, 0.5), pretty_midi.Note(90, 64, 0.5, 10.0)]   # 9.5 s: cut at 8
+    inst.pitch_bends += [pretty_midi.PitchBend(2000, 0.1), pretty_midi.PitchBend(0, 0.3)]       # one bend, one reset
+    inst.control_changes += [pretty_midi.ControlChange(64, 127, 0.0), pretty_midi.ControlChange(64, 0, 2.0)]
+    pm.instruments.append(inst)
+    pm.write(str(tmp_path / "b.mid"))
+    assert cli_main(["musegansynth render", str(tmp_path / "b.mid"), "--device", "cpu"]) == 0
+    assert capsys.readouterr().err == ("musegansynth: note: the timbre model plays each note on its pitch, without "
+                                       "1 pitch bends, the sustain pedal (1 presses), 1 notes past 8 s (cut there); "
+                                       "--renderer fluidsynth plays them\n")
+    assert cli_main(["musegansynth render", str(_midi(tmp_path / "plain.mid", programs=(0,))), "--device", "cpu"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_render_is_reproducible(tmp_path, fake_timbre):
     midi = _midi(tmp_path / "in.mid")
     a = render_file(midi, tmp_path / "a.wav", timbre=fake_timbre)
@@ -127,6 +143,10 @@ def test_render_with_fluidsynth(tmp_path):
     assert cli_main(["r", str(midi), "--renderer", "fluidsynth", "--out", str(tmp_path / "f.wav")]) == 0
     data, sr = sf.read(str(tmp_path / "f.wav"))
     assert sr == 44100 and np.abs(data).max() > 0.01
+    # mastered like the neural path: at the target loudness (FluidSynth's own output sat ~16 dB under)
+    from audio.mix import TARGET_DB, loudness_db
+
+    assert abs(loudness_db(np.atleast_2d(data.T), sr) - TARGET_DB) < 1.5
     assert cli_main(["r", str(midi), "--renderer", "fluidsynth", "--sample-rate", "22050",
                      "--out", str(tmp_path / "g.flac")]) == 0
     low, sr = sf.read(str(tmp_path / "g.flac"))
