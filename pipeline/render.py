@@ -100,7 +100,7 @@ def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progre
     unplayed = unplayed_by_the_timbre_model(pm)
     if unplayed:
         print(f"musegansynth: note: the timbre model plays each note on its pitch, without "
-              f"{', '.join(unplayed)}; --renderer fluidsynth plays them", file=sys.stderr)
+              f"{', '.join(unplayed)} (FluidSynth plays them: render --renderer fluidsynth)", file=sys.stderr)
     names, notes = notes_from_midi(pm, program_of=program_mapper(timbre))
     if not notes:
         raise UserError("the MIDI file has no notes")
