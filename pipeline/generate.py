@@ -829,6 +829,8 @@ def cli_main(argv: list[str]) -> int:
     Prints each song folder on stdout.
     """
     args = build_parser(argv[0]).parse_args(argv[1:])
+    if args.flac and args.renderer == "none":
+        raise UserError("--flac: --renderer none writes no audio (leave one of them out)")
     config = load_config(args.config if args.config is not None else DEFAULT_CONFIG)
     if args.count < 1:
         raise UserError(f"--count {args.count}: must be at least 1")

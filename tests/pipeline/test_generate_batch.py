@@ -86,6 +86,9 @@ def test_devices_without_count_is_a_note_and_a_first_failure_leaves_no_folder(tm
                      "--devices", "2"]) == 0
     assert capsys.readouterr().err == ("musegansynth: note: --devices 2: has no effect on one song (it runs on "
                                        "--device; --count N > 1 shares N songs over devices)\n")
+    with pytest.raises(UserError, match=r"^--flac: --renderer none writes no audio \(leave one of them out\)$"):
+        cli_main(["g", str(short_config), "--out", str(tmp_path / "f"), "--renderer", "none", "--flac"])
+    assert not (tmp_path / "f").exists()
     # a config the composer refuses (a drums style it does not know), with --count: no folder is left
     bad = tmp_path / "bad.yaml"
     bad.write_text(short_config.read_text() + "style: polka\n")
