@@ -136,6 +136,22 @@ def _target(value: float | None, target: float, op: str) -> dict[str, Any]:
 # generation
 
 
+def check_device(device: str) -> torch.device:
+    """``--device``: "cpu", "cuda" or "cuda:N" of a GPU that is here; UserError naming the flag otherwise."""
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index not in (None, 0)):
+        raise UserError(f"--device {device}: expected cpu or cuda (or cuda:N)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: no such GPU ({torch.cuda.device_count()} here)")
+    return dev
+
+
 def _load_generator(path: Path, device: str) -> Any:
     """The timbre model (:class:`audio.generate.TimbreGenerator`) from shipped weights."""
     try:
@@ -257,8 +273,10 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
         raise UserError(f"{data}: note data folder not found (build it with 'musegansynth data notes')")
     if not weights.exists() and not weights.with_suffix(".safetensors").exists():
         raise UserError(f"{weights}: timbre model weights not found")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available")
+    check_device(device)
+    from pipeline.config import resolve_weights_path
+
+    classifier = resolve_weights_path(str(classifier), "classifier", "--classifier")
     t0 = time.time()
     clf = PitchFamilyClassifier.load(classifier, device=device)
     gen = _load_generator(weights, device)
@@ -356,7 +374,8 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--data", required=True, help="NSynth-format note set folder (e.g. data/build/notes/fluidr3)")
     parser.add_argument("--split", default="nsynth-test", help="held-out split (default nsynth-test)")
     parser.add_argument("--weights", required=True, help="timbre model weights (data/pretrained/audio_<name>.safetensors)")
-    parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER), help="pitch/family classifier weights")
+    parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER),
+                        help=f"pitch/family classifier weights (default {DEFAULT_CLASSIFIER}, in the project)")
     parser.add_argument("--n", type=int, default=1000,
                         help="notes to generate (default 1000); the real set is min(n, split size) held-out notes")
     parser.add_argument("--seed", type=int, default=0)
@@ -367,6 +386,7 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--reference-notes", type=int, default=5000,
                         help="training notes the NDB bins and FD reference are fitted on (default 5000)")
     args = parser.parse_args(argv[1:])
+    check_device(args.device)
     if args.json is not None:
         check_json_out(args.json)  # before the evaluation, which takes minutes
     result = evaluate_audio(data=args.data, weights=args.weights, classifier=args.classifier, split=args.split,

@@ -60,6 +60,17 @@ _TICKS_PER_BEAT = 1000
 _TEMPO_US = 1_000_000
 #: Notes per fluidsynth run (amortises loading the SoundFont).
 _DEFAULT_BATCH = 256
+#: Output rates FluidSynth renders (its ``synth.sample-rate`` bounds), in Hz, inclusive.
+SAMPLE_RATE_RANGE = (8000, 96000)
+
+
+def check_sample_rate(rate: int, key: str = "--sample-rate") -> int:
+    """``rate`` as an int when FluidSynth can render at it (:data:`SAMPLE_RATE_RANGE`); UserError naming
+    ``key`` otherwise, before any fluidsynth run (which would fail with a temp-file message)."""
+    lo, hi = SAMPLE_RATE_RANGE
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not lo <= int(rate) <= hi:
+        raise UserError(f"{key} {rate}: out of range (FluidSynth renders at {lo} to {hi} Hz)")
+    return int(rate)
 
 
 @dataclass(frozen=True)
@@ -278,6 +289,7 @@ def render_notes(specs: Sequence[NoteSpec], sample_rate: int = 16000, soundfont:
     specs = list(specs)
     for spec in specs:
         spec.validate()
+    check_sample_rate(sample_rate, "sample_rate")
     if not specs:
         return []
     sf_path = find_soundfont(soundfont)

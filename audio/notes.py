@@ -171,9 +171,14 @@ def choose_programs(programs: Sequence[str | int] | None = None, per_family: int
             overrides ``per_family``.
         per_family: the first N programs of each family in :data:`FAMILY_PROGRAMS`.
         full: all 128 GM programs (plus drums).
-        drums: include the drum kit (for ``per_family`` and ``full``).
+        drums: include the drum kit (for ``per_family`` and ``full``); False with the drum kit
+            named in ``programs`` is a contradiction (UserError).
+
+    Raises:
+        UserError: an unknown instrument, an empty ``programs`` list (e.g. ``--programs ""``), or
+            the drum kit named with ``drums=False``.
     """
-    if programs:
+    if programs is not None:
         chosen: list[int] = []
         for item in programs:
             for part in str(item).split(","):
@@ -181,6 +186,11 @@ def choose_programs(programs: Sequence[str | int] | None = None, per_family: int
                     program = instrument_name_to_program(part.strip())
                     if program not in chosen:
                         chosen.append(program)
+        if not chosen:
+            shown = " ".join(repr(str(p)) for p in programs) or "''"
+            raise UserError(f"--programs {shown}: the program list is empty; name instruments like 'piano' or 33")
+        if not drums and DRUM_PROGRAM in chosen:
+            raise UserError("--programs names the drum kit but --no-drums leaves it out; give one or the other")
         return chosen
     if full:
         return list(range(128)) + ([DRUM_PROGRAM] if drums else [])
@@ -241,21 +251,85 @@ def _write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> None:
         sf.write(str(tmp), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
 
 
+def render_settings(soundfont: str | os.PathLike, sample_rate: int, hold_s: float, release_s: float) -> dict[str, Any]:
+    """Everything that shapes a note's audio besides its (program, pitch, velocity): stored in build.json
+    as ``render`` and compared on a rebuild (a wav is reused only when these match)."""
+    from audio.fluid import NOTE_GAIN
+
+    path = Path(soundfont).expanduser().resolve()
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = None
+    return {"soundfont": str(path), "soundfont_bytes": size, "sample_rate": int(sample_rate),
+            "hold_s": float(hold_s), "release_s": float(release_s), "gain": float(NOTE_GAIN)}
+
+
+def _previous_settings(out: Path) -> dict[str, Any] | None:
+    """The render settings of the wavs already in ``out`` (from its build.json), or None when it has none.
+
+    A build.json from before ``render`` was stored gives its soundfont, sample rate, hold and release
+    (compared alone). UserError when ``out`` holds split folders but no readable build.json of ours:
+    such wavs (perhaps real NSynth) are neither reused nor overwritten.
+    """
+    path = out / "build.json"
+    has_splits = any((out / f"nsynth-{split}").exists() for split in SPLITS)
+    if not path.is_file():
+        if has_splits:
+            raise UserError(f"--out {out}: holds nsynth-* folders but no build.json, so it was not built by "
+                            f"'musegansynth data notes'; choose an empty or new folder")
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        data = None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: unreadable build record; delete the folder {out} to rebuild it")
+    if isinstance(data.get("render"), dict):
+        return data["render"]
+    return {k: data.get(k) for k in ("soundfont", "sample_rate", "hold_s", "release_s")}
+
+
+def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    if set(old) - set(new):
+        return False
+    for key, value in old.items():
+        if key == "soundfont":
+            if value is None or Path(str(value)).expanduser().resolve() != Path(new[key]):
+                return False
+        elif value != new[key]:
+            return False
+    return True
+
+
 def build_notes(out: str | os.PathLike, notes: Sequence[PlannedNote], soundfont: str | os.PathLike | None = None,
                 hold_s: float = 3.0, release_s: float = 1.0, sample_rate: int = 16000, workers: int | None = None,
                 progress: bool = True, chunk: int | None = None) -> dict[str, Any]:
-    """Render ``notes`` into an NSynth-format folder ``out`` (existing wavs are kept, not re-rendered).
+    """Render ``notes`` into an NSynth-format folder ``out``.
 
-    Silent notes (RMS < :data:`SILENT_RMS`) are not written and not listed. Returns the summary
-    that is also written to ``out/build.json``: counts per split, rendered / reused / silent
-    counts, silent note names, bytes, seconds.
+    A rebuild keeps the wavs that exist when they were rendered with the same settings
+    (:func:`render_settings`: SoundFont, sample rate, hold, release, gain) as this build; when the
+    settings differ, every wav of the old build is deleted and all notes are rendered again. The
+    settings are written to ``out/build.json`` before rendering starts, so an interrupted build
+    resumes. Silent notes (RMS < :data:`SILENT_RMS`) are not written and not listed. Returns the
+    summary that is also written to ``out/build.json``: counts per split, rendered / reused / silent
+    counts, silent note names, bytes, seconds, and ``render`` (the settings).
     """
-    from audio.fluid import NoteSpec, find_soundfont, render_notes
+    from audio.fluid import NoteSpec, check_sample_rate, find_soundfont, render_notes
 
     t0 = time.perf_counter()
     out = Path(out)
+    sample_rate = check_sample_rate(sample_rate, "sample_rate")
     sf_path = find_soundfont(soundfont)
     workers = max(1, int(workers or os.cpu_count() or 1))
+    settings = render_settings(sf_path, sample_rate, hold_s, release_s)
+    previous = _previous_settings(out)
+    if previous is None or not _same_settings(previous, settings):
+        # wavs made with other settings: remove them all (planned or not), so none is reused later
+        for split in SPLITS:
+            for old in (out / f"nsynth-{split}" / "audio").glob("*.wav"):
+                old.unlink()
+        atomic_write_text(out / "build.json", json.dumps({"render": settings, "complete": False}, indent=1) + "\n")
     wav_of = {n.note_str: out / f"nsynth-{n.split}" / "audio" / f"{n.note_str}.wav" for n in notes}
     todo = [n for n in notes if not wav_of[n.note_str].is_file()]
     silent: list[str] = []
@@ -314,6 +388,7 @@ def build_notes(out: str | os.PathLike, notes: Sequence[PlannedNote], soundfont:
                               json.dumps(dict(sorted(examples.items())), indent=1) + "\n")
     seconds = time.perf_counter() - t0
     summary = {
+        "render": settings,
         "soundfont": str(sf_path),
         "sample_rate": sample_rate,
         "hold_s": hold_s,
@@ -361,15 +436,19 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--hold", type=float, default=3.0, help="seconds held before note-off (default 3)")
     parser.add_argument("--release", type=float, default=1.0, help="seconds kept after note-off (default 1)")
     parser.add_argument("--sample-rate", type=int, default=16000, help="Hz (default 16000)")
-    parser.add_argument("--workers", type=int, default=None, help="parallel fluidsynth processes (default: CPUs)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parallel fluidsynth processes, at least 1 (default: the number of CPUs)")
     parser.add_argument("--limit", type=int, default=None, help="build only N notes, spread over all programs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv[1:])
 
     if not (args.hold > 0 and args.release >= 0 and args.hold + args.release <= 60):
         raise UserError(f"--hold {args.hold} --release {args.release}: need hold > 0, release >= 0, total <= 60 s")
-    if not 4000 <= args.sample_rate <= 192000:
-        raise UserError(f"--sample-rate {args.sample_rate}: must be 4000-192000 Hz")
+    from audio.fluid import check_sample_rate
+
+    check_sample_rate(args.sample_rate, "--sample-rate")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers}: must be at least 1 (leave it out for one per CPU)")
     pitches = _parse_int_list(args.pitches, "--pitches", 0, 127)
     velocities = _parse_int_list(args.velocities, "--velocities", 1, 127)
     programs = choose_programs(args.programs, args.per_family, args.full, drums=not args.no_drums)

@@ -212,7 +212,15 @@ def plot_phase(wave: np.ndarray | torch.Tensor, sample_rate: int, out_png: str |
 # command line
 
 
+#: Longest stretch of audio analysed (s): ``--seconds`` is at most this, and a longer WAV is cut to it.
+MAX_SECONDS = 60.0
+
+
 def _read_wav(path: str, seconds: float | None) -> tuple[np.ndarray, int]:
+    """A WAV mixed to mono, float32 [T], and its rate; cut to ``seconds`` (default: the first
+    :data:`MAX_SECONDS`, with a note on stderr when the file is longer)."""
+    import sys
+
     import soundfile as sf
 
     p = Path(path)
@@ -226,6 +234,10 @@ def _read_wav(path: str, seconds: float | None) -> tuple[np.ndarray, int]:
     if data.shape[0] == 0:
         raise UserError(f"{path}: the audio file holds no samples")
     wave = data.mean(axis=1)
+    if seconds is None and len(wave) > MAX_SECONDS * sr:
+        print(f"musegansynth: note: {path} lasts {len(wave) / sr:.1f} s; analysing its first {MAX_SECONDS:.0f} s "
+              f"(choose less with --seconds)", file=sys.stderr)
+        seconds = MAX_SECONDS
     if seconds is not None:
         wave = wave[: max(1, int(round(seconds * sr)))]
     return wave, int(sr)
@@ -246,14 +258,35 @@ def _render(pitch: int, instrument: str, velocity: int, seconds: float, sample_r
 
 
 def _generate(pitch: int, program: int, velocity: int, weights: str | None, seed: int) -> tuple[np.ndarray, int]:
-    """One note from the timbre model (its clip, before any sustain extension): ([T] float32, sample rate)."""
+    """One note from the timbre model (its clip, before any sustain extension): ([T] float32, sample rate).
+
+    A program the model was not trained on is played as the nearest one it knows, and a pitch outside
+    the pitches it learnt is kept: each with a warning line on stderr, as ``musegansynth render`` does.
+    """
+    import sys
+
     import torch
 
+    from audio.families import DRUM_PROGRAM, program_name
     from audio.generate import TimbreGenerator
+    from pipeline.config import resolve_weights_path
+    from pipeline.render import DEFAULT_AUDIO_WEIGHTS, known_programs, nearest_program
 
-    root = Path(__file__).resolve().parents[1]
-    path = Path(weights) if weights else root / "data" / "pretrained" / "audio_default.safetensors"
-    gen = TimbreGenerator.load(path)
+    gen = TimbreGenerator.load(resolve_weights_path(weights or DEFAULT_AUDIO_WEIGHTS, "audio", "--weights"))
+    is_drum = program == DRUM_PROGRAM
+    known = known_programs(gen)
+    if is_drum and gen.programs and DRUM_PROGRAM not in gen.programs:
+        print("musegansynth: warning: the timbre model was not trained on drums; the note may sound like nothing "
+              "in particular", file=sys.stderr)
+    elif not is_drum and known is not None and program not in known:
+        target = nearest_program(program, known)
+        print(f"musegansynth: warning: program {program} ({program_name(program)}) is unknown to the timbre model; "
+              f"playing it as {target} ({program_name(target)})", file=sys.stderr)
+        program = target
+    learnt = [int(p) for p in (gen.pitch_vocab or {}).get("drums" if is_drum else "pitched", [])]
+    if learnt and not min(learnt) <= pitch <= max(learnt):
+        print(f"musegansynth: warning: --pitch {pitch} is outside the {'drum keys' if is_drum else 'pitches'} the "
+              f"timbre model learnt ({min(learnt)}-{max(learnt)}); the note may be poor", file=sys.stderr)
     z = gen.sample_z(1, torch.Generator().manual_seed(seed))
     wave = gen.generate(torch.tensor([pitch]), torch.tensor([program]), torch.tensor([velocity]), z)
     return np.asarray(wave[0].detach().cpu().numpy(), dtype=np.float32), int(gen.sample_rate)
@@ -301,7 +334,8 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--n-fft", type=int, default=None,
                         help=f"STFT window in samples, even, at least 4 (default {DEFAULT_N_FFT})")
     parser.add_argument("--hop", type=int, default=None, help="samples between frames (default n_fft / 4)")
-    parser.add_argument("--sample-rate", type=int, default=16000, help="sample rate of a rendered note (Hz)")
+    parser.add_argument("--sample-rate", type=int, default=None,
+                        help="sample rate of a note rendered with FluidSynth, 8000-96000 Hz (default 16000)")
     parser.add_argument("--max-hz", type=float, default=None, help="top of the frequency axis (default 4000 Hz)")
     parser.add_argument("--soundfont", default=None, help="SoundFont name or path (default FluidR3_GM)")
     parser.add_argument("--title", default=None, help="headline of the figure")
@@ -309,7 +343,8 @@ def cli_main(argv: Sequence[str]) -> int:
                         help="draw a note made by the timbre model (with --pitch and --instrument) instead of FluidSynth")
     parser.add_argument("--weights", default=None,
                         help="timbre model weights for --generated (default: the shipped audio_default)")
-    parser.add_argument("--timbre-seed", type=int, default=0, help="seed of the timbre latent for --generated")
+    parser.add_argument("--timbre-seed", type=int, default=None,
+                        help="seed of the timbre latent for --generated, 0 to 2**31 - 1 (default 0)")
     args = parser.parse_args(argv[1:])
 
     _stft_config(16000, args.n_fft, args.hop)  # bad sizes are refused before any rendering
@@ -317,8 +352,23 @@ def cli_main(argv: Sequence[str]) -> int:
         raise UserError(f"--out {args.out}: the picture is a PNG; name it *.png")
     if args.max_hz is not None and args.max_hz <= 0:
         raise UserError(f"--max-hz {args.max_hz}: must be positive")
-    if args.seconds is not None and not (0 < args.seconds <= 60):
-        raise UserError(f"--seconds {args.seconds}: must be > 0 and at most 60")
+    if args.seconds is not None and not (0 < args.seconds <= MAX_SECONDS):
+        raise UserError(f"--seconds {args.seconds}: must be > 0 and at most {MAX_SECONDS:.0f}")
+    # options that would do nothing in the chosen mode are refused by name
+    if args.wav is not None and args.generated:
+        raise UserError("--generated draws a note of the timbre model from --pitch and --instrument; "
+                        "it takes no WAV file")
+    if not args.generated:
+        for flag, value in (("--timbre-seed", args.timbre_seed), ("--weights", args.weights)):
+            if value is not None:
+                raise UserError(f"{flag} is for --generated notes only (the timbre model)")
+    if args.generated or args.wav is not None:
+        mode = "--generated (the timbre model renders at its own rate)" if args.generated else "a WAV file"
+        for flag, value in (("--sample-rate", args.sample_rate), ("--soundfont", args.soundfont)):
+            if value is not None:
+                raise UserError(f"{flag} is for notes rendered with FluidSynth; it has no effect with {mode}")
+    if args.timbre_seed is not None and not 0 <= args.timbre_seed < 2**31:
+        raise UserError(f"--timbre-seed {args.timbre_seed}: must be 0 to {2**31 - 1}")
     if args.wav is not None:
         if args.pitch is not None or args.instrument is not None:
             raise UserError("give either a WAV file or --pitch and --instrument, not both")
@@ -331,17 +381,19 @@ def cli_main(argv: Sequence[str]) -> int:
             raise UserError(f"--pitch {args.pitch}: MIDI pitch must be 0-127")
         if not 1 <= args.velocity <= 127:
             raise UserError(f"--velocity {args.velocity}: must be 1-127")
-        if args.sample_rate < 1000:
-            raise UserError(f"--sample-rate {args.sample_rate}: too low")
+        if args.sample_rate is not None:
+            from audio.fluid import check_sample_rate
+
+            check_sample_rate(args.sample_rate, "--sample-rate")
         from audio.families import instrument_name_to_program, program_name
 
         program = instrument_name_to_program(args.instrument)
         name = program_name(program) if program < 128 else "drums"
         if args.generated:
-            wave, sr = _generate(args.pitch, program, args.velocity, args.weights, args.timbre_seed)
+            wave, sr = _generate(args.pitch, program, args.velocity, args.weights, args.timbre_seed or 0)
             name = f"{name} by the timbre model"
         else:
-            sr = args.sample_rate
+            sr = args.sample_rate or 16000
             wave = _render(args.pitch, args.instrument, args.velocity, args.seconds or 1.0, sr, args.soundfont)
         title = args.title or (f"{name}, MIDI {args.pitch} ({440.0 * 2 ** ((args.pitch - 69) / 12):.1f} Hz): "
                                "why GANSynth models instantaneous frequency")

@@ -15,12 +15,78 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 
 from pipeline.errors import UserError
+
+#: ``ckpt_path`` values Lightning resolves itself (to a checkpoint of the current run's callbacks).
+_LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
 
 
 def _bins(n_mels: int | None, n_fft: int) -> int:
     return int(n_mels) if n_mels else int(n_fft) // 2
+
+
+def _option_values(args: list[str], flag: str) -> list[str]:
+    """The values of ``flag VALUE`` / ``flag=VALUE`` in ``args``, in order."""
+    values = []
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith(flag + "="):
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
+def check_config_file(path: str) -> None:
+    """UserError naming ``--config`` when ``path`` is a file that is not text (e.g. a MIDI file): the
+    YAML parser would fail with a decoding traceback. Missing files and YAML errors are left to the
+    CLI's parser, which names them on one line."""
+    p = Path(path)
+    if not p.is_file():
+        return
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise UserError(f"--config {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise UserError(f"--config {path}: not a YAML config (binary file); see configs/audio/*.yaml")
+
+
+def check_checkpoint(path: str) -> None:
+    """UserError naming ``--ckpt_path`` unless ``path`` is a file that loads as a Lightning checkpoint
+    (a dict with ``state_dict``), or one of the names Lightning resolves itself ("last", "best", ...)
+    when no file has that name. Run before the trainer starts, so that no run folder is made."""
+    p = Path(path).expanduser()
+    if str(path) in _LIGHTNING_CKPT_NAMES and not p.exists():
+        return
+    if not p.exists():
+        raise UserError(f"--ckpt_path {path}: no such checkpoint file")
+    if not p.is_file():
+        raise UserError(f"--ckpt_path {path}: is a folder, not a checkpoint file")
+    if p.stat().st_size == 0:
+        raise UserError(f"--ckpt_path {path}: the file is empty, not a checkpoint")
+    import pickle
+
+    import torch
+
+    try:
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "weights_only" not in str(exc):
+                raise
+            ckpt = torch.load(p, map_location="cpu", weights_only=False)  # as Lightning may when resuming
+    except Exception as exc:  # torch.load raises many kinds for a file that is not a checkpoint
+        raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (torch cannot load it: "
+                        f"{type(exc).__name__}); give a .ckpt file saved by 'musegansynth train audio'") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict); give a .ckpt file "
+                        f"saved by 'musegansynth train audio'")
 
 
 def cli_main(argv: list[str] | None = None) -> int:
@@ -50,9 +116,16 @@ def cli_main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     if len(argv) <= 1:
         raise UserError(f"{argv[0] if argv else 'train audio'}: give --config FILE (see configs/audio/*.yaml)")
+    for path in _option_values(argv[1:], "--config"):
+        check_config_file(path)
+    given_ckpt = _option_values(argv[1:], "--ckpt_path")
+    if given_ckpt and given_ckpt[-1] not in ("null", "None", ""):
+        check_checkpoint(given_ckpt[-1])  # before Lightning starts (it prints as it sets up)
     cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,
                    parser_kwargs={"prog": argv[0]}, save_config_kwargs={"overwrite": True})
     ckpt = cli.config.get("ckpt_path")
+    if ckpt is not None:
+        check_checkpoint(ckpt)  # also one from the config file; before the logger makes its version folder
     # read the notes now: a missing or bad note set is refused before the trainer makes its logger's
     # folders (TensorBoard's events file) and checkpoints; fit's own setup then finds them read
     cli.datamodule.setup("fit")

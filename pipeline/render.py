@@ -159,8 +159,6 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
 
 #: FluidSynth's output rate when none is asked for.
 FLUID_RATE = 44100
-#: The rates ``render --sample-rate`` accepts (FluidSynth's own bounds).
-RATE_RANGE = (8000, 96000)
 
 #: File name endings ``render`` writes (the format follows the ending).
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -177,6 +175,8 @@ def check_audio_out(path: str | Path) -> Path:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
+    from audio.fluid import SAMPLE_RATE_RANGE
+
     p = argparse.ArgumentParser(prog=prog, description="Voice a MIDI file with the timbre model (or FluidSynth).")
     p.add_argument("midi", help="the MIDI file")
     p.add_argument("--out", default=None, help="output .wav or .flac (default: the MIDI's name with .wav)")
@@ -185,7 +185,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help=f"timbre model weights (default {DEFAULT_AUDIO_WEIGHTS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the instruments' timbre latents")
     p.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
-                   help=f"output rate: FluidSynth renders at any rate from {RATE_RANGE[0]} to {RATE_RANGE[1]} "
+                   help=f"output rate: FluidSynth renders at any rate from {SAMPLE_RATE_RANGE[0]} to {SAMPLE_RATE_RANGE[1]} "
                         f"(default {FLUID_RATE}); the timbre model at its own only (the default)")
     return p
 
@@ -200,9 +200,10 @@ def cli_main(argv: list[str]) -> int:
     out = Path(args.out) if args.out else midi.with_suffix(".wav")
     check_seed(args.seed)
     check_audio_out(out)
-    if args.sample_rate is not None and not RATE_RANGE[0] <= args.sample_rate <= RATE_RANGE[1]:
-        raise UserError(f"--sample-rate {args.sample_rate}: out of range (allowed: {RATE_RANGE[0]} to "
-                        f"{RATE_RANGE[1]} Hz)")
+    if args.sample_rate is not None:
+        from audio.fluid import check_sample_rate
+
+        check_sample_rate(args.sample_rate)
     device = resolve_device(args.device)
     from symbolic.roll import read_midi
 

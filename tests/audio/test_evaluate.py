@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,7 +169,7 @@ def test_cli_prints_table_and_writes_json(setup, monkeypatch, tmp_path, capsys):
 @pytest.mark.parametrize("what,pattern", [
     ("data", "nowhere: note data folder not found"),
     ("weights", "nothing.safetensors: timbre model weights not found"),
-    ("classifier", "noclf.safetensors: classifier file not found"),
+    ("classifier", "^--classifier: .*noclf.safetensors: no such weights file"),
     ("split", "split 'nsynth-dev'"),
     ("n", "--n 0: must be at least 1"),
 ])
@@ -187,6 +188,51 @@ def test_bad_input_is_a_user_error(setup, monkeypatch, tmp_path, capsys, what, p
     assert cli(["evaluate", "audio", *argv[1:]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("musegansynth: error:")
+
+
+@pytest.mark.parametrize("device,pattern", [
+    ("tpu", "--device tpu: expected cpu or cuda"),
+    ("gpu", "--device gpu: expected cpu or cuda"),
+    ("cpu:3", "--device cpu:3: expected cpu or cuda"),
+    ("cuda:99", "--device cuda:99: (CUDA is not available|no such GPU)"),
+])
+def test_bad_device_is_one_line_exit_2(setup, monkeypatch, capsys, device, pattern):
+    monkeypatch.setattr(ev, "_load_generator", lambda path, device: ToneGenerator())
+    argv = ["--data", str(setup["data"]), "--weights", str(setup["weights"]), "--classifier",
+            str(setup["classifier"]), "--n", "5", "--device", device]
+    with pytest.raises(UserError, match=pattern):
+        ev.cli_main(["prog", *argv])
+    with pytest.raises(UserError, match=pattern):
+        ev.evaluate_audio(data=setup["data"], weights=setup["weights"], classifier=setup["classifier"], n=5,
+                          device=device)
+    capsys.readouterr()
+    assert cli(["evaluate", "audio", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("musegansynth: error: --device"), err
+
+
+def test_default_classifier_is_found_in_the_project_from_any_folder(setup, monkeypatch, tmp_path, capsys):
+    import shutil
+
+    import pipeline.config
+
+    project = tmp_path / "project"
+    (project / ev.DEFAULT_CLASSIFIER.parent).mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(Path(setup["classifier"]).with_suffix(suffix), project / ev.DEFAULT_CLASSIFIER.with_suffix(suffix))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(pipeline.config, "PROJECT_ROOT", project)
+    monkeypatch.setattr(ev, "_load_generator", lambda path, device: ToneGenerator())
+    argv = ["--data", str(setup["data"]), "--weights", str(setup["weights"]), "--n", "5"]
+    assert cli(["evaluate", "audio", *argv]) == 0, capsys.readouterr().err
+    # without it in the project either, the error names the flag
+    (project / ev.DEFAULT_CLASSIFIER).unlink()
+    capsys.readouterr()
+    assert cli(["evaluate", "audio", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--classifier" in err[0] and str(ev.DEFAULT_CLASSIFIER) in err[0], err
 
 
 def test_unwritable_json_is_refused_before_evaluating(setup, monkeypatch, tmp_path, capsys):

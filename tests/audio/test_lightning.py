@@ -343,3 +343,60 @@ def test_shipped_configs_parse(configs, capsys):
     for key, value in (default.get("model") or {}).items():
         if not isinstance(value, dict):
             assert printed["model"][key] == value, key
+
+
+@pytest.mark.parametrize("kind,pattern", [
+    ("missing", "no such checkpoint file"),
+    ("folder", "is a folder, not a checkpoint file"),
+    ("empty", "the file is empty, not a checkpoint"),
+    ("text", "not a Lightning checkpoint"),
+    ("tensor", "not a Lightning checkpoint \\(no state_dict\\)"),
+])
+def test_bad_ckpt_path_is_refused_before_the_run_folder_is_made(tmp_path, monkeypatch, capsys, kind, pattern):
+    from pipeline.cli import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    root = write_sine_notes(tmp_path / "notes")
+    ckpt = tmp_path / "afile"
+    if kind == "folder":
+        ckpt.mkdir()
+    elif kind == "empty":
+        ckpt.write_bytes(b"")
+    elif kind == "text":
+        ckpt.write_text("hello\n")
+    elif kind == "tensor":
+        torch.save({"weights": torch.zeros(2)}, ckpt)
+    out = tmp_path / "run"
+    args = ["--config", str(DEBUG_YAML), "--data.data_root", str(root), "--trainer.default_root_dir", str(out),
+            "--trainer.logger.init_args.save_dir", str(out), "--ckpt_path", str(ckpt)]
+    with pytest.raises(UserError, match=f"^--ckpt_path {ckpt}: {pattern}"):
+        cli_main(["musegansynth train audio", *args])
+    capsys.readouterr()
+    assert cli(["train", "audio", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"musegansynth: error: --ckpt_path {ckpt}"), err
+    assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_ckpt_path_from_the_config_file_is_checked_before_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = write_sine_notes(tmp_path / "notes")
+    config = tmp_path / "resume.yaml"
+    config.write_text(DEBUG_YAML.read_text() + "ckpt_path: nothere.ckpt\n")
+    with pytest.raises(UserError, match="^--ckpt_path nothere.ckpt: no such checkpoint file"):
+        cli_main(["musegansynth train audio", "--config", str(config), "--data.data_root", str(root)])
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("form", ["--config", "--config="])
+def test_binary_config_is_a_user_error(tmp_path, capsys, form):
+    from pipeline.cli import main as cli
+
+    song = tmp_path / "some.mid"
+    song.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\xdc\x00")
+    args = [form + str(song)] if form.endswith("=") else [form, str(song)]
+    with pytest.raises(UserError, match=f"^--config {song}: not a YAML config"):
+        cli_main(["musegansynth train audio", *args])
+    assert cli(["train", "audio", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"musegansynth: error: --config {song}"), err

@@ -163,6 +163,79 @@ def test_build_notes_writes_nsynth_format_and_skips_silence(tmp_path, monkeypatc
     assert again["reused"] == 20 and len(calls) == 4 and again["counts"] == summary["counts"]
 
 
+def _wav_rates(root: Path) -> set[int]:
+    return {sf.info(str(w)).samplerate for w in root.glob("nsynth-*/audio/*.wav")}
+
+
+def test_rebuild_rerenders_when_render_settings_change(tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(fluid, "render_notes", _fake_render(calls))
+    font_a, font_b = tmp_path / "a.sf2", tmp_path / "b.sf2"
+    font_a.write_bytes(b"RIFF0000sfbk")
+    font_b.write_bytes(b"RIFF0000sfbk-other")
+    monkeypatch.setattr(fluid, "find_soundfont", lambda name=None: Path(name))
+    out = tmp_path / "set"
+    planned = plan_notes([56], [60, 61, 62], [90])
+
+    def build(notes_=planned, **kw):
+        calls.clear()
+        args = {"soundfont": font_a, "hold_s": 0.2, "release_s": 0.05, "sample_rate": 8000, **kw}
+        return build_notes(out, notes_, progress=False, **args)
+
+    assert build()["rendered"] == 3 and _wav_rates(out) == {8000}
+    again = build()
+    assert (again["rendered"], again["reused"], len(calls)) == (0, 3, 0)
+    # another sample rate: every note rendered again, the wavs and examples.json follow build.json
+    summary = build(sample_rate=16000)
+    assert (summary["rendered"], summary["reused"], len(calls)) == (3, 0, 3)
+    assert _wav_rates(out) == {16000}
+    assert json.loads((out / "build.json").read_text())["render"]["sample_rate"] == 16000
+    assert NoteSet(out, "train").sample_rate == 16000
+    # hold, release (even with the same total length) and the SoundFont count too
+    for change in ({"hold_s": 0.1, "release_s": 0.15}, {"soundfont": font_b}):
+        summary = build(sample_rate=16000, **change)
+        assert (summary["rendered"], summary["reused"]) == (3, 0), change
+    # wavs of notes left out of a build with new settings are deleted, never reused later
+    build(planned[:2], sample_rate=8000)
+    assert _wav_rates(out) == {8000} and len(list(out.glob("nsynth-*/audio/*.wav"))) == 2
+    summary = build(sample_rate=8000)
+    assert (summary["rendered"], summary["reused"]) == (1, 2) and _wav_rates(out) == {8000}
+
+
+def test_build_refuses_folder_not_built_here(nsynth_root, monkeypatch):
+    monkeypatch.setattr(fluid, "render_notes", _fake_render([]))
+    monkeypatch.setattr(fluid, "find_soundfont", lambda name=None: Path("/fake.sf2"))
+    before = sorted(p.name for p in nsynth_root.glob("nsynth-*/audio/*.wav"))
+    with pytest.raises(UserError, match="no build.json"):
+        build_notes(nsynth_root, plan_notes([0], [60], [90]), progress=False)
+    assert sorted(p.name for p in nsynth_root.glob("nsynth-*/audio/*.wav")) == before
+
+
+@pytest.mark.parametrize("rate", ["1000", "4000", "7999", "96001", "192000"])
+def test_cli_refuses_sample_rates_fluidsynth_cannot_render(rate, tmp_path):
+    with pytest.raises(UserError, match=rf"^--sample-rate {rate}: out of range \(FluidSynth renders at 8000 to 96000 Hz\)$"):
+        cli_main(["prog", "--programs", "Trumpet", "--pitches", "60", "--sample-rate", rate, "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(UserError, match="sample_rate"):
+        fluid.render_notes([fluid.NoteSpec(0, 60, 100)], sample_rate=int(rate))
+
+
+def test_cli_refuses_empty_programs_contradictions_and_bad_workers(tmp_path):
+    out = ["--out", str(tmp_path / "o")]
+    with pytest.raises(UserError, match="program list is empty"):
+        cli_main(["prog", "--programs", "", "--pitches", "60-61", *out])
+    with pytest.raises(UserError, match="program list is empty"):
+        cli_main(["prog", "--programs", " , ", *out])
+    with pytest.raises(UserError, match="--no-drums"):
+        cli_main(["prog", "--programs", "drums", "--no-drums", *out])
+    with pytest.raises(UserError, match="--no-drums"):
+        cli_main(["prog", "--programs", "piano,drums", "--no-drums", *out])
+    for workers in ("0", "-3"):
+        with pytest.raises(UserError, match=f"^--workers {workers}: must be at least 1"):
+            cli_main(["prog", "--programs", "piano", "--workers", workers, *out])
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_errors():
     with pytest.raises(UserError, match="--pitches"):
         cli_main(["prog", "--pitches", "x"])

@@ -142,3 +142,97 @@ def test_cli_draws_a_generated_note(tmp_path):
         cli_main(["explain-phase", "--generated", "--pitch", "60", "--instrument", "trumpet",
                   "--weights", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "bad.png")])
     assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize("options,says", [
+    (["WAV", "--generated"], "--generated draws a note of the timbre model"),
+    (["--pitch", "60", "--instrument", "Trumpet", "--timbre-seed", "3"], "--timbre-seed is for --generated notes only"),
+    (["--pitch", "60", "--instrument", "Trumpet", "--weights", "w.safetensors"], "--weights is for --generated notes only"),
+    (["WAV", "--timbre-seed", "0"], "--timbre-seed is for --generated notes only"),
+    (["--generated", "--pitch", "60", "--instrument", "Trumpet", "--sample-rate", "22050"],
+     "--sample-rate is for notes rendered with FluidSynth; it has no effect with --generated"),
+    (["WAV", "--sample-rate", "16000"], "--sample-rate is for notes rendered with FluidSynth; it has no effect with a WAV"),
+    (["WAV", "--soundfont", "timgm6mb"], "--soundfont is for notes rendered with FluidSynth"),
+    (["--generated", "--pitch", "60", "--instrument", "Trumpet", "--timbre-seed", "-1"],
+     "--timbre-seed -1: must be 0 to 2147483647"),
+    (["--pitch", "60", "--instrument", "Trumpet", "--sample-rate", "4000"],
+     "--sample-rate 4000: out of range (FluidSynth renders at 8000 to 96000 Hz)"),
+    (["--pitch", "60", "--instrument", "Trumpet", "--sample-rate", "192000"], "--sample-rate 192000: out of range"),
+    (["--pitch", "60", "--instrument", "Trumpet", "--sample-rate", "1000"], "--sample-rate 1000: out of range"),
+])
+def test_cli_refuses_options_without_effect_and_bad_rates(tmp_path, monkeypatch, options, says):
+    import audio.phase_plot as phase_plot
+
+    def never(*args, **kwargs):
+        raise AssertionError("rendered or generated before refusing the options")
+
+    monkeypatch.setattr(phase_plot, "_render", never)
+    monkeypatch.setattr(phase_plot, "_generate", never)
+    wav = tmp_path / "ok.wav"
+    sf.write(wav, _tone(), SR)
+    out = tmp_path / "x.png"
+    with pytest.raises(UserError) as exc:
+        cli_main([PROG, *[str(wav) if o == "WAV" else o for o in options], "--out", str(out)])
+    assert str(exc.value).startswith(says), str(exc.value)
+    assert not out.exists()
+
+
+class _FakeTimbre:
+    """Stands in for audio.generate.TimbreGenerator: knows Trumpet (56) and piano (0), pitches 48-72."""
+
+    sample_rate, latent_dim, programs = SR, 4, [0, 56]
+    pitch_vocab = {"pitched": list(range(48, 73)), "drums": []}
+    played: list = []
+
+    @classmethod
+    def load(cls, path, *args, **kwargs):
+        return cls()
+
+    def sample_z(self, n, generator):
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def generate(self, pitch, program, velocity, z):
+        self.played.append((int(pitch[0]), int(program[0])))
+        return torch.from_numpy(_tone()[None])
+
+
+def test_generated_note_outside_what_the_model_learnt_warns_and_maps(tmp_path, monkeypatch, capsys):
+    import audio.generate
+
+    monkeypatch.setattr(audio.generate, "TimbreGenerator", _FakeTimbre)
+    weights = tmp_path / "audio_fake.safetensors"
+    weights.write_bytes(b"stand-in")
+    _FakeTimbre.played.clear()
+    out = tmp_path / "g.png"
+    base = [PROG, "--generated", "--weights", str(weights), "--out", str(out)]
+    assert cli_main([*base, "--pitch", "60", "--instrument", "Trumpet"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert cli_main([*base, "--pitch", "60", "--instrument", "Trombone"]) == 0  # 57: unknown, same family as 56
+    err = capsys.readouterr().err
+    assert "program 57 (Trombone) is unknown to the timbre model; playing it as 56 (Trumpet)" in err, err
+    assert cli_main([*base, "--pitch", "100", "--instrument", "Trumpet"]) == 0
+    err = capsys.readouterr().err
+    assert "--pitch 100 is outside the pitches the timbre model learnt (48-72)" in err, err
+    assert _FakeTimbre.played == [(60, 56), (60, 56), (100, 56)]
+
+
+def test_long_wav_is_analysed_over_its_first_60_s_with_a_note(tmp_path, monkeypatch, capsys):
+    import audio.phase_plot as phase_plot
+
+    seen = {}
+
+    def plot(wave, sample_rate, out_png, **kwargs):
+        seen["samples"] = len(wave)
+        Path(out_png).write_bytes(b"png")
+        return Path(out_png)
+
+    monkeypatch.setattr(phase_plot, "plot_phase", plot)
+    rate = 8000
+    wav = tmp_path / "long.wav"
+    sf.write(wav, np.zeros(rate * 61 + 5, dtype=np.float32) + 0.1, rate)
+    assert cli_main([PROG, str(wav), "--out", str(tmp_path / "l.png")]) == 0
+    assert seen["samples"] == 60 * rate
+    err = capsys.readouterr().err
+    assert "long.wav lasts 61.0 s; analysing its first 60 s" in err, err
+    assert cli_main([PROG, str(wav), "--seconds", "2", "--out", str(tmp_path / "l.png")]) == 0
+    assert seen["samples"] == 2 * rate and "analysing" not in capsys.readouterr().err

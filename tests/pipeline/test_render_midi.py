@@ -158,7 +158,7 @@ def test_render_sample_rate_is_checked_before_anything_is_written(tmp_path, fake
     with pytest.raises(UserError, match=r"^--sample-rate 44100: the timbre model renders at 16000 Hz only"):
         cli_main(["r", str(midi), "--sample-rate", "44100", "--device", "cpu"])
     for bad in ("100", "200000"):
-        with pytest.raises(UserError, match=rf"^--sample-rate {bad}: out of range \(allowed: 8000 to 96000 Hz\)"):
+        with pytest.raises(UserError, match=rf"^--sample-rate {bad}: out of range \(FluidSynth renders at 8000 to 96000 Hz\)"):
             cli_main(["r", str(midi), "--renderer", "fluidsynth", "--sample-rate", bad])
     assert cli_main(["r", str(midi), "--sample-rate", "16000", "--device", "cpu"]) == 0  # the model's own
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mid", "in.wav"]
