@@ -276,7 +276,8 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
     check_device(device)
     from pipeline.config import resolve_weights_path
 
-    classifier = resolve_weights_path(str(classifier), "classifier", "--classifier")
+    classifier = resolve_weights_path(str(classifier), "classifier", "--classifier",
+                                      train="python -m audio.classifier --data NOTES --out FILE")
     t0 = time.time()
     clf = PitchFamilyClassifier.load(classifier, device=device)
     gen = _load_generator(weights, device)

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -325,10 +326,12 @@ def build_notes(out: str | os.PathLike, notes: Sequence[PlannedNote], soundfont:
     settings = render_settings(sf_path, sample_rate, hold_s, release_s)
     previous = _previous_settings(out)
     if previous is None or not _same_settings(previous, settings):
-        # wavs made with other settings: remove them all (planned or not), so none is reused later
+        # wavs made with other settings: remove them all (planned or not), so none is reused later,
+        # and the spectrograms cached from them (their key sees file names and sizes, not the audio)
         for split in SPLITS:
             for old in (out / f"nsynth-{split}" / "audio").glob("*.wav"):
                 old.unlink()
+        shutil.rmtree(out / "cache", ignore_errors=True)
         atomic_write_text(out / "build.json", json.dumps({"render": settings, "complete": False}, indent=1) + "\n")
     wav_of = {n.note_str: out / f"nsynth-{n.split}" / "audio" / f"{n.note_str}.wav" for n in notes}
     todo = [n for n in notes if not wav_of[n.note_str].is_file()]

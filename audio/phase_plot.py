@@ -227,20 +227,21 @@ def _read_wav(path: str, seconds: float | None) -> tuple[np.ndarray, int]:
     if not p.is_file():
         raise UserError(f"{path}: no such audio file")
     try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        info = sf.info(str(p))
+        sr = int(info.samplerate)
+        if seconds is None and info.frames > MAX_SECONDS * sr:
+            print(f"musegansynth: note: {path} lasts {info.frames / sr:.1f} s; analysing its first "
+                  f"{MAX_SECONDS:.0f} s (choose less with --seconds)", file=sys.stderr)
+            seconds = MAX_SECONDS
+        # only what is analysed is read: a long recording is not loaded whole
+        frames = -1 if seconds is None else max(1, int(round(seconds * sr)))
+        data, sr = sf.read(str(p), frames=frames, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise UserError(f"{path}: cannot read audio ({reason})") from None
     if data.shape[0] == 0:
         raise UserError(f"{path}: the audio file holds no samples")
-    wave = data.mean(axis=1)
-    if seconds is None and len(wave) > MAX_SECONDS * sr:
-        print(f"musegansynth: note: {path} lasts {len(wave) / sr:.1f} s; analysing its first {MAX_SECONDS:.0f} s "
-              f"(choose less with --seconds)", file=sys.stderr)
-        seconds = MAX_SECONDS
-    if seconds is not None:
-        wave = wave[: max(1, int(round(seconds * sr)))]
-    return wave, int(sr)
+    return data.mean(axis=1), int(sr)
 
 
 def _render(pitch: int, instrument: str, velocity: int, seconds: float, sample_rate: int,
@@ -358,6 +359,8 @@ def cli_main(argv: Sequence[str]) -> int:
     if args.wav is not None and args.generated:
         raise UserError("--generated draws a note of the timbre model from --pitch and --instrument; "
                         "it takes no WAV file")
+    if args.generated and args.seconds is not None:
+        raise UserError("--seconds: a --generated note lasts the timbre model's clip; it takes no length")
     if not args.generated:
         for flag, value in (("--timbre-seed", args.timbre_seed), ("--weights", args.weights)):
             if value is not None:

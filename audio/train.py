@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pipeline.errors import UserError
 
-#: ``ckpt_path`` values Lightning resolves itself (to a checkpoint of the current run's callbacks).
+#: ``ckpt_path`` values Lightning resolves itself, to a checkpoint of the current run's callbacks:
+#: every run writes a new version folder, so none finds an earlier run's checkpoint.
 _LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
 
 
@@ -59,11 +60,15 @@ def check_config_file(path: str) -> None:
 
 def check_checkpoint(path: str) -> None:
     """UserError naming ``--ckpt_path`` unless ``path`` is a file that loads as a Lightning checkpoint
-    (a dict with ``state_dict``), or one of the names Lightning resolves itself ("last", "best", ...)
-    when no file has that name. Run before the trainer starts, so that no run folder is made."""
+    (a dict with ``state_dict``). Lightning's own names ("last", "best", ...) are refused: each run
+    writes a new version folder, where they find nothing ("last" would train from scratch with a
+    warning, "best" fails without a monitored metric). Run before the trainer starts, so that no
+    run folder is made. The file is read with ``weights_only=True`` only; one that needs more
+    (objects pickled by Lightning itself) is left for Lightning to read."""
     p = Path(path).expanduser()
     if str(path) in _LIGHTNING_CKPT_NAMES and not p.exists():
-        return
+        raise UserError(f"--ckpt_path {path}: give the checkpoint file (e.g. runs/<name>/tb/version_N/checkpoints/"
+                        f"last.ckpt); a new run has no '{path}' checkpoint of its own")
     if not p.exists():
         raise UserError(f"--ckpt_path {path}: no such checkpoint file")
     if not p.is_file():
@@ -78,9 +83,9 @@ def check_checkpoint(path: str) -> None:
         try:
             ckpt = torch.load(p, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            if "weights_only" not in str(exc):
+            if "Unsupported global" not in str(exc):
                 raise
-            ckpt = torch.load(p, map_location="cpu", weights_only=False)  # as Lightning may when resuming
+            return  # a checkpoint torch can open only by unpickling objects: Lightning's to read, not ours
     except Exception as exc:  # torch.load raises many kinds for a file that is not a checkpoint
         raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (torch cannot load it: "
                         f"{type(exc).__name__}); give a .ckpt file saved by 'musegansynth train audio'") from None
@@ -124,8 +129,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,
                    parser_kwargs={"prog": argv[0]}, save_config_kwargs={"overwrite": True})
     ckpt = cli.config.get("ckpt_path")
-    if ckpt is not None:
-        check_checkpoint(ckpt)  # also one from the config file; before the logger makes its version folder
+    if ckpt is not None and not (given_ckpt and ckpt == given_ckpt[-1]):
+        check_checkpoint(ckpt)  # one from the config file too; before the logger makes its version folder
     # read the notes now: a missing or bad note set is refused before the trainer makes its logger's
     # folders (TensorBoard's events file) and checkpoints; fit's own setup then finds them read
     cli.datamodule.setup("fit")

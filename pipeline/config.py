@@ -536,11 +536,13 @@ def load_config(path: str | os.PathLike) -> SongConfig:
     return parse_config(data, str(path))
 
 
-def resolve_weights_path(path: str, kind: str, key: str | None = None) -> Path:
+def resolve_weights_path(path: str, kind: str, key: str | None = None,
+                         train: str = "musegansynth train") -> Path:
     """The weights file of ``path``: absolute as is; relative to the working folder, else to the project.
 
     A path without suffix gets ``.safetensors``. Raises UserError naming ``key`` (default the song
-    config's ``weights.<kind>``; a command names its flag) when the file does not exist.
+    config's ``weights.<kind>``; a command names its flag) when the file does not exist, and
+    ``train``, the command that makes such weights.
     """
     key = f"weights.{kind}" if key is None else key
     p = Path(path).expanduser()
@@ -550,5 +552,5 @@ def resolve_weights_path(path: str, kind: str, key: str | None = None) -> Path:
     for c in candidates:
         if c.exists():
             return c.resolve()
-    raise UserError(f"{key}: {path}: no such weights file (train one with `musegansynth train`, "
+    raise UserError(f"{key}: {path}: no such weights file (train one with `{train}`, "
                     f"or point {key} at a .safetensors file)")

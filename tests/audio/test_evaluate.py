@@ -169,7 +169,8 @@ def test_cli_prints_table_and_writes_json(setup, monkeypatch, tmp_path, capsys):
 @pytest.mark.parametrize("what,pattern", [
     ("data", "nowhere: note data folder not found"),
     ("weights", "nothing.safetensors: timbre model weights not found"),
-    ("classifier", "^--classifier: .*noclf.safetensors: no such weights file"),
+    ("classifier", "^--classifier: .*noclf.safetensors: no such weights file \\(train one with `python -m "
+                   "audio.classifier --data NOTES --out FILE`"),
     ("split", "split 'nsynth-dev'"),
     ("n", "--n 0: must be at least 1"),
 ])

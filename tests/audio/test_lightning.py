@@ -351,13 +351,16 @@ def test_shipped_configs_parse(configs, capsys):
     ("empty", "the file is empty, not a checkpoint"),
     ("text", "not a Lightning checkpoint"),
     ("tensor", "not a Lightning checkpoint \\(no state_dict\\)"),
+    ("last", "give the checkpoint file \\(e\\.g\\. runs/<name>/tb/version_N/checkpoints/last\\.ckpt\\); a new run "
+             "has no 'last' checkpoint of its own"),
+    ("best", "give the checkpoint file"),
 ])
 def test_bad_ckpt_path_is_refused_before_the_run_folder_is_made(tmp_path, monkeypatch, capsys, kind, pattern):
     from pipeline.cli import main as cli
 
     monkeypatch.chdir(tmp_path)
     root = write_sine_notes(tmp_path / "notes")
-    ckpt = tmp_path / "afile"
+    ckpt = tmp_path / "afile" if kind not in ("last", "best") else Path(kind)
     if kind == "folder":
         ckpt.mkdir()
     elif kind == "empty":

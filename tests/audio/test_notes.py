@@ -191,10 +191,14 @@ def test_rebuild_rerenders_when_render_settings_change(tmp_path, monkeypatch):
     assert _wav_rates(out) == {16000}
     assert json.loads((out / "build.json").read_text())["render"]["sample_rate"] == 16000
     assert NoteSet(out, "train").sample_rate == 16000
-    # hold, release (even with the same total length) and the SoundFont count too
+    # hold, release (even with the same total length) and the SoundFont count too; the spectrograms
+    # cached from the old wavs go with them (same names and sizes: the cache key would not see it)
     for change in ({"hold_s": 0.1, "release_s": 0.15}, {"soundfont": font_b}):
+        (out / "cache").mkdir(exist_ok=True)
+        (out / "cache" / "notes-train-0123456789abcdef.npz").write_bytes(b"old spectrograms")
         summary = build(sample_rate=16000, **change)
         assert (summary["rendered"], summary["reused"]) == (3, 0), change
+        assert not (out / "cache").exists()
     # wavs of notes left out of a build with new settings are deleted, never reused later
     build(planned[:2], sample_rate=8000)
     assert _wav_rates(out) == {8000} and len(list(out.glob("nsynth-*/audio/*.wav"))) == 2

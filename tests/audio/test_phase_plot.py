@@ -159,6 +159,8 @@ def test_cli_draws_a_generated_note(tmp_path):
      "--sample-rate 4000: out of range (FluidSynth renders at 8000 to 96000 Hz)"),
     (["--pitch", "60", "--instrument", "Trumpet", "--sample-rate", "192000"], "--sample-rate 192000: out of range"),
     (["--pitch", "60", "--instrument", "Trumpet", "--sample-rate", "1000"], "--sample-rate 1000: out of range"),
+    (["--generated", "--pitch", "60", "--instrument", "Trumpet", "--seconds", "3"],
+     "--seconds: a --generated note lasts the timbre model's clip"),
 ])
 def test_cli_refuses_options_without_effect_and_bad_rates(tmp_path, monkeypatch, options, says):
     import audio.phase_plot as phase_plot
@@ -236,3 +238,9 @@ def test_long_wav_is_analysed_over_its_first_60_s_with_a_note(tmp_path, monkeypa
     assert "long.wav lasts 61.0 s; analysing its first 60 s" in err, err
     assert cli_main([PROG, str(wav), "--seconds", "2", "--out", str(tmp_path / "l.png")]) == 0
     assert seen["samples"] == 2 * rate and "analysing" not in capsys.readouterr().err
+    # only what is analysed is read from the file
+    frames = []
+    real_read = sf.read
+    monkeypatch.setattr(sf, "read", lambda *a, **kw: frames.append(kw.get("frames")) or real_read(*a, **kw))
+    assert cli_main([PROG, str(wav), "--out", str(tmp_path / "l.png")]) == 0
+    assert frames == [60 * rate]
