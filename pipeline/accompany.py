@@ -276,6 +276,11 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     if target.lower() not in lowered:
         raise UserError(f"--as {target!r}: not a composer track (allowed: {', '.join(names)})")
     ti = lowered.index(target.lower())
+    if composer.is_drum[ti]:
+        raise UserError(f"--as {names[ti]}: a drum track of the composer; the given track is pitched "
+                        f"(allowed: {', '.join(n for n, d in zip(names, composer.is_drum) if not d) or 'none'})")
+    if len(names) < 2:
+        raise UserError(f"--weights: the composer writes only {names[0]}: it has no other track to accompany with")
     from pipeline.generate import composer_grid
 
     grid = composer_grid(composer)
@@ -444,6 +449,8 @@ def cli_main(argv: list[str]) -> int:
     out = check_out_dir(args.out if args.out is not None else Path("out") / f"{midi.stem}-accompanied")
     device = resolve_device(args.device)
     find_instrument(read_midi(midi), args.track, str(midi))  # fail early, before loading models
+    if args.audio_weights is not None and args.renderer == "none":
+        raise UserError("--audio-weights: --renderer none writes no audio (leave one of them out)")
     if args.drums_weights is not None and args.drums is None:
         raise UserError("--drums-weights: give the drums' genre too (--drums STYLE, e.g. --drums rock)")
     composer = load_composer(args.weights, device)

@@ -81,13 +81,16 @@ def unplayed_by_the_timbre_model(pm) -> list[str]:
     bends = sum(1 for inst in pm.instruments for b in inst.pitch_bends if b.pitch != 0)
     pedal = sum(1 for inst in pm.instruments for c in inst.control_changes if c.number == 64 and c.value >= 64)
     long = sum(1 for inst in pm.instruments if not inst.is_drum for n in inst.notes if n.end - n.start > MAX_NOTE_S)
+    def count(n: int, one: str, many: str) -> str:
+        return f"{n} {one if n == 1 else many}"
+
     out = []
     if bends:
-        out.append(f"{bends} pitch bends")
+        out.append(count(bends, "pitch bend", "pitch bends"))
     if pedal:
-        out.append(f"the sustain pedal ({pedal} presses)")
+        out.append(f"the sustain pedal ({count(pedal, 'press', 'presses')})")
     if long:
-        out.append(f"{long} notes past {MAX_NOTE_S:g} s (cut there)")
+        out.append(f"{count(long, 'note', 'notes')} past {MAX_NOTE_S:g} s (cut there)")
     return out
 
 

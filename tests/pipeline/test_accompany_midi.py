@@ -244,6 +244,11 @@ def test_accompany_drums_of_another_phrase_length_play_their_genres_timing(tmp_p
 
 def test_accompany_drums_need_a_drums_model_and_a_composer_without_drums(tmp_path):
     pm = pretty_midi.PrettyMIDI(str(_song(tmp_path / "in.mid")))
+    # a drums model as the composer: nothing pitched to write, and its track is not for a melody
+    with pytest.raises(UserError, match=r"^--as drums: a drum track of the composer; the given track is pitched"):
+        accompany_midi(pm, _drummer(), track="melody")
+    with pytest.raises(UserError, match=r"^--weights: the composer writes only melody: it has no other track"):
+        accompany_midi(pm, FakeComposer(("melody",)), track="melody")
     with pytest.raises(UserError, match=r"^--drums-weights: not a drums model \(its tracks: melody, bridge, piano\)$"):
         accompany_midi(pm, FakeComposer(), track="melody", drums=FakeComposer(), drums_style="pop")
     band = FakeComposer(("melody", "drums"))
@@ -260,7 +265,8 @@ def test_accompany_drums_errors_are_one_line_and_write_nothing(tmp_path, monkeyp
     monkeypatch.setattr(acc, "load_composer", lambda weights, device: FakeComposer())
     monkeypatch.setattr(Composer, "load", classmethod(lambda cls, path, device="cpu": _drummer()))
     base = ["accompany", str(midi), "--track", "MELODY", "--renderer", "none", "--out", str(tmp_path / "o")]
-    for extra, message in ((["--drums", "disco"], "--drums: 'disco' is not allowed (allowed: funk, rock)"),
+    for extra, message in ((["--audio-weights", "a.safetensors"], "--audio-weights: --renderer none writes no audio"),
+                           (["--drums", "disco"], "--drums: 'disco' is not allowed (allowed: funk, rock)"),
                            (["--drums-weights", "x"], "--drums-weights: give the drums' genre too (--drums STYLE"),
                            (["--drums", "rock", "--drums-weights", str(tmp_path / "none.safetensors")],
                             "--drums-weights: " + str(tmp_path / "none.safetensors") + ": no such weights file")):

@@ -92,7 +92,7 @@ def test_render_names_what_the_timbre_model_does_not_play(tmp_path, fake_timbre,
     pm.write(str(tmp_path / "b.mid"))
     assert cli_main(["musegansynth render", str(tmp_path / "b.mid"), "--device", "cpu"]) == 0
     assert capsys.readouterr().err == ("musegansynth: note: the timbre model plays each note on its pitch, without "
-                                       "1 pitch bends, the sustain pedal (1 presses), 1 notes past 8 s (cut there) "
+                                       "1 pitch bend, the sustain pedal (1 press), 1 note past 8 s (cut there) "
                                        "(FluidSynth plays them: render --renderer fluidsynth)\n")
     assert cli_main(["musegansynth render", str(_midi(tmp_path / "plain.mid", programs=(0,))), "--device", "cpu"]) == 0
     assert capsys.readouterr().err == ""
