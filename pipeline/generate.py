@@ -332,6 +332,9 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     comp = models.composer
     comp_names = [n.lower() for n in comp.track_names]
     drum_names = [n.lower() for n in models.drums.track_names] if models.drums is not None else []
+    grid = composer_grid(comp)
+    if models.drums is not None and any(t.source.lower() not in comp_names for t in config.tracks):
+        check_drums(models.drums, grid, f"{config.source}: weights.drums")   # before naming a source it lacks
     for i, t in enumerate(config.tracks):   # first: the note below would name a track that cannot be
         if t.source.lower() not in comp_names and t.source.lower() not in drum_names:
             allowed = list(dict.fromkeys([*comp.track_names, *drum_names]))
@@ -345,7 +348,6 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     if unplayable:
         print(f"musegansynth: note: {', '.join(unplayable)}: 'play' has no effect, the composer was trained "
               f"without arrangement conditioning (it writes notes where it will)", file=sys.stderr)
-    grid = composer_grid(comp)
     if grid.beats_per_bar != config.beats_per_bar:
         raise UserError(f"{config.source}: time_signature: the composer writes {grid.beats_per_bar} beats a bar")
 
@@ -384,9 +386,13 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     drums = None
     if models.drums is not None and any(t.source.lower() in drum_names and t.source.lower() not in comp_names
                                         for t in config.tracks):
-        check_drums(models.drums, grid, "weights.drums")
         # the drums model learnt from drum-only data: no chords for it (its "no chord" path)
         drums = song_roll(models.drums, "drums", phrase_styles(models.drums, config), use_chords=False)
+    else:
+        styles = [x for x in (config.style, *(sec.style for sec in config.sections)) if x is not None]
+        if styles:
+            print(f"musegansynth: note: {config.source}: style {', '.join(map(repr, dict.fromkeys(styles)))} has "
+                  f"no effect: the song has no drums track (a style is the drums' genre)", file=sys.stderr)
     rows = []
     for t in config.tracks:
         src = t.source.lower()
@@ -415,19 +421,21 @@ def section_arrangement(arrangement: torch.Tensor, model, config: SongConfig) ->
 
     Phrases follow :func:`plan_phrases`' order (each section ``ceil(bars / n_bars)`` of them).
     Tracks of the config whose source is not one of ``model``'s tracks are left to their model.
+    Config tracks that share a source share its row: it plays where any of them is in ``play``,
+    and rests only where all of them are in ``rest`` (each track's own rests silence it later,
+    in :func:`compose`).
     """
     names = [n.lower() for n in model.track_names]
     out = arrangement.clone()
     k = 0
     for s in config.sections:
         n_ph = -(-s.bars // int(model.n_bars))
-        for t in config.tracks:
-            src = t.source.lower()
-            if src in names:
-                if t.name in s.play:
-                    out[k:k + n_ph, names.index(src)] = True
-                elif t.name in s.rest:
-                    out[k:k + n_ph, names.index(src)] = False
+        for row, name in enumerate(names):
+            tracks = [t.name for t in config.tracks if t.source.lower() == name]
+            if any(t in s.play for t in tracks):
+                out[k:k + n_ph, row] = True
+            elif tracks and all(t in s.rest for t in tracks):
+                out[k:k + n_ph, row] = False
         k += n_ph
     return out
 
@@ -469,13 +477,15 @@ def fill_play_bars(roll: np.ndarray, config: SongConfig, rows: Sequence[int]) ->
     """
     out = roll.copy()
     bar = 0
-    for s in config.sections:
+    for k, s in enumerate(config.sections):
         for i in rows:
             if config.tracks[i].name not in s.play:
                 continue
             part = out[i, bar:bar + s.bars]  # a view: filled in place
             full = [b for b in range(s.bars) if part[b].any()]
-            if not full:
+            if not full:   # nothing to repeat: say so rather than leave the 'play' unexplained
+                print(f"musegansynth: note: sections[{k}] ({s.name}): {config.tracks[i].name} wrote no notes "
+                      f"although 'play' asks for it (another seed gives other notes)", file=sys.stderr)
                 continue
             for b in range(s.bars):
                 if not part[b].any():

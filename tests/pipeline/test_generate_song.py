@@ -97,7 +97,7 @@ def test_compose_errors(fake_models, capsys):
         compose(fake_models, _cfg(style="jazz"), 1, "cpu")
 
 
-def test_a_section_may_give_the_drums_another_style(fake_models, tmp_path):
+def test_a_section_may_give_the_drums_another_style(fake_models, tmp_path, capsys):
     # phrases of 4 bars: verse 1, chorus 1 (2 bars), verse 1; the chorus plays pop, the rest the song's rock
     sections = [dict(sec) for sec in SMALL_SONG["sections"]]
     sections[1]["style"] = "POP"
@@ -126,8 +126,12 @@ def test_a_section_may_give_the_drums_another_style(fake_models, tmp_path):
     assert [r["style"] for r in section_table(_cfg(sections=sections), drums=False)] == [None] * 3
     # a song without a drums track says no style in song.json
     no_drums = _cfg(sections=sections, tracks=SMALL_SONG["tracks"][:2])
+    capsys.readouterr()
     out = generate_song(no_drums, tmp_path / "nd", models=fake_models, renderer="none")
     assert [r["style"] for r in json.loads((out / "song.json").read_text())["sections"]] == [None] * 3
+    # and its styles are said to do nothing (they were taken without a word)
+    assert capsys.readouterr().err == ("musegansynth: note: small.yaml: style 'rock', 'pop' has no effect: the song "
+                                       "has no drums track (a style is the drums' genre)\n")
 
 
 def test_a_style_index_for_drums_without_named_styles_is_checked_against_the_generator(fake_models):
@@ -236,6 +240,33 @@ def test_section_play_and_rest_override_the_arrangement():
     assert out[1:3, 0].all() and not out[1:3, 2].any()             # verse: lead plays, keys (piano) rest
     assert torch.equal(out[:, 1], arr[:, 1]) and torch.equal(out[3], arr[3])   # the rest as drawn
     assert not arr[1:3, 0].any()                                   # the input is left as it was
+
+
+def test_tracks_sharing_a_source_share_its_arrangement_row(capsys):
+    from pipeline.generate import fill_play_bars
+
+    tracks = [{"name": "lead", "source": "melody"}, {"name": "pianoL", "source": "piano"},
+              {"name": "pianoR", "source": "piano"}]
+    cfg = _cfg(tracks=tracks, sections=[{"name": "a", "bars": 4, "rest": ["pianoL"]},
+                                        {"name": "b", "bars": 4, "play": ["pianoL"], "rest": ["pianoR"]},
+                                        {"name": "c", "bars": 4, "rest": ["pianoL", "pianoR"]}])
+    arr = torch.zeros(3, 3, 4, dtype=torch.bool)
+    arr[0, 2, :2] = True
+    out = section_arrangement(arr, FakeComposer(), cfg)
+    # a: one piano rests, the other plays as drawn (before, pianoL's rest silenced both); b: one plays;
+    # c: both rest
+    assert out[0, 2].tolist() == [True, True, False, False]
+    assert out[1, 2].all() and not out[2, 2].any()
+    # a 'play' track with no note in its whole section is said, not filled from elsewhere
+    roll = np.zeros((3, 12, 16, 84), dtype=bool)
+    roll[1, 4, 0, 40] = True                                       # pianoL plays one bar of b
+    filled = fill_play_bars(roll, cfg, [0, 1, 2])
+    assert filled[1, 4:8, 0, 40].all() and not filled[1, :4].any()
+    assert capsys.readouterr().err == ""
+    cfg2 = _cfg(tracks=tracks, sections=[{"name": "a", "bars": 4, "play": ["lead"]}])
+    fill_play_bars(np.zeros((3, 4, 16, 84), dtype=bool), cfg2, [0, 1, 2])
+    assert capsys.readouterr().err == ("musegansynth: note: sections[0] (a): lead wrote no notes although 'play' "
+                                       "asks for it (another seed gives other notes)\n")
 
 
 def test_section_rest_silences_any_composer_and_play_needs_arrangement(fake_models, capsys):
