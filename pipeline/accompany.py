@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 from pathlib import Path
 
@@ -205,24 +206,36 @@ def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0
     return out
 
 
-def parse_chords(text: str, bars: int, beats_per_bar: int) -> np.ndarray:
+def parse_chords(text: str, bars: int, beats_per_bar: int, pickup_beats: float = 0.0) -> np.ndarray:
     """``--chords``: chord symbols separated by spaces or commas -> float32 [bars, beats_per_bar, 12].
 
-    ``bars * beats_per_bar`` symbols give one per beat; up to ``bars`` symbols are one per bar,
-    repeated from the start as often as the bars need ("C Am F G" over 10 bars: C Am F G C Am F G
-    C Am). "N" is a bar without a chord. UserError naming a symbol it cannot read, or for any other
-    number of symbols (more than the bars: some would be dropped unheard).
+    One per bar: up to as many symbols as the track has whole bars, repeated from the start as often
+    as the bars need ("C Am F G" over 10 bars: C Am F G C Am F G C Am); or one per beat of the
+    track. With a pickup (bar 0 starts ``pickup_beats`` quarter notes before the file), the list
+    starts at the first whole bar and the pickup takes its first chord, and one per beat counts the
+    beats the file has (or all of bar 0's). "N" is a bar (or beat) without a chord. UserError naming
+    a symbol it cannot read, or for any other number of symbols (more than the bars: some would be
+    dropped unheard).
     """
     from pipeline.config import chords_to_array
 
     symbols = [t for t in str(text).replace(",", " ").split() if t]
     if not symbols:
         raise UserError("--chords: expected chord symbols such as 'C Am F G', got nothing")
-    if len(symbols) != bars * beats_per_bar:  # one per bar, repeated: each held for the bar's beats
-        if len(symbols) > bars:
-            raise UserError(f"--chords: {len(symbols)} chords for a track of {bars} bars: give one per bar "
-                            f"({bars} or fewer, repeated as the bars need) or one per beat ({bars * beats_per_bar})")
-        symbols = [symbols[b % len(symbols)] for b in range(bars) for _ in range(beats_per_bar)]
+    hidden = int(round(pickup_beats)) if pickup_beats > 0 and float(pickup_beats).is_integer() else 0
+    whole = bars - (1 if pickup_beats > 0 else 0)   # bars after the pickup
+    if hidden and len(symbols) == bars * beats_per_bar - hidden:   # one per beat of the file
+        symbols = [symbols[0]] * hidden + symbols
+    elif len(symbols) != bars * beats_per_bar:  # one per bar, repeated: each held for the bar's beats
+        if len(symbols) > max(1, whole):
+            per_beat = bars * beats_per_bar - hidden
+            raise UserError(f"--chords: {len(symbols)} chords for a track of {whole} bars"
+                            f"{' after its pickup' if pickup_beats > 0 else ''}: give one per bar ({whole} or "
+                            f"fewer, repeated as the bars need) or one per beat ({per_beat})")
+        per_bar = [symbols[b % len(symbols)] for b in range(max(1, whole))]
+        if pickup_beats > 0:
+            per_bar = [symbols[0]] + per_bar
+        symbols = [c for c in per_bar[:bars] for _ in range(beats_per_bar)]
     try:
         return chords_to_array(tuple(symbols), bars, beats_per_bar)
     except ValueError as exc:
@@ -290,11 +303,15 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     if not inst.notes:
         raise UserError(f"{source}: --track {track!r}: the track has no notes")
     origin = given_origin(pm, index, grid.beats_per_bar, source)
-    given_mt = midi_to_multitrack(only_instrument(pm, index), given_map, grid, origin=origin)
+    # the bars the track lasts, from its notes' own ends: a last note that only rounds onto the next
+    # bar line (played a little early) does not add a bar of accompaniment
+    end_beat = max(pm.time_to_tick(n.end) / float(pm.resolution) for n in inst.notes)
+    half_step = 0.5 / grid.steps_per_beat
+    bars = max(1, math.ceil((end_beat - origin - half_step) / grid.beats_per_bar))
+    given_mt = midi_to_multitrack(only_instrument(pm, index), given_map, grid, origin=origin, n_bars=bars)
     if not given_mt.roll.any():
         raise UserError(f"{source}: --track {track!r}: none of its {len(inst.notes)} notes is inside the "
                         f"composer's pitch range {grid.lowest_pitch}-{grid.highest_pitch}")
-    bars = given_mt.n_bars
     given = torch.from_numpy(given_mt.roll[0] > 0).float()  # [bars, S, P]
     kw = {}
     mode = str(chords).strip().lower()
@@ -304,7 +321,7 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
         kw["chords"] = torch.from_numpy(estimate_chords(given_mt.roll[0], grid.lowest_pitch, grid.steps_per_beat,
                                                         grid.beats_per_bar))
     elif mode != "none":
-        kw["chords"] = torch.from_numpy(parse_chords(chords, bars, grid.beats_per_bar))
+        kw["chords"] = torch.from_numpy(parse_chords(chords, bars, grid.beats_per_bar, pickup_beats=-origin))
     drums_label = None
     if drums is not None:
         from pipeline.generate import check_drums, style_index

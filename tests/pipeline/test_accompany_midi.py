@@ -8,6 +8,7 @@ import numpy as np
 import pretty_midi
 import pytest
 import soundfile as sf
+import torch
 
 from fakes import FakeComposer, FakeTimbreGenerator
 from pipeline.accompany import accompany_midi, cli_main, run
@@ -294,6 +295,41 @@ def test_missing_weights_name_the_flag_that_gave_them(tmp_path, capsys):
         assert not out.exists() and not (tmp_path / "o.wav").exists()
 
 
+def test_a_last_note_played_just_before_a_bar_line_adds_no_bar(tmp_path):
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    lead = pretty_midi.Instrument(73, name="LEAD")
+    beat = 0.5
+    lead.notes += [pretty_midi.Note(90, 60, 0, beat), pretty_midi.Note(90, 64, 15.9 * beat, 16 * beat)]
+    pm.instruments.append(lead)
+    midi = tmp_path / "in.mid"
+    pm.write(str(midi))
+    mt, _ = accompany_midi(pretty_midi.PrettyMIDI(str(midi)), FakeComposer(), track="LEAD")
+    assert mt.n_bars == 4                              # 16 beats; the last note rounds onto beat 16 (bar 5)
+    out = run(midi, tmp_path / "out", track="LEAD", composer=FakeComposer())
+    song = pretty_midi.PrettyMIDI(str(out / "song.mid"))
+    assert max(n.end for i in song.instruments[1:] for n in i.notes) <= 16 * beat + 1e-6
+    assert _notes(song.instruments[0]) == _notes(pretty_midi.PrettyMIDI(str(midi)).instruments[0])   # as played
+    # a note that really sounds into the next bar keeps that bar
+    lead.notes[-1] = pretty_midi.Note(90, 64, 15.9 * beat, 17 * beat)
+    pm.write(str(midi))
+    assert accompany_midi(pretty_midi.PrettyMIDI(str(midi)), FakeComposer(), track="LEAD")[0].n_bars == 5
+
+
+def test_chords_start_at_the_first_whole_bar_after_a_pickup(tmp_path):
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    pm.time_signature_changes += [pretty_midi.TimeSignature(1, 4, 0.0), pretty_midi.TimeSignature(4, 4, 0.5)]
+    lead = pretty_midi.Instrument(73, name="LEAD")
+    lead.notes += [pretty_midi.Note(90, 67, 0.5 * k, 0.5 * k + 0.4) for k in range(9)]   # pickup + 2 bars
+    pm.instruments.append(lead)
+    midi = tmp_path / "in.mid"
+    pm.write(str(midi))
+    comp = FakeComposer()
+    mt, _ = accompany_midi(pretty_midi.PrettyMIDI(str(midi)), comp, track="LEAD", chords="C F#")
+    got = comp.accompany_chords[-1]                                  # [bars, beats, 12]
+    assert mt.n_bars == 3 and got.shape[0] == 3
+    assert [torch.nonzero(got[b, 0]).flatten().tolist() for b in range(3)] == [[0, 4, 7], [0, 4, 7], [1, 6, 10]]
+
+
 def _unnamed_song(path: Path) -> Path:
     """Two instruments without names and the same program (73), and a named piano; 90 bpm."""
     pm = pretty_midi.PrettyMIDI(initial_tempo=90)
@@ -394,6 +430,16 @@ def test_parse_chords_one_per_bar_repeated_or_one_per_beat():
         parse_chords("C Hm", bars=2, beats_per_bar=4)
     with pytest.raises(UserError, match="--chords: expected chord symbols such as 'C Am F G', got nothing"):
         parse_chords(" , ", bars=2, beats_per_bar=4)
+    # with a one-beat pickup (bar 0 starts 3 beats before the file): the list starts at the first whole
+    # bar, the pickup takes its first chord; one per beat counts the file's beats (1 + 4)
+    c = parse_chords("C F", bars=3, beats_per_bar=4, pickup_beats=3.0)
+    assert [np.flatnonzero(c[b, 0]).tolist() for b in range(3)] == [[0, 4, 7], [0, 4, 7], [0, 5, 9]]
+    beats = parse_chords("G C C C C", bars=2, beats_per_bar=4, pickup_beats=3.0)
+    assert [np.flatnonzero(beats[0, k]).tolist() for k in range(4)] == [[2, 7, 11]] * 4   # hidden beats: G too
+    assert all(np.flatnonzero(beats[1, k]).tolist() == [0, 4, 7] for k in range(4))
+    with pytest.raises(UserError, match=r"^--chords: 3 chords for a track of 2 bars after its pickup: give one per "
+                                        r"bar \(2 or fewer, repeated as the bars need\) or one per beat \(9\)$"):
+        parse_chords("C F G", bars=3, beats_per_bar=4, pickup_beats=3.0)
     # more chords than bars, other than one per beat: refused rather than cut
     for n in (3, 7, 40):
         with pytest.raises(UserError, match=rf"^--chords: {n} chords for a track of 2 bars: give one per bar "
