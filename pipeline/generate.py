@@ -343,6 +343,12 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     arranged = {t.name for t in config.tracks
                 if getattr(getattr(comp if t.source.lower() in comp_names else models.drums, "generator", None),
                            "has_arrangement", False)}
+    seen: set[str] = set()
+    for i, sec in enumerate(config.sections):
+        if sec.name not in seen and sec.variation:
+            print(f"musegansynth: note: sections[{i}] ({sec.name}): variation {sec.variation:g} has no effect on a "
+                  f"section's first occurrence (it varies the repeats)", file=sys.stderr)
+        seen.add(sec.name)
     unplayable = sorted({t.name for s in config.sections for t in config.tracks if t.name in s.play
                          and t.name not in arranged})
     if unplayable:
@@ -558,14 +564,22 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
                       tuple(config.time_signature), timing=None if timing is None else timing.reshape(shape))
 
 
-def section_table(config: SongConfig, drums: bool = True) -> list[dict[str, Any]]:
+def section_table(config: SongConfig, drums: bool = True, styles: Sequence[str] | None = None
+                  ) -> list[dict[str, Any]]:
     """Sections with their first bar, length and times in seconds (and, when the song has
-    ``drums``, the drums' style of each; None otherwise).
+    ``drums``, the drums' style of each, a style index shown by its name in ``styles``; None
+    otherwise).
 
     ``chords``: one per bar, or one per beat when a bar of the section changes chord (the two
     forms a config accepts); None without chords.
     """
     bar_s = config.beats_per_bar * 60.0 / config.tempo
+
+    def style_name(style):
+        if isinstance(style, int) and styles and 0 <= style < len(styles):
+            return str(styles[style])
+        return style
+
     out, bar = [], 0
     for s in config.sections:
         chords = None
@@ -578,7 +592,8 @@ def section_table(config: SongConfig, drums: bool = True) -> list[dict[str, Any]
                 chords = per_bar
         out.append({"name": s.name, "start_bar": bar, "bars": s.bars, "start_s": round(bar * bar_s, 4),
                     "end_s": round((bar + s.bars) * bar_s, 4), "chords": chords, "variation": s.variation,
-                    "morph": s.morph, "style": None if not drums else config.style if s.style is None else s.style})
+                    "morph": s.morph,
+                    "style": None if not drums else style_name(config.style if s.style is None else s.style)})
         bar += s.bars
     return out
 
@@ -776,7 +791,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
                 audio_facts = render_song_fluidsynth(stage, pm, config, flac)
             timings["render_s"] = round(time.perf_counter() - t1, 3)
 
-            sections = section_table(config, drums=any(is_drum))
+            sections = section_table(config, drums=any(is_drum), styles=getattr(models.drums, "styles", None))
             facts = {
                 "title": config.title,
                 "seed": seed,

@@ -124,6 +124,9 @@ def test_a_section_may_give_the_drums_another_style(fake_models, tmp_path, capsy
     rows = section_table(_cfg(sections=sections))
     assert [r["style"] for r in rows] == ["rock", "pop", "rock"]
     assert [r["style"] for r in section_table(_cfg(sections=sections), drums=False)] == [None] * 3
+    # a style given by its index is shown by its name
+    assert [r["style"] for r in section_table(_cfg(sections=sections, style=1), styles=["pop", "rock"])] == \
+        ["rock", "pop", "rock"]
     # a song without a drums track says no style in song.json
     no_drums = _cfg(sections=sections, tracks=SMALL_SONG["tracks"][:2])
     capsys.readouterr()
@@ -263,6 +266,11 @@ def test_tracks_sharing_a_source_share_its_arrangement_row(capsys):
     filled = fill_play_bars(roll, cfg, [0, 1, 2])
     assert filled[1, 4:8, 0, 40].all() and not filled[1, :4].any()
     assert capsys.readouterr().err == ""
+    compose(Models(FakeComposer(), fake_drum_composer(), None, {}),
+            _cfg(sections=[{"name": "a", "bars": 4, "variation": 0.5}, {"name": "a", "bars": 4, "variation": 0.5}]),
+            1, "cpu")
+    assert capsys.readouterr().err == ("musegansynth: note: sections[0] (a): variation 0.5 has no effect on a "
+                                       "section's first occurrence (it varies the repeats)\n")
     cfg2 = _cfg(tracks=tracks, sections=[{"name": "a", "bars": 4, "play": ["lead"]}])
     fill_play_bars(np.zeros((3, 4, 16, 84), dtype=bool), cfg2, [0, 1, 2])
     assert capsys.readouterr().err == ("musegansynth: note: sections[0] (a): lead wrote no notes although 'play' "
