@@ -195,7 +195,9 @@ def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0
         given = [note for _, note in place_notes(roll_to_notes(vel, on, grid=full), None, full, seconds)]
     instruments = [pretty_midi.Instrument(program=int(spec.program), is_drum=bool(spec.is_drum), name=spec.name)
                    for spec in mt.track_map.tracks]
-    for track, note in composed:
+    song_end = seconds(mt.n_bars * grid.steps_per_bar)
+    for track, note in composed:   # a note played late on the last step ends with the last bar
+        note.end = min(note.end, song_end)   # (every composed note starts before it: offsets < 1/2 step)
         instruments[track].notes.append(note)
     instruments[given_track].notes = given
     for inst in instruments:

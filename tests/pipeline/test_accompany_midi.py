@@ -241,6 +241,12 @@ def test_accompany_drums_of_another_phrase_length_play_their_genres_timing(tmp_p
     step = 60 / 90 / 4
     on = sorted({int(s) * 16 + int(k) for s, k, _ in np.argwhere(mt.onsets[3])})
     assert sorted({round(n.start, 3) for n in hits}) == [round(max(0.0, (k - 0.2) * step), 3) for k in on]
+    # the piano played late: its last note, held to the last bar's end, ends there, not past it
+    comp.velocity = {"steps_per_bar": 16, "tracks": {"piano": {"by": "step", "styles": {"*": {"*": [80] * 16}},
+                                                               "timing": {"*": {"*": [0.4] * 16}}}}}
+    late = run(midi, tmp_path / "late", track="melody", composer=comp, seed=2)
+    piano = pretty_midi.PrettyMIDI(str(late / "song.mid")).instruments[2].notes
+    assert max(n.end for n in piano) == pytest.approx(20 * 60 / 90, abs=1e-3)   # 5 bars of 4 beats at 90 bpm
 
 
 def test_accompany_drums_need_a_drums_model_and_a_composer_without_drums(tmp_path):
