@@ -387,7 +387,6 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--reference-notes", type=int, default=5000,
                         help="training notes the NDB bins and FD reference are fitted on (default 5000)")
     args = parser.parse_args(argv[1:])
-    check_device(args.device)
     if args.json is not None:
         check_json_out(args.json)  # before the evaluation, which takes minutes
     result = evaluate_audio(data=args.data, weights=args.weights, classifier=args.classifier, split=args.split,

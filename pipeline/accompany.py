@@ -141,11 +141,11 @@ def bar_origin(pm, beats_per_bar: int, source: str, end_beat: float) -> float:
     return origin
 
 
-def given_origin(pm, index: int, beats_per_bar: int, source: str) -> float:
-    """:func:`bar_origin` of instrument ``index`` of ``pm``: the time signatures up to its last note."""
+def end_beat(pm, index: int) -> float:
+    """Where the last note of instrument ``index`` of ``pm`` ends, in quarter notes (0 without notes)."""
     res = float(pm.resolution)
-    end = max((pm.time_to_tick(n.end) / res for n in pm.instruments[index].notes), default=0.0)
-    return bar_origin(pm, beats_per_bar, source, end_beat=end)
+    return max((pm.time_to_tick(n.end) / res for n in pm.instruments[index].notes), default=0.0)
+
 
 
 def song_midi(mt, pm, *, given_track: int, given_index: int, origin: float = 0.0, given_timing: str = "played"):
@@ -257,7 +257,7 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
                source: str = "<midi>", chords: str = "auto", humanize: float | None = None,
                drums=None, drums_style: str | None = None):
     """:func:`accompany_midi`, also returning the input instrument's index in ``pm.instruments`` and
-    where bar 0 starts in the file (:func:`given_origin`): what :func:`song_midi` needs.
+    where bar 0 starts in the file (:func:`bar_origin`): what :func:`song_midi` needs.
 
     Args:
         pm: the input ``pretty_midi.PrettyMIDI``.
@@ -304,12 +304,12 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     given_map = TrackMap((TrackSpec(target, int(inst.program), programs=((0, 127),)),), name="given")
     if not inst.notes:
         raise UserError(f"{source}: --track {track!r}: the track has no notes")
-    origin = given_origin(pm, index, grid.beats_per_bar, source)
+    last = end_beat(pm, index)
+    origin = bar_origin(pm, grid.beats_per_bar, source, end_beat=last)   # the time signatures up to it
     # the bars the track lasts, from its notes' own ends: a last note that only rounds onto the next
     # bar line (played a little early) does not add a bar of accompaniment
-    end_beat = max(pm.time_to_tick(n.end) / float(pm.resolution) for n in inst.notes)
     half_step = 0.5 / grid.steps_per_beat
-    bars = max(1, math.ceil((end_beat - origin - half_step) / grid.beats_per_bar))
+    bars = max(1, math.ceil((last - origin - half_step) / grid.beats_per_bar))
     given_mt = midi_to_multitrack(only_instrument(pm, index), given_map, grid, origin=origin, n_bars=bars)
     if not given_mt.roll.any():
         raise UserError(f"{source}: --track {track!r}: none of its {len(inst.notes)} notes is inside the "

@@ -32,11 +32,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, check_seed
 from pipeline.fileio import atomic_path, remove_empty_folders, staged_dir
 from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, shift_pitches, transpose_to_c
-from symbolic.roll import (Grid, Multitrack, _beat_times_beats, _tempo_map_beats, from_pypianoroll,
-                           midi_to_multitrack, off_grid_meters, pickup_origin, read_midi, time_signature_beats)
+from symbolic.roll import (Grid, Multitrack, _beat_times_beats, _tempo_map_beats, check_steps_per_beat,
+                           from_pypianoroll, midi_to_multitrack, off_grid_meters, pickup_origin, read_midi,
+                           time_signature_beats)
 from symbolic.trackmap import DRUMS, LPD5, POP909, SATB, TrackMap, get_track_map
 
 SPLITS = ("train", "valid", "test")
@@ -586,7 +587,6 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     """``musegansynth data symbolic --source ... [--root DIR] [--out DIR] ...``; returns 0."""
-    from pipeline.errors import check_seed
     from symbolic.export import check_model_name
 
     args = _parser(argv[0] if argv else "musegansynth data symbolic").parse_args(argv[1:])
@@ -596,11 +596,7 @@ def cli_main(argv: list[str]) -> int:
     if args.track_map is not None and args.source != "midi":
         raise UserError(f"--track-map {args.track_map}: only for --source midi (--source {args.source} has its "
                         f"own tracks); leave it out")
-    from symbolic.roll import MAX_STEPS_PER_BEAT
-
-    if not 1 <= args.steps_per_beat <= MAX_STEPS_PER_BEAT:
-        raise UserError(f"--steps-per-beat {args.steps_per_beat}: should be a whole number from 1 to "
-                        f"{MAX_STEPS_PER_BEAT} (time steps per quarter note)")
+    check_steps_per_beat(args.steps_per_beat)
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: expected a number of songs >= 1 (leave it out for all songs)")
     try:

@@ -27,6 +27,7 @@ import inspect
 import json
 import math
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -325,10 +326,7 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
 def skipped_counts(skipped: Sequence[dict]) -> dict[str, int]:
     """``{why: number of files}`` of the ``skipped`` entries of :func:`load_midi_phrases`, in the
     order the reasons first occur."""
-    counts: dict[str, int] = {}
-    for entry in skipped:
-        counts[entry["why"]] = counts.get(entry["why"], 0) + 1
-    return counts
+    return dict(Counter(entry["why"] for entry in skipped))
 
 
 def skipped_text(skipped: Sequence[dict], n_files: int | None = None) -> str:

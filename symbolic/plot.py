@@ -15,8 +15,8 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.fileio import atomic_path
-from symbolic.roll import (MAX_STEPS_PER_BEAT, Grid, Multitrack, midi_to_multitrack, off_grid_meters, read_midi,
-                           time_signature_beats)
+from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, midi_to_multitrack, off_grid_meters,
+                           read_midi, time_signature_beats)
 from symbolic.trackmap import LPD5, POP909, POP909_DRUMS, TrackMap, get_track_map
 
 
@@ -142,9 +142,7 @@ def cli_main(argv: list[str]) -> int:
     p.add_argument("--steps-per-beat", type=int, default=4)
     p.add_argument("--title", default=None)
     args = p.parse_args(argv[1:])
-    if not 1 <= args.steps_per_beat <= MAX_STEPS_PER_BEAT:
-        raise UserError(f"--steps-per-beat {args.steps_per_beat}: should be a whole number from 1 to "
-                        f"{MAX_STEPS_PER_BEAT} (time steps per quarter note)")
+    check_steps_per_beat(args.steps_per_beat)
     if args.out is not None and args.out.suffix.lower() != ".png":
         raise UserError(f"--out {args.out}: the picture is a PNG; name it *.png")
     pm = read_midi(args.midi)

@@ -73,6 +73,14 @@ class Grid:
 MAX_STEPS_PER_BEAT = 96
 
 
+def check_steps_per_beat(value: int) -> int:
+    """``--steps-per-beat`` when it is 1 to :data:`MAX_STEPS_PER_BEAT`; UserError naming it otherwise."""
+    if not 1 <= value <= MAX_STEPS_PER_BEAT:
+        raise UserError(f"--steps-per-beat {value}: should be a whole number from 1 to {MAX_STEPS_PER_BEAT} "
+                        f"(time steps per quarter note)")
+    return value
+
+
 class Note(NamedTuple):
     """One note on the grid.
 
