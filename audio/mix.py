@@ -37,6 +37,8 @@ BLOCK_S = 0.4
 BLOCK_OVERLAP = 0.75
 ABSOLUTE_GATE_DB = -70.0
 RELATIVE_GATE_DB = -10.0
+#: Below this peak (-120 dBFS) a mix is silence: :func:`master_with_gain` leaves it as it is.
+SILENCE_PEAK = 1e-6
 
 
 def db_to_gain(db: float) -> float:
@@ -163,14 +165,22 @@ def master_with_gain(mix: np.ndarray, sample_rate: int, target_db: float = TARGE
                      ceiling_db: float = CEILING_DB, passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """:func:`master`, also returning the gain it applied at each sample, float64 ``[samples]``:
     its passes' loudness gains times the limiter's reductions. The stems of the mix, each scaled
-    by that curve, add up to the mastered mix. Silence: ``(mix, ones)``."""
+    by that curve, add up to the mastered mix. Silence (a peak under ``SILENCE_PEAK``):
+    ``(mix, ones)``. A mix too quiet for the loudness gate (every track turned far down) is first
+    raised to the ceiling, then measured."""
     out = np.atleast_2d(np.asarray(mix, dtype=np.float32))
     total = np.ones(out.shape[1])
     ceiling = db_to_gain(ceiling_db)
     for _ in range(max(1, passes)):
         level = loudness_db(out, sample_rate)
         if not np.isfinite(level):
-            return out, total
+            peak = float(np.abs(out).max()) if out.size else 0.0
+            raised = out * (ceiling / peak) if peak >= SILENCE_PEAK else out
+            level = loudness_db(raised, sample_rate)
+            if not np.isfinite(level):  # silence: nothing to normalise
+                return out.astype(np.float32), total
+            out = raised
+            total *= ceiling / peak
         gain = db_to_gain(target_db - level)
         out = out * gain
         total *= gain

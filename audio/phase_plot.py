@@ -22,7 +22,7 @@ import torch
 
 from audio.spectral import SpecConfig, SpecTransform, unwrap
 from pipeline.errors import UserError
-from pipeline.fileio import atomic_path
+from pipeline.fileio import save_png
 
 #: Bins this far (dB) below the loudest bin are greyed out in the phase panels: there the phase
 #: is that of numerical noise.
@@ -122,7 +122,7 @@ def plot_phase(wave: np.ndarray | torch.Tensor, sample_rate: int, out_png: str |
     fig = Figure(figsize=(14, 15), dpi=100, layout="constrained")
     grid = fig.add_gridspec(4, 2, height_ratios=[1.0, 1.0, 1.0, 0.8])
     if title:
-        fig.suptitle(title, fontsize=15)
+        fig.suptitle(title, fontsize=15, parse_math=False)
 
     # 1. the whole wave, with the zoomed excerpt shaded
     ax = fig.add_subplot(grid[0, 0])
@@ -203,8 +203,7 @@ def plot_phase(wave: np.ndarray | torch.Tensor, sample_rate: int, out_png: str |
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8)
 
     out_png = Path(out_png)
-    with atomic_path(out_png, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
+    save_png(fig, out_png)
     return out_png
 
 

@@ -68,6 +68,21 @@ def song_dir(out_root: str | Path, seed: int) -> Path:
     return Path(out_root) / f"seed-{int(seed)}"
 
 
+def check_song_dirs(out_root: str | Path, seeds: Sequence[int]) -> None:
+    """Before any song is made: UserError when ``out_root`` cannot hold the song folders, or when
+    the folder of one of ``seeds`` cannot take its song (see ``pipeline.generate.check_song_dir``)."""
+    from pipeline.fileio import check_out_dir
+    from pipeline.generate import check_song_dir
+
+    check_out_dir(out_root)
+    for seed in seeds:
+        target = song_dir(out_root, seed)
+        if (target.exists() or target.is_symlink()) and not target.is_dir():
+            raise UserError(f"{target}: is a file, where --count writes the folder of the song of seed {seed}: "
+                            f"move it, or give another --out")
+        check_song_dir(target)
+
+
 def _device_name(device: torch.device) -> str:
     """The device string ``generate_song`` gets: "cuda" for the process's current CUDA device.
 
@@ -216,6 +231,7 @@ def generate_batch(config, out_root: str | Path, *, count: int, device: str = "c
     """
     if count < 1:
         raise UserError(f"--count {count}: must be at least 1")
+    check_song_dirs(out_root, range(int(config.seed), int(config.seed) + count))
     if isinstance(devices, str):
         devices = parse_devices(devices)
     accelerator = {"cpu": "cpu", "cuda": "cuda"}.get(str(device).split(":")[0])
@@ -255,4 +271,5 @@ def generate_batch(config, out_root: str | Path, *, count: int, device: str = "c
     return [song_dir(out_root, int(config.seed) + k) for k in range(count)]
 
 
-__all__ = ["SeedDataset", "SongPredictor", "SongProgressBar", "collate_seeds", "generate_batch", "parse_devices", "song_dir"]
+__all__ = ["SeedDataset", "SongPredictor", "SongProgressBar", "check_song_dirs", "collate_seeds", "generate_batch",
+           "parse_devices", "song_dir"]

@@ -104,7 +104,7 @@ class TrackConfig:
     Attributes:
         name: track name (MIDI track name and stem file name).
         source: the composer track it plays (e.g. "melody", "bridge", "piano", "drums").
-        program: GM program 0-127 (the drum kit number for drum tracks).
+        program: GM program 0-127 (0, the standard kit, for the drums track).
         instrument: the instrument as written in the config (GM name or family).
         timbre_seed: seed of the track's timbre latent.
         morph_seed: seed of the latent the timbre morphs towards (sections' ``morph``).
@@ -396,8 +396,9 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
         key = f"tracks[{i}]"
         t = ctx.mapping(t, key, _TRACK_KEYS, {"name"})
         name = ctx.string(t["name"], f"{key}.name")
-        if not re.fullmatch(r"[A-Za-z0-9_.\- ]+", name):
-            raise ctx.fail(f"{key}.name", f"{name!r} is not allowed (letters, digits, space, '_', '-', '.')")
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]*", name):
+            raise ctx.fail(f"{key}.name", f"{name!r} is not allowed (letters, digits, space, '_', '-', '.'; "
+                                          f"starting with a letter, digit or '_')")
         if len(name) > MAX_TRACK_NAME_CHARS:
             raise ctx.fail(f"{key}.name", f"{name[:20]!r}... is {len(name)} characters long (allowed: at most "
                                           f"{MAX_TRACK_NAME_CHARS}; it names the stem file)")
@@ -417,13 +418,17 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
                 program = resolve_instrument(instrument)
             except ValueError as exc:
                 raise ctx.fail(f"{key}.instrument", str(exc)) from None
-        kit = instrument.strip().lower() == "drums"
+        # "drums" is also a family name (program 0); "kit", "percussion", ... resolve to program 128
+        kit = instrument.strip().lower() == "drums" or program > 127
+        if kit:
+            program = FAMILY_PROGRAMS["drums"]
         if kit != (src.lower() == "drums"):
             raise ctx.fail(f"{key}.instrument", f"{instrument!r} is not allowed for source {src!r} " +
                            ("(the drum kit plays the drums track only)" if kit else
                             "(the drums track plays the drum kit: instrument: drums)"))
         timbre_seed = ctx.integer(t.get("timbre_seed", i), f"{key}.timbre_seed", 0, 2**31 - 1)
-        morph_seed = ctx.integer(t.get("morph_seed", timbre_seed + 1000), f"{key}.morph_seed", 0, 2**31 - 1)
+        morph_seed = ctx.integer(t.get("morph_seed", (timbre_seed + 1000) % 2**31), f"{key}.morph_seed", 0,
+                                 2**31 - 1)
         volume = ctx.number(t.get("volume_db", 0.0), f"{key}.volume_db", *VOLUME_RANGE_DB)
         pan = t.get("pan")
         pan = None if pan is None else ctx.number(pan, f"{key}.pan", -1.0, 1.0)
@@ -528,12 +533,47 @@ def load_config(path: str | os.PathLike) -> SongConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the config ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_unique_keys_loader())
+    except _DuplicateKey as exc:
+        raise UserError(f"{path}: line {exc.line}: {exc.key!r} is given twice in the same mapping "
+                        f"(YAML would keep only the last)") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         raise UserError(f"{path}: not valid YAML{at}") from None
     return parse_config(data, str(path))
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+def _unique_keys_loader():
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently). Keys merged in with ``<<: *anchor`` may still be overridden."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+            except TypeError:   # an unhashable key: SafeLoader's own error follows
+                pass
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return UniqueKeyLoader
 
 
 def resolve_weights_path(path: str, kind: str, key: str | None = None,

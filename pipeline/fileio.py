@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -97,6 +98,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def save_png(fig, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """Write a matplotlib figure to ``path`` as a PNG, atomically.
+
+    Text the user wrote (a title, a section or track name) may hold characters the font lacks
+    (emoji, CJK): matplotlib draws a box for each and warns on stderr, once per glyph; those
+    warnings are left out here, the box is drawn.
+    """
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from (current )?font")
+        fig.savefig(tmp, format="png", **savefig_kwargs)
+    return path
+
+
 def check_out_dir(final_dir: str | os.PathLike) -> Path:
     """``final_dir`` as a Path, after checking that it can be an output folder: UserError when it,
     or the nearest of its parents that exists, is a file rather than a folder (or it is empty)."""
@@ -110,22 +125,15 @@ def check_out_dir(final_dir: str | os.PathLike) -> Path:
     return final_dir
 
 
-@contextlib.contextmanager
-def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
-               owned_suffixes: Iterable[str] | None = None) -> Iterator[Path]:
-    """Yield an empty staging folder; on success its entries are moved into ``final_dir``.
-
-    On failure the staging folder is deleted and ``final_dir`` gets nothing new. Entries that
-    already exist in ``final_dir`` with the same name are replaced; so are the entries named in
-    ``replaces`` that this run did not write (a writer's own outputs left by an earlier run, e.g.
-    ``song.wav`` beside a new ``song.mid`` made without audio): they are removed. Other entries
-    of ``final_dir`` are left as they are. UserError (naming ``final_dir``) when ``final_dir`` is
-    a file or cannot be created. With ``owned_suffixes`` (e.g. ".wav", ".flac"), a folder of
-    ``replaces`` that already exists must hold only files of those kinds (a writer's own, from an
-    earlier run): one that holds anything else is refused before any work, rather than replaced
-    with the user's files in it.
-    """
+def check_out_dir_entries(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
+                           owned_suffixes: Iterable[str] | None = None, folders: Iterable[str] = ()) -> Path:
+    """:func:`check_out_dir`, then the checks :func:`staged_dir` makes of the entries it would
+    replace (see there); a writer of several folders runs it on each before writing any."""
     final_dir = check_out_dir(final_dir)
+    for name in folders:
+        entry = final_dir / name
+        if (entry.exists() or entry.is_symlink()) and not entry.is_dir():
+            raise UserError(f"{entry}: is a file, where this command writes a folder: move it, or give another --out")
     if owned_suffixes is not None:
         owned = {x.lower() for x in owned_suffixes}
         for name in replaces:
@@ -137,6 +145,27 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
                     raise UserError(f"{folder}: holds files this command did not write ({', '.join(foreign[:3])}"
                                     f"{', ...' if len(foreign) > 3 else ''}); a new run replaces that folder: "
                                     f"move them, or give another --out")
+    return final_dir
+
+
+@contextlib.contextmanager
+def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
+               owned_suffixes: Iterable[str] | None = None, folders: Iterable[str] = ()) -> Iterator[Path]:
+    """Yield an empty staging folder; on success its entries are moved into ``final_dir``.
+
+    On failure the staging folder is deleted and ``final_dir`` gets nothing new. Entries that
+    already exist in ``final_dir`` with the same name are replaced; so are the entries named in
+    ``replaces`` that this run did not write (a writer's own outputs left by an earlier run, e.g.
+    ``song.wav`` beside a new ``song.mid`` made without audio): they are removed. Other entries
+    of ``final_dir`` are left as they are. UserError (naming ``final_dir``) when ``final_dir`` is
+    a file or cannot be created. With ``owned_suffixes`` (e.g. ".wav", ".flac"), a folder of
+    ``replaces`` that already exists must hold only files of those kinds (a writer's own, from an
+    earlier run): one that holds anything else is refused before any work, rather than replaced
+    with the user's files in it. ``folders``: the names of ``replaces`` that the writer makes as
+    folders (e.g. "stems"); a file of that name in ``final_dir`` is not the writer's and is
+    refused before any work too.
+    """
+    final_dir = check_out_dir_entries(final_dir, replaces, owned_suffixes, folders)
     # the folders above final_dir that this call makes: removed again when it fails
     made = [p for p in (final_dir.parent, *final_dir.parent.parents) if not p.exists()]
     try:

@@ -64,7 +64,7 @@ import torch
 from pipeline.config import DEFAULT_CONFIG, SongConfig, chords_to_array, load_config
 from pipeline.config import resolve_weights_path as _resolve_weights_path
 from pipeline.errors import UserError
-from pipeline.fileio import atomic_write_text, check_out_dir, staged_dir
+from pipeline.fileio import atomic_write_text, check_out_dir_entries, staged_dir
 from symbolic.modules import ARRANGEMENT_KEY
 
 #: How far the last phrase of a section moves towards the next section's first phrase.
@@ -76,6 +76,17 @@ RENDERERS = ("neural", "fluidsynth", "none")
 #: Everything ``generate_song`` may write into its folder: what an earlier song left there and
 #: this one does not write (its song.wav when this one has no audio, say) is removed.
 SONG_OUTPUTS = ("song.mid", "song.wav", "song.flac", "stems", "pianoroll.png", "song.json", "index.html")
+#: The folders among them, and the kinds of file written into those.
+SONG_FOLDERS = ("stems",)
+SONG_AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def check_song_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a Path, after checking (before any work) that a song can be written there
+    without touching the user's files: UserError when it is a file, or when it holds a file named
+    like one of the song's folders (``stems``) or such a folder with files the song did not write."""
+    return check_out_dir_entries(out_dir, SONG_OUTPUTS, SONG_AUDIO_SUFFIXES, SONG_FOLDERS)
+
 
 
 # --------------------------------------------------------------------------- models
@@ -249,8 +260,9 @@ def section_offsets(model, config: SongConfig, chords: torch.Tensor | None) -> n
     """Per phrase, how far its section's key sits above the model's home key: int [phrases].
 
     A section with chords: ``model.home_offset`` of its own chords (so a song may change key
-    from one section to the next); a section without: that of all the song's chords. All 0
-    for a model without a home key or a song without chords.
+    from one section to the next); a section without, or whose chords are all "no chord"
+    (``N.C.``): that of all the song's chords. All 0 for a model without a home key or a song
+    without chords.
     """
     n_bars = int(model.n_bars)
     counts = [-(-s.bars // n_bars) for s in config.sections]
@@ -260,7 +272,8 @@ def section_offsets(model, config: SongConfig, chords: torch.Tensor | None) -> n
     song = model.home_offset(chords=chords)
     k = 0
     for s, n_ph in zip(config.sections, counts):
-        out[k:k + n_ph] = song if s.chords is None else model.home_offset(chords=chords[k:k + n_ph])
+        own = chords[k:k + n_ph]
+        out[k:k + n_ph] = song if s.chords is None or not bool(own.any()) else model.home_offset(chords=own)
         k += n_ph
     return out
 
@@ -678,7 +691,8 @@ def write_audio(stage: Path, stems: np.ndarray, names: Sequence[str], config: So
         pan = None if raw.shape[0] == 1 else [0.0 if pans[i] is None else pans[i]]  # None pans centre
         placed = mix_stems(stems[i:i + 1], volumes[i:i + 1], pan)
         write_wav(stage / "stems" / _audio_name(name, flac), placed * gain[None], sample_rate, flac=flac)
-    return {"loudness_db": round(loudness_db(song, sample_rate), 2), "peak": round(float(np.abs(song).max()), 4),
+    level = loudness_db(song, sample_rate)  # -inf for a silent song: null in song.json (JSON has no -Infinity)
+    return {"loudness_db": round(level, 2) if np.isfinite(level) else None, "peak": round(float(np.abs(song).max()), 4),
             "channels": int(song.shape[0]), "samples": int(song.shape[1])}
 
 
@@ -767,7 +781,8 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        with staged_dir(out_dir, replaces=SONG_OUTPUTS, owned_suffixes=(".wav", ".flac")) as stage:
+        with staged_dir(out_dir, replaces=SONG_OUTPUTS, owned_suffixes=SONG_AUDIO_SUFFIXES,
+                        folders=SONG_FOLDERS) as stage:
             roll = compose(models, config, seed, device)
             comp_names = [n.lower() for n in models.composer.track_names]
             is_drum = [t.source.lower() not in comp_names or bool(models.composer.is_drum[comp_names.index(
@@ -816,7 +831,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
             timings["total_s"] = round(time.perf_counter() - t0, 3)
             import json
 
-            atomic_write_text(stage / "song.json", json.dumps(facts, indent=2, sort_keys=False) + "\n")
+            atomic_write_text(stage / "song.json", json.dumps(facts, indent=2, sort_keys=False, allow_nan=False) + "\n")
             _make_readable(stage)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
@@ -866,9 +881,10 @@ def cli_main(argv: list[str]) -> int:
     if config.seed + args.count - 1 >= 2**31:
         raise UserError(f"--count {args.count}: the last seed {config.seed + args.count - 1} is past {2**31 - 1}")
     device = resolve_device(args.device)
-    out = check_out_dir(args.out if args.out is not None else Path("out") / config.slug)
+    out = args.out if args.out is not None else Path("out") / config.slug   # checked below ('' too)
     progress = sys.stderr.isatty()
     if args.count == 1:
+        out = check_song_dir(out)
         if args.devices is not None:
             print(f"musegansynth: note: --devices {args.devices}: has no effect on one song (it runs on --device; "
                   f"--count N > 1 shares N songs over devices)", file=sys.stderr)
@@ -877,8 +893,10 @@ def cli_main(argv: list[str]) -> int:
                       progress=progress)
         print(out)
         return 0
-    from pipeline.batch import generate_batch, parse_devices
+    from pipeline.batch import check_song_dirs, generate_batch, parse_devices
 
+    check_song_dirs(out, range(config.seed, config.seed + args.count))   # before the models load (generate_batch
+    out = Path(out)                                                       # checks again, for its other callers)
     devices = parse_devices("auto" if args.devices is None else args.devices)  # checked before any model is loaded
     # on the CPU every rank shares the device: load once here (bad weights fail before Lightning
     # starts); each GPU rank loads its own on its GPU (SongPredictor.setup)

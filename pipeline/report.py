@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from pipeline.fileio import atomic_path, atomic_write_text
+from pipeline.fileio import atomic_write_text, save_png
 
 
 def plot_pianoroll(mt, path: str | Path, sections: Sequence[dict[str, Any]] = (), title: str = "") -> Path:
@@ -41,13 +41,14 @@ def plot_pianoroll(mt, path: str | Path, sections: Sequence[dict[str, Any]] = ()
         ax = fig.axes[0]
         for s in sections:
             ax.text(s["start_bar"] + 0.1, 0.97, s["name"], transform=ax.get_xaxis_transform(), fontsize=9,
-                    color="tab:red", va="top", fontweight="bold")
+                    color="tab:red", va="top", fontweight="bold", parse_math=False)
     if title and draw_multitrack is None:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    try:
+        save_png(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -59,7 +60,7 @@ def _draw(mt, plt):
         img = (roll[t].reshape(B * S, P).T > 0).astype(np.float32)
         ax.imshow(img, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
                   extent=(0, B, mt.grid.lowest_pitch - 0.5, mt.grid.lowest_pitch + P - 0.5))
-        ax.set_ylabel(mt.track_names[t], rotation=0, ha="right", fontsize=8)
+        ax.set_ylabel(mt.track_names[t], rotation=0, ha="right", fontsize=8, parse_math=False)
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("bar")
     fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.12, hspace=0.15)

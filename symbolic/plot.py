@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.errors import UserError
-from pipeline.fileio import atomic_path
+from pipeline.fileio import save_png
 from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, midi_to_multitrack, off_grid_meters,
                            read_midi, time_signature_beats)
 from symbolic.trackmap import LPD5, POP909, POP909_DRUMS, TrackMap, get_track_map
@@ -43,8 +43,7 @@ def plot_multitrack(mt_or_roll, track_names: Sequence[str] | None, out_png: str 
     fig = draw_multitrack(mt_or_roll, track_names, title, grid=grid)
     out_png = Path(out_png)
     try:
-        with atomic_path(out_png, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
+        save_png(fig, out_png, dpi=100)
     finally:
         plt.close(fig)
     return out_png
@@ -110,7 +109,7 @@ def draw_multitrack(mt_or_roll, track_names: Sequence[str] | None = None, title:
         ax.set_yticklabels([pretty_midi.note_number_to_name(int(c)) for c in ax.get_yticks()])
         for b in range(1, n_bars):
             ax.axvline(b, color="0.4", linewidth=0.8)
-        ax.set_ylabel(track_names[t])
+        ax.set_ylabel(track_names[t], parse_math=False)  # names are text, '$' too
     axes[-1, 0].set_xlabel("bar")
     every = 1 if n_bars <= 32 else int(np.ceil(n_bars / 16))
     ticks = np.arange(0, n_bars, every)
@@ -118,7 +117,7 @@ def draw_multitrack(mt_or_roll, track_names: Sequence[str] | None = None, title:
     axes[-1, 0].set_xticklabels([str(int(b) + 1) for b in ticks])
     axes[-1, 0].set_xlim(0, n_bars)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     fig.tight_layout()
     return fig
 

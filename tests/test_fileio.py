@@ -106,3 +106,16 @@ def test_staged_dir_refuses_to_replace_a_folder_holding_the_users_files(tmp_path
         with staged_dir(out, replaces=("stems",), owned_suffixes=(".wav",)):
             raise AssertionError("the writer ran")
     assert sorted(p.name for p in (out / "stems").iterdir()) == ["mine.txt", "new.wav"]
+
+
+def test_staged_dir_refuses_a_file_where_it_writes_a_folder(tmp_path):
+    out = tmp_path / "song"
+    out.mkdir()
+    (out / "stems").write_text("my notes")
+    (out / "song.mid").write_bytes(b"old")
+    with pytest.raises(UserError, match=r"song/stems: is a file, where this command writes a folder: move it, or "
+                                        r"give another --out"):
+        with staged_dir(out, replaces=("song.mid", "stems"), owned_suffixes=(".wav",), folders=("stems",)):
+            raise AssertionError("the writer ran")
+    assert (out / "stems").read_text() == "my notes" and (out / "song.mid").read_bytes() == b"old"
+    assert sorted(p.name for p in out.iterdir()) == ["song.mid", "stems"]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio.mix import (db_to_gain, limit, loudness_db, master, mix_stems, pan_gains, read_wav, write_wav)
+from audio.mix import (db_to_gain, limit, loudness_db, master, master_with_gain, mix_stems, pan_gains, read_wav,
+                       write_wav)
 from pipeline.errors import UserError
 
 SR = 16000
@@ -82,6 +83,24 @@ def test_master_meets_the_loudness_target_and_ceiling():
     assert np.abs(out).max() <= db_to_gain(-1.0) + 1e-7
     silent = master(np.zeros((1, SR), np.float32), SR)
     assert not silent.any()
+
+
+@pytest.mark.parametrize("amp", [1e-4, 1e-5])
+def test_master_raises_a_mix_below_the_loudness_gate(amp):
+    """Every track turned far down (-60 dB) leaves the mix under the -70 dB absolute gate: it is
+    mastered all the same, and its gain curve still takes the mix to the mastered song."""
+    quiet = np.stack([_sine(seconds=3.0, amp=amp)])
+    assert loudness_db(quiet, SR) == float("-inf")
+    out, gain = master_with_gain(quiet, SR, target_db=-16.0, ceiling_db=-1.0)
+    assert loudness_db(out, SR) == pytest.approx(-16.0, abs=0.5)
+    assert np.abs(out).max() <= db_to_gain(-1.0) + 1e-7
+    np.testing.assert_allclose(quiet * gain[None], out, atol=1e-6)
+
+
+def test_master_leaves_silence_alone():
+    for mix in (np.zeros((1, SR), np.float32), np.full((1, SR), 1e-8, np.float32)):   # 1e-8: under -120 dBFS
+        out, gain = master_with_gain(mix, SR)
+        assert np.array_equal(out, mix) and np.array_equal(gain, np.ones(mix.shape[1]))
 
 
 @pytest.mark.parametrize("flac", [False, True])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,8 @@ def test_devices_without_count_is_a_note_and_a_first_failure_leaves_no_folder(tm
     assert not (tmp_path / "f").exists()
     # a config the composer refuses (a drums style it does not know), with --count: no folder is left
     bad = tmp_path / "bad.yaml"
-    bad.write_text(short_config.read_text() + "style: polka\n")
+    bad.write_text(re.sub(r"(?m)^style: .*$", "style: polka", short_config.read_text()))
+    assert "style: polka" in bad.read_text()
     with pytest.raises(UserError, match="style: 'polka' is not allowed"):
         cli_main(["g", str(bad), "--out", str(tmp_path / "new" / "deep"), "--count", "2", "--renderer", "none"])
     assert not (tmp_path / "new").exists()
@@ -114,6 +116,23 @@ def test_count_failure_keeps_the_finished_songs_only(tmp_path, short_config, pat
         cli_main(["g", str(short_config), "--out", str(out), "--count", "3", "--seed", "5", "--renderer", "none"])
     assert sorted(p.name for p in out.iterdir()) == ["seed-5"]
     assert (out / "seed-5" / "song.mid").exists()
+
+
+def test_count_checks_every_song_folder_before_the_first_song(tmp_path, short_config, patch_load_models):
+    """A file where a later seed's folder goes, or a file named stems in it, used to be found only
+    after the earlier songs were written (found by QA)."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "seed-6").write_text("x")
+    with pytest.raises(UserError, match=r"seed-6: is a file, where --count writes the folder of the song of seed 6: "
+                                        r"move it, or give another --out"):
+        cli_main(["g", str(short_config), "--out", str(out), "--count", "3", "--seed", "5", "--renderer", "none"])
+    (out / "seed-6").unlink()
+    (out / "seed-7").mkdir()
+    (out / "seed-7" / "stems").write_text("mine")
+    with pytest.raises(UserError, match=r"seed-7/stems: is a file, where this command writes a folder"):
+        cli_main(["g", str(short_config), "--out", str(out), "--count", "3", "--seed", "5", "--renderer", "none"])
+    assert sorted(p.name for p in out.rglob("*")) == ["seed-7", "stems"]
 
 
 def test_devices_option_is_checked_before_loading_models(tmp_path, short_config, patch_load_models):

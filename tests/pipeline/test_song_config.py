@@ -79,6 +79,7 @@ def _error(mutate) -> str:
     (lambda d: d["tracks"][0].update(pan="left"), ["tracks[0].pan", "'left'", "-1.0 to 1.0"]),
     (lambda d: d["tracks"][0].update(instrument="Flutee"), ["tracks[0].instrument", "'Flutee'", "Flute"]),
     (lambda d: d["tracks"][1].update(name="lead"), ["tracks[1].name", "unique"]),
+    (lambda d: d["tracks"][1].update(name="."), ["tracks[1].name: '.' is not allowed", "starting with a letter"]),
     (lambda d: d["tracks"][1].update(volme_db=1), ["tracks[1].volme_db", "did you mean 'volume_db'"]),
     (lambda d: d["sections"][1].update(bars=0), ["sections[1].bars", "0", "1 to 512"]),
     (lambda d: d["sections"][1].update(bars=2.5), ["sections[1].bars", "2.5", "not an integer"]),
@@ -99,6 +100,9 @@ def _error(mutate) -> str:
      ["tracks[0].instrument: 'drums' is not allowed for source 'melody' (the drum kit plays the drums track only)"]),
     (lambda d: d["tracks"][1].update(instrument="Flute"),
      ["tracks[1].instrument: 'Flute' is not allowed for source 'drums' (the drums track plays the drum kit"]),
+    (lambda d: d["tracks"][0].update(instrument="kit"),   # the kit's other names (program 128) too
+     ["tracks[0].instrument: 'kit' is not allowed for source 'melody' (the drum kit plays the drums track only)"]),
+    (lambda d: d["tracks"][0].update(instrument="Percussion"), ["tracks[0].instrument: 'Percussion' is not allowed"]),
 ])
 def test_wrong_values_name_key_value_and_allowed(mutate, parts):
     msg = _error(mutate)
@@ -117,6 +121,20 @@ def test_load_config_file_errors(tmp_path):
     not_map.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(UserError, match="expected a mapping"):
         load_config(not_map)
+
+
+def test_a_key_given_twice_is_refused_and_merge_keys_may_be_overridden(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("title: x\ntracks:\n  - {name: lead, source: melody, volume_db: -3, volume_db: 0}\n"
+                   "sections:\n  - {name: a, bars: 2}\n")
+    with pytest.raises(UserError) as info:
+        load_config(dup)
+    assert str(info.value) == (f"{dup}: line 3: 'volume_db' is given twice in the same mapping "
+                               f"(YAML would keep only the last)")
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("title: x\ntracks:\n  - {name: lead, source: melody}\n"
+                      "sections:\n  - &v {name: verse, bars: 2}\n  - {<<: *v, bars: 4}\n")
+    assert [(s.name, s.bars) for s in load_config(merged).sections] == [("verse", 2), ("verse", 4)]
 
 
 def test_chord_symbols():
@@ -172,3 +190,20 @@ def test_section_play_and_rest_are_checked():
         with_section(play=["lead"], rest=["lead"])
     with pytest.raises(UserError, match=r"sections\[0\].rest: 3 is not allowed \(expected a list of track names\)"):
         with_section(rest=3)
+
+
+@pytest.mark.parametrize("name", ["drums", "kit", "Drum Kit", "percussion"])
+def test_the_drum_kit_by_any_of_its_names_on_the_drums_track(name):
+    data = copy.deepcopy(BASE)
+    data["tracks"][1]["instrument"] = name
+    drums = parse_config(data, "song.yaml").tracks[1]
+    assert (drums.program, drums.instrument) == (0, name)   # the MIDI file's standard kit
+
+
+def test_the_highest_timbre_seed_and_its_default_morph_seed():
+    data = copy.deepcopy(BASE)
+    data["tracks"][0]["timbre_seed"] = 2**31 - 1
+    data["tracks"][1]["timbre_seed"] = 5
+    lead, drums = parse_config(data, "song.yaml").tracks
+    assert (lead.timbre_seed, lead.morph_seed) == (2**31 - 1, 999)   # wraps round, stays a valid seed
+    assert (drums.timbre_seed, drums.morph_seed) == (5, 1005)

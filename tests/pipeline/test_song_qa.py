@@ -173,6 +173,28 @@ def test_stems_add_up_to_the_mix_also_where_the_limiter_works(tmp_path):
     assert np.abs(mix[:2 * sr, 0]).max() > 0.85   # the clicks reach the ceiling: limited
 
 
+def test_a_song_of_quiet_tracks_is_mastered_and_a_silent_one_reports_null_loudness(tmp_path):
+    """Every track at -60 dB put the mix under the loudness gate: it came out unmastered (a peak of
+    0.0008) and song.json said "loudness_db": -Infinity, which is not JSON (found by QA)."""
+    import soundfile as sf
+
+    from pipeline.generate import write_audio
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    a = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    cfg = _cfg(tracks=[{"name": "a", "source": "melody", "volume_db": -60},
+                       {"name": "b", "source": "piano", "volume_db": -60}])
+    facts = write_audio(tmp_path / "quiet", np.stack([a, a]), ["a", "b"], cfg, sr, flac=False)
+    assert facts["loudness_db"] == pytest.approx(-16.0, abs=0.5) and facts["peak"] > 0.2   # was 0.0008
+    mix, _ = sf.read(str(tmp_path / "quiet" / "song.wav"), always_2d=True)
+    sa, _ = sf.read(str(tmp_path / "quiet" / "stems" / "a.wav"))
+    np.testing.assert_allclose(mix[:, 0], 2 * sa, atol=3 / 32768)   # the stems still add up
+    silent = write_audio(tmp_path / "silent", np.zeros((2, sr), np.float32), ["a", "b"], cfg, sr, flac=False)
+    assert silent["loudness_db"] is None and silent["peak"] == 0.0
+    json.dumps(silent, allow_nan=False)
+
+
 def test_panned_stems_are_stereo_and_add_up_to_each_channel(tmp_path):
     """With pans the mix is stereo; each stem is placed like its track (equal-power pan law), so
     left and right of the stems add up to left and right of the mix. A track without a pan sits

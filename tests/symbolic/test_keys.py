@@ -168,3 +168,18 @@ def test_decode_takes_one_shift_per_phrase(tmp_path):
         assert torch.equal(out[i], shift_pitches(want[i], k))
     with pytest.raises(UserError, match="transpose: expected one shift or 3, got 2"):
         comp.decode(z, chords=moved, transpose=torch.tensor([1, 2]))
+
+
+def test_a_section_of_no_chords_takes_the_songs_key(tmp_path):
+    """A section whose chords are all "N.C." has nothing to estimate a key from: like a section
+    without chords, it takes the song's key (it used to be composed in C)."""
+    from types import SimpleNamespace
+
+    from pipeline.generate import section_offsets
+
+    comp = _composer(tmp_path, True, "keyed")                 # 2 bars a phrase
+    sections = [SimpleNamespace(bars=4, chords=("F#", "C#", "D#m", "B")), SimpleNamespace(bars=4, chords=("N.C.",))]
+    chords = torch.cat([_chords(["F#", "C#", "D#:min", "B"]), torch.zeros(4, 4, 12)]).reshape(4, 2, 4, 12)
+    song = comp.home_offset(chords=chords)
+    assert song == 6
+    assert section_offsets(comp, SimpleNamespace(sections=sections), chords).tolist() == [6, 6, 6, 6]

@@ -89,3 +89,22 @@ def test_cli_unreadable_midi(tmp_path, capsys, midi_writer):
     with pytest.raises(UserError, match="track map 'zzz'"):
         cli_main(["prog", str(good), "--out", str(out), "--track-map", "zzz"])
     assert not out.exists()
+
+
+def test_titles_and_names_are_drawn_as_written_not_as_math(tmp_path):
+    """matplotlib reads "$...$" as a formula: an unbalanced one used to fail the drawing."""
+    from pipeline.report import plot_pianoroll
+    from symbolic.roll import Multitrack
+    from symbolic.trackmap import TrackMap, TrackSpec
+
+    roll = np.zeros((2, 2, 16, 84), bool)
+    roll[0, 0, :4, 40] = True
+    out = plot_multitrack(roll, ["$a", "b$_$"], tmp_path / "r.png", title="Rich $_$ Kid")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    fig = draw_multitrack(roll, ["$a", "b$_$"], title="Price $5 and $6")
+    assert fig._suptitle.get_text() == "Price $5 and $6" and not fig._suptitle.get_parse_math()
+    mt = Multitrack(roll.astype(np.uint8) * 90, roll, TrackMap((TrackSpec("lead", 0), TrackSpec("pad", 48)), name="t"))
+    png = plot_pianoroll(mt, tmp_path / "song.png", sections=[{"name": "$\\frac{$", "start_bar": 0}],
+                         title="Rich $_$ Kid")
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png", "song.png"]
