@@ -160,6 +160,8 @@ class TimbreGenerator:
         p = Path(path_or_dir)
         if p.is_dir():
             p = p / f"audio_{name}"
+        elif p.is_file() and p.suffix not in (".safetensors", ".json"):
+            raise UserError(f"{p}: not timbre model weights (expected a .safetensors file with its .json beside it)")
         st_path, json_path = _paths(p)
         for f in (st_path, json_path):
             if not f.is_file():

@@ -31,7 +31,7 @@ MASK_BELOW_DB = 45.0
 
 def _as_mono(wave: np.ndarray | torch.Tensor) -> np.ndarray:
     x = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
-    x = np.squeeze(x)
+    x = np.atleast_1d(np.squeeze(x))   # a one-sample wave stays [1]
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"wave should be a non-empty mono signal of shape [T], got {tuple(np.shape(wave))}")
     return x.astype(np.float64)
@@ -73,7 +73,8 @@ def _zoom_range(x: np.ndarray, config: SpecConfig) -> tuple[int, int, int]:
     hop = config.hop
     n_frames = 1 + len(x) // hop
     # RMS per frame centre region; take the loudest frame in the first half (the attack is over)
-    energies = [float(np.mean(x[max(0, t * hop - hop // 2): t * hop + hop // 2] ** 2)) if t * hop < len(x) else 0.0
+    half = hop // 2   # each centre's own sample at least (hop 1)
+    energies = [float(np.mean(x[max(0, t * hop - half): t * hop + half + 1] ** 2)) if t * hop < len(x) else 0.0
                 for t in range(n_frames)]
     t0 = int(np.argmax(energies[: max(1, (n_frames + 1) // 2)]))
     centre = t0 * hop
@@ -223,6 +224,8 @@ def _read_wav(path: str, seconds: float | None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{path}: is a folder (expected an audio file)")
     if not p.is_file():
         raise UserError(f"{path}: no such audio file")
     try:
@@ -257,8 +260,9 @@ def _render(pitch: int, instrument: str, velocity: int, seconds: float, sample_r
     return wave
 
 
-def _generate(pitch: int, program: int, velocity: int, weights: str | None, seed: int) -> tuple[np.ndarray, int]:
-    """One note from the timbre model (its clip, before any sustain extension): ([T] float32, sample rate).
+def _generate(pitch: int, program: int, velocity: int, weights: str | None, seed: int) -> tuple[np.ndarray, int, int]:
+    """One note from the timbre model (its clip, before any sustain extension): ([T] float32, sample
+    rate, the program it played).
 
     A program the model was not trained on is played as the nearest one it knows, and a pitch outside
     the pitches it learnt is kept: each with a warning line on stderr, as ``musegansynth render`` does.
@@ -289,11 +293,18 @@ def _generate(pitch: int, program: int, velocity: int, weights: str | None, seed
               f"timbre model learnt ({min(learnt)}-{max(learnt)}); the note may be poor", file=sys.stderr)
     z = gen.sample_z(1, torch.Generator().manual_seed(seed))
     wave = gen.generate(torch.tensor([pitch]), torch.tensor([program]), torch.tensor([velocity]), z)
-    return np.asarray(wave[0].detach().cpu().numpy(), dtype=np.float32), int(gen.sample_rate)
+    return np.asarray(wave[0].detach().cpu().numpy(), dtype=np.float32), int(gen.sample_rate), program
 
 
 #: STFT window of the picture when ``--n-fft`` is not given (samples).
 DEFAULT_N_FFT = 1024
+
+
+def _check_length(samples: int, config: SpecConfig) -> None:
+    """UserError unless the wave fills at least one STFT window of the picture."""
+    if samples < config.n_fft:
+        raise UserError(f"the audio lasts {samples} samples ({samples / config.sample_rate * 1000:.1f} ms); the picture "
+                        f"needs at least one STFT window of {config.n_fft} (more --seconds, or a smaller --n-fft)")
 
 
 def _stft_config(sample_rate: int, n_fft: int | None, hop: int | None) -> SpecConfig:
@@ -350,8 +361,8 @@ def cli_main(argv: Sequence[str]) -> int:
     _stft_config(16000, args.n_fft, args.hop)  # bad sizes are refused before any rendering
     if Path(args.out).suffix.lower() != ".png":
         raise UserError(f"--out {args.out}: the picture is a PNG; name it *.png")
-    if args.max_hz is not None and args.max_hz <= 0:
-        raise UserError(f"--max-hz {args.max_hz}: must be positive")
+    if args.max_hz is not None and not (0 < args.max_hz < float("inf")):
+        raise UserError(f"--max-hz {args.max_hz}: must be a positive number of Hz")
     if args.seconds is not None and not (0 < args.seconds <= MAX_SECONDS):
         raise UserError(f"--seconds {args.seconds}: must be > 0 and at most {MAX_SECONDS:.0f}")
     # options that would do nothing in the chosen mode are refused by name
@@ -390,16 +401,18 @@ def cli_main(argv: Sequence[str]) -> int:
         from audio.families import instrument_name_to_program, program_name
 
         program = instrument_name_to_program(args.instrument)
-        name = program_name(program) if program < 128 else "drums"
         if args.generated:
-            wave, sr = _generate(args.pitch, program, args.velocity, args.weights, args.timbre_seed or 0)
-            name = f"{name} by the timbre model"
+            wave, sr, program = _generate(args.pitch, program, args.velocity, args.weights, args.timbre_seed or 0)
+            name = f"{program_name(program) if program < 128 else 'drums'} by the timbre model"   # as played
         else:
+            name = program_name(program) if program < 128 else "drums"
             sr = args.sample_rate or 16000
+            _check_length(int(round((args.seconds or 1.0) * sr)), _stft_config(sr, args.n_fft, args.hop))
             wave = _render(args.pitch, args.instrument, args.velocity, args.seconds or 1.0, sr, args.soundfont)
         title = args.title or (f"{name}, MIDI {args.pitch} ({440.0 * 2 ** ((args.pitch - 69) / 12):.1f} Hz): "
                                "why GANSynth models instantaneous frequency")
     config = _stft_config(sr, args.n_fft, args.hop)
+    _check_length(len(wave), config)
     out = Path(args.out)
     plot_phase(wave, sr, out, config=config, title=title, max_hz=args.max_hz)
     print(out)

@@ -106,10 +106,17 @@ def save_png(fig, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
     warnings are left out here, the box is drawn.
     """
     path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Glyph .* missing from (current )?font")
+    with atomic_path(path, suffix=".png") as tmp, missing_glyphs_quiet():
         fig.savefig(tmp, format="png", **savefig_kwargs)
     return path
+
+
+@contextlib.contextmanager
+def missing_glyphs_quiet() -> Iterator[None]:
+    """Leave out matplotlib's warnings of characters its font lacks (laying out a figure warns too)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from (current )?font")
+        yield
 
 
 def check_out_dir(final_dir: str | os.PathLike) -> Path:

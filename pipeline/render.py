@@ -141,6 +141,10 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
     pm = read_midi(midi_path)  # UserError naming the file when unreadable
     if not any(inst.notes for inst in pm.instruments):
         raise UserError(f"{midi_path}: the MIDI file has no notes")
+    end = pm.get_end_time()
+    if end > MAX_RENDER_S:
+        raise UserError(f"{midi_path}: lasts {end / 3600:.1f} hours; render takes files of up to "
+                        f"{MAX_RENDER_S / 60:.0f} minutes")
     if renderer == "fluidsynth":   # mastered like the neural path (and generate's FluidSynth songs)
         from audio.fluid import render_midi_audio
 
@@ -160,6 +164,9 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
     return wav_path
 
 
+#: The longest file ``render`` voices (s): a stray note hours after the rest would need tens of GB.
+MAX_RENDER_S = 90 * 60.0
+
 #: FluidSynth's output rate when none is asked for.
 FLUID_RATE = 44100
 
@@ -171,6 +178,8 @@ def check_audio_out(path: str | Path) -> Path:
     """``path`` as a Path when it ends in .wav or .flac (any case); UserError naming it otherwise, so
     that no file gets data of another format than its name says."""
     path = Path(path)
+    if path.name.lower() in AUDIO_SUFFIXES:   # ".wav": a hidden file without a suffix to pathlib
+        raise UserError(f"--out {path}: give the file a name before {path.name}")
     if path.suffix.lower() not in AUDIO_SUFFIXES:
         raise UserError(f"--out {path}: unsupported audio file type {path.suffix or '(none)'!r}: "
                         f"name it *.wav or *.flac")
@@ -186,7 +195,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--renderer", choices=("neural", "fluidsynth"), default="neural")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--weights", default=None, help=f"timbre model weights (default {DEFAULT_AUDIO_WEIGHTS})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the instruments' timbre latents")
+    p.add_argument("--seed", type=int, default=None, help="seed of the instruments' timbre latents (default 0)")
     p.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
                    help=f"output rate: FluidSynth renders at any rate from {SAMPLE_RATE_RANGE[0]} to {SAMPLE_RATE_RANGE[1]} "
                         f"(default {FLUID_RATE}); the timbre model at its own only (the default)")
@@ -200,10 +209,17 @@ def cli_main(argv: list[str]) -> int:
 
     args = build_parser(argv[0]).parse_args(argv[1:])
     midi = Path(args.midi)
-    out = Path(args.out) if args.out else midi.with_suffix(".wav")
-    check_seed(args.seed)
+    if args.out == "":
+        raise UserError("--out '': an empty path is not a file name")
+    out = Path(args.out) if args.out is not None else midi.with_suffix(".wav")
+    if args.renderer == "fluidsynth":   # options of the timbre model only: refused by name, as explain-phase does
+        for flag, value in (("--weights", args.weights), ("--seed", args.seed)):
+            if value is not None:
+                raise UserError(f"{flag} is for the timbre model; it has no effect with --renderer fluidsynth")
+    seed = 0 if args.seed is None else args.seed
+    check_seed(seed)
     check_audio_out(out)
-    if args.sample_rate is not None:
+    if args.sample_rate is not None and args.renderer == "fluidsynth":   # the neural renderer checks its own rate
         from audio.fluid import check_sample_rate
 
         check_sample_rate(args.sample_rate)
@@ -211,7 +227,7 @@ def cli_main(argv: list[str]) -> int:
     from symbolic.roll import read_midi
 
     read_midi(midi)  # fail on an unreadable MIDI before loading any model
-    render_file(midi, out, renderer=args.renderer, device=device, weights=args.weights, seed=args.seed,
+    render_file(midi, out, renderer=args.renderer, device=device, weights=args.weights, seed=seed,
                 sample_rate=args.sample_rate)
     print(out)
     return 0

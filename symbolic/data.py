@@ -35,7 +35,7 @@ import numpy as np
 from pipeline.errors import UserError, check_seed
 from pipeline.fileio import atomic_path, remove_empty_folders, staged_dir
 from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, shift_pitches, transpose_to_c
-from symbolic.roll import (Grid, Multitrack, _beat_times_beats, _tempo_map_beats, check_steps_per_beat,
+from symbolic.roll import (Grid, Multitrack, _beat_times_beats, tempo_map_beats, check_steps_per_beat,
                            from_pypianoroll, midi_to_multitrack, off_grid_meters, pickup_origin, read_midi,
                            time_signature_beats)
 from symbolic.trackmap import DRUMS, LPD5, POP909, SATB, TrackMap, get_track_map
@@ -109,7 +109,7 @@ def _meter_bad_bars(pm, n_bars: int, grid: Grid, origin: float, *, bar_lines: bo
     if not sigs:
         return bad
     bpb = grid.beats_per_bar
-    end = float(_tempo_map_beats(pm, np.array([pm.get_end_time() + 1.0]))[0])
+    end = float(tempo_map_beats(pm, np.array([pm.get_end_time() + 1.0]))[0])
     starts = [b - origin for b, _, _ in sigs] + [max(end - origin, sigs[-1][0] - origin)]
     for k in off_grid_meters(sigs, bpb, origin, bar_lines=bar_lines):
         a, b = starts[k], starts[k + 1]

@@ -14,9 +14,9 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.errors import UserError
-from pipeline.fileio import save_png
-from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, midi_to_multitrack, off_grid_meters,
-                           read_midi, time_signature_beats)
+from pipeline.fileio import missing_glyphs_quiet, save_png
+from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, midi_to_multitrack, off_grid_meters, read_midi,
+                           tempo_map_beats, time_signature_beats)
 from symbolic.trackmap import LPD5, POP909, POP909_DRUMS, TrackMap, get_track_map
 
 
@@ -118,17 +118,23 @@ def draw_multitrack(mt_or_roll, track_names: Sequence[str] | None = None, title:
     axes[-1, 0].set_xlim(0, n_bars)
     if title:
         fig.suptitle(title, parse_math=False)
-    fig.tight_layout()
+    with missing_glyphs_quiet():
+        fig.tight_layout()
     return fig
 
 
 def guess_track_map(pm) -> TrackMap:
-    """POP909 (with drums when the file has a drum part) when its parts are named MELODY / BRIDGE /
-    PIANO, else LPD-5."""
-    names = {(i.name or "").strip().upper() for i in pm.instruments}
-    if names & {"MELODY", "BRIDGE", "PIANO"}:
+    """POP909 (with drums when the file has a drum part) when its pitched parts with notes are all
+    named MELODY / BRIDGE / PIANO, else LPD-5 (a file with a "Piano" beside a "Violin" is not
+    POP909's)."""
+    names = {(i.name or "").strip().upper() for i in pm.instruments if i.notes and not i.is_drum}
+    if names and names <= {"MELODY", "BRIDGE", "PIANO"}:
         return POP909_DRUMS if any(i.is_drum for i in pm.instruments) else POP909
     return LPD5
+
+
+#: The most bars ``plot pianoroll`` draws (a stray note hours late would need a roll of many GB).
+MAX_PLOT_BARS = 4096
 
 
 def cli_main(argv: list[str]) -> int:
@@ -142,12 +148,28 @@ def cli_main(argv: list[str]) -> int:
     p.add_argument("--title", default=None)
     args = p.parse_args(argv[1:])
     check_steps_per_beat(args.steps_per_beat)
-    if args.out is not None and args.out.suffix.lower() != ".png":
-        raise UserError(f"--out {args.out}: the picture is a PNG; name it *.png")
+    if args.out is not None and args.out.name.lower() == ".png":
+        raise UserError(f"--out {args.out}: give the picture a name before .png")
+    if args.out is not None and (str(args.out) in ("", ".") or args.out.suffix.lower() != ".png"):
+        raise UserError(f"--out {str(args.out) if str(args.out) != '.' else ''!r}: the picture is a PNG; name it *.png")
     pm = read_midi(args.midi)
     track_map = guess_track_map(pm) if args.track_map == "auto" else get_track_map(args.track_map)
     grid = Grid(steps_per_beat=args.steps_per_beat)
+    bars = int(np.ceil(float(tempo_map_beats(pm, np.array([pm.get_end_time()]))[0]) / grid.beats_per_bar))
+    if bars > MAX_PLOT_BARS:
+        raise UserError(f"{args.midi}: {bars} bars of {grid.beats_per_bar}/4 are too many to draw "
+                        f"(at most {MAX_PLOT_BARS})")
     mt = midi_to_multitrack(pm, track_map, grid)
+    left_out = [i for i, k in zip(pm.instruments, track_map.assign(pm.instruments)) if k is None and i.notes]
+    if left_out:
+        names = ", ".join(dict.fromkeys(i.name.strip() or ("drums" if i.is_drum else f"program {i.program}")
+                                        for i in left_out))
+        print(f"musegansynth: note: {args.midi}: {sum(len(i.notes) for i in left_out)} notes of {names} are on no "
+              f"track of the '{track_map.name}' track map ({', '.join(track_map.names)}): not drawn (choose "
+              f"another with --track-map)", file=sys.stderr)
+    if mt.n_dropped:
+        print(f"musegansynth: note: {args.midi}: {mt.n_dropped} notes outside MIDI {grid.lowest_pitch}-"
+              f"{grid.lowest_pitch + grid.n_pitches - 1} (or before bar 1): not drawn", file=sys.stderr)
     sigs = time_signature_beats(pm)
     other = [f"{n}/{d}" for i, (_, n, d) in enumerate(sigs) if i in off_grid_meters(sigs, grid.beats_per_bar)]
     if other:

@@ -180,7 +180,19 @@ def read_midi(path: str | os.PathLike) -> pretty_midi.PrettyMIDI:
         return pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:  # mido / pretty_midi raise many kinds on garbage
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        if _smpte_division(path):
+            reason = "its times are SMPTE frames, not beats; save it with beat (PPQ) timing"
         raise UserError(f"{path}: not a readable MIDI file ({reason})") from None
+
+
+def _smpte_division(path: Path) -> bool:
+    """Whether the file's header gives its times in SMPTE frames (the top bit of its division)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(14)
+    except OSError:
+        return False
+    return len(head) == 14 and head[:4] == b"MThd" and bool(head[12] & 0x80)
 
 
 def write_midi(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike) -> None:
@@ -191,7 +203,7 @@ def write_midi(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike) -> None:
 
 # --------------------------------------------------------------------------- time -> beats
 
-def _tempo_map_beats(pm: pretty_midi.PrettyMIDI, times: np.ndarray) -> np.ndarray:
+def tempo_map_beats(pm: pretty_midi.PrettyMIDI, times: np.ndarray) -> np.ndarray:
     """Quarter-note positions of ``times`` (seconds) through the file's tempo map (= ticks / resolution)."""
     change_times, tempi = pm.get_tempo_changes()
     if len(change_times) == 0:
@@ -209,7 +221,7 @@ def time_signature_beats(pm: pretty_midi.PrettyMIDI, end_beat: float | None = No
     tss = sorted(pm.time_signature_changes, key=lambda ts: ts.time)
     if not tss:
         return []
-    beats = _tempo_map_beats(pm, np.array([ts.time for ts in tss], dtype=np.float64))
+    beats = tempo_map_beats(pm, np.array([ts.time for ts in tss], dtype=np.float64))
     by_beat: dict[float, tuple[int, int]] = {}
     for b, ts in zip(beats, tss):
         b = round(float(b), 6)
@@ -316,7 +328,7 @@ def quantize_notes(pm: pretty_midi.PrettyMIDI, track_map: TrackMap, grid: Grid =
         starts = np.array([n.start for n in inst.notes], dtype=np.float64)
         ends = np.array([n.end for n in inst.notes], dtype=np.float64)
         to_beats = (lambda t: _beat_times_beats(beat_times, t)) if beat_times is not None else \
-            (lambda t: _tempo_map_beats(pm, t))
+            (lambda t: tempo_map_beats(pm, t))
         exact = (to_beats(starts) - origin) * grid.steps_per_beat
         s = _round(exact)
         e = _round((to_beats(ends) - origin) * grid.steps_per_beat)

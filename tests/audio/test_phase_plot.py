@@ -244,3 +244,29 @@ def test_long_wav_is_analysed_over_its_first_60_s_with_a_note(tmp_path, monkeypa
     monkeypatch.setattr(sf, "read", lambda *a, **kw: frames.append(kw.get("frames")) or real_read(*a, **kw))
     assert cli_main([PROG, str(wav), "--out", str(tmp_path / "l.png")]) == 0
     assert frames == [60 * rate]
+
+
+def test_cli_too_little_audio_bad_max_hz_and_a_folder_are_refused(tmp_path, capsys):
+    """From QA: a one-sample WAV, a note of 10 microseconds and --max-hz nan were internal errors;
+    a folder was "no such audio file"; --hop 1 printed numpy's warnings."""
+    out = tmp_path / "p.png"
+    one = tmp_path / "one.wav"
+    sf.write(one, np.array([0.5], np.float32), SR)
+    for argv, says in [
+        ([str(one)], "the audio lasts 1 samples (0.1 ms); the picture needs at least one STFT window of 1024 "
+                     "(more --seconds, or a smaller --n-fft)"),
+        (["--pitch", "60", "--instrument", "Trumpet", "--seconds", "0.00001"],
+         "the audio lasts 0 samples (0.0 ms); the picture needs at least one STFT window of 1024"),
+        ([str(tmp_path), "--seconds", "0.1"], f"{tmp_path}: is a folder (expected an audio file)"),
+    ]:
+        with pytest.raises(UserError) as info:
+            cli_main([PROG, *argv, "--out", str(out)])
+        assert str(info.value).startswith(says)
+    wav = tmp_path / "ok.wav"
+    sf.write(wav, _tone(), SR)
+    with pytest.raises(UserError, match=r"^--max-hz nan: must be a positive number of Hz$"):
+        cli_main([PROG, str(wav), "--max-hz", "nan", "--out", str(out)])
+    assert not out.exists()
+    capsys.readouterr()
+    assert cli_main([PROG, str(wav), "--n-fft", "4", "--hop", "1", "--out", str(out)]) == 0
+    assert _png_size(out)[0] > 800 and capsys.readouterr().err == ""

@@ -162,3 +162,56 @@ def test_render_sample_rate_is_checked_before_anything_is_written(tmp_path, fake
             cli_main(["r", str(midi), "--renderer", "fluidsynth", "--sample-rate", bad])
     assert cli_main(["r", str(midi), "--sample-rate", "16000", "--device", "cpu"]) == 0  # the model's own
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mid", "in.wav"]
+
+
+def test_render_refuses_what_it_cannot_do_by_name(tmp_path, fake_timbre):
+    """From QA: an empty --out wrote the default name, ".wav" was "type '(none)'", a MIDI file as
+    --weights was "simple.mid.safetensors: not found", --seed and --weights did nothing with
+    FluidSynth, a stray note hours late ran out of memory, an SMPTE file said nothing of SMPTE."""
+    midi = _midi(tmp_path / "in.mid")
+    for argv, says in [
+        (["--out", ""], "--out '': an empty path is not a file name"),
+        (["--out", str(tmp_path / ".wav")], f"--out {tmp_path / '.wav'}: give the file a name before .wav"),
+        (["--renderer", "fluidsynth", "--seed", "3"], "--seed is for the timbre model; it has no effect with "
+                                                      "--renderer fluidsynth"),
+        (["--renderer", "fluidsynth", "--weights", "w"], "--weights is for the timbre model; it has no effect with "
+                                                         "--renderer fluidsynth"),
+    ]:
+        with pytest.raises(UserError) as info:
+            cli_main(["r", str(midi), *argv])
+        assert str(info.value) == says
+    from audio.generate import TimbreGenerator
+
+    with pytest.raises(UserError, match=r"in.mid: not timbre model weights \(expected a .safetensors file"):
+        TimbreGenerator.load(midi)
+    far = pretty_midi.PrettyMIDI(resolution=1, initial_tempo=120)
+    inst = pretty_midi.Instrument(0)
+    inst.notes += [pretty_midi.Note(90, 60, 0.0, 0.5), pretty_midi.Note(90, 60, 3 * 3600.0, 3 * 3600.0 + 0.5)]
+    far.instruments.append(inst)
+    far.write(str(tmp_path / "far.mid"))
+    with pytest.raises(UserError, match=r"far.mid: lasts 3.0 hours; render takes files of up to 90 minutes"):
+        cli_main(["r", str(tmp_path / "far.mid"), "--device", "cpu"])
+    smpte = bytearray((tmp_path / "in.mid").read_bytes())
+    smpte[12:14] = bytes([0xE7, 40])   # -25 frames a second, 40 ticks a frame
+    (tmp_path / "smpte.mid").write_bytes(bytes(smpte))
+    with pytest.raises(UserError, match=r"smpte.mid: not a readable MIDI file \(its times are SMPTE frames, not "
+                                        r"beats; save it with beat \(PPQ\) timing\)"):
+        cli_main(["r", str(tmp_path / "smpte.mid")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["far.mid", "in.mid", "smpte.mid"]
+
+
+def test_render_masters_a_file_played_very_softly(tmp_path):
+    """Velocity 8 left FluidSynth's mix under the loudness gate: it came out at -62 dBFS, unmastered."""
+    from audio.fluid import fluidsynth_available
+    from audio.mix import TARGET_DB, loudness_db
+
+    if not fluidsynth_available():
+        pytest.skip("fluidsynth is not installed")
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    inst = pretty_midi.Instrument(0)
+    inst.notes += [pretty_midi.Note(8, 60 + k, 0.5 * k, 0.5 * k + 0.4) for k in range(4)]
+    pm.instruments.append(inst)
+    pm.write(str(tmp_path / "soft.mid"))
+    assert cli_main(["r", str(tmp_path / "soft.mid"), "--renderer", "fluidsynth", "--sample-rate", "16000"]) == 0
+    data, sr = sf.read(str(tmp_path / "soft.wav"), always_2d=True)
+    assert abs(loudness_db(data.T, sr) - TARGET_DB) < 1.5

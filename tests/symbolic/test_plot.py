@@ -108,3 +108,29 @@ def test_titles_and_names_are_drawn_as_written_not_as_math(tmp_path):
                          title="Rich $_$ Kid")
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png", "song.png"]
+
+
+def test_cli_names_what_it_leaves_out_and_refuses_what_it_cannot_draw(make_midi, tmp_path, capsys):
+    """From QA: a "Piano" beside other parts made auto choose POP909 and leave them out silently;
+    notes outside the drawn pitches went silently too; a stray note far away ran out of memory."""
+    mixed = make_midi("mixed.mid", [("Piano", 0, False, [(60, 0, 1, 90)]), ("Violin", 40, False, [(67, 0, 1, 90)])])
+    assert guess_track_map(read_midi(mixed)) is LPD5
+    odd = make_midi("odd.mid", [("MELODY", 0, False, [(72, 0, 1, 90)]), ("PIANO", 0, False, [(48, 0, 4, 70)]),
+                                ("Sitar", 104, False, [(60, 0, 1, 90), (62, 1, 2, 90)]),
+                                ("Steel", 1, False, [(21, 0, 1, 90), (108, 1, 2, 90)])])
+    assert cli_main(["prog", str(odd), "--out", str(tmp_path / "o.png"), "--track-map", "pop909"]) == 0
+    assert capsys.readouterr().err == (
+        f"musegansynth: note: {odd}: 4 notes of Sitar, Steel are on no track of the 'pop909' track map (melody, "
+        f"bridge, piano): not drawn (choose another with --track-map)\n")
+    assert cli_main(["prog", str(odd), "--out", str(tmp_path / "l.png"), "--track-map", "lpd5"]) == 0
+    assert capsys.readouterr().err == (
+        f"musegansynth: note: {odd}: 2 notes outside MIDI 24-107 (or before bar 1): not drawn\n")
+    far = make_midi("far.mid", [("Piano", 0, False, [(60, 0, 1, 90), (60, 4 * 5000, 4 * 5000 + 1, 90)])])
+    with pytest.raises(UserError, match=r"far.mid: 5001 bars of 4/4 are too many to draw \(at most 4096\)"):
+        cli_main(["prog", str(far), "--out", str(tmp_path / "f.png")])
+    for bad, says in [("", "--out '': the picture is a PNG; name it *.png"),
+                      (str(tmp_path / ".png"), f"--out {tmp_path / '.png'}: give the picture a name before .png")]:
+        with pytest.raises(UserError) as info:
+            cli_main(["prog", str(mixed), "--out", bad])
+        assert str(info.value) == says
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["far.mid", "l.png", "mixed.mid", "o.png", "odd.mid"]
