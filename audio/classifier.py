@@ -354,6 +354,8 @@ class PitchFamilyClassifier:
         from safetensors.torch import load_file
 
         path = Path(path)
+        if path.is_file() and path.suffix not in (".safetensors", ".json"):
+            raise UserError(f"{path}: not a classifier (expected a .safetensors file with its .json beside it)")
         st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
         for p in (st, js):
             if not p.is_file():

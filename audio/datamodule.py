@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from pipeline.errors import UserError
+from pipeline.training import check_at_least_one
 
 ARRAY_KEYS = ("spec", "pitch", "velocity", "program", "family")
 
@@ -183,6 +184,10 @@ class NoteDataModule(L.LightningDataModule):
                  hop: int = 128, n_mels: int | None = 128, clip_frames: int = 64, batch_size: int = 16,
                  num_workers: int = 0, max_train_notes: int = 0):
         super().__init__()
+        check_at_least_one(**{"data.batch_size": batch_size, "data.clip_frames": clip_frames})
+        from audio.spectral import SpecConfig
+
+        SpecConfig(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels)   # ValueError: sizes that cannot be
         self.data_root = data_root
         self.spec_kwargs = dict(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels, clip_frames=clip_frames)
         self.batch_size = int(batch_size)

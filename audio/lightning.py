@@ -37,6 +37,7 @@ from audio.datamodule import batch_to_dict
 from audio.modules import (N_PITCH_INDICES, N_PROGRAMS, Critic, GANSynthLoss, Generator, count_parameters,
                            ema_update, gradient_penalty, pitch_index)
 from pipeline.errors import UserError
+from pipeline.training import check_at_least_one
 
 
 class GANSynthModule(L.LightningModule):
@@ -80,6 +81,7 @@ class GANSynthModule(L.LightningModule):
                  sample_rate: int = 16000, n_fft: int = 512, hop: int = 128, n_mels: int | None = 128,
                  media_every_n_steps: int = 500, init_weights: str | None = None, if_prior: bool = False):
         super().__init__()
+        check_at_least_one(**{"model.latent_dim": latent_dim, "model.n_critic": n_critic, "model.gp_every": gp_every})
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator_kwargs = dict(latent_dim=latent_dim, frames=frames, bins=bins, channels=list(g_channels),

@@ -149,8 +149,11 @@ def _parse_int_list(text: str, key: str, lo: int, hi: int) -> list[int]:
         if not part:
             continue
         match = re.fullmatch(r"(\d+)\s*-\s*(\d+)|(\d+)", part)
-        if match is None or (match.group(1) and int(match.group(1)) > int(match.group(2))):
+        if match is None:
             raise UserError(f"{key} {text!r}: expected numbers like '24-84' or '50,90,127'")
+        if match.group(1) and int(match.group(1)) > int(match.group(2)):
+            raise UserError(f"{key} {text!r}: the range {part!r} runs backwards (write it low-high, e.g. "
+                            f"'{match.group(2)}-{match.group(1)}')")
         if match.group(3):
             values.add(int(match.group(3)))
         else:

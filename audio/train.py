@@ -19,11 +19,6 @@ from pathlib import Path
 
 from pipeline.errors import UserError
 
-#: ``ckpt_path`` values Lightning resolves itself, to a checkpoint of the current run's callbacks:
-#: every run writes a new version folder, so none finds an earlier run's checkpoint.
-_LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
-
-
 def _bins(n_mels: int | None, n_fft: int) -> int:
     return int(n_mels) if n_mels else int(n_fft) // 2
 
@@ -58,42 +53,6 @@ def check_config_file(path: str) -> None:
         raise UserError(f"--config {path}: not a YAML config (binary file); see configs/audio/*.yaml")
 
 
-def check_checkpoint(path: str) -> None:
-    """UserError naming ``--ckpt_path`` unless ``path`` is a file that loads as a Lightning checkpoint
-    (a dict with ``state_dict``). Lightning's own names ("last", "best", ...) are refused: each run
-    writes a new version folder, where they find nothing ("last" would train from scratch with a
-    warning, "best" fails without a monitored metric). Run before the trainer starts, so that no
-    run folder is made. The file is read with ``weights_only=True`` only; one that needs more
-    (objects pickled by Lightning itself) is left for Lightning to read."""
-    p = Path(path).expanduser()
-    if str(path) in _LIGHTNING_CKPT_NAMES and not p.exists():
-        raise UserError(f"--ckpt_path {path}: give the checkpoint file (e.g. runs/<name>/tb/version_N/checkpoints/"
-                        f"last.ckpt); a new run has no '{path}' checkpoint of its own")
-    if not p.exists():
-        raise UserError(f"--ckpt_path {path}: no such checkpoint file")
-    if not p.is_file():
-        raise UserError(f"--ckpt_path {path}: is a folder, not a checkpoint file")
-    if p.stat().st_size == 0:
-        raise UserError(f"--ckpt_path {path}: the file is empty, not a checkpoint")
-    import pickle
-
-    import torch
-
-    try:
-        try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            if "Unsupported global" not in str(exc):
-                raise
-            return  # a checkpoint torch can open only by unpickling objects: Lightning's to read, not ours
-    except Exception as exc:  # torch.load raises many kinds for a file that is not a checkpoint
-        raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (torch cannot load it: "
-                        f"{type(exc).__name__}); give a .ckpt file saved by 'musegansynth train audio'") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict); give a .ckpt file "
-                        f"saved by 'musegansynth train audio'")
-
-
 def cli_main(argv: list[str] | None = None) -> int:
     """Run training. ``argv[0]`` is the program name shown in usage; the rest are CLI arguments."""
     argv = list(sys.argv if argv is None else argv)
@@ -102,8 +61,12 @@ def cli_main(argv: list[str] | None = None) -> int:
 
     from audio.datamodule import NoteDataModule  # noqa: PLC0415
     from audio.lightning import ExportEMAGenerator, GANSynthModule  # noqa: PLC0415
+    from pipeline.training import SettingsErrorsCLI, check_checkpoint, check_export_target  # noqa: PLC0415
 
-    class AudioCLI(LightningCLI):
+    def check_ckpt(path: str) -> None:
+        check_checkpoint(path, "musegansynth train audio", "generator_ema")
+
+    class AudioCLI(SettingsErrorsCLI, LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_argument("--ckpt_path", type=str | None, default=None,
                                 help="checkpoint to resume training from")
@@ -125,12 +88,14 @@ def cli_main(argv: list[str] | None = None) -> int:
         check_config_file(path)
     given_ckpt = _option_values(argv[1:], "--ckpt_path")
     if given_ckpt and given_ckpt[-1] not in ("null", "None", ""):
-        check_checkpoint(given_ckpt[-1])  # before Lightning starts (it prints as it sets up)
+        check_ckpt(given_ckpt[-1])  # before Lightning starts (it prints as it sets up)
     cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,
                    parser_kwargs={"prog": argv[0]}, save_config_kwargs={"overwrite": True})
     ckpt = cli.config.get("ckpt_path")
     if ckpt is not None and not (given_ckpt and ckpt == given_ckpt[-1]):
-        check_checkpoint(ckpt)  # one from the config file too; before the logger makes its version folder
+        check_ckpt(ckpt)  # one from the config file too; before the logger makes its version folder
+    export = cli.config.get("export") or {}
+    check_export_target(export.get("out_dir", "data/pretrained"), export.get("name", "default"), "--export")
     # read the notes now: a missing or bad note set is refused before the trainer makes its logger's
     # folders (TensorBoard's events file) and checkpoints; fit's own setup then finds them read
     cli.datamodule.setup("fit")

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pipeline.errors import UserError
 from pipeline.fileio import read_json_object
+from pipeline.training import check_at_least_one
 
 SPLITS = ("train", "valid", "test")
 _KEYS = ("rolls", "chords", "has_chords", "style", "song")
@@ -112,6 +113,7 @@ class PhraseDataModule(L.LightningDataModule):
     def __init__(self, data_dir: str = "data/build/symbolic/pop909", batch_size: int = 64, num_workers: int = 0,
                  val_batch_size: int = 256) -> None:
         super().__init__()
+        check_at_least_one(**{"data.batch_size": batch_size, "data.val_batch_size": val_batch_size})
         self.data_dir = str(data_dir)
         self.batch_size, self.num_workers, self.val_batch_size = batch_size, num_workers, val_batch_size
         self.meta = read_meta(self.data_dir)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from pipeline.training import check_at_least_one
 from symbolic.export import export_generator
 from symbolic.generate import check_legato, check_track_taus
 from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
@@ -238,6 +239,8 @@ class MuseGANModule(L.LightningModule):
                  texture: tuple[str | int, ...] = (), d_arrangement: bool = False, d_projection: bool = False,
                  legato: dict[str, float] | None = None) -> None:
         super().__init__()
+        check_at_least_one(**{"model.z_dim": z_dim, "model.n_critic": n_critic, "model.d_hidden": d_hidden,
+                              "model.g_branch_channels": g_branch_channels})
         self.save_hyperparameters()
         self.automatic_optimization = False
         self._base_monophonic = track_indices(monophonic, data_meta, n_tracks, "monophonic")
@@ -546,15 +549,19 @@ class ExportComposer(L.Callback):
     def velocity(self, trainer: L.Trainer, pl_module: MuseGANModule) -> dict | None:
         """The card's ``decode.velocity`` from the training cache's ``velocity.npz`` (None when the
         data module has no cache folder or the cache predates the velocity counts)."""
+        return self.read_velocity(getattr(trainer.datamodule, "data_dir", None), pl_module.meta())
+
+    def read_velocity(self, data_dir: str | Path | None, meta: dict) -> dict | None:
+        """:meth:`velocity` from the cache folder ``data_dir`` and the model's ``meta``, read once
+        (``train symbolic`` reads it before Lightning starts)."""
         if not self._velocity_read:
-            self._velocity_read = True
             from symbolic.velocity import FILE
 
-            data_dir = getattr(trainer.datamodule, "data_dir", None)
             if data_dir is not None and (Path(data_dir) / FILE).is_file():
                 from symbolic.velocity import table_from_cache
 
-                self._velocity = table_from_cache(data_dir, pl_module.meta())
+                self._velocity = table_from_cache(data_dir, meta, "data.data_dir")
+            self._velocity_read = True
         return self._velocity
 
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -621,6 +628,13 @@ def read_training_checkpoint(path: str | Path, role: str = "",
         # its first sentence says what went wrong
         why = str(exc).strip().split("\n")[0].split(". ")[0][:160]
         raise UserError(f"{path}: cannot read {named}as a training checkpoint ({type(exc).__name__}: {why})") from None
+    state = ckpt.get("state_dict")
+    if isinstance(state, dict) and not any(str(k).startswith("g_ema.") for k in state):
+        held = sorted({str(k).split(".")[0] for k in state})
+        where = f"{role}: " if role else ""
+        raise UserError(f"{path}: {where}a checkpoint of another model, not the composer's (its state holds "
+                        f"{', '.join(held[:4]) or 'nothing'}{', ...' if len(held) > 4 else ''}); give one saved by "
+                        f"'musegansynth train symbolic'")
     return ckpt
 
 

@@ -47,6 +47,8 @@ def _config_files(args: list[str]) -> list[str]:
 def cli_main(argv: list[str]) -> int:
     """Run the Lightning CLI. ``argv[0]`` is the program name, the rest its arguments."""
     args = list(argv[1:])
+    if not args:   # Lightning's defaults would train without end, into ./lightning_logs
+        raise UserError(f"{argv[0] if argv else 'train symbolic'}: give --config FILE (see configs/symbolic/*.yaml)")
     for f in _config_files(args):
         if not Path(f).is_file():
             raise UserError(f"{f}: config file not found")
@@ -64,10 +66,11 @@ def cli_main(argv: list[str]) -> int:
     # ModelCheckpoint warns (a dozen lines) that manual optimisation saves the post-step state: that is what we want
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
+    from pipeline.training import SettingsErrorsCLI, check_checkpoint, check_export_target
     from symbolic.datamodule import PhraseDataModule
-    from symbolic.lightning import MuseGANModule
+    from symbolic.lightning import ExportComposer, MuseGANModule
 
-    class SymbolicCLI(LightningCLI):
+    class SymbolicCLI(SettingsErrorsCLI, LightningCLI):
         @staticmethod
         def subcommands() -> dict[str, set[str]]:
             # only those the module has steps for (the --help lists these)
@@ -80,20 +83,27 @@ def cli_main(argv: list[str]) -> int:
             # given on the command line define the model; the checkpoint gives its state.
             return
 
-        def instantiate_classes(self) -> None:
-            # a bad value the types allow (e.g. an unknown --model.stats_terms entry) is the
-            # user's error, not the program's: one line, exit status 2
-            try:
-                super().instantiate_classes()
-            except ValueError as exc:
-                raise UserError(f"bad model or data settings: {exc}") from None
-
         def before_fit(self) -> None:
-            # read the phrases now: a cache that cannot be trained on is refused before the
-            # logger makes its run folder (fit's own setup then finds them read)
+            # before the logger makes its run folder: the checkpoint to resume from, where the
+            # weights go, the phrases and their velocities (fit's own setup then finds them read)
+            ckpt = self.config[self.subcommand].get("ckpt_path")
+            if ckpt is not None:
+                check_checkpoint(str(ckpt), "musegansynth train symbolic", "g_ema")
             self.datamodule.setup("fit")
+            export = self.config[self.subcommand].get("export") or {}
+            for cb in self.trainer.callbacks:
+                if isinstance(cb, ExportComposer):
+                    cb.out_dir = export.get("out_dir") or cb.out_dir
+                    cb.name = export.get("name") or cb.name
+                    check_export_target(cb.out_dir, cb.name, "--export")
+                    cb.read_velocity(self.datamodule.data_dir, self.model.meta())
 
         def add_arguments_to_parser(self, parser) -> None:
+            # where the config's ExportComposer writes the weights, without editing the config
+            parser.add_argument("--export.out_dir", type=str | None, default=None,
+                                help="folder of the exported weights (default: the config's ExportComposer out_dir)")
+            parser.add_argument("--export.name", type=str | None, default=None,
+                                help="name of the exported weights, symbolic_<name>.* (default: the config's)")
             for key in LINKED:
                 target = "data_meta" if key == "meta" else key
                 parser.link_arguments(f"data.{key}", f"model.{target}", apply_on="instantiate")

@@ -229,3 +229,70 @@ def test_symbolic_same_seed_same_losses(tmp_path):
         runs.append((rec.losses, {k: v.clone() for k, v in model.g_ema.state_dict().items()}))
     assert len(runs[0][0]) == 3 and runs[0][0] == runs[1][0]
     assert all(torch.equal(v, runs[1][1][k]) for k, v in runs[0][1].items())
+
+
+class _Pickled:   # a class torch's safe loader does not know: a checkpoint holding one needs unpickling
+    pass
+
+
+@pytest.mark.parametrize("args,says", [
+    ([], "musegansynth train symbolic: give --config FILE (see configs/symbolic/*.yaml)"),
+    (["--ckpt_path", "last"], "--ckpt_path last: give the checkpoint file"),
+    (["--ckpt_path", "{timbre}"], "--ckpt_path {timbre}: a checkpoint of another model (its state holds critic, "
+                                  "generator, generator_ema); give a .ckpt file saved by 'musegansynth train symbolic'"),
+    (["--ckpt_path", "{pickled}"], "--ckpt_path {pickled}: holds pickled Python objects, which are not loaded"),
+    (["--ckpt_path", "{text}"], "--ckpt_path {text}: not a Lightning checkpoint (torch cannot load it"),
+    (["--data.batch_size", "-1"], "bad model, data or trainer settings: data.batch_size -1: must be at least 1"),
+    (["--data.val_batch_size", "0"], "bad model, data or trainer settings: data.val_batch_size 0: must be at least 1"),
+    (["--model.n_critic", "0"], "bad model, data or trainer settings: model.n_critic 0: must be at least 1"),
+    (["--model.z_dim", "-4"], "bad model, data or trainer settings: model.z_dim -4: must be at least 1"),
+    (["--trainer.max_steps", "-5"], "bad model, data or trainer settings: `max_steps` must be a non-negative"),
+    (["--export.out_dir", "{text}"], "--export.out_dir {text}: it is a file, not a folder"),
+    (["--export.name", "../x"], "--export.name '../x': a model name is up to 100 letters"),
+    (["--velocity"], "data.data_dir: "),
+])
+def test_symbolic_settings_that_cannot_train_or_export_are_refused_before_the_run(tmp_path, capsys, args, says):
+    """From QA: no --config trained without end into ./lightning_logs; a wrong checkpoint, a batch
+    size under 1, n_critic 0, ... were internal errors after the run folder was made; a bad
+    velocity.npz named a --velocity-data flag that train has not."""
+    from pipeline.cli import main as cli
+    from symbolic.datamodule import write_fake_cache
+
+    data = write_fake_cache(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
+    files = {"timbre": tmp_path / "timbre.ckpt", "pickled": tmp_path / "pickled.ckpt", "text": tmp_path / "notes.txt"}
+    torch.save({"state_dict": {f"{k}.w": torch.zeros(1) for k in ("generator", "generator_ema", "critic")}},
+               files["timbre"])
+    torch.save({"state_dict": {"g_ema.w": torch.zeros(1)}, "extra": _Pickled()}, files["pickled"])
+    files["text"].write_text("hello\n")
+    if args == ["--velocity"]:
+        (data / "velocity.npz").write_bytes(b"not an npz")
+        args = []
+    cmd = ["train", "symbolic"] + (["--config", str(_symbolic_config(tmp_path, data, max_steps=2))] if says[:12] !=
+                                   "musegansynth" else [])
+    args = [a.format(**files) for a in args]
+    assert cli(cmd + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"musegansynth: error: {says.format(**files)}"), err
+    assert "Traceback" not in "".join(err)
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "root").exists()
+    assert not (tmp_path / "pretrained").exists() and not Path("lightning_logs").exists()
+
+
+def test_symbolic_export_option_sets_where_the_weights_go(tmp_path, capsys):
+    from symbolic.datamodule import write_fake_cache
+    from symbolic.export import cli_main as export_main
+    from symbolic.train import cli_main
+
+    data = write_fake_cache(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
+    cfg = _symbolic_config(tmp_path, data, max_steps=2)
+    assert cli_main(["t", "--config", str(cfg), "--export.out_dir", str(tmp_path / "elsewhere"),
+                     "--export.name", "mine"]) == 0
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["symbolic_mine.json",
+                                                                          "symbolic_mine.safetensors"]
+    assert not (tmp_path / "pretrained").exists()
+    timbre = tmp_path / "timbre.ckpt"
+    torch.save({"state_dict": {"generator_ema.w": torch.zeros(1)}, "hyper_parameters": {"latent_dim": 4}}, timbre)
+    with pytest.raises(UserError, match=r"timbre.ckpt: a checkpoint of another model, not the composer's \(its "
+                                        r"state holds generator_ema\); give one saved by 'musegansynth train symbolic'"):
+        export_main(["e", str(timbre), "--out", str(tmp_path / "x"), "--name", "t"])
+    assert not (tmp_path / "x").exists()

@@ -351,8 +351,11 @@ def test_shipped_configs_parse(configs, capsys):
     ("empty", "the file is empty, not a checkpoint"),
     ("text", "not a Lightning checkpoint"),
     ("tensor", "not a Lightning checkpoint \\(no state_dict\\)"),
-    ("last", "give the checkpoint file \\(e\\.g\\. runs/<name>/tb/version_N/checkpoints/last\\.ckpt\\); a new run "
+    ("last", "give the checkpoint file \\(e\\.g\\. \\.\\.\\./version_N/checkpoints/last\\.ckpt\\); a new run "
              "has no 'last' checkpoint of its own"),
+    ("composer", "a checkpoint of another model \\(its state holds critic, g_ema, generator\\); give a \\.ckpt file "
+                 "saved by 'musegansynth train audio'"),
+    ("pickled", "holds pickled Python objects, which are not loaded"),
     ("best", "give the checkpoint file"),
 ])
 def test_bad_ckpt_path_is_refused_before_the_run_folder_is_made(tmp_path, monkeypatch, capsys, kind, pattern):
@@ -369,6 +372,10 @@ def test_bad_ckpt_path_is_refused_before_the_run_folder_is_made(tmp_path, monkey
         ckpt.write_text("hello\n")
     elif kind == "tensor":
         torch.save({"weights": torch.zeros(2)}, ckpt)
+    elif kind == "composer":   # a `train symbolic` checkpoint (found by QA: a state_dict traceback, a run folder)
+        torch.save({"state_dict": {f"{k}.w": torch.zeros(1) for k in ("generator", "g_ema", "critic")}}, ckpt)
+    elif kind == "pickled":
+        torch.save({"state_dict": {"generator_ema.w": torch.zeros(1)}, "extra": Path("x")}, ckpt)
     out = tmp_path / "run"
     args = ["--config", str(DEBUG_YAML), "--data.data_root", str(root), "--trainer.default_root_dir", str(out),
             "--trainer.logger.init_args.save_dir", str(out), "--ckpt_path", str(ckpt)]
@@ -403,3 +410,32 @@ def test_binary_config_is_a_user_error(tmp_path, capsys, form):
     assert cli(["train", "audio", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"musegansynth: error: --config {song}"), err
+
+
+@pytest.mark.parametrize("option,value,says", [
+    ("--data.batch_size", "0", "bad model, data or trainer settings: data.batch_size 0: must be at least 1"),
+    ("--data.clip_frames", "0", "bad model, data or trainer settings: data.clip_frames 0: must be at least 1"),
+    ("--model.latent_dim", "-1", "bad model, data or trainer settings: model.latent_dim -1: must be at least 1"),
+    ("--trainer.max_steps", "-5", "bad model, data or trainer settings: `max_steps` must be a non-negative integer"),
+    ("--data.n_fft", "100", "bad model, data or trainer settings: hop must divide n_fft / 2 = 50"),
+    ("--export.name", "../x", "--export.name '../x': a model name is up to 100 letters"),
+    ("--export.out_dir", "afile", "--export.out_dir afile: it is a file, not a folder"),
+])
+def test_settings_that_cannot_train_or_export_are_refused_before_the_run(tmp_path, monkeypatch, capsys, option,
+                                                                          value, says):
+    """From QA: each was an internal error, most after the run folder was made; a bad export folder
+    was found only after training, and the run's weights were lost."""
+    from pipeline.cli import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    root = write_sine_notes(tmp_path / "notes")
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "run"
+    args = ["train", "audio", "--config", str(DEBUG_YAML), "--data.data_root", str(root), "--trainer.max_steps", "2",
+            "--trainer.default_root_dir", str(out), "--trainer.logger.init_args.save_dir", str(out),
+            "--export.out_dir", str(tmp_path / "exported"), option, value]
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"musegansynth: error: {says}"), err
+    assert "Traceback" not in "".join(err)
+    assert not out.exists() and not (tmp_path / "runs").exists() and not (tmp_path / "exported").exists()

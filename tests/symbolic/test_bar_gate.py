@@ -96,9 +96,14 @@ def test_init_from_refuses_a_missing_or_mismatching_checkpoint(tmp_path, tiny_mo
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read model.init_from"):
         model.load_training_weights(tmp_path / "junk.ckpt")
-    torch.save({"state_dict": {"generator.out_w": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    torch.save({"state_dict": {"generator.out_w": torch.zeros(1), "g_ema.out_w": torch.zeros(1)}},
+               tmp_path / "other.ckpt")
     with pytest.raises(UserError, match="does not match this model's configuration"):
         model.load_training_weights(tmp_path / "other.ckpt")
+    torch.save({"state_dict": {"generator_ema.w": torch.zeros(1)}}, tmp_path / "timbre.ckpt")
+    with pytest.raises(UserError, match=r"timbre.ckpt: model.init_from: a checkpoint of another model, not the "
+                                        r"composer's \(its state holds generator_ema\)"):
+        model.load_training_weights(tmp_path / "timbre.ckpt")
 
 
 def test_init_from_gives_a_critic_onset_inputs_with_the_same_scores(tmp_path, tiny_module_kw, grown_from_checkpoint):

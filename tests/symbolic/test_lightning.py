@@ -154,7 +154,7 @@ def test_train_cli_bad_model_setting_is_user_error(tmp_path, setting, message):
 
     write_fake_cache(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
     cfg = _debug_config(tmp_path)
-    with pytest.raises(UserError, match="bad model or data settings: " + message):
+    with pytest.raises(UserError, match="bad model, data or trainer settings: " + message):
         cli_main(["musegansynth train symbolic", "--config", str(cfg), *setting])
     assert not (tmp_path / "pretrained" / "symbolic_debug.json").exists()
 
