@@ -224,6 +224,10 @@ def parse_chords(text: str, bars: int, beats_per_bar: int, pickup_beats: float =
     symbols = [t for t in str(text).replace(",", " ").split() if t]
     if not symbols:
         raise UserError("--chords: expected chord symbols such as 'C Am F G', got nothing")
+    try:   # every symbol read before they are counted: a typo is named as such
+        chords_to_array(tuple(symbols), len(symbols), 1)
+    except ValueError as exc:
+        raise UserError(f"--chords: {exc} (e.g. 'C', 'Am', 'G7', 'F/A', 'N')") from None
     hidden = int(round(pickup_beats)) if pickup_beats > 0 and float(pickup_beats).is_integer() else 0
     whole = bars - (1 if pickup_beats > 0 else 0)   # bars after the pickup
     if hidden and len(symbols) == bars * beats_per_bar - hidden:   # one per beat of the file
@@ -443,7 +447,8 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
     mt, ti, index, origin = _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi),
                                        chords=chords, humanize=humanize, drums=drums, drums_style=drums_style)
     song = song_midi(mt, pm, given_track=ti, given_index=index, origin=origin, given_timing=given_timing)
-    with staged_dir(out, replaces=ACCOMPANY_OUTPUTS) as stage:
+    # no folder of those names is accompany's: one (with the user's files in it) is refused, not replaced
+    with staged_dir(out, replaces=ACCOMPANY_OUTPUTS, owned_suffixes=()) as stage:
         write_midi(song, stage / "song.mid")
         if timbre is not None:
             _, stems = render_midi_neural(song, timbre, device=device, seed=seed, progress=sys.stderr.isatty())

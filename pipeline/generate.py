@@ -306,9 +306,9 @@ def style_index(drums, style: str | int | None, where: str) -> int | None:
     if not styles:
         raise UserError(f"{where}: {style!r}: the drums model has no named styles")
     lowered = [str(s).lower() for s in styles]
-    if style.lower() not in lowered:
+    if style.strip().lower() not in lowered:
         raise UserError(f"{where}: {style!r} is not allowed (allowed: {', '.join(map(str, styles))})")
-    return lowered.index(style.lower())
+    return lowered.index(style.strip().lower())
 
 
 def check_drums(drums, grid, where: str) -> None:

@@ -142,8 +142,10 @@ def estimate_chords(roll: np.ndarray, lowest_pitch: int, steps_per_beat: int, be
     Every ``beats_per_chord`` beats, the 24 major and minor triads and the 36 major, minor and
     dominant sevenths are scored by the steps the track sounds their tones minus ``penalty`` times
     the steps it sounds other pitch classes; the best one holds for those beats (on a tie the
-    first of: major triads, minor triads, then the sevenths, each from C up; so a seventh only
-    where the track sounds it). Where the track is silent the chord before goes on (before its
+    first of: major triads, minor triads, then the sevenths, each from the tonic of the track's
+    own key up (:func:`key_offset` of all its notes), so that the same melody in another key gets
+    the same chords moved with it; and a seventh only where the track sounds it). Where the
+    track is silent the chord before goes on (before its
     first note: the first chord), as the harmony of a song does not stop where its melody rests;
     a track with no note has no chord.
 
@@ -161,7 +163,13 @@ def estimate_chords(roll: np.ndarray, lowest_pitch: int, steps_per_beat: int, be
     weights = chroma(r, lowest_pitch)                                         # [bars, steps, 12]
     seg = weights.reshape(bars, beats_per_bar // beats_per_chord, beats_per_chord * steps_per_beat, 12).sum(2)
     score = seg @ _CHORD_TEMPLATES.T - penalty * (seg @ (1.0 - _CHORD_TEMPLATES).T)  # [bars, segments, chords]
-    best = score.argmax(-1).reshape(-1)
+    # ties go to the first chord kind, then the root nearest above the key's tonic (scores are
+    # sums of whole steps and halves: exact in floats)
+    index = np.arange(len(_CHORD_TEMPLATES))
+    tonic = key_offset(weights.sum((0, 1))) % 12
+    rank = index // 12 * 12 + (index % 12 - tonic) % 12
+    tied = score == score.max(-1, keepdims=True)
+    best = np.where(tied, rank, rank.size).argmin(-1).reshape(-1)   # the tied chord of the lowest rank
     sounds = seg.sum(-1).reshape(-1) > 0
     if not sounds.any():
         return np.zeros((bars, beats_per_bar, 12), dtype=np.float32)

@@ -251,6 +251,8 @@ def load_generated_npz(path: str | Path, expect: tuple[int, ...], threshold: flo
     if rolls.ndim != 5 or tuple(rolls.shape[1:]) != tuple(expect):
         raise UserError(f"{path}: 'rolls' has shape {tuple(rolls.shape)}, the dataset's phrases are [N, {tuple(expect)}]")
     if rolls.dtype.kind == "f":
+        if not np.isfinite(rolls).all():
+            raise UserError(f"{path}: 'rolls' holds NaN or infinite values; {expected}")
         return rolls > threshold
     return rolls != 0
 

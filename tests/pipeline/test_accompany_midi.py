@@ -217,7 +217,7 @@ def test_accompany_adds_drums_in_the_genre_asked_for(tmp_path):
     snare = mt.roll[3][..., 38 - 24]                                # [bars, steps]
     assert snare[:, 4].tolist() == [100] * 5 and snare[:, 12].tolist() == [40] * 5   # beats 2 and 4
     assert set(mt.roll[3][..., 36 - 24][mt.onsets[3][..., 36 - 24]].tolist()) == {70}   # the kick: pooled
-    out = run(midi, tmp_path / "out", track="melody", composer=comp, seed=1, drums=drums, drums_style="rock")
+    out = run(midi, tmp_path / "out", track="melody", composer=comp, seed=1, drums=drums, drums_style=" rock ")
     song = pretty_midi.PrettyMIDI(str(out / "song.mid"))
     assert [(i.name, i.is_drum) for i in song.instruments] == [("MELODY", False), ("bridge", False),
                                                                ("piano", False), ("drums", True)]
@@ -498,6 +498,27 @@ def test_accompany_bad_chords_exit_2_and_write_nothing(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--chords: 'Xyz' is not a chord symbol" in err[0]
     assert not (tmp_path / "o").exists()
+    # a typo among too many chords is named as a typo, not counted (found by QA)
+    assert main(["accompany", str(midi), "--track", "MELODY", "--out", str(tmp_path / "o"), "--renderer", "none",
+                 "--device", "cpu", "--chords", "C Am F G C Am F x"]) == 2
+    assert "--chords: 'x' is not a chord symbol" in capsys.readouterr().err
+
+
+def test_accompany_refuses_a_folder_of_the_users_where_its_files_go(tmp_path, monkeypatch, capsys):
+    """A folder named song.mid or song.wav in --out was deleted with the user's files in it (found by QA)."""
+    import pipeline.accompany as acc
+    from pipeline.cli import main
+
+    midi = _song(tmp_path / "in.mid")
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: FakeComposer())
+    for name in ("song.mid", "song.wav"):
+        out = tmp_path / f"o-{name}"
+        (out / name).mkdir(parents=True)
+        (out / name / "mine.txt").write_text("keep")
+        assert main(["accompany", str(midi), "--track", "MELODY", "--out", str(out), "--renderer", "none",
+                     "--device", "cpu"]) == 2
+        assert f"{out / name}: holds files this command did not write (mine.txt)" in capsys.readouterr().err
+        assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [name, f"{name}/mine.txt"]
 
 
 def test_the_default_weights_are_the_accompanist_when_it_is_there(tmp_path, monkeypatch):

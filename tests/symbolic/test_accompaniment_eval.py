@@ -210,6 +210,24 @@ def test_estimate_chords_picks_the_triad_the_notes_sound_most():
         estimate_chords(roll[:, :12], 48, 4, 4)
 
 
+def test_estimated_chords_move_with_the_melody_into_every_key():
+    """Ties used to go to the chord whose root is nearest above C: the same melody a semitone up
+    got other chords (a lone F# gave D major, a lone G C major), and accompany then other music
+    (found by QA). Ties now go by the root's distance from the track's own tonic."""
+    from symbolic.chords import estimate_chords, shift_pitches
+
+    roll = np.zeros((4, 16, 36))                     # 4 bars from MIDI 48, a C major tune with lone notes
+    for bar, beat_pitches in enumerate([(0, 4, 7, 4), (5, 9, 5, 2), (7, 11, 2, 7), (0, 0, 4, 0)]):
+        for beat, pc in enumerate(beat_pitches):
+            roll[bar, 4 * beat:4 * beat + 4, pc] = 1
+    roll[1, 8:16, :] = 0
+    roll[1, 8:16, 6] = 1                             # one beat pair of a lone F#: six triads tie
+    home = estimate_chords(roll, 48, 4, 4)
+    for k in range(12):
+        moved = estimate_chords(shift_pitches(roll, k), 48, 4, 4)
+        assert np.array_equal(moved, np.roll(home, k, axis=-1)), k
+
+
 def test_estimated_chords_run_on_through_a_songs_rests_but_not_into_the_next_song():
     given = np.zeros((3, 2, 4, 24), dtype=bool)       # 3 phrases of 2 bars, one step a beat
     given[0, 1, :, [7, 11, 14]] = True                  # song 0, phrase 0, bar 2: G B D

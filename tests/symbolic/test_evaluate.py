@@ -268,8 +268,11 @@ def test_generated_file_that_is_not_an_npz(dataset, tmp_path, capsys):
     np.save(npy, make_rolls(2))
     objects = tmp_path / "objects.npz"
     np.savez(objects, rolls=np.array([1, "a", None], dtype=object))
+    nan = tmp_path / "nan.npz"   # used to count as silence (found by QA)
+    np.savez(nan, rolls=np.full((2, 3, 4, 16, 84), np.nan, np.float32))
     for path, says in ((midi, "a MIDI file, not an npz of generated phrases"), (text, "not an npz of generated phrases"),
-                       (npy, "not an npz of generated phrases"), (objects, "'rolls' holds Python objects")):
+                       (npy, "not an npz of generated phrases"), (objects, "'rolls' holds Python objects"),
+                       (nan, "'rolls' holds NaN or infinite values")):
         assert cli(["evaluate", "symbolic", "--data", str(dataset), "--generated", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and str(path) in err and says in err, err
