@@ -290,6 +290,9 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
     if inst.is_drum:
         raise UserError(f"{source}: --track {track!r}: a drum track cannot be accompanied")
     names = list(composer.track_names)
+    if all(bool(d) for d in composer.is_drum):
+        raise UserError("--weights: a drums model (it writes only drum tracks); accompany needs a composer of "
+                        "pitched tracks, whose drums come from --drums STYLE")
     target = names[0] if as_track is None else as_track
     lowered = [n.lower() for n in names]
     if target.lower() not in lowered:

@@ -252,8 +252,12 @@ def test_accompany_drums_of_another_phrase_length_play_their_genres_timing(tmp_p
 def test_accompany_drums_need_a_drums_model_and_a_composer_without_drums(tmp_path):
     pm = pretty_midi.PrettyMIDI(str(_song(tmp_path / "in.mid")))
     # a drums model as the composer: nothing pitched to write, and its track is not for a melody
-    with pytest.raises(UserError, match=r"^--as drums: a drum track of the composer; the given track is pitched"):
+    with pytest.raises(UserError, match=r"^--weights: a drums model \(it writes only drum tracks\); accompany needs a "
+                                        r"composer of pitched tracks, whose drums come from --drums STYLE$"):
         accompany_midi(pm, _drummer(), track="melody")
+    with pytest.raises(UserError, match=r"^--as drums: a drum track of the composer; the given track is pitched "
+                                        r"\(allowed: melody\)$"):
+        accompany_midi(pm, FakeComposer(("melody", "drums")), track="melody", as_track="drums")
     with pytest.raises(UserError, match=r"^--weights: the composer writes only melody: it has no other track"):
         accompany_midi(pm, FakeComposer(("melody",)), track="melody")
     with pytest.raises(UserError, match=r"^--drums-weights: not a drums model \(its tracks: melody, bridge, piano\)$"):
