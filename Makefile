@@ -17,7 +17,7 @@ help:
 	@echo "make demo       set up and generate a song with the shipped weights into $(OUT)"
 	@echo "make test       set up and run the tests"
 	@echo "make test-slow  also run the slow tests"
-	@echo "make bench      run the benchmarks quoted in README"
+	@echo "make bench      run every benchmark with its default options"
 
 # The virtual environment: torch first (a CPU build; a bare 'torch' requirement would pull a
 # multi-GB CUDA build), then the package, editable, with its dev extra.
