@@ -157,7 +157,8 @@ def check_out_dir_entries(final_dir: str | os.PathLike, replaces: Iterable[str] 
 
 @contextlib.contextmanager
 def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
-               owned_suffixes: Iterable[str] | None = None, folders: Iterable[str] = ()) -> Iterator[Path]:
+               owned_suffixes: Iterable[str] | None = None, folders: Iterable[str] = (),
+               commit_last: str | None = None) -> Iterator[Path]:
     """Yield an empty staging folder; on success its entries are moved into ``final_dir``.
 
     On failure the staging folder is deleted and ``final_dir`` gets nothing new. Entries that
@@ -170,7 +171,10 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
     earlier run): one that holds anything else is refused before any work, rather than replaced
     with the user's files in it. ``folders``: the names of ``replaces`` that the writer makes as
     folders (e.g. "stems"); a file of that name in ``final_dir`` is not the writer's and is
-    refused before any work too.
+    refused before any work too. ``commit_last``: the entry that marks the output whole (e.g. a
+    cache's ``meta.json``): an old one is removed before anything moves in and the new one moves
+    in last, so that a run stopped half-way through the moves leaves no such entry beside a mix
+    of two runs' files.
     """
     final_dir = check_out_dir_entries(final_dir, replaces, owned_suffixes, folders)
     # the folders above final_dir that this call makes: removed again when it fails
@@ -190,13 +194,15 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
         except OSError as exc:
             raise UserError(f"{final_dir}: cannot make the output folder ({_why(exc)})") from None
         written = {entry.name for entry in stage.iterdir()}
+        if commit_last is not None and (final_dir / commit_last).is_file():
+            (final_dir / commit_last).unlink()
         for name in sorted(set(replaces) - written):
             old = final_dir / name
             if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old)
             elif old.exists() or old.is_symlink():
                 old.unlink()
-        for entry in sorted(stage.iterdir()):
+        for entry in sorted(stage.iterdir(), key=lambda e: (e.name == commit_last, e.name)):
             target = final_dir / entry.name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)

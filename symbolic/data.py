@@ -79,6 +79,12 @@ def _pitch_class_histogram(mt: Multitrack) -> np.ndarray:
     return np.bincount(pcs, weights=per_pitch, minlength=12)
 
 
+def _key_of(mt: Multitrack) -> tuple[int, bool] | None:
+    """The estimated key of a song's pitched notes; None (key -1 in the cache) without any."""
+    hist = _pitch_class_histogram(mt)
+    return estimate_key(hist) if hist.sum() > 0 else None
+
+
 def _shift_pitches(roll: np.ndarray, shift: int, drum_tracks: Iterable[int]) -> np.ndarray:
     """Move non-drum tracks of ``roll [tracks, ..., pitches]`` by ``shift`` semitones (zero fill)."""
     if shift == 0:
@@ -120,10 +126,18 @@ def _meter_bad_bars(pm, n_bars: int, grid: Grid, origin: float, *, bar_lines: bo
 
 # --------------------------------------------------------------------------- POP909
 
+def _read_text(path: Path) -> str:
+    """An annotation file's text; UserError naming it when it is not UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not readable text ({exc.reason} at byte {exc.start})") from None
+
+
 def _read_chord_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """POP909 chord file -> (starts [K] s, ends [K] s, pitch classes [K, 12])."""
     starts, ends, pcs = [], [], []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -139,7 +153,7 @@ def _read_chord_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _read_key_file(path: Path) -> tuple[int, bool] | None:
     """The longest-lasting key of a POP909 key_audio.txt ("start end C:maj" lines), or None."""
     best, best_len = None, -1.0
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -175,8 +189,8 @@ def load_pop909_song(folder: Path, sid: int, grid: Grid, track_map: TrackMap = P
         if beats.shape[0] < 2 or beats.shape[1] < 3:
             raise UserError(f"{beat_file}: expected lines 'time downbeat2 downbeat4' with at least 2 beats")
         bt = beats[:, 0]
-        if np.any(np.diff(bt) <= 0):
-            raise UserError(f"{beat_file}: beat times must increase")
+        if not np.isfinite(bt).all() or np.any(np.diff(bt) <= 0):
+            raise UserError(f"{beat_file}: beat times must be finite and increase")
         marks = np.flatnonzero(beats[:, 1] == 1)
         if len(marks) > 1:
             period = Counter(np.diff(marks).tolist()).most_common(1)[0][0]
@@ -213,7 +227,7 @@ def load_pop909_song(folder: Path, sid: int, grid: Grid, track_map: TrackMap = P
     key_file = folder / "key_audio.txt"
     key = _read_key_file(key_file) if key_file.is_file() else None
     if key is None:
-        key = estimate_key(_pitch_class_histogram(mt))
+        key = _key_of(mt)
     return Song(sid, name, mt, chords, key, "pop")
 
 
@@ -221,10 +235,14 @@ def pop909_songs(root: Path, grid: Grid, track_map: TrackMap = POP909) -> list[t
     folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / f"{p.name}.mid").is_file())
     if not folders:
         raise UserError(f"{root}: no POP909 song folders (NNN/NNN.mid) found")
-    # song id = the POP909 number ("007" -> 7) where the folder is numbered
-    return [(f.name, (lambda f=f, i=i: load_pop909_song(f, int(f.name) if f.name.isdigit() else i, grid,
-                                                        track_map)))
-            for i, f in enumerate(folders)]
+    # song id = the POP909 number ("007" -> 7) where the folder is numbered; other folders are
+    # numbered on from the largest, so that no two songs share an id (and a split)
+    numbered = [int(f.name) for f in folders if f.name.isdigit()]
+    ids, more = [], max(numbered, default=-1) + 1
+    for f in folders:
+        ids.append(int(f.name) if f.name.isdigit() else more)
+        more += not f.name.isdigit()
+    return [(f.name, (lambda f=f, sid=sid: load_pop909_song(f, sid, grid, track_map))) for f, sid in zip(folders, ids)]
 
 
 def download_pop909(dest: Path) -> Path:
@@ -279,19 +297,26 @@ def download_pop909(dest: Path) -> Path:
 
 # --------------------------------------------------------------------------- Groove
 
-def groove_songs(root: Path, grid: Grid, skipped: Counter) -> list[tuple[str, Callable[[], Song]]]:
+def groove_songs(root: Path, grid: Grid, skipped: Counter, limit: int | None = None
+                 ) -> list[tuple[str, Callable[[], Song]]]:
     """Groove MIDI rows of ``info.csv``: 4/4 "beat" files only (others counted in ``skipped``),
-    style = primary genre ("funk" from "funk/groove1"), split from the csv."""
+    style = primary genre ("funk" from "funk/groove1"), split from the csv; with ``limit``, the
+    first that many (and the skips among the rows before them)."""
     info = root / "info.csv"
     if not info.is_file():
         raise UserError(f"{info}: Groove MIDI info.csv not found")
-    with open(info, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(info, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{info}: not readable text ({exc.reason} at byte {exc.start})") from None
     need = {"style", "beat_type", "time_signature", "midi_filename", "split"}
     if not rows or not need <= set(rows[0]):
         raise UserError(f"{info}: expected columns {', '.join(sorted(need))}")
     out = []
     for i, row in enumerate(rows):
+        if limit is not None and len(out) == limit:
+            break
         if row["beat_type"] != "beat":
             skipped["fill"] += 1
             continue
@@ -326,8 +351,7 @@ def _generic_song(sid: int, name: str, pm, track_map: TrackMap, grid: Grid, styl
     bad = _meter_bad_bars(pm, mt.n_bars, grid, origin, bar_lines=bar_lines)
     if bad.all():
         raise Skip("meter not 4/4")
-    key = estimate_key(_pitch_class_histogram(mt)) if not all(track_map.is_drum) else None
-    return Song(sid, name, mt, None, key, style, None, bad)
+    return Song(sid, name, mt, None, _key_of(mt), style, None, bad)
 
 
 def midi_folder_songs(root: Path, track_map: TrackMap, grid: Grid) -> list[tuple[str, Callable[[], Song]]]:
@@ -354,7 +378,7 @@ def lpd5_songs(root: Path, grid: Grid) -> list[tuple[str, Callable[[], Song]]]:
         mt = from_pypianoroll(ppr, LPD5, grid)
         if not (mt.roll > 0).any():
             raise Skip("no notes")
-        return Song(i, f.stem, mt, None, estimate_key(_pitch_class_histogram(mt)), "lpd5")
+        return Song(i, f.stem, mt, None, _key_of(mt), "lpd5")
     return [(str(f.relative_to(root)), (lambda f=f, i=i: load(f, i))) for i, f in enumerate(files)]
 
 
@@ -462,7 +486,8 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
     """Load every song, cut phrases, split by song and write the cache into ``out``.
 
     ``songs`` is a list of (name, loader) with loaders returning a :class:`Song` or raising
-    :class:`Skip`. Returns the summary dict also stored as ``meta["counts"]``.
+    :class:`Skip`. Returns the summary dict stored as ``meta["counts"]``, with the ``seconds`` the
+    build took (which the cache leaves out, so that its bytes do not depend on the machine's speed).
     """
     from tqdm import tqdm
 
@@ -525,7 +550,9 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
         raise UserError(f"{what}no phrases to write to {out}: none of the {len(songs)} songs gave a phrase of "
                         f"{n_bars} bars (skipped: {sk}; empty phrases dropped: {empty_total}){hint}")
     phrase_counts = {}
-    with staged_dir(out) as stage:
+    # meta.json marks a whole cache: taken away first and put in last, so that a run stopped while
+    # its files move in leaves no cache that mixes two runs' files (a reader refuses a folder without it)
+    with staged_dir(out, commit_last="meta.json") as stage:
         for split in SPLITS:
             arrs = parts[split]
             g = grid
@@ -544,14 +571,14 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
                   "phrases": phrase_counts,
                   "skipped": dict(sorted(skipped.items())),
                   "empty_phrases_dropped": int(empty_total),
-                  "notes_dropped": int(notes_dropped),
-                  "seconds": round(time.time() - t0, 1)}
+                  "notes_dropped": int(notes_dropped)}
         meta = {"tracks": track_map.names, "programs": track_map.programs, "is_drum": track_map.is_drum,
                 "grid": grid.to_dict(), "n_bars": n_bars, "hop": hop, "styles": order, "counts": counts,
                 "source": source, "track_map": track_map.name, "seed": seed, "transposed": transpose}
         (stage / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         save_counts(stage / VELOCITY_FILE, velocities, order)
-    return counts
+    # the time taken is reported, not stored: the same songs and settings give the same bytes
+    return {**counts, "seconds": round(time.time() - t0, 1)}
 
 
 def load_split(folder: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
@@ -571,7 +598,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, help="dataset folder (not for chorales)")
     p.add_argument("--download", action="store_true", help="pop909: fetch it into data/downloads when no --root")
     p.add_argument("--track-map", default=None, help="midi source: lpd5, pop909, pop909_drums, satb, drums")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default data/build/symbolic/<name>)")
+    p.add_argument("--out", default=None, help="output folder (default data/build/symbolic/<name>)")
     p.add_argument("--name", default=None, help="dataset name (default: the source)")
     p.add_argument("--bars", type=int, default=4, help="bars per phrase")
     p.add_argument("--hop", type=int, default=None, help="bars between phrase starts (default: --bars)")
@@ -627,7 +654,7 @@ def cli_main(argv: list[str]) -> int:
         songs = pop909_songs(root, grid, track_map)
     elif args.source == "groove":
         track_map = DRUMS
-        songs = groove_songs(root, grid, skipped)
+        songs = groove_songs(root, grid, skipped, args.limit)
     elif args.source == "midi":
         if not args.track_map:
             raise UserError("--track-map: needed for --source midi (lpd5, pop909, pop909_drums, satb, drums)")
@@ -642,7 +669,12 @@ def cli_main(argv: list[str]) -> int:
     if args.limit is not None:
         songs = songs[:args.limit]
     name = args.name or args.source
-    out = args.out or Path("data/build/symbolic") / name
+    if args.out == "":
+        raise UserError("--out '': an empty path is not an output folder")
+    out = Path(args.out) if args.out is not None else Path("data/build/symbolic") / name
+    if args.source in ("midi", "lpd5") and out.resolve().is_relative_to(root.resolve()):
+        raise UserError(f"--out {out}: inside --root {root}, where the next run would read the cache's own "
+                        f"files as songs; give an --out outside it")
     counts = build_dataset(songs, out, track_map=track_map, grid=grid, n_bars=args.bars, hop=args.hop,
                            seed=args.seed, transpose=not args.no_transpose, skipped=skipped,
                            source=args.source, progress=not args.quiet)

@@ -204,6 +204,14 @@ def test_groove_source(tmp_path, midi_writer):
     assert funk_train[0].sum() == 3 and stats[1, 1, 0].sum() == 3
     # the one-bar song gave no phrase, but its notes count
     assert stats[2, 0, 0, 0].sum() == 2 and stats[2, 0, :3, 0, 36 - 24, 0].tolist() == [1, 100, 100 ** 2]
+    # --limit 1: the first usable row only, and the skips among the rows before it (none)
+    assert cli_main(args + ["--bars", "2", "--limit", "1", "--out", str(tmp_path / "one")]) == 0
+    meta = json.loads((tmp_path / "one" / "meta.json").read_text())
+    assert meta["counts"]["skipped"] == {} and meta["counts"]["songs"] == {"train": 1, "valid": 0, "test": 0}
+    assert cli_main(args + ["--bars", "2", "--limit", "2", "--out", str(tmp_path / "two")]) == 0
+    meta = json.loads((tmp_path / "two" / "meta.json").read_text())
+    assert meta["counts"]["skipped"] == {"fill": 1, "meter not 4/4": 1}   # rows 1 and 2, before row 3
+    assert "seconds" not in meta["counts"]   # no timing in the cache: the same bytes every time
 
 
 def test_a_cache_without_training_phrases_says_so(tmp_path, midi_writer, capsys):
@@ -472,3 +480,55 @@ def test_lpd5_old_format_npz(tmp_path):
     assert np.argwhere(r[0]).tolist() == [[0, 12], [8, 12]]
     assert np.flatnonzero(r[1][:, 60 - 24]).tolist() == list(range(16))
     assert np.flatnonzero(r[3][:, 40 - 24]).tolist() == list(range(16, 32))
+
+
+def test_pop909_bad_annotations_are_named_and_unnumbered_folders_get_their_own_ids(tmp_path, capsys):
+    """From QA: a NaN beat time was taken (and damaged the notes), a chord or key file that is not
+    UTF-8 was an internal error, and an unnumbered folder took the id of a numbered one (one song
+    id in two splits)."""
+    root = tmp_path / "pop"
+    for name in ("001", "002", "mysong"):
+        _pop909_song(root, name)
+    (root / "mysong" / "mysong.mid").write_bytes((root / "001" / "001.mid").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["prog", "--source", "pop909", "--root", str(root), "--out", str(out), "--quiet",
+                     "--bars", "2"]) == 0
+    songs = sorted(set(np.concatenate([load_split(out, sp)["song"] for sp in ("train", "valid", "test")]).tolist()))
+    assert songs == [1, 2, 3]   # mysong is 3, after the largest number
+    beats = (root / "002" / "beat_midi.txt").read_text().splitlines()
+    good = list(beats)
+    beats[5] = "nan " + beats[5].split(" ", 1)[1]
+    (root / "002" / "beat_midi.txt").write_text("\n".join(beats) + "\n")
+    with pytest.raises(UserError, match=r"002/beat_midi.txt: beat times must be finite and increase"):
+        cli_main(["prog", "--source", "pop909", "--root", str(root), "--out", str(out), "--quiet", "--bars", "2"])
+    (root / "002" / "beat_midi.txt").write_text("\n".join(good) + "\n")
+    for bad in ("chord_midi.txt", "key_audio.txt"):
+        kept = (root / "002" / bad).read_bytes()
+        (root / "002" / bad).write_bytes(b"\xff\xfe\x00bad")
+        with pytest.raises(UserError, match=rf"002/{bad}: not readable text \(invalid start byte at byte 0\)"):
+            cli_main(["prog", "--source", "pop909", "--root", str(root), "--out", str(out), "--quiet", "--bars", "2"])
+        (root / "002" / bad).write_bytes(kept)
+
+
+def test_data_out_refusals_and_a_drums_only_song_has_no_key(tmp_path, midi_writer):
+    """From QA: --out '' wrote the cache into the working folder; --out inside a midi/lpd5 --root
+    was read as songs on the next run; a drums-only song got key 0 (C) instead of -1."""
+    root = tmp_path / "midi"
+    root.mkdir()
+    midi_writer(root / "drums.mid", [("Kit", 0, True, [(36, b, b + 0.5, 100) for b in range(16)])])
+    midi_writer(root / "tune.mid", [("Piano", 0, False, [(60 + (b % 3) * 2, b, b + 1, 90) for b in range(16)])])
+    args = ["prog", "--source", "midi", "--track-map", "lpd5", "--root", str(root), "--quiet"]
+    with pytest.raises(UserError, match=r"^--out '': an empty path is not an output folder$"):
+        cli_main(args + ["--out", ""])
+    with pytest.raises(UserError, match=r"cache: inside --root .*, where the next run would read the cache.s own "
+                                        r"files as songs; give an --out outside it$"):
+        cli_main(args + ["--out", str(root / "cache")])
+    assert sorted(p.name for p in root.iterdir()) == ["drums.mid", "tune.mid"]
+    out = tmp_path / "out"
+    assert cli_main(args + ["--out", str(out), "--no-transpose"]) == 0
+    got = {}
+    for sp in ("train", "valid", "test"):
+        d = load_split(out, sp)
+        for song, key, roll in zip(d["song"].tolist(), d["key"].tolist(), d["rolls"]):
+            got[song] = (key, bool(roll[1:].any()))
+    assert got == {0: (-1, False), 1: (0, True)}   # drums.mid: no key; tune.mid: C
