@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -181,7 +182,9 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
     made = [p for p in (final_dir.parent, *final_dir.parent.parents) if not p.exists()]
     try:
         final_dir.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(final_dir.name)}stage.", dir=final_dir.parent))
+        prefix = f"{_temp_prefix(final_dir.name)}stage."
+        _remove_orphan_stages(final_dir.parent, prefix)
+        stage = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", dir=final_dir.parent))
     except OSError as exc:
         remove_empty_folders(made)
         raise UserError(f"{final_dir}: cannot make the output folder ({_why(exc)})") from None
@@ -212,6 +215,21 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
         shutil.rmtree(stage, ignore_errors=True)
         if not ok:
             remove_empty_folders(made)
+
+
+def _remove_orphan_stages(parent: Path, prefix: str) -> None:
+    """Remove the staging folders ``<prefix><pid>.*`` in ``parent`` whose process has ended (a run
+    killed outright, e.g. by SIGKILL, cannot remove its own); a live process's are left alone."""
+    for stage in parent.glob(f"{glob_escape(prefix)}*.*"):
+        pid = stage.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or not stage.is_dir() or stage.is_symlink():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stage, ignore_errors=True)
+        except (PermissionError, OverflowError, OSError):
+            pass   # another user's process (alive), or not a pid
 
 
 def remove_empty_folders(folders: Iterable[Path]) -> None:

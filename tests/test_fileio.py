@@ -156,3 +156,24 @@ def test_staged_dir_moves_the_marker_of_a_whole_output_last(tmp_path, monkeypatc
         for name in ("a.npz", "meta.json", "z.npz"):
             (stage / name).write_text("new")
     assert {p.name: p.read_text() for p in out.iterdir()} == {"a.npz": "new", "meta.json": "new", "z.npz": "new"}
+
+
+def test_staged_dir_removes_the_stage_of_a_killed_run_and_keeps_a_live_ones(tmp_path):
+    """A run killed outright (SIGKILL) cannot remove its staging folder; the next run into the same
+    folder does, and leaves alone one whose process still runs (found by QA)."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(done.stdout)   # a process that has ended
+    orphan = tmp_path / f".song.stage.{dead}.abc123"
+    live = tmp_path / f".song.stage.{os.getpid()}.def456"
+    other = tmp_path / f".other.stage.{dead}.ghi789"
+    for folder in (orphan, live, other):
+        folder.mkdir()
+        (folder / "song.mid").write_bytes(b"half")
+    with staged_dir(tmp_path / "song") as stage:
+        (stage / "song.mid").write_bytes(b"whole")
+    assert not orphan.exists() and live.exists() and other.exists()
+    assert (tmp_path / "song" / "song.mid").read_bytes() == b"whole"
