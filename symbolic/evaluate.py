@@ -637,8 +637,8 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         ("--chords", no_composer and chords is not None, "--weights", "the chords the composer gets"),
         ("--transpose", no_composer and transpose is not None, "--weights",
          "the held-out phrases are moved so that the composer must find each song's key"),
-        ("--threshold", midi is not None and threshold is not None, "--weights or --generated",
-         "it binarises probabilities; MIDI notes are notes already"),
+        ("--threshold", weights is None and generated is None and threshold is not None, "--weights or --generated",
+         "it binarises probabilities; held-out and MIDI notes are notes already"),
         ("--track-map", midi is None and track_map is not None, "--midi", "how the MIDI files are read"))
     for option, idle, needs, what in unused:
         if idle:

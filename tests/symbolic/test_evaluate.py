@@ -621,6 +621,7 @@ def test_threshold_and_track_map_only_where_they_apply(dataset, tmp_path, capsys
     gen = tmp_path / "gen.npz"
     np.savez(gen, rolls=make_rolls().astype(np.float32) * 0.9)
     for argv, says in ((["--midi", str(tmp_path), "--threshold", "0.5"], "--threshold: only with --weights or --generated"),
+                       (["--threshold", "0.3"], "--threshold: only with --weights or --generated"),   # held-out only
                        (["--generated", str(gen), "--track-map", "pop909"], "--track-map: only with --midi")):
         assert cli(["evaluate", "symbolic", "--data", str(dataset), *argv]) == 2
         err = capsys.readouterr().err
