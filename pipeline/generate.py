@@ -514,6 +514,25 @@ def fill_play_bars(roll: np.ndarray, config: SongConfig, rows: Sequence[int]) ->
     return out
 
 
+def track_model(models: Models, source: str):
+    """The model that composes the config's track of ``source``: the composer when it has such a
+    track, else the drums composer."""
+    comp = models.composer
+    return comp if source.lower() in [n.lower() for n in comp.track_names] else models.drums
+
+
+def play_drum_keys(mt, models: Models, config: SongConfig, is_drum: Sequence[bool]):
+    """``mt`` with each drum track's hits on the GM keys its model's card says its data's keys are
+    played as (``drum_keys``: Groove's edge hi-hats and tom rim, see
+    :data:`symbolic.trackmap.GROOVE_TO_GM`)."""
+    from symbolic.roll import map_drum_keys
+
+    for t, (tc, drum) in enumerate(zip(config.tracks, is_drum)):
+        if drum:
+            mt = map_drum_keys(mt, getattr(track_model(models, tc.source), "drum_keys", None), [t])
+    return mt
+
+
 def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """Per track of the config: (means, spreads, timings), float ``[bars, pitches, steps]`` each,
     the velocity the data plays at each cell, its standard deviation and the cell's mean offset
@@ -523,11 +542,10 @@ def learnt_velocities(models: Models, config: SongConfig) -> list[tuple[np.ndarr
     from symbolic.velocity import velocity_cells
 
     comp = models.composer
-    comp_names = [n.lower() for n in comp.track_names]
     out: list[np.ndarray | None] = []
     for t in config.tracks:
         src = t.source.lower()
-        model = comp if src in comp_names else models.drums
+        model = track_model(models, src)
         table = getattr(model, "velocity", None)
         name = model.track_names[[n.lower() for n in model.track_names].index(src)]
         grid = composer_grid(model)
@@ -789,6 +807,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
                 t.source.lower())]) for t in config.tracks]
             mt = roll_to_multitrack(roll, config, composer_grid(models.composer), is_drum,
                                     learnt_velocities(models, config))
+            mt = play_drum_keys(mt, models, config, is_drum)
             pm = multitrack_to_midi(mt)
             write_midi(pm, stage / "song.mid")
             timings["compose_s"] = round(time.perf_counter() - t0, 3)

@@ -38,7 +38,7 @@ from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, shift_
 from symbolic.roll import (Grid, Multitrack, _beat_times_beats, tempo_map_beats, check_steps_per_beat,
                            from_pypianoroll, midi_to_multitrack, off_grid_meters, pickup_origin, read_midi,
                            time_signature_beats)
-from symbolic.trackmap import DRUMS, LPD5, POP909, SATB, TrackMap, get_track_map
+from symbolic.trackmap import DRUMS, GROOVE_TO_GM, LPD5, POP909, SATB, TrackMap, get_track_map
 
 SPLITS = ("train", "valid", "test")
 POP909_URL = "https://github.com/music-x-lab/POP909-Dataset/archive/refs/heads/master.zip"
@@ -575,6 +575,8 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
         meta = {"tracks": track_map.names, "programs": track_map.programs, "is_drum": track_map.is_drum,
                 "grid": grid.to_dict(), "n_bars": n_bars, "hop": hop, "styles": order, "counts": counts,
                 "source": source, "track_map": track_map.name, "seed": seed, "transposed": transpose}
+        if source == "groove":   # the GM key each of the kit's own keys is played as (in songs)
+            meta["drum_keys"] = {str(k): v for k, v in GROOVE_TO_GM.items()}
         (stage / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         save_counts(stage / VELOCITY_FILE, velocities, order)
     # the time taken is reported, not stored: the same songs and settings give the same bytes

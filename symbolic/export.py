@@ -88,6 +88,7 @@ def export_generator(generator: torch.nn.Module, out_dir: str | Path, name: str,
         "styles": list(meta.get("styles", [])),
         "transposed": bool(meta.get("transposed", False)),
         "training_steps": int(training_steps),
+        **({"drum_keys": {str(k): int(v) for k, v in meta["drum_keys"].items()}} if meta.get("drum_keys") else {}),
         "weights": st_path.name,
     }
     decode = {rule: {str(k): float(v) for k, v in taus.items()}
@@ -151,9 +152,13 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, name: str, raw: boo
             raise UserError(f"{arrangement_data}: --arrangement-data does not fit this model ({exc})") from None
     velocity = None
     if velocity_data is not None:
+        from symbolic.datamodule import read_meta
         from symbolic.velocity import table_from_cache
 
         velocity = table_from_cache(velocity_data, model.meta())
+        keys = read_meta(velocity_data).get("drum_keys")   # a cache built since they were recorded
+        if keys and any(model.meta().get("is_drum", [])):
+            model.data_meta = {**model.meta(), "drum_keys": keys}
     return export_module(model, out_dir, name, global_step=int(state.get("global_step", 0)), raw=raw,
                          velocity=velocity)
 

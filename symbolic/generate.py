@@ -53,6 +53,25 @@ def check_legato(legato: dict | None, track_names: list[str], monophonic, where:
     return out
 
 
+def check_drum_keys(value) -> dict[int, int]:
+    """A card's ``drum_keys`` ({"26": 46, ...}: MIDI key -> the GM key it is played as) as ints;
+    ValueError naming it when it is not such a mapping. None: {}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"drum_keys: expected a mapping of MIDI keys, got {type(value).__name__}")
+    out = {}
+    for k, v in value.items():
+        try:
+            src, dst = int(k), int(v)
+        except (TypeError, ValueError):
+            src = dst = -1
+        if isinstance(v, bool) or not (0 <= src <= 127 and 0 <= dst <= 127):
+            raise ValueError(f"drum_keys: {k!r}: {v!r}: expected MIDI keys 0-127")
+        out[src] = dst
+    return out
+
+
 #: Decoding rules a card's ``decode`` may hold, with what each does (command-line help).
 DECODE_RULES = {
     "release": "a held note of TRACK ends where another of its notes starts unless its probability there is "
@@ -313,6 +332,9 @@ class Composer:
 
         # the data's mean velocity by step of the bar (and pitch, for drums), for the song pipeline
         self.velocity = check_velocity_table(decode.get("velocity"), self.track_names, self.steps_per_bar)
+        # the GM key each of the data's own drum keys is played as (the card's "drum_keys", e.g.
+        # symbolic.trackmap.GROOVE_TO_GM); none: the keys are GM's already
+        self.drum_keys = check_drum_keys(card.get("drum_keys"))
         # trained on music moved to C major / A minor (the card's "transposed"): other keys are
         # moved there to be composed and back afterwards (see home_offset)
         self.home_key = bool(card.get("transposed", False)) and not all(self.is_drum)

@@ -15,7 +15,7 @@ and counted in ``Multitrack.n_dropped``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -507,6 +507,29 @@ def roll_onsets(flat: np.ndarray, is_drum: Sequence[bool]) -> np.ndarray:
         if drum:
             onsets[t] = flat[t]
     return onsets
+
+
+def map_drum_keys(mt: Multitrack, keys: dict[int, int] | None, tracks: Sequence[int]) -> Multitrack:
+    """``mt`` with the hits of ``tracks`` (drum tracks) on a key of ``keys`` moved to the key it maps
+    to (e.g. :data:`symbolic.trackmap.GROOVE_TO_GM`); where both keys sound at a step, one hit: the
+    louder one's velocity and timing. Keys outside the grid are left as they are. ``mt`` itself
+    when there is nothing to move."""
+    lo, n = mt.grid.lowest_pitch, mt.grid.n_pitches
+    moves = [(s - lo, d - lo) for s, d in (keys or {}).items() if 0 <= s - lo < n and 0 <= d - lo < n and s != d]
+    if not moves or not tracks:
+        return mt
+    roll, onsets = mt.roll.copy(), mt.onsets.copy()
+    timing = None if mt.timing is None else mt.timing.copy()
+    for t in tracks:
+        for s, d in moves:
+            take = roll[t, ..., s] > roll[t, ..., d]
+            roll[t, ..., d] = np.where(take, roll[t, ..., s], roll[t, ..., d])
+            onsets[t, ..., d] |= onsets[t, ..., s]
+            if timing is not None:
+                timing[t, ..., d] = np.where(take, timing[t, ..., s], timing[t, ..., d])
+                timing[t, ..., s] = 0.0
+            roll[t, ..., s], onsets[t, ..., s] = 0, False
+    return replace(mt, roll=roll, onsets=onsets, timing=timing)
 
 
 def place_notes(notes: Sequence[Note], timing: np.ndarray | None, grid: Grid,

@@ -158,6 +158,13 @@ SATB = TrackMap(
 
 DRUMS = TrackMap((TrackSpec("drums", 0, is_drum=True),), name="drums")
 
+#: Groove MIDI's kit (a Roland TD-11) has keys that General MIDI gives to other instruments or to
+#: none: 22 and 26, the closed and open hi-hat struck on its edge (no GM sound: silent in a GM
+#: kit), and 58, the third tom's rim (GM's vibraslap). Songs play them as GM's closed and open
+#: hi-hat and the high floor tom (the mapping of the Groove MIDI paper's reduced kit); the data
+#: and the drum composer keep the kit's own keys, whose velocities and timing differ.
+GROOVE_TO_GM: dict[int, int] = {22: 42, 26: 46, 58: 43}
+
 TRACK_MAPS: dict[str, TrackMap] = {
     "lpd5": LPD5,
     "pop909": POP909,

@@ -360,7 +360,8 @@ def table_from_cache(folder: str | Path, meta: dict, flag: str = "--velocity-dat
 
 def add_to_card(card_path: str | Path, data_dir: str | Path) -> dict[str, Any]:
     """Write a cache's training velocities into an existing weights card (``decode.velocity``),
-    atomically; the weights file is not touched. For cards exported without them (a card whose
+    and the cache's ``drum_keys`` (the GM key each of its drum keys is played as) where it has
+    them, atomically; the weights file is not touched. For cards exported without them (a card whose
     training checkpoint is not at hand). Returns the table. UserError on a card or cache that
     does not fit."""
     import json
@@ -382,6 +383,11 @@ def add_to_card(card_path: str | Path, data_dir: str | Path) -> dict[str, Any]:
     table = table_from_cache(data_dir, {"tracks": tracks, "is_drum": is_drum, "grid": grid}, flag="--data")
     decode["velocity"] = table
     card["decode"] = decode
+    from symbolic.datamodule import read_meta
+
+    keys = read_meta(data_dir).get("drum_keys")
+    if keys and any(is_drum):
+        card["drum_keys"] = {str(k): int(v) for k, v in keys.items()}
     atomic_write_text(card_path, json.dumps(card, indent=2, sort_keys=True) + "\n")
     return table
 

@@ -222,6 +222,11 @@ def test_accompany_adds_drums_in_the_genre_asked_for(tmp_path):
     assert [(i.name, i.is_drum) for i in song.instruments] == [("MELODY", False), ("bridge", False),
                                                                ("piano", False), ("drums", True)]
     assert len(song.instruments[3].notes) == int(mt.onsets[3].sum())
+    # the drums card's kit keys are played as GM's: here the closed hi-hat (42) as the pedal one (44)
+    drums.drum_keys = {42: 44}
+    keyed, _ = accompany_midi(pm, comp, track="melody", seed=1, humanize=0.0, drums=drums, drums_style="rock")
+    assert np.array_equal(keyed.onsets[3][..., 44 - 24], mt.onsets[3][..., 42 - 24])
+    assert not keyed.onsets[3][..., 42 - 24].any() and np.array_equal(keyed.roll[:3], mt.roll[:3])
 
 
 def test_accompany_drums_of_another_phrase_length_play_their_genres_timing(tmp_path):

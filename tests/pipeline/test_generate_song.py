@@ -179,6 +179,22 @@ def test_learnt_velocities_play_each_hit_as_the_data_does_in_its_sections_style(
     assert {n.velocity for n in pm.instruments[0].notes} <= {BASE_VELOCITY, BASE_VELOCITY + ACCENT}
 
 
+def test_the_drums_cards_kit_keys_are_played_as_gm_keys(fake_models, tmp_path):
+    """Groove's kit plays its closed hi-hat edge as key 42 here; a card whose drum_keys map 42 to
+    44 (standing in for Groove's 26 -> 46: a key FluidSynth's GM kit leaves silent) writes every
+    hat at 44, with the velocity its own cell gives, and leaves the kick and snare alone."""
+    plain = generate_song(_cfg(), tmp_path / "plain", models=fake_models, renderer="none")
+    fake_models.drums.drum_keys = {42: 44, 22: 42}   # 22 lies outside the grid: nothing to move
+    fake_models.drums.velocity = {"steps_per_bar": 16, "min_count": 20, "split": "train", "tracks": {
+        "drums": {"by": "pitch", "styles": {"*": {"42": [33] * 16}}}}}
+    mapped = generate_song(_cfg(), tmp_path / "mapped", models=fake_models, renderer="none")
+    a = pretty_midi.PrettyMIDI(str(plain / "song.mid")).instruments[2].notes
+    b = pretty_midi.PrettyMIDI(str(mapped / "song.mid")).instruments[2].notes
+    assert len(a) == len(b) and {n.pitch for n in b} == {36, 38, 44}
+    assert sorted((n.start, n.pitch if n.pitch != 42 else 44) for n in a) == sorted((n.start, n.pitch) for n in b)
+    assert {n.velocity for n in b if n.pitch == 44} == {33}   # the velocity of the kit's own key
+
+
 def test_learnt_velocities_match_a_style_name_in_any_case(fake_models, tmp_path):
     # the drums are composed as "rock" whatever the case the config spells it in: so are their velocities
     fake_models.drums.velocity = {"steps_per_bar": 16, "min_count": 20, "split": "train", "tracks": {

@@ -181,6 +181,7 @@ def test_groove_source(tmp_path, midi_writer):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["tracks"] == ["drums"] and meta["is_drum"] == [True]
     assert meta["styles"] == ["funk", "rock"]
+    assert meta["drum_keys"] == {"22": 42, "26": 46, "58": 43}   # the kit's keys as GM plays them
     assert meta["counts"]["skipped"] == {"fill": 1, "meter not 4/4": 1, "shorter than a phrase": 2}
     assert meta["counts"]["songs"] == {"train": 1, "valid": 1, "test": 0}
     tr, va, te = (load_split(out, s) for s in ("train", "valid", "test"))

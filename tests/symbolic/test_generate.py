@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -151,3 +152,23 @@ def test_training_and_generation_modules_do_not_import_pretty_midi():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+def test_a_cards_drum_keys_are_checked():
+    from symbolic.generate import check_drum_keys
+
+    assert check_drum_keys(None) == {} and check_drum_keys({"26": 46, "58": 43}) == {26: 46, 58: 43}
+    for bad, says in (([26, 46], "expected a mapping of MIDI keys, got list"), ({"26": 128}, "'26': 128"),
+                      ({"x": 46}, "'x': 46"), ({"26": True}, "'26': True")):
+        with pytest.raises(ValueError, match=rf"^drum_keys: {re.escape(says)}"):
+            check_drum_keys(bad)
+
+
+def test_the_shipped_drum_composer_plays_its_kit_keys_as_gm():
+    """Groove's TD-11 kit: 26 (open hi-hat edge) has no GM sound (FluidSynth's GM kit is silent there)
+    and 58 (tom rim) is GM's vibraslap; the shipped card has them played as 46 and 43."""
+    from symbolic.generate import Composer
+    from symbolic.trackmap import GROOVE_TO_GM
+
+    drums = Composer.load(Path(__file__).resolve().parents[2] / "data" / "pretrained" / "symbolic_drums.safetensors")
+    assert drums.drum_keys == GROOVE_TO_GM

@@ -365,3 +365,30 @@ def test_from_pypianoroll_float_and_bool_tracks():
                                                        pypianoroll.BinaryTrack("Bass", 33, False, b)])
     mt = from_pypianoroll(ppr, LPD5, Grid())
     assert mt.notes() == [Note(1, 60, 0, 4, 100), Note(3, 40, 4, 8, 100)]
+
+
+def test_map_drum_keys_moves_hits_and_keeps_the_louder_where_two_meet():
+    from symbolic.roll import Multitrack, map_drum_keys
+    from symbolic.trackmap import GROOVE_TO_GM, TrackMap, TrackSpec
+
+    grid = Grid()
+    roll = np.zeros((2, 1, 16, 84), np.uint8)
+    lo = grid.lowest_pitch
+    roll[1, 0, 0, 26 - lo] = 90              # open hi-hat edge alone: to 46
+    roll[1, 0, 4, 26 - lo] = 60              # ... and with a louder open hi-hat bow: one hit, 100
+    roll[1, 0, 4, 46 - lo] = 100
+    roll[1, 0, 8, 26 - lo] = 110             # louder than the bow beside it: 110, with its timing
+    roll[1, 0, 8, 46 - lo] = 70
+    roll[1, 0, 12, 58 - lo] = 80             # tom rim: to 43
+    roll[0, 0, 0, 58 - lo] = 64              # a pitched track keeps its 58 (B flat)
+    timing = np.zeros(roll.shape, np.float32)
+    timing[1, 0, 8, 26 - lo], timing[1, 0, 8, 46 - lo] = -0.2, 0.1
+    mt = Multitrack(roll, roll > 0, TrackMap((TrackSpec("keys", 0), TrackSpec("drums", 0, is_drum=True))), grid,
+                    timing=timing)
+    out = map_drum_keys(mt, GROOVE_TO_GM, [1])
+    hits = {(int(s), int(p) + lo): int(out.roll[1, 0, s, p]) for s, p in zip(*np.nonzero(out.roll[1, 0]))}
+    assert hits == {(0, 46): 90, (4, 46): 100, (8, 46): 110, (12, 43): 80}
+    assert np.array_equal(out.onsets[1], out.roll[1] > 0)
+    assert out.timing[1, 0, 8, 46 - lo] == pytest.approx(-0.2) and not out.timing[1, ..., 26 - lo].any()
+    assert np.array_equal(out.roll[0], roll[0]) and np.array_equal(mt.roll, roll)   # the input is not changed
+    assert map_drum_keys(mt, {}, [1]) is mt and map_drum_keys(mt, GROOVE_TO_GM, []) is mt

@@ -148,6 +148,13 @@ def test_export_velocity_adds_a_table_to_a_card_and_leaves_the_rest(tmp_path, ca
     after = json.loads(card.read_text())
     table = after["decode"].pop("velocity")
     assert after == before and table["tracks"]["kit"]["styles"]["rock"] == {"36": [100, None, None, None]}
+    # a cache that records its kit's GM keys (Groove's, since session 20) puts them in the card too
+    (cache / "meta.json").write_text(json.dumps({**meta, "drum_keys": {"26": 46, "58": 43}}))
+    assert main(["export", "velocity", str(card), "--data", str(cache)]) == 0
+    after = json.loads(card.read_text())
+    assert after.pop("drum_keys") == {"26": 46, "58": 43}
+    after["decode"].pop("velocity")
+    assert after == before
     capsys.readouterr()
     (tmp_path / "junk.json").write_text("[1, 2]")
     assert main(["export", "velocity", str(tmp_path / "junk.json"), "--data", str(cache)]) == 2
