@@ -238,5 +238,7 @@ class TimbreGenerator:
     def generate(self, pitch: torch.Tensor, program: torch.Tensor, velocity: torch.Tensor, z: torch.Tensor,
                  program_embedding: torch.Tensor | None = None) -> torch.Tensor:
         """Waves of notes: Float32 tensor [B, clip_samples] (see :meth:`generate_spec` for the arguments)."""
+        if len(pitch) == 0:   # no notes: no waves
+            return torch.zeros(0, self.clip_samples, device=self.device)
         spec = self.generate_spec(pitch, program, velocity, z, program_embedding)
         return self.transform.spec_to_wave(spec, self.clip_samples).float()

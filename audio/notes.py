@@ -505,6 +505,10 @@ class NoteSet:
         folder = root if (root / "examples.json").is_file() else root / f"nsynth-{split}"
         path = folder / "examples.json"
         if not path.is_file():
+            built = [s for s in SPLITS if (root / f"nsynth-{s}" / "examples.json").is_file()]
+            if built:   # a note set too small to give this split any note
+                raise UserError(f"{root}: no {split} notes (the set has {', '.join(built)} only: build it with "
+                                f"more notes, or choose a split it has)")
             raise UserError(f"{path}: not found; build notes with 'musegansynth data notes --out {root}' "
                             f"or point at an NSynth folder")
         data = read_json_object(path)

@@ -19,7 +19,9 @@ Pipeline for a list of :class:`RenderNote`:
    sustain to the note's end (notes capped at ``max_note_s``), 0.3 s linear release. Velocity is
    a gain (``velocity / 127``). Drum notes (program :data:`DRUM_PROGRAM`, pitch = GM percussion
    key) sound for ``drum_hold_s`` whatever their written length, and are never extended: a hit
-   decays, so past the clip's end it is silent.
+   keeps the model's own frames and decays, and past the clip's end it is silent. A drum key the
+   model never learnt (its card's ``pitch_vocab``) is left out, as a GM kit leaves keys outside
+   35-81 silent.
 5. The note is added into its stem at sample ``round(start_s * sample_rate)``.
 """
 
@@ -40,8 +42,9 @@ ATTACK_S = 0.010
 RELEASE_S = 0.3
 #: Longest held part of a note, in seconds (longer notes are cut there, then released).
 MAX_NOTE_S = 8.0
-#: How long a drum hit sounds before its release, in seconds.
-DRUM_HOLD_S = 0.5
+#: How long a drum hit sounds before its release, in seconds (None: the model's clip less the
+#: release, so that the hit decays as the model made it and fades out by the clip's end).
+DRUM_HOLD_S = None
 VELOCITY_STEPS = 8
 #: Fractions of the clip whose frames define the held (steady) sound of a sustained note.
 STEADY_WINDOW = (0.45, 0.65)
@@ -199,14 +202,16 @@ class NoteRenderer:
 
     def __init__(self, generator, *, device: str | torch.device = "cpu", batch_size: int = 32,
                  velocity_steps: int = VELOCITY_STEPS, attack_s: float = ATTACK_S, release_s: float = RELEASE_S,
-                 max_note_s: float = MAX_NOTE_S, drum_hold_s: float = DRUM_HOLD_S,
+                 max_note_s: float = MAX_NOTE_S, drum_hold_s: float | None = DRUM_HOLD_S,
                  steady: tuple[float, float] = STEADY_WINDOW, progress: bool = False) -> None:
         self.generator = generator
         self.device = _resolve_device(device)
         self.batch_size = int(batch_size)
         self.velocity_steps = int(velocity_steps)
         self.attack_s, self.release_s = float(attack_s), float(release_s)
-        self.max_note_s, self.drum_hold_s = float(max_note_s), float(drum_hold_s)
+        clip_s = getattr(generator, "clip_samples", 0) / generator.sample_rate
+        self.max_note_s = float(max_note_s)
+        self.drum_hold_s = float(drum_hold_s) if drum_hold_s is not None else max(0.0, clip_s - self.release_s)
         self.steady = steady
         self.progress = progress
         self.sample_rate = int(generator.sample_rate)
@@ -220,6 +225,9 @@ class NoteRenderer:
         if pr is None and vocab:
             pr = (min(vocab), max(vocab))
         self.pitch_range = (int(pr[0]), int(pr[1])) if pr is not None else None
+        drums = (getattr(generator, "pitch_vocab", None) or {}).get("drums") or []
+        #: the drum keys the model learnt (None: unknown, every key is played).
+        self.drum_keys = {int(k) for k in drums} or None
 
     # -------------------------------------------------------------------------------------- keys
     def hold_samples(self, note: RenderNote) -> int:
@@ -275,9 +283,11 @@ class NoteRenderer:
             frames = tr.frames_for(samples)
             with torch.inference_mode():
                 clip = spec.shape[2]
+                own = spec
                 spec = extend_spec(spec, frames, self.steady)
                 drum_rows = torch.tensor([k[0] == DRUM_PROGRAM for k in batch], device=spec.device)
-                if frames > clip and bool(drum_rows.any()):  # a drum hit decays: silence after its clip
+                if bool(drum_rows.any()):  # a drum hit keeps its own frames and decays: silence after its clip
+                    spec[drum_rows, :, :min(clip, frames)] = own[drum_rows, :, :min(clip, frames)]
                     spec[drum_rows, 0, clip:] = math.log(1e-6)
                 waves = tr.spec_to_wave(spec, samples).float().cpu().numpy()
             for k, w in zip(batch, waves):
@@ -303,6 +313,8 @@ class NoteRenderer:
         placed = []
         needs: dict[tuple, int] = {}
         for n in notes:
+            if n.is_drum and self.drum_keys is not None and int(n.pitch) not in self.drum_keys:
+                continue   # a key the model never learnt: silent, as a GM kit is outside its keys
             if not 0 <= n.stem < n_stems:
                 raise ValueError(f"note {n} has stem {n.stem} outside 0..{n_stems - 1}")
             if not 0 <= n.timbre < len(timbres):

@@ -111,11 +111,12 @@ class SongPredictor(lightning.LightningModule):
         loader: ``(config, device, renderer) -> Models``; default ``pipeline.generate.load_models``.
             Used in :meth:`setup` when no models were given or they live on another device
             (a DDP rank other than the one that loaded them).
+        announce: print each song's folder on stdout once it is written.
     """
 
     def __init__(self, config, out_root: str | Path, *, renderer: str = "neural", flac: bool = False,
                  progress: bool = False, models=None, models_device: str | torch.device | None = None,
-                 loader: Callable[..., Any] | None = None) -> None:
+                 loader: Callable[..., Any] | None = None, announce: bool = False) -> None:
         super().__init__()
         self.config = config
         self.out_root = Path(out_root)
@@ -125,6 +126,7 @@ class SongPredictor(lightning.LightningModule):
         self.models = models
         self.models_device = None if models_device is None else _resolve_torch_device(models_device)
         self.loader = loader
+        self.announce = bool(announce)
         self.written: list[Path] = []
 
     # the device generate_song runs on, once the Trainer has placed this module
@@ -157,6 +159,8 @@ class SongPredictor(lightning.LightningModule):
                           renderer=self.renderer, flac=self.flac, progress=self.progress)
             self.written.append(target)
             done.append(str(target))
+            if self.announce:
+                print(target, flush=True)
         return done
 
     def on_predict_end(self) -> None:
@@ -210,7 +214,8 @@ def _quiet_lightning() -> Iterator[None]:
 
 def generate_batch(config, out_root: str | Path, *, count: int, device: str = "cpu", devices: str | int = "auto",
                    renderer: str = "neural", flac: bool = False, progress: bool = False, models=None,
-                   loader: Callable[..., Any] | None = None, batch_size: int = 1) -> list[Path]:
+                   loader: Callable[..., Any] | None = None, batch_size: int = 1, announce: bool = False
+                   ) -> list[Path]:
     """Make ``count`` songs, seeds ``config.seed .. config.seed + count - 1``, with ``Trainer.predict``.
 
     Args:
@@ -224,6 +229,8 @@ def generate_batch(config, out_root: str | Path, *, count: int, device: str = "c
         models: ``Models`` already loaded on ``device`` (reused by a rank on that same device).
         loader: ``(config, device, renderer) -> Models`` for ranks that must load their own.
         batch_size: seeds per ``predict_step`` (songs are generated one after the other).
+        announce: print each song's folder on stdout as soon as it is written (so that a script
+            sees the songs an interrupted run finished).
 
     Returns:
         The song folders ``out_root/seed-<n>`` in seed order, once every rank has finished; on
@@ -264,8 +271,15 @@ def generate_batch(config, out_root: str | Path, *, count: int, device: str = "c
                                 f"--devices {count} or fewer, or make more songs")
             trainer = make_trainer(count)
         module = SongPredictor(config, out_root, renderer=renderer, flac=flac, progress=progress, models=models,
-                               models_device=device if models is not None else None, loader=loader)
-        trainer.predict(module, dataloaders=loader_, return_predictions=False)
+                               models_device=device if models is not None else None, loader=loader,
+                               announce=announce)
+        try:
+            trainer.predict(module, dataloaders=loader_, return_predictions=False)
+        except SystemExit:
+            # Lightning answers Ctrl-C by exiting with status 1: an interrupt it is (status 130)
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
     if not trainer.is_global_zero:
         return []
     return [song_dir(out_root, int(config.seed) + k) for k in range(count)]

@@ -204,7 +204,7 @@ def _main(argv: list[str], matched: tuple[str, int] | None) -> int:
 
 
 def _internal_error(exc: Exception) -> int:
-    if os.environ.get("MUSEGANSYNTH_DEBUG"):
+    if os.environ.get("MUSEGANSYNTH_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off"):
         raise exc
     print(f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
           f"(set MUSEGANSYNTH_DEBUG=1 for the traceback)", file=sys.stderr)

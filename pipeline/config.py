@@ -397,7 +397,7 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
         t = ctx.mapping(t, key, _TRACK_KEYS, {"name"})
         name = ctx.string(t["name"], f"{key}.name")
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]*", name):
-            raise ctx.fail(f"{key}.name", f"{name!r} is not allowed (letters, digits, space, '_', '-', '.'; "
+            raise ctx.fail(f"{key}.name", f"{name!r} is not allowed (ASCII letters, digits, space, '_', '-', '.'; "
                                           f"starting with a letter, digit or '_')")
         if len(name) > MAX_TRACK_NAME_CHARS:
             raise ctx.fail(f"{key}.name", f"{name[:20]!r}... is {len(name)} characters long (allowed: at most "
@@ -577,8 +577,11 @@ def _unique_keys_loader():
 
 
 def resolve_weights_path(path: str, kind: str, key: str | None = None,
-                         train: str = "musegansynth train") -> Path:
-    """The weights file of ``path``: absolute as is; relative to the working folder, else to the project.
+                         train: str = "musegansynth train", base: str | os.PathLike | None = None) -> Path:
+    """The weights file of ``path``: absolute as is; relative to ``base`` (a song config's folder,
+    when given), else to the working folder, else to the project. The shipped weights' own paths
+    (``DEFAULT_WEIGHTS``) are the project's first, so a ``data/pretrained`` in the working folder
+    does not stand in for them.
 
     A path without suffix gets ``.safetensors``. Raises UserError naming ``key`` (default the song
     config's ``weights.<kind>``; a command names its flag) when the file does not exist, and
@@ -588,7 +591,12 @@ def resolve_weights_path(path: str, kind: str, key: str | None = None,
     p = Path(path).expanduser()
     if p.suffix == "" and not p.is_dir():
         p = p.with_suffix(".safetensors")
-    candidates = [p] if p.is_absolute() else [p, PROJECT_ROOT / p]
+    if p.is_absolute():
+        candidates = [p]
+    elif str(path) in DEFAULT_WEIGHTS.values():
+        candidates = [PROJECT_ROOT / p, p]
+    else:
+        candidates = ([Path(base) / p] if base is not None else []) + [p, PROJECT_ROOT / p]
     for c in candidates:
         if c.exists():
             return c.resolve()

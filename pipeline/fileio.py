@@ -180,11 +180,14 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
     final_dir = check_out_dir_entries(final_dir, replaces, owned_suffixes, folders)
     # the folders above final_dir that this call makes: removed again when it fails
     made = [p for p in (final_dir.parent, *final_dir.parent.parents) if not p.exists()]
+    # the stage sits in final_dir when it exists (on its file system, e.g. a mounted volume: a move
+    # across file systems fails), else beside it
+    home = final_dir if final_dir.is_dir() else final_dir.parent
     try:
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         prefix = f"{_temp_prefix(final_dir.name)}stage."
-        _remove_orphan_stages(final_dir.parent, prefix)
-        stage = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", dir=final_dir.parent))
+        _remove_orphan_stages(home, prefix)
+        stage = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", dir=home))
     except OSError as exc:
         remove_empty_folders(made)
         raise UserError(f"{final_dir}: cannot make the output folder ({_why(exc)})") from None
@@ -196,25 +199,46 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
             final_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"{final_dir}: cannot make the output folder ({_why(exc)})") from None
-        written = {entry.name for entry in stage.iterdir()}
-        if commit_last is not None and (final_dir / commit_last).is_file():
-            (final_dir / commit_last).unlink()
-        for name in sorted(set(replaces) - written):
-            old = final_dir / name
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            elif old.exists() or old.is_symlink():
-                old.unlink()
-        for entry in sorted(stage.iterdir(), key=lambda e: (e.name == commit_last, e.name)):
-            target = final_dir / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(entry, target)
+        with _locked(final_dir):   # two runs into one folder move their files in one after the other
+            written = {entry.name for entry in stage.iterdir()}
+            if commit_last is not None and (final_dir / commit_last).is_file():
+                (final_dir / commit_last).unlink()
+            for name in sorted(set(replaces) - written):
+                old = final_dir / name
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old)
+                elif old.exists() or old.is_symlink():
+                    old.unlink()
+            for entry in sorted(stage.iterdir(), key=lambda e: (e.name == commit_last, e.name)):
+                target = final_dir / entry.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                try:
+                    os.replace(entry, target)
+                except OSError as exc:
+                    raise UserError(f"{target}: cannot write ({_why(exc)})") from None
         ok = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         if not ok:
             remove_empty_folders(made)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder`` (flock on its descriptor) while the block runs; a no-op where
+    there is no flock."""
+    try:
+        import fcntl
+    except ImportError:   # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing releases the lock
 
 
 def _remove_orphan_stages(parent: Path, prefix: str) -> None:

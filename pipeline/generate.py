@@ -126,9 +126,12 @@ def load_models(config: SongConfig, device: str, renderer: str) -> Models:
     except ModuleNotFoundError as exc:
         raise UserError(f"the composer is not available ({exc})") from None
 
+    source = Path(config.source)
+    base = source.parent if source.is_file() else None   # a config's own relative paths: from its folder
+
     def resolve_weights_path(path: str, kind: str) -> Path:  # the message names the config file too
         try:
-            return _resolve_weights_path(path, kind)
+            return _resolve_weights_path(path, kind, base=base)
         except UserError as exc:
             raise UserError(f"{config.source}: {exc}") from None
 
@@ -800,7 +803,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         with staged_dir(out_dir, replaces=SONG_OUTPUTS, owned_suffixes=SONG_AUDIO_SUFFIXES,
-                        folders=SONG_FOLDERS) as stage:
+                        folders=SONG_FOLDERS, commit_last="song.json") as stage:
             roll = compose(models, config, seed, device)
             comp_names = [n.lower() for n in models.composer.track_names]
             is_drum = [t.source.lower() not in comp_names or bool(models.composer.is_drum[comp_names.index(
@@ -920,8 +923,7 @@ def cli_main(argv: list[str]) -> int:
     # on the CPU every rank shares the device: load once here (bad weights fail before Lightning
     # starts); each GPU rank loads its own on its GPU (SongPredictor.setup)
     models = load_models(config, device, args.renderer) if device == "cpu" else None
-    for target in generate_batch(config, out, count=args.count, device=device, devices=devices,
-                                 renderer=args.renderer, flac=args.flac, progress=progress, models=models,
-                                 loader=load_models):
-        print(target)
+    # each song's folder is printed as soon as it is written (a script sees what an interrupted run made)
+    generate_batch(config, out, count=args.count, device=device, devices=devices, renderer=args.renderer,
+                   flac=args.flac, progress=progress, models=models, loader=load_models, announce=True)
     return 0

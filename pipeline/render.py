@@ -72,10 +72,12 @@ def program_mapper(timbre, warn: bool = True) -> Callable[[int, bool], int]:
     return mapper
 
 
-def unplayed_by_the_timbre_model(pm) -> list[str]:
+def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
     """What of a PrettyMIDI the timbre model does not play (it voices each note alone, on its
     pitch): pitch bends, the sustain pedal (CC 64) and the part of a note past
-    ``audio.render.MAX_NOTE_S``; one phrase each, empty when there is none."""
+    ``audio.render.MAX_NOTE_S``; with ``timbre`` (the model), also the pitched notes outside the
+    pitches it learnt (played octaves into them) and the drum hits on keys it did not learn (left
+    out); one phrase each, empty when there is none."""
     from audio.render import MAX_NOTE_S
 
     bends = sum(1 for inst in pm.instruments for b in inst.pitch_bends if b.pitch != 0)
@@ -91,6 +93,19 @@ def unplayed_by_the_timbre_model(pm) -> list[str]:
         out.append(f"the sustain pedal ({count(pedal, 'press', 'presses')})")
     if long:
         out.append(f"{count(long, 'note', 'notes')} past {MAX_NOTE_S:g} s (cut there)")
+    vocab = (getattr(timbre, "pitch_vocab", None) or {}) if timbre is not None else {}
+    pr = getattr(timbre, "pitch_range", None) or (
+        (min(vocab["pitched"]), max(vocab["pitched"])) if vocab.get("pitched") else None)
+    if pr is not None:
+        outside = sum(1 for inst in pm.instruments if not inst.is_drum for n in inst.notes
+                      if not pr[0] <= n.pitch <= pr[1])
+        if outside:
+            out.append(f"{count(outside, 'note', 'notes')} outside MIDI {pr[0]}-{pr[1]} (played octaves into it)")
+    keys = set(vocab.get("drums") or [])
+    if keys:
+        unknown = sum(1 for inst in pm.instruments if inst.is_drum for n in inst.notes if n.pitch not in keys)
+        if unknown:
+            out.append(f"{count(unknown, 'drum hit', 'drum hits')} on keys it did not learn (left out)")
     return out
 
 
@@ -100,10 +115,10 @@ def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progre
     What the model does not play (:func:`unplayed_by_the_timbre_model`) is named in a note on stderr."""
     from audio.render import NoteRenderer, notes_from_midi, timbre_latent
 
-    unplayed = unplayed_by_the_timbre_model(pm)
+    unplayed = unplayed_by_the_timbre_model(pm, timbre)
     if unplayed:
-        print(f"musegansynth: note: the timbre model plays each note on its pitch, without "
-              f"{', '.join(unplayed)} (FluidSynth plays them: render --renderer fluidsynth)", file=sys.stderr)
+        print(f"musegansynth: note: the timbre model does not play {', '.join(unplayed)} (FluidSynth plays "
+              f"them: render --renderer fluidsynth)", file=sys.stderr)
     names, notes = notes_from_midi(pm, program_of=program_mapper(timbre))
     if not notes:
         raise UserError("the MIDI file has no notes")

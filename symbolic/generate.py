@@ -29,6 +29,8 @@ def check_track_taus(taus: dict | None, track_names: list[str], where: str) -> d
     ``release`` or ``legato``); ValueError naming ``where`` when a track is unknown or a tau is
     not in (0, 1]."""
     out: dict[int, float] = {}
+    if taus is not None and not isinstance(taus, dict):
+        raise ValueError(f"{where}: expected a mapping {{track: tau}}, got {type(taus).__name__}")
     for track, tau in dict(taus or {}).items():
         (i,) = track_indices([track], {"tracks": list(track_names)}, len(track_names), where)
         try:

@@ -102,8 +102,12 @@ def test_evaluate_symbolic_threshold_outside_0_1_is_refused(tiny_cache, tmp_path
     assert not out.exists()
 
 
-def test_evaluate_symbolic_threshold_1_is_allowed(tiny_cache, capsys):
-    rc, err = run_cli(capsys, "evaluate", "symbolic", "--data", tiny_cache, "--threshold", "1")
+def test_evaluate_symbolic_threshold_1_is_allowed(tiny_cache, tmp_path, capsys):
+    import numpy as np
+
+    gen = tmp_path / "gen.npz"   # probabilities (a threshold binarises those; held-out notes are notes already)
+    np.savez(gen, rolls=np.load(Path(tiny_cache) / "test.npz")["rolls"].astype(np.float32))
+    rc, err = run_cli(capsys, "evaluate", "symbolic", "--data", tiny_cache, "--generated", gen, "--threshold", "1")
     assert rc == 0, err
 
 

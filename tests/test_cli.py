@@ -86,3 +86,18 @@ def test_group_without_target_shows_usage():
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "train"], capture_output=True, text=True)
     assert proc.returncode != 0 or "usage" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("value, raises", [("0", False), ("", False), ("false", False), ("off", False),
+                                           ("1", True), ("yes", True)])
+def test_debug_variable_off_values_keep_the_one_line_internal_error(monkeypatch, capsys, value, raises):
+    """MUSEGANSYNTH_DEBUG=0 turned the traceback on: any non-empty value did (found by QA)."""
+    from pipeline.cli import _internal_error
+
+    monkeypatch.setenv("MUSEGANSYNTH_DEBUG", value)
+    if raises:
+        with pytest.raises(RuntimeError, match="boom"):
+            _internal_error(RuntimeError("boom"))
+    else:
+        assert _internal_error(RuntimeError("boom")) == 1
+        assert capsys.readouterr().err.startswith("musegansynth: internal error: RuntimeError: boom")

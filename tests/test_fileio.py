@@ -177,3 +177,30 @@ def test_staged_dir_removes_the_stage_of_a_killed_run_and_keeps_a_live_ones(tmp_
         (stage / "song.mid").write_bytes(b"whole")
     assert not orphan.exists() and live.exists() and other.exists()
     assert (tmp_path / "song" / "song.mid").read_bytes() == b"whole"
+
+
+def test_staged_dir_stages_inside_an_existing_folder_and_moves_under_a_lock(tmp_path):
+    """A mounted --out (another file system than its parent) failed: the stage sat beside it and
+    os.replace cannot cross file systems. Two runs into one folder could mix their files. (Both
+    found by QA.)"""
+    import fcntl
+    import os
+
+    from pipeline.fileio import _locked
+
+    out = tmp_path / "song"
+    out.mkdir()
+    with staged_dir(out, replaces=("a",)) as stage:
+        assert stage.parent == out and stage.name.startswith(".song.stage.")
+        (stage / "a").write_text("1")
+    assert sorted(p.name for p in out.iterdir()) == ["a"]
+    with _locked(out):
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    fd = os.open(out, os.O_RDONLY)   # released
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(fd)

@@ -47,6 +47,8 @@ def test_load_and_generate_shapes(tmp_path):
     waves = tg.generate(*_inputs(tg))
     assert waves.shape == (3, tg.clip_samples) == (3, 15 * 32), waves.shape
     assert waves.dtype == torch.float32
+    none = torch.zeros(0, dtype=torch.long)   # no notes: no waves (was a reshape error; from QA)
+    assert tg.generate(none, none, none, tg.sample_z(0)).shape == (0, tg.clip_samples)
     # the folder and the stem load the same files
     for p in (tmp_path, tmp_path / "audio_tiny", tmp_path / "audio_tiny.json"):
         other = TimbreGenerator.load(p, name="tiny")

@@ -267,8 +267,12 @@ def test_noteset_reads_real_nsynth_format(nsynth_root):
 
 
 def test_noteset_errors(nsynth_root, tmp_path):
-    with pytest.raises(UserError, match="nsynth-test/examples.json: not found"):
+    # a set with other splits but no test notes says so (it used to advise building the set just built)
+    with pytest.raises(UserError, match=r"nsynth: no test notes \(the set has train, valid only: build it with more "
+                                        r"notes, or choose a split it has\)"):
         NoteSet(nsynth_root, "test")
+    with pytest.raises(UserError, match="empty/nsynth-test/examples.json: not found; build notes with"):
+        NoteSet(tmp_path / "empty", "test")
     with pytest.raises(UserError, match="split 'dev'"):
         NoteSet(nsynth_root, "dev")
     path = nsynth_root / "nsynth-valid" / "examples.json"

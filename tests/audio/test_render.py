@@ -215,3 +215,27 @@ def test_drum_hits_are_not_extended():
     clip = gen.transform.samples_for(gen.clip_frames)
     assert np.abs(stems[0, :clip]).max() > 0.01
     assert np.abs(stems[0, clip + 512:]).max() < 1e-4  # silent past the clip (after the window's overlap)
+
+
+def test_a_drum_hit_keeps_the_models_own_decay_and_fades_by_the_clips_end():
+    """The held frame of a sustained note was copied over a hit's tail (a crash held at -37 dB to
+    the clip's end, then cut to nothing; found by QA): a hit now is the model's own clip, faded out
+    by its end (hold = clip - release)."""
+    gen, r = _renderer()                       # clip 0.5 s, release 0.3 s: held 0.2 s
+    assert r.drum_hold_s == pytest.approx(gen.clip_samples / SR - r.release_s)
+    z = timbre_latent(1, gen.latent_dim)[None]
+    stems = r.render([RenderNote(0, DRUM_PROGRAM, 38, 127, 0.0, 0.1)], z, n_stems=1)[0]
+    own = gen.generate(torch.tensor([38]), torch.tensor([DRUM_PROGRAM]), torch.tensor([127]), z)[0].numpy()
+    hold = int(r.drum_hold_s * SR)
+    np.testing.assert_allclose(stems[:hold], own[:hold] * envelope(hold, SR)[:hold], atol=2e-3)
+    assert len(stems) == hold + int(r.release_s * SR) and abs(stems[-64:]).max() < 1e-3
+
+
+def test_drum_keys_the_model_did_not_learn_are_left_out():
+    gen, r = _renderer()
+    gen.pitch_vocab = {"pitched": list(range(24, 97)), "drums": [36, 38, 42]}
+    r = NoteRenderer(gen)
+    z = timbre_latent(1, gen.latent_dim)[None]
+    stems = r.render([RenderNote(0, DRUM_PROGRAM, 38, 127, 0.0, 0.1), RenderNote(0, DRUM_PROGRAM, 20, 127, 1.0, 1.1),
+                      RenderNote(0, DRUM_PROGRAM, 71, 127, 2.0, 2.1)], z, n_stems=1, n_samples=3 * SR)
+    assert np.abs(stems[0, :SR]).max() > 0.01 and not stems[0, SR:].any()

@@ -135,6 +135,30 @@ def test_count_checks_every_song_folder_before_the_first_song(tmp_path, short_co
     assert sorted(p.name for p in out.rglob("*")) == ["seed-7", "stems"]
 
 
+def test_ctrl_c_in_a_batch_is_an_interrupt_and_the_finished_songs_are_listed(tmp_path, short_config,
+                                                                               patch_load_models, monkeypatch,
+                                                                               capsys):
+    """Lightning answers Ctrl-C inside Trainer.predict with sys.exit(1): the run ended with status 1,
+    no message, and no song listed though some were written (found by QA)."""
+    import pipeline.generate as gen
+    from pipeline.cli import main
+
+    real = gen.generate_song
+
+    def interrupted_at_seed_6(config, out_dir, **kw):
+        if config.seed == 6:
+            raise KeyboardInterrupt
+        return real(config, out_dir, **kw)
+
+    monkeypatch.setattr(gen, "generate_song", interrupted_at_seed_6)
+    out = tmp_path / "o"
+    assert main(["generate", str(short_config), "--out", str(out), "--count", "3", "--seed", "5",
+                 "--renderer", "none"]) == 130
+    captured = capsys.readouterr()
+    assert captured.out == f"{out / 'seed-5'}\n" and captured.err.strip().endswith("interrupted")
+    assert sorted(p.name for p in out.iterdir()) == ["seed-5"]
+
+
 def test_devices_option_is_checked_before_loading_models(tmp_path, short_config, patch_load_models):
     from pipeline.batch import parse_devices
 

@@ -91,9 +91,21 @@ def test_render_names_what_the_timbre_model_does_not_play(tmp_path, fake_timbre,
     pm.instruments.append(inst)
     pm.write(str(tmp_path / "b.mid"))
     assert cli_main(["musegansynth render", str(tmp_path / "b.mid"), "--device", "cpu"]) == 0
-    assert capsys.readouterr().err == ("musegansynth: note: the timbre model plays each note on its pitch, without "
-                                       "1 pitch bend, the sustain pedal (1 press), 1 note past 8 s (cut there) "
-                                       "(FluidSynth plays them: render --renderer fluidsynth)\n")
+    assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play 1 pitch bend, the sustain "
+                                       "pedal (1 press), 1 note past 8 s (cut there) (FluidSynth plays them: render "
+                                       "--renderer fluidsynth)\n")
+    # notes outside the pitches it learnt (moved by octaves) and drum keys it did not learn (left out)
+    fake_timbre.pitch_vocab = {"pitched": list(range(24, 97)), "drums": [36, 38]}
+    odd = pretty_midi.PrettyMIDI(initial_tempo=120)
+    keys, kit = pretty_midi.Instrument(0, name="k"), pretty_midi.Instrument(0, is_drum=True, name="d")
+    keys.notes += [pretty_midi.Note(90, p, 0.5 * i, 0.5 * i + 0.4) for i, p in enumerate((12, 60, 100, 110))]
+    kit.notes += [pretty_midi.Note(90, p, 0.5 * i, 0.5 * i + 0.1) for i, p in enumerate((36, 20, 71))]
+    odd.instruments += [keys, kit]
+    odd.write(str(tmp_path / "odd.mid"))
+    assert cli_main(["musegansynth render", str(tmp_path / "odd.mid"), "--device", "cpu"]) == 0
+    assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play 3 notes outside MIDI "
+                                       "24-96 (played octaves into it), 2 drum hits on keys it did not learn (left "
+                                       "out) (FluidSynth plays them: render --renderer fluidsynth)\n")
     assert cli_main(["musegansynth render", str(_midi(tmp_path / "plain.mid", programs=(0,))), "--device", "cpu"]) == 0
     assert capsys.readouterr().err == ""
 

@@ -207,3 +207,20 @@ def test_the_highest_timbre_seed_and_its_default_morph_seed():
     lead, drums = parse_config(data, "song.yaml").tracks
     assert (lead.timbre_seed, lead.morph_seed) == (2**31 - 1, 999)   # wraps round, stays a valid seed
     assert (drums.timbre_seed, drums.morph_seed) == (5, 1005)
+
+
+def test_relative_weights_are_found_beside_the_config_and_the_defaults_in_the_project(tmp_path, monkeypatch):
+    """A config's relative weights path was read from the working folder only, and a data/pretrained
+    there stood in for the shipped weights (found by QA)."""
+    from pipeline.config import DEFAULT_WEIGHTS
+
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    (proj / "w").mkdir(parents=True)
+    (proj / "w" / "mine.safetensors").write_bytes(b"x")
+    (elsewhere / "data" / "pretrained").mkdir(parents=True)
+    (elsewhere / "data" / "pretrained" / "symbolic_drums.safetensors").write_bytes(b"shadow")
+    monkeypatch.chdir(elsewhere)
+    assert resolve_weights_path("w/mine.safetensors", "symbolic", base=proj) == (proj / "w" / "mine.safetensors")
+    with pytest.raises(UserError, match="no such weights file"):
+        resolve_weights_path("w/mine.safetensors", "symbolic")
+    assert resolve_weights_path(DEFAULT_WEIGHTS["drums"], "drums") == PROJECT_ROOT / DEFAULT_WEIGHTS["drums"]

@@ -172,3 +172,11 @@ def test_the_shipped_drum_composer_plays_its_kit_keys_as_gm():
 
     drums = Composer.load(Path(__file__).resolve().parents[2] / "data" / "pretrained" / "symbolic_drums.safetensors")
     assert drums.drum_keys == GROOVE_TO_GM
+
+
+
+def test_a_cards_decoding_rules_must_be_mappings():
+    from symbolic.generate import check_track_taus
+
+    with pytest.raises(ValueError, match=r"^decode\.release: expected a mapping \{track: tau\}, got list$"):
+        check_track_taus([1], ["melody"], "decode.release")   # was an internal TypeError (found by QA)
