@@ -276,7 +276,8 @@ def _generate(pitch: int, program: int, velocity: int, weights: str | None, seed
     from pipeline.config import resolve_weights_path
     from pipeline.render import DEFAULT_AUDIO_WEIGHTS, known_programs, nearest_program
 
-    gen = TimbreGenerator.load(resolve_weights_path(weights or DEFAULT_AUDIO_WEIGHTS, "audio", "--weights"))
+    gen = TimbreGenerator.load(resolve_weights_path(weights or DEFAULT_AUDIO_WEIGHTS, "audio", "--weights",
+                                                    default=weights is None))
     is_drum = program == DRUM_PROGRAM
     known = known_programs(gen)
     if is_drum and gen.programs and DRUM_PROGRAM not in gen.programs:
@@ -303,8 +304,9 @@ DEFAULT_N_FFT = 1024
 def _check_length(samples: int, config: SpecConfig) -> None:
     """UserError unless the wave fills at least one STFT window of the picture."""
     if samples < config.n_fft:
-        raise UserError(f"the audio lasts {samples} samples ({samples / config.sample_rate * 1000:.1f} ms); the picture "
-                        f"needs at least one STFT window of {config.n_fft} (more --seconds, or a smaller --n-fft)")
+        ms = samples / config.sample_rate * 1000
+        raise UserError(f"the audio lasts {samples} samples ({ms:.1f} ms); the picture needs at least one STFT "
+                        f"window of {config.n_fft} (more --seconds, or a smaller --n-fft)")
 
 
 def _stft_config(sample_rate: int, n_fft: int | None, hop: int | None) -> SpecConfig:

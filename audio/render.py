@@ -178,6 +178,19 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
 
 
+def playable(generator) -> tuple[tuple[int, int] | None, set[int] | None]:
+    """What a timbre model plays as it is: the range of pitched notes it learnt (``pitch_range``,
+    else its ``pitch_vocab``'s) and the set of drum keys it learnt; None for what its card does
+    not say. A pitched note outside the range is played octaves into it, a drum key outside the
+    set is left out (:class:`NoteRenderer`)."""
+    vocab = getattr(generator, "pitch_vocab", None) or {}
+    pr = getattr(generator, "pitch_range", None)
+    if pr is None and vocab.get("pitched"):
+        pr = (min(vocab["pitched"]), max(vocab["pitched"]))
+    drums = {int(k) for k in vocab.get("drums") or []}
+    return (None if pr is None else (int(pr[0]), int(pr[1]))), (drums or None)
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -220,14 +233,8 @@ class NoteRenderer:
         self._timbres: torch.Tensor | None = None
         #: notes the model has generated so far (rows given to ``generate_spec``).
         self.generated = 0
-        pr = getattr(generator, "pitch_range", None)
-        vocab = (getattr(generator, "pitch_vocab", None) or {}).get("pitched") or []
-        if pr is None and vocab:
-            pr = (min(vocab), max(vocab))
-        self.pitch_range = (int(pr[0]), int(pr[1])) if pr is not None else None
-        drums = (getattr(generator, "pitch_vocab", None) or {}).get("drums") or []
-        #: the drum keys the model learnt (None: unknown, every key is played).
-        self.drum_keys = {int(k) for k in drums} or None
+        #: the pitched notes' range and the drum keys the model learnt (None: unknown)
+        self.pitch_range, self.drum_keys = playable(generator)
 
     # -------------------------------------------------------------------------------------- keys
     def hold_samples(self, note: RenderNote) -> int:

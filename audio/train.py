@@ -82,7 +82,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     # ModelCheckpoint warns that manual optimisation saves the post-step state: that is what we want
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    if len(argv) <= 1:
+    if not _option_values(argv[1:], "--config") and not {"-h", "--help"} & set(argv[1:]):
         raise UserError(f"{argv[0] if argv else 'train audio'}: give --config FILE (see configs/audio/*.yaml)")
     for path in _option_values(argv[1:], "--config"):
         check_config_file(path)

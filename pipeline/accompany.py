@@ -433,12 +433,13 @@ def load_composer(weights: str | None, device: str):
         from symbolic.generate import Composer
     except ModuleNotFoundError as exc:
         raise UserError(f"the composer is not available ({exc})") from None
-    if weights is None:
+    default = weights is None
+    if default:
         try:
-            weights = str(resolve_weights_path(DEFAULT_ACCOMPANY_WEIGHTS, "symbolic"))
+            weights = str(resolve_weights_path(DEFAULT_ACCOMPANY_WEIGHTS, "symbolic", default=True))
         except UserError:  # no accompanist: the composer's own accompaniment mode
             weights = DEFAULT_SYMBOLIC_WEIGHTS
-    return Composer.load(resolve_weights_path(weights, "symbolic", "--weights"), device=device)
+    return Composer.load(resolve_weights_path(weights, "symbolic", "--weights", default=default), device=device)
 
 
 def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: str | None = None,
@@ -492,7 +493,8 @@ def cli_main(argv: list[str]) -> int:
         from symbolic.generate import Composer
 
         drums = Composer.load(resolve_weights_path(args.drums_weights or DEFAULT_DRUMS_WEIGHTS, "drums",
-                                                   "--drums-weights"), device=device)
+                                                   "--drums-weights", default=args.drums_weights is None),
+                              device=device)
     timbre = load_timbre(args.audio_weights, device) if args.renderer == "neural" else None
     run(midi, out, track=args.track, composer=composer, timbre=timbre, as_track=args.as_track, seed=args.seed,
         device=device, chords=args.chords, humanize=args.humanize, given_timing=args.given_timing, drums=drums,

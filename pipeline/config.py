@@ -157,6 +157,8 @@ class WeightsConfig:
     symbolic: str = DEFAULT_WEIGHTS["symbolic"]
     drums: str = DEFAULT_WEIGHTS["drums"]
     audio: str = DEFAULT_WEIGHTS["audio"]
+    #: the kinds the config itself names (the others are the shipped weights)
+    given: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -461,7 +463,8 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
 
     w = top.get("weights", {}) or {}
     w = ctx.mapping(w, "weights", set(DEFAULT_WEIGHTS))
-    weights = WeightsConfig(**{k: ctx.string(w.get(k, DEFAULT_WEIGHTS[k]), f"weights.{k}") for k in DEFAULT_WEIGHTS})
+    weights = WeightsConfig(**{k: ctx.string(w.get(k, DEFAULT_WEIGHTS[k]), f"weights.{k}") for k in DEFAULT_WEIGHTS},
+                            given=tuple(k for k in DEFAULT_WEIGHTS if k in w))
     return SongConfig(title, seed, tempo, tuple(tracks), tuple(sections), (num, den), sample_rate, style, weights,
                       source, humanize)
 
@@ -577,11 +580,12 @@ def _unique_keys_loader():
 
 
 def resolve_weights_path(path: str, kind: str, key: str | None = None,
-                         train: str = "musegansynth train", base: str | os.PathLike | None = None) -> Path:
+                         train: str = "musegansynth train", base: str | os.PathLike | None = None,
+                         default: bool = False) -> Path:
     """The weights file of ``path``: absolute as is; relative to ``base`` (a song config's folder,
-    when given), else to the working folder, else to the project. The shipped weights' own paths
-    (``DEFAULT_WEIGHTS``) are the project's first, so a ``data/pretrained`` in the working folder
-    does not stand in for them.
+    when given), else to the working folder, else to the project. A ``default`` (the shipped
+    weights, a path the user did not write) is the project's first, so that a ``data/pretrained``
+    in the working folder does not stand in for them.
 
     A path without suffix gets ``.safetensors``. Raises UserError naming ``key`` (default the song
     config's ``weights.<kind>``; a command names its flag) when the file does not exist, and
@@ -593,7 +597,7 @@ def resolve_weights_path(path: str, kind: str, key: str | None = None,
         p = p.with_suffix(".safetensors")
     if p.is_absolute():
         candidates = [p]
-    elif str(path) in DEFAULT_WEIGHTS.values():
+    elif default:
         candidates = [PROJECT_ROOT / p, p]
     else:
         candidates = ([Path(base) / p] if base is not None else []) + [p, PROJECT_ROOT / p]

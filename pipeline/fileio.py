@@ -36,7 +36,7 @@ def _why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def _nearest_existing_is_folder(folders, message) -> None:
+def nearest_existing_is_folder(folders, message) -> None:
     """UserError(``message(folder)``) when the first of ``folders`` that exists is not a folder."""
     for above in folders:
         if above.exists():
@@ -49,7 +49,7 @@ def _ensure_parent(path: Path, what: str) -> None:
     """Create ``path``'s parent folders; UserError naming ``path`` when that is impossible
     (a parent is a file, no permission, read-only file system, name too long)."""
     parent = path.parent
-    _nearest_existing_is_folder([parent, *parent.parents],
+    nearest_existing_is_folder([parent, *parent.parents],
                                 lambda above: f"{path}: cannot write the {what} here: {above} is a file, not a folder")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def check_out_dir(final_dir: str | os.PathLike) -> Path:
     final_dir = Path(final_dir)
     if final_dir.exists() and not final_dir.is_dir():
         raise UserError(f"{final_dir}: exists and is a file, not a folder (give --out a folder)")
-    _nearest_existing_is_folder(final_dir.parents, lambda above: f"{final_dir}: cannot make the output folder: "
+    nearest_existing_is_folder(final_dir.parents, lambda above: f"{final_dir}: cannot make the output folder: "
                                                                   f"{above} is a file, not a folder")
     return final_dir
 
@@ -140,7 +140,9 @@ def check_out_dir_entries(final_dir: str | os.PathLike, replaces: Iterable[str] 
     final_dir = check_out_dir(final_dir)
     for name in folders:
         entry = final_dir / name
-        if (entry.exists() or entry.is_symlink()) and not entry.is_dir():
+        if entry.is_symlink():
+            raise UserError(f"{entry}: is a link, where this command writes a folder: move it, or give another --out")
+        if entry.exists() and not entry.is_dir():
             raise UserError(f"{entry}: is a file, where this command writes a folder: move it, or give another --out")
     if owned_suffixes is not None:
         owned = {x.lower() for x in owned_suffixes}
@@ -186,7 +188,8 @@ def staged_dir(final_dir: str | os.PathLike, replaces: Iterable[str] = (),
     try:
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         prefix = f"{_temp_prefix(final_dir.name)}stage."
-        _remove_orphan_stages(home, prefix)
+        for folder in dict.fromkeys((home, final_dir.parent)):   # a run killed while moving in: its stage beside
+            _remove_orphan_stages(folder, prefix)
         stage = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", dir=home))
     except OSError as exc:
         remove_empty_folders(made)
@@ -233,21 +236,31 @@ def _locked(folder: Path) -> Iterator[None]:
     except ImportError:   # pragma: no cover - not POSIX
         yield
         return
-    fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        fd = None
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:   # a file system without locks (some network mounts): go on without one
+            os.close(fd)
+            fd = None
+    try:
         yield
     finally:
-        os.close(fd)   # closing releases the lock
+        if fd is not None:
+            os.close(fd)   # closing releases the lock
 
 
 def _remove_orphan_stages(parent: Path, prefix: str) -> None:
     """Remove the staging folders ``<prefix><pid>.*`` in ``parent`` whose process has ended (a run
     killed outright, e.g. by SIGKILL, cannot remove its own); a live process's are left alone."""
     for stage in parent.glob(f"{glob_escape(prefix)}*.*"):
-        pid = stage.name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or not stage.is_dir() or stage.is_symlink():
+        parts = stage.name[len(prefix):].split(".")   # exactly "<pid>.<random>" (mkdtemp's has no dot)
+        if len(parts) != 2 or not parts[0].isdigit() or not stage.is_dir() or stage.is_symlink():
             continue
+        pid = parts[0]
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:

@@ -131,7 +131,7 @@ def load_models(config: SongConfig, device: str, renderer: str) -> Models:
 
     def resolve_weights_path(path: str, kind: str) -> Path:  # the message names the config file too
         try:
-            return _resolve_weights_path(path, kind, base=base)
+            return _resolve_weights_path(path, kind, base=base, default=kind not in config.weights.given)
         except UserError as exc:
             raise UserError(f"{config.source}: {exc}") from None
 

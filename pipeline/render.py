@@ -78,7 +78,7 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
     ``audio.render.MAX_NOTE_S``; with ``timbre`` (the model), also the pitched notes outside the
     pitches it learnt (played octaves into them) and the drum hits on keys it did not learn (left
     out); one phrase each, empty when there is none."""
-    from audio.render import MAX_NOTE_S
+    from audio.render import MAX_NOTE_S, playable
 
     bends = sum(1 for inst in pm.instruments for b in inst.pitch_bends if b.pitch != 0)
     pedal = sum(1 for inst in pm.instruments for c in inst.control_changes if c.number == 64 and c.value >= 64)
@@ -93,15 +93,12 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
         out.append(f"the sustain pedal ({count(pedal, 'press', 'presses')})")
     if long:
         out.append(f"{count(long, 'note', 'notes')} past {MAX_NOTE_S:g} s (cut there)")
-    vocab = (getattr(timbre, "pitch_vocab", None) or {}) if timbre is not None else {}
-    pr = getattr(timbre, "pitch_range", None) or (
-        (min(vocab["pitched"]), max(vocab["pitched"])) if vocab.get("pitched") else None)
+    pr, keys = playable(timbre) if timbre is not None else (None, None)
     if pr is not None:
         outside = sum(1 for inst in pm.instruments if not inst.is_drum for n in inst.notes
                       if not pr[0] <= n.pitch <= pr[1])
         if outside:
             out.append(f"{count(outside, 'note', 'notes')} outside MIDI {pr[0]}-{pr[1]} (played octaves into it)")
-    keys = set(vocab.get("drums") or [])
     if keys:
         unknown = sum(1 for inst in pm.instruments if inst.is_drum for n in inst.notes if n.pitch not in keys)
         if unknown:
@@ -117,8 +114,8 @@ def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progre
 
     unplayed = unplayed_by_the_timbre_model(pm, timbre)
     if unplayed:
-        print(f"musegansynth: note: the timbre model does not play {', '.join(unplayed)} (FluidSynth plays "
-              f"them: render --renderer fluidsynth)", file=sys.stderr)
+        print(f"musegansynth: note: the timbre model does not play {', '.join(unplayed)} (render --renderer "
+              f"fluidsynth plays them as a General MIDI synthesizer does)", file=sys.stderr)
     names, notes = notes_from_midi(pm, program_of=program_mapper(timbre))
     if not notes:
         raise UserError("the MIDI file has no notes")
@@ -136,7 +133,7 @@ def load_timbre(weights: str | None, device: str, key: str = "--audio-weights"):
         from audio.generate import TimbreGenerator
     except ModuleNotFoundError as exc:
         raise UserError(f"the timbre model is not available ({exc})") from None
-    path = resolve_weights_path(weights or DEFAULT_AUDIO_WEIGHTS, "audio", key)
+    path = resolve_weights_path(weights or DEFAULT_AUDIO_WEIGHTS, "audio", key, default=weights is None)
     return TimbreGenerator.load(path, device=device, autocast=device == "cuda")
 
 

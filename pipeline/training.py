@@ -56,10 +56,18 @@ def check_checkpoint(path: str, command: str, marker: str) -> None:
                         f"{type(exc).__name__}); {saved_by}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict); {saved_by}")
-    if not any(str(k).startswith(marker + ".") for k in ckpt["state_dict"]):
-        held = sorted({str(k).split(".")[0] for k in ckpt["state_dict"]})
-        raise UserError(f"--ckpt_path {path}: a checkpoint of another model (its state holds "
-                        f"{', '.join(held[:4]) or 'nothing'}{', ...' if len(held) > 4 else ''}); {saved_by}")
+    other = other_model(ckpt["state_dict"], marker)
+    if other:
+        raise UserError(f"--ckpt_path {path}: a checkpoint of another model ({other}); {saved_by}")
+
+
+def other_model(state: dict, marker: str) -> str | None:
+    """None when the training state ``state`` has entries under ``marker`` (the module the caller
+    trains); else what it holds instead, for the message ("its state holds critic, generator, ...")."""
+    if any(str(k).startswith(marker + ".") for k in state):
+        return None
+    held = sorted({str(k).split(".")[0] for k in state})
+    return f"its state holds {', '.join(held[:4]) or 'nothing'}{', ...' if len(held) > 4 else ''}"
 
 
 def check_at_least_one(**values: Any) -> None:
@@ -74,13 +82,14 @@ def check_export_target(out_dir: str | Path, name: str, option: str) -> None:
     ``out_dir`` that is (or lies under) a file. ``option`` names the setting (e.g. "--export")."""
     from symbolic.export import check_model_name
 
+    from pipeline.fileio import nearest_existing_is_folder
+
     check_model_name(name, f"{option}.name")
     folder = Path(out_dir)
-    for p in (folder, *folder.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise UserError(f"{option}.out_dir {out_dir}: {'it' if p == folder else p} is a file, not a folder")
-            break
+    def message(p: Path) -> str:
+        return f"{option}.out_dir {out_dir}: {'it' if p == folder else p} is a file, not a folder"
+
+    nearest_existing_is_folder([folder, *folder.parents], message)
 
 
 class SettingsErrorsCLI:

@@ -144,7 +144,9 @@ def estimate_chords(roll: np.ndarray, lowest_pitch: int, steps_per_beat: int, be
     the steps it sounds other pitch classes; the best one holds for those beats (on a tie the
     first of: major triads, minor triads, then the sevenths, each from the tonic of the track's
     own key up (:func:`key_offset` of all its notes), so that the same melody in another key gets
-    the same chords moved with it; and a seventh only where the track sounds it). Where the
+    the same chords moved with it, except where two keys fit its notes exactly as well (a tune of
+    two pitch classes a tritone apart), which :func:`estimate_key` tells apart from C up; and a
+    seventh only where the track sounds it). Where the
     track is silent the chord before goes on (before its
     first note: the first chord), as the harmony of a song does not stop where its melody rests;
     a track with no note has no chord.

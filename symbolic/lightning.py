@@ -628,13 +628,13 @@ def read_training_checkpoint(path: str | Path, role: str = "",
         # its first sentence says what went wrong
         why = str(exc).strip().split("\n")[0].split(". ")[0][:160]
         raise UserError(f"{path}: cannot read {named}as a training checkpoint ({type(exc).__name__}: {why})") from None
-    state = ckpt.get("state_dict")
-    if isinstance(state, dict) and not any(str(k).startswith("g_ema.") for k in state):
-        held = sorted({str(k).split(".")[0] for k in state})
+    from pipeline.training import other_model
+
+    other = other_model(ckpt["state_dict"], "g_ema") if isinstance(ckpt.get("state_dict"), dict) else None
+    if other:
         where = f"{role}: " if role else ""
-        raise UserError(f"{path}: {where}a checkpoint of another model, not the composer's (its state holds "
-                        f"{', '.join(held[:4]) or 'nothing'}{', ...' if len(held) > 4 else ''}); give one saved by "
-                        f"'musegansynth train symbolic'")
+        raise UserError(f"{path}: {where}a checkpoint of another model, not the composer's ({other}); give one "
+                        f"saved by 'musegansynth train symbolic'")
     return ckpt
 
 

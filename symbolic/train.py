@@ -47,7 +47,8 @@ def _config_files(args: list[str]) -> list[str]:
 def cli_main(argv: list[str]) -> int:
     """Run the Lightning CLI. ``argv[0]`` is the program name, the rest its arguments."""
     args = list(argv[1:])
-    if not args:   # Lightning's defaults would train without end, into ./lightning_logs
+    if not _config_files(args) and not {"-h", "--help"} & set(args):
+        # Lightning's defaults would train for 1,000 epochs into ./lightning_logs, exporting nothing
         raise UserError(f"{argv[0] if argv else 'train symbolic'}: give --config FILE (see configs/symbolic/*.yaml)")
     for f in _config_files(args):
         if not Path(f).is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -188,11 +189,28 @@ def test_staged_dir_stages_inside_an_existing_folder_and_moves_under_a_lock(tmp_
 
     from pipeline.fileio import _locked
 
+    import pipeline.fileio as fileio
+
     out = tmp_path / "song"
     out.mkdir()
-    with staged_dir(out, replaces=("a",)) as stage:
-        assert stage.parent == out and stage.name.startswith(".song.stage.")
-        (stage / "a").write_text("1")
+    seen = []
+    real = fileio._locked
+
+    @contextlib.contextmanager
+    def spy(folder):
+        with real(folder):
+            seen.append(("locked", sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))))
+            yield
+            seen.append(("unlocked", sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))))
+
+    fileio._locked = spy
+    try:
+        with staged_dir(out, replaces=("a",)) as stage:
+            assert stage.parent == out and stage.name.startswith(".song.stage.")
+            (stage / "a").write_text("1")
+    finally:
+        fileio._locked = real
+    assert seen == [("locked", []), ("unlocked", ["a"])]   # every move happens under the lock
     assert sorted(p.name for p in out.iterdir()) == ["a"]
     with _locked(out):
         fd = os.open(out, os.O_RDONLY)
@@ -204,3 +222,30 @@ def test_staged_dir_stages_inside_an_existing_folder_and_moves_under_a_lock(tmp_
     fd = os.open(out, os.O_RDONLY)   # released
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.close(fd)
+
+
+def test_staged_dir_goes_on_without_a_lock_and_sweeps_orphans_beside_and_inside(tmp_path, monkeypatch):
+    """A file system without flock (ENOLCK) lost the finished run; a stage left beside a folder
+    that exists by now was never removed; a sibling folder's stage was taken for an orphan (review)."""
+    import errno
+    import fcntl
+    import subprocess
+    import sys
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    out = tmp_path / "a"
+    out.mkdir()
+    beside = tmp_path / f".a.stage.{dead}.x1y2"
+    inside = out / f".a.stage.{dead}.z3w4"
+    sibling = tmp_path / f".a.stage.{dead}.stage.{dead}.q5r6"   # not "<pid>.<random>": left alone
+    for folder in (beside, inside, sibling):
+        folder.mkdir()
+    with staged_dir(out) as stage:
+        (stage / "song.mid").write_bytes(b"whole")
+    assert (out / "song.mid").read_bytes() == b"whole"
+    assert not beside.exists() and not inside.exists() and sibling.exists()

@@ -239,7 +239,8 @@ class _Pickled:   # a class torch's safe loader does not know: a checkpoint hold
     ([], "musegansynth train symbolic: give --config FILE (see configs/symbolic/*.yaml)"),
     (["--ckpt_path", "last"], "--ckpt_path last: give the checkpoint file"),
     (["--ckpt_path", "{timbre}"], "--ckpt_path {timbre}: a checkpoint of another model (its state holds critic, "
-                                  "generator, generator_ema); give a .ckpt file saved by 'musegansynth train symbolic'"),
+                                  "generator, generator_ema); give a .ckpt file saved by "
+                                  "'musegansynth train symbolic'"),
     (["--ckpt_path", "{pickled}"], "--ckpt_path {pickled}: holds pickled Python objects, which are not loaded"),
     (["--ckpt_path", "{text}"], "--ckpt_path {text}: not a Lightning checkpoint (torch cannot load it"),
     (["--data.batch_size", "-1"], "bad model, data or trainer settings: data.batch_size -1: must be at least 1"),
@@ -293,6 +294,7 @@ def test_symbolic_export_option_sets_where_the_weights_go(tmp_path, capsys):
     timbre = tmp_path / "timbre.ckpt"
     torch.save({"state_dict": {"generator_ema.w": torch.zeros(1)}, "hyper_parameters": {"latent_dim": 4}}, timbre)
     with pytest.raises(UserError, match=r"timbre.ckpt: a checkpoint of another model, not the composer's \(its "
-                                        r"state holds generator_ema\); give one saved by 'musegansynth train symbolic'"):
+                                        r"state holds generator_ema\); give one saved by "
+                                        r"'musegansynth train symbolic'"):
         export_main(["e", str(timbre), "--out", str(tmp_path / "x"), "--name", "t"])
     assert not (tmp_path / "x").exists()

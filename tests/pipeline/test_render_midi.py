@@ -92,8 +92,8 @@ def test_render_names_what_the_timbre_model_does_not_play(tmp_path, fake_timbre,
     pm.write(str(tmp_path / "b.mid"))
     assert cli_main(["musegansynth render", str(tmp_path / "b.mid"), "--device", "cpu"]) == 0
     assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play 1 pitch bend, the sustain "
-                                       "pedal (1 press), 1 note past 8 s (cut there) (FluidSynth plays them: render "
-                                       "--renderer fluidsynth)\n")
+                                       "pedal (1 press), 1 note past 8 s (cut there) (render --renderer fluidsynth "
+                                       "plays them as a General MIDI synthesizer does)\n")
     # notes outside the pitches it learnt (moved by octaves) and drum keys it did not learn (left out)
     fake_timbre.pitch_vocab = {"pitched": list(range(24, 97)), "drums": [36, 38]}
     odd = pretty_midi.PrettyMIDI(initial_tempo=120)
@@ -105,7 +105,8 @@ def test_render_names_what_the_timbre_model_does_not_play(tmp_path, fake_timbre,
     assert cli_main(["musegansynth render", str(tmp_path / "odd.mid"), "--device", "cpu"]) == 0
     assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play 3 notes outside MIDI "
                                        "24-96 (played octaves into it), 2 drum hits on keys it did not learn (left "
-                                       "out) (FluidSynth plays them: render --renderer fluidsynth)\n")
+                                       "out) (render --renderer fluidsynth plays them as a General MIDI synthesizer "
+                                       "does)\n")
     assert cli_main(["musegansynth render", str(_midi(tmp_path / "plain.mid", programs=(0,))), "--device", "cpu"]) == 0
     assert capsys.readouterr().err == ""
 

@@ -223,4 +223,10 @@ def test_relative_weights_are_found_beside_the_config_and_the_defaults_in_the_pr
     assert resolve_weights_path("w/mine.safetensors", "symbolic", base=proj) == (proj / "w" / "mine.safetensors")
     with pytest.raises(UserError, match="no such weights file"):
         resolve_weights_path("w/mine.safetensors", "symbolic")
-    assert resolve_weights_path(DEFAULT_WEIGHTS["drums"], "drums") == PROJECT_ROOT / DEFAULT_WEIGHTS["drums"]
+    # the shipped weights (a default, not written by the user) are the project's ...
+    shipped = PROJECT_ROOT / DEFAULT_WEIGHTS["drums"]
+    assert resolve_weights_path(DEFAULT_WEIGHTS["drums"], "drums", default=True) == shipped
+    # ... while the same path written in a config is looked up in the working folder first
+    assert resolve_weights_path(DEFAULT_WEIGHTS["drums"], "drums") == elsewhere / DEFAULT_WEIGHTS["drums"]
+    cfg = parse_config(dict(copy.deepcopy(BASE), weights={"drums": "x.safetensors"}), "song.yaml")
+    assert cfg.weights.given == ("drums",) and parse_config(copy.deepcopy(BASE), "song.yaml").weights.given == ()
