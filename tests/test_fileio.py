@@ -249,3 +249,14 @@ def test_staged_dir_goes_on_without_a_lock_and_sweeps_orphans_beside_and_inside(
         (stage / "song.mid").write_bytes(b"whole")
     assert (out / "song.mid").read_bytes() == b"whole"
     assert not beside.exists() and not inside.exists() and sibling.exists()
+
+
+def test_a_link_where_a_folder_goes_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "song"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / "stems").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UserError, match=r"song/stems: is a link, where this command writes a folder"):
+        with staged_dir(out, replaces=("stems",), folders=("stems",)):
+            raise AssertionError("the writer ran")
+    assert (out / "stems").is_symlink()

@@ -298,3 +298,15 @@ def test_symbolic_export_option_sets_where_the_weights_go(tmp_path, capsys):
                                         r"'musegansynth train symbolic'"):
         export_main(["e", str(timbre), "--out", str(tmp_path / "x"), "--name", "t"])
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("stage, args", [("symbolic", ["--data.data_dir", "x"]), ("symbolic", ["fit"]),
+                                         ("audio", ["--data.data_root", "x"])])
+def test_a_run_without_a_config_is_refused_whatever_else_is_given(tmp_path, monkeypatch, capsys, stage, args):
+    """Lightning's defaults would train for 1,000 epochs into ./lightning_logs (review)."""
+    from pipeline.cli import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli(["train", stage, *args]) == 2
+    assert f"train {stage}: give --config FILE (see configs/{stage}/*.yaml)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
