@@ -383,11 +383,13 @@ def _accompany(pm, composer, *, track: str, as_track: str | None = None, seed: i
             specs.append(TrackSpec(other, sources[t][2], is_drum=bool(is_drum[t])))
     mt = Multitrack(vel, onsets, TrackMap(tuple(specs), name="accompanied"), grid, given_mt.tempo,
                     given_mt.time_signature, timing=timing)
-    if drums is not None:   # its data's own drum keys played as GM's (the card's drum_keys)
+    if drums is not None:   # its data's own drum keys played as GM's (the card's drum_keys), on GM's kit only
         from symbolic.roll import map_drum_keys
+        from symbolic.trackmap import GM_DRUM_KEYS
 
         first = len(composer.track_names)
-        mt = map_drum_keys(mt, getattr(drums, "drum_keys", None), [first + t for t, d in enumerate(drums.is_drum) if d])
+        mt = map_drum_keys(mt, getattr(drums, "drum_keys", None),
+                           [first + t for t, d in enumerate(drums.is_drum) if d], GM_DRUM_KEYS)
     return mt, ti, index, origin
 
 

@@ -527,12 +527,14 @@ def track_model(models: Models, source: str):
 def play_drum_keys(mt, models: Models, config: SongConfig, is_drum: Sequence[bool]):
     """``mt`` with each drum track's hits on the GM keys its model's card says its data's keys are
     played as (``drum_keys``: Groove's edge hi-hats and tom rim, see
-    :data:`symbolic.trackmap.GROOVE_TO_GM`)."""
+    :data:`symbolic.trackmap.GROOVE_TO_GM`), and without the rare hits a drum composer writes on
+    keys outside GM's kit (:data:`symbolic.trackmap.GM_DRUM_KEYS`), which no GM synthesizer plays."""
     from symbolic.roll import map_drum_keys
+    from symbolic.trackmap import GM_DRUM_KEYS
 
     for t, (tc, drum) in enumerate(zip(config.tracks, is_drum)):
         if drum:
-            mt = map_drum_keys(mt, getattr(track_model(models, tc.source), "drum_keys", None), [t])
+            mt = map_drum_keys(mt, getattr(track_model(models, tc.source), "drum_keys", None), [t], GM_DRUM_KEYS)
     return mt
 
 

@@ -114,8 +114,8 @@ def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progre
 
     unplayed = unplayed_by_the_timbre_model(pm, timbre)
     if unplayed:
-        print(f"musegansynth: note: the timbre model does not play {', '.join(unplayed)} (render --renderer "
-              f"fluidsynth plays them as a General MIDI synthesizer does)", file=sys.stderr)
+        print(f"musegansynth: note: the timbre model does not play as written: {', '.join(unplayed)} (render "
+              f"--renderer fluidsynth plays them as a General MIDI synthesizer does)", file=sys.stderr)
     names, notes = notes_from_midi(pm, program_of=program_mapper(timbre))
     if not notes:
         raise UserError("the MIDI file has no notes")

@@ -509,14 +509,17 @@ def roll_onsets(flat: np.ndarray, is_drum: Sequence[bool]) -> np.ndarray:
     return onsets
 
 
-def map_drum_keys(mt: Multitrack, keys: dict[int, int] | None, tracks: Sequence[int]) -> Multitrack:
+def map_drum_keys(mt: Multitrack, keys: dict[int, int] | None, tracks: Sequence[int],
+                  keep: range | None = None) -> Multitrack:
     """``mt`` with the hits of ``tracks`` (drum tracks) on a key of ``keys`` moved to the key it maps
     to (e.g. :data:`symbolic.trackmap.GROOVE_TO_GM`); where both keys sound at a step, one hit: the
-    louder one's velocity and timing. Keys outside the grid are left as they are. ``mt`` itself
-    when there is nothing to move."""
+    louder one's velocity and timing. Keys outside the grid are left as they are. With ``keep``
+    (e.g. GM's kit, 35-81), the hits then left on other keys are dropped. ``mt`` itself when there
+    is nothing to move or drop."""
     lo, n = mt.grid.lowest_pitch, mt.grid.n_pitches
     moves = [(s - lo, d - lo) for s, d in (keys or {}).items() if 0 <= s - lo < n and 0 <= d - lo < n and s != d]
-    if not moves or not tracks:
+    drop = [p for p in range(n) if keep is not None and p + lo not in keep]
+    if not (moves or any(mt.onsets[t][..., drop].any() for t in tracks)) or not tracks:
         return mt
     roll, onsets = mt.roll.copy(), mt.onsets.copy()
     timing = None if mt.timing is None else mt.timing.copy()
@@ -529,6 +532,9 @@ def map_drum_keys(mt: Multitrack, keys: dict[int, int] | None, tracks: Sequence[
                 timing[t, ..., d] = np.where(take, timing[t, ..., s], timing[t, ..., d])
                 timing[t, ..., s] = 0.0
             roll[t, ..., s], onsets[t, ..., s] = 0, False
+        roll[t, ..., drop], onsets[t, ..., drop] = 0, False
+        if timing is not None:
+            timing[t, ..., drop] = 0.0
     return replace(mt, roll=roll, onsets=onsets, timing=timing)
 
 

@@ -165,6 +165,9 @@ DRUMS = TrackMap((TrackSpec("drums", 0, is_drum=True),), name="drums")
 #: and the drum composer keep the kit's own keys, whose velocities and timing differ.
 GROOVE_TO_GM: dict[int, int] = {22: 42, 26: 46, 58: 43}
 
+#: The keys of General MIDI's percussion kit (channel 10): a GM synthesizer plays nothing on others.
+GM_DRUM_KEYS = range(35, 82)
+
 TRACK_MAPS: dict[str, TrackMap] = {
     "lpd5": LPD5,
     "pop909": POP909,

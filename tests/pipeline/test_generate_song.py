@@ -193,6 +193,11 @@ def test_the_drums_cards_kit_keys_are_played_as_gm_keys(fake_models, tmp_path):
     assert len(a) == len(b) and {n.pitch for n in b} == {36, 38, 44}
     assert sorted((n.start, n.pitch if n.pitch != 42 else 44) for n in a) == sorted((n.start, n.pitch) for n in b)
     assert {n.velocity for n in b if n.pitch == 44} == {33}   # the velocity of the kit's own key
+    # a key outside GM's kit (35-81), which no GM synthesizer plays, is left out of the song
+    fake_models.drums.drum_keys = {42: 90}
+    stray = generate_song(_cfg(), tmp_path / "stray", models=fake_models, renderer="none")
+    c = pretty_midi.PrettyMIDI(str(stray / "song.mid")).instruments[2].notes
+    assert {n.pitch for n in c} == {36, 38} and len(c) == sum(n.pitch in (36, 38) for n in a)
 
 
 def test_learnt_velocities_match_a_style_name_in_any_case(fake_models, tmp_path):

@@ -91,8 +91,8 @@ def test_render_names_what_the_timbre_model_does_not_play(tmp_path, fake_timbre,
     pm.instruments.append(inst)
     pm.write(str(tmp_path / "b.mid"))
     assert cli_main(["musegansynth render", str(tmp_path / "b.mid"), "--device", "cpu"]) == 0
-    assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play 1 pitch bend, the sustain "
-                                       "pedal (1 press), 1 note past 8 s (cut there) (render --renderer fluidsynth "
+    assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play as written: 1 pitch bend, "
+                                       "the sustain pedal (1 press), 1 note past 8 s (cut there) (render --renderer fluidsynth "
                                        "plays them as a General MIDI synthesizer does)\n")
     # notes outside the pitches it learnt (moved by octaves) and drum keys it did not learn (left out)
     fake_timbre.pitch_vocab = {"pitched": list(range(24, 97)), "drums": [36, 38]}
@@ -103,7 +103,7 @@ def test_render_names_what_the_timbre_model_does_not_play(tmp_path, fake_timbre,
     odd.instruments += [keys, kit]
     odd.write(str(tmp_path / "odd.mid"))
     assert cli_main(["musegansynth render", str(tmp_path / "odd.mid"), "--device", "cpu"]) == 0
-    assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play 3 notes outside MIDI "
+    assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play as written: 3 notes outside MIDI "
                                        "24-96 (played octaves into it), 2 drum hits on keys it did not learn (left "
                                        "out) (render --renderer fluidsynth plays them as a General MIDI synthesizer "
                                        "does)\n")

@@ -369,7 +369,7 @@ def test_from_pypianoroll_float_and_bool_tracks():
 
 def test_map_drum_keys_moves_hits_and_keeps_the_louder_where_two_meet():
     from symbolic.roll import Multitrack, map_drum_keys
-    from symbolic.trackmap import GROOVE_TO_GM, TrackMap, TrackSpec
+    from symbolic.trackmap import GM_DRUM_KEYS, GROOVE_TO_GM, TrackMap, TrackSpec
 
     grid = Grid()
     roll = np.zeros((2, 1, 16, 84), np.uint8)
@@ -392,3 +392,12 @@ def test_map_drum_keys_moves_hits_and_keeps_the_louder_where_two_meet():
     assert out.timing[1, 0, 8, 46 - lo] == pytest.approx(-0.2) and not out.timing[1, ..., 26 - lo].any()
     assert np.array_equal(out.roll[0], roll[0]) and np.array_equal(mt.roll, roll)   # the input is not changed
     assert map_drum_keys(mt, {}, [1]) is mt and map_drum_keys(mt, GROOVE_TO_GM, []) is mt
+    # keep: hits left outside GM's kit (a composer's rare stray keys, e.g. 90 or 24) are dropped
+    stray = roll.copy()
+    stray[1, 0, 2, 90 - lo] = stray[1, 0, 3, 24 - lo] = 70
+    mt2 = Multitrack(stray, stray > 0, mt.track_map, grid, timing=timing)
+    kept = map_drum_keys(mt2, GROOVE_TO_GM, [1], keep=GM_DRUM_KEYS)
+    assert {int(p) + lo for p in np.nonzero(kept.onsets[1, 0])[1]} == {43, 46}
+    assert np.array_equal(kept.roll[0], stray[0])   # only the drum track
+    clean = map_drum_keys(mt, GROOVE_TO_GM, [1], keep=GM_DRUM_KEYS)
+    assert map_drum_keys(clean, {}, [1], keep=GM_DRUM_KEYS) is clean   # nothing to move or drop
