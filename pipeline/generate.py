@@ -661,8 +661,9 @@ def render_song_neural(pm, config: SongConfig, timbre, device: str, progress: bo
     latent of its ``morph_seed``.
     """
     from audio.render import NoteRenderer, notes_from_midi, slerp, timbre_latent
-    from pipeline.render import program_mapper
+    from pipeline.render import program_mapper, say_unplayed
 
+    say_unplayed(pm, timbre, "--renderer fluidsynth plays them as written")   # e.g. melody notes above its pitches
     mapper = program_mapper(timbre, warn=False)
     _, notes = notes_from_midi(pm, program_of=mapper)
     sections = section_table(config)

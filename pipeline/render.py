@@ -106,16 +106,22 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
     return out
 
 
+def say_unplayed(pm, timbre, hint: str) -> None:
+    """One note on stderr naming what of ``pm`` the timbre model does not play as written
+    (:func:`unplayed_by_the_timbre_model`), with ``hint``; nothing when it plays it all."""
+    unplayed = unplayed_by_the_timbre_model(pm, timbre)
+    if unplayed:
+        print(f"musegansynth: note: the timbre model does not play as written: {', '.join(unplayed)} ({hint})",
+              file=sys.stderr)
+
+
 def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progress: bool = False
                        ) -> tuple[list[str], np.ndarray]:
     """Render a PrettyMIDI with the timbre model: (stem names, float32 stems [instruments, samples]).
     What the model does not play (:func:`unplayed_by_the_timbre_model`) is named in a note on stderr."""
     from audio.render import NoteRenderer, notes_from_midi, timbre_latent
 
-    unplayed = unplayed_by_the_timbre_model(pm, timbre)
-    if unplayed:
-        print(f"musegansynth: note: the timbre model does not play as written: {', '.join(unplayed)} (render "
-              f"--renderer fluidsynth plays them as a General MIDI synthesizer does)", file=sys.stderr)
+    say_unplayed(pm, timbre, "render --renderer fluidsynth plays them as a General MIDI synthesizer does")
     names, notes = notes_from_midi(pm, program_of=program_mapper(timbre))
     if not notes:
         raise UserError("the MIDI file has no notes")
