@@ -242,8 +242,9 @@ def set_reference(classifier: Any, data: str | Path, clip_samples: int, *, k: in
             return {"source": "classifier", "n": int(classifier.reference["ndb_counts"].sum()),
                     "clip_samples": classifier.window_samples, "k": int(len(classifier.reference["ndb_counts"]))}
         raise
-    if len(train["waves"]) < k:
-        raise UserError(f"{data}: only {len(train['waves'])} training notes, NDB needs at least k={k}")
+    if len(train["waves"]) < max(k, 2):
+        raise UserError(f"{data}: only {len(train['waves'])} training notes, NDB needs at least k={k} and the "
+                        f"Frechet distance 2")
     classifier.compute_reference(train["waves"], k=k, seed=seed)
     return {"source": "nsynth-train", "n": int(len(train["waves"])), "clip_samples": int(clip_samples), "k": k}
 
@@ -266,6 +267,9 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
     for flag, value in (("--batch-size", batch_size), ("--ndb-k", ndb_k), ("--reference-notes", reference_notes)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise UserError(f"{flag}: should be a whole number of at least 1, got {value!r}")
+    if reference_notes < 2:   # the Frechet distance needs the notes' covariance
+        raise UserError(f"--reference-notes: should be at least 2 (the Frechet distance needs a covariance), "
+                        f"got {reference_notes}")
     check_seed(seed)
     data, weights = Path(data), Path(weights)
     split_name(split)

@@ -76,6 +76,8 @@ RENDERERS = ("neural", "fluidsynth", "none")
 #: Everything ``generate_song`` may write into its folder: what an earlier song left there and
 #: this one does not write (its song.wav when this one has no audio, say) is removed.
 SONG_OUTPUTS = ("song.mid", "song.wav", "song.flac", "stems", "pianoroll.png", "song.json", "index.html")
+#: The keys of song.json's "audio" (null where the renderer gives no such value).
+AUDIO_FACTS = ("loudness_db", "peak", "channels", "samples", "notes", "unique_notes")
 #: The folders among them, and the kinds of file written into those.
 SONG_FOLDERS = ("stems",)
 SONG_AUDIO_SUFFIXES = (".wav", ".flac")
@@ -845,7 +847,8 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
                 "sample_rate": config.sample_rate,
                 "note_counts": note_counts,
                 "sections": sections,
-                "audio": audio_facts,
+                # the same keys whatever the renderer: null where it has no value (none: no audio)
+                "audio": {**dict.fromkeys(AUDIO_FACTS), **audio_facts},
                 "versions": _versions(),
                 "timings": timings,
             }

@@ -122,6 +122,15 @@ def test_evaluate_audio_counts_must_be_at_least_1(tmp_path, capsys, flag, value)
     assert listing(tmp_path) == []
 
 
+@pytest.mark.parametrize("value", ["1", "0"])
+def test_evaluate_audio_needs_two_reference_notes(tmp_path, capsys, value):
+    """--reference-notes 1 was an internal error (the Frechet distance of one note; found by QA)."""
+    rc, err = run_cli(capsys, "evaluate", "audio", "--data", tmp_path, "--weights",
+                      PRETRAINED / "audio_default.safetensors", "--reference-notes", value)
+    assert_user_error(rc, err, "--reference-notes", "at least")
+    assert listing(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- 3. plot --steps-per-beat
 
 @pytest.mark.parametrize("spb", ["0", "-4"])
