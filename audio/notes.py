@@ -269,6 +269,20 @@ def render_settings(soundfont: str | os.PathLike, sample_rate: int, hold_s: floa
             "hold_s": float(hold_s), "release_s": float(release_s), "gain": float(NOTE_GAIN)}
 
 
+def _whole_wav(path: Path, frames: int, sample_rate: int) -> bool:
+    """Whether ``path`` is a note this build wrote whole (its length and rate): one cut short or
+    damaged since is rendered again rather than reused."""
+    if not path.is_file():
+        return False
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:   # soundfile raises several kinds for a damaged file
+        return False
+    return int(info.frames) == int(frames) and int(info.samplerate) == int(sample_rate)
+
+
 def _previous_settings(out: Path) -> dict[str, Any] | None:
     """The render settings of the wavs already in ``out`` (from its build.json), or None when it has none.
 
@@ -337,7 +351,8 @@ def build_notes(out: str | os.PathLike, notes: Sequence[PlannedNote], soundfont:
         shutil.rmtree(out / "cache", ignore_errors=True)
         atomic_write_text(out / "build.json", json.dumps({"render": settings, "complete": False}, indent=1) + "\n")
     wav_of = {n.note_str: out / f"nsynth-{n.split}" / "audio" / f"{n.note_str}.wav" for n in notes}
-    todo = [n for n in notes if not wav_of[n.note_str].is_file()]
+    length = NoteSpec(program=0, pitch=60, velocity=100, hold_s=hold_s, release_s=release_s).n_samples(sample_rate)
+    todo = [n for n in notes if not _whole_wav(wav_of[n.note_str], length, sample_rate)]
     silent: list[str] = []
     peak = 0.0
     bar = None

@@ -185,6 +185,14 @@ def test_rebuild_rerenders_when_render_settings_change(tmp_path, monkeypatch):
     assert build()["rendered"] == 3 and _wav_rates(out) == {8000}
     again = build()
     assert (again["rendered"], again["reused"], len(calls)) == (0, 3, 0)
+    # a wav cut short (or damaged) since it was written is rendered again, not reused (found by QA)
+    wav = sorted(out.rglob("*.wav"))[0]
+    wav.write_bytes(wav.read_bytes()[:100])
+    again = build()
+    assert (again["rendered"], again["reused"], len(calls)) == (1, 2, 1)
+    import soundfile as sf
+
+    assert sf.info(str(wav)).frames == round(0.25 * 8000)
     # another sample rate: every note rendered again, the wavs and examples.json follow build.json
     summary = build(sample_rate=16000)
     assert (summary["rendered"], summary["reused"], len(calls)) == (3, 0, 3)
