@@ -209,6 +209,8 @@ class TimbreGenerator:
             raise ValueError(f"program should be 0-127 or {DRUM_PROGRAM} (drums), got {program.tolist()}")
         if n and (int(pitch.min()) < 0 or int(pitch.max()) > 127):
             raise ValueError("pitch should be a MIDI number 0-127")
+        if n and not bool(torch.isfinite(z).all()):   # NaN in, NaN audio out, silently
+            raise ValueError("z should be finite (it holds NaN or infinite values)")
         return pitch, program, velocity.clamp(1, 127), z
 
     @torch.no_grad()

@@ -73,6 +73,10 @@ def test_bad_inputs_raise(tmp_path):
         tg.generate_spec(pitch, program, velocity, z[:, :4])
     with pytest.raises(ValueError, match="program should be 0-127 or 128"):
         tg.generate_spec(pitch, torch.tensor([0, 1, 129]), velocity, z)
+    bad = z.clone()
+    bad[1, 0] = float("nan")   # gave NaN audio without a word (found by QA)
+    with pytest.raises(ValueError, match=r"z should be finite \(it holds NaN or infinite values\)"):
+        tg.generate(pitch, program, velocity, bad)
 
 
 def test_missing_files_raise_user_error(tmp_path):
