@@ -18,20 +18,10 @@ import warnings
 from pathlib import Path
 
 from pipeline.errors import UserError
+from pipeline.training import option_values
 
 def _bins(n_mels: int | None, n_fft: int) -> int:
     return int(n_mels) if n_mels else int(n_fft) // 2
-
-
-def _option_values(args: list[str], flag: str) -> list[str]:
-    """The values of ``flag VALUE`` / ``flag=VALUE`` in ``args``, in order."""
-    values = []
-    for i, arg in enumerate(args):
-        if arg == flag and i + 1 < len(args):
-            values.append(args[i + 1])
-        elif arg.startswith(flag + "="):
-            values.append(arg.split("=", 1)[1])
-    return values
 
 
 def check_config_file(path: str) -> None:
@@ -82,11 +72,11 @@ def cli_main(argv: list[str] | None = None) -> int:
     # ModelCheckpoint warns that manual optimisation saves the post-step state: that is what we want
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    if not _option_values(argv[1:], "--config") and not {"-h", "--help"} & set(argv[1:]):
+    if not option_values(argv[1:], "--config", "-c") and not {"-h", "--help"} & set(argv[1:]):
         raise UserError(f"{argv[0] if argv else 'train audio'}: give --config FILE (see configs/audio/*.yaml)")
-    for path in _option_values(argv[1:], "--config"):
+    for path in option_values(argv[1:], "--config", "-c"):
         check_config_file(path)
-    given_ckpt = _option_values(argv[1:], "--ckpt_path")
+    given_ckpt = option_values(argv[1:], "--ckpt_path")
     if given_ckpt and given_ckpt[-1] not in ("null", "None", ""):
         check_ckpt(given_ckpt[-1])  # before Lightning starts (it prints as it sets up)
     cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,

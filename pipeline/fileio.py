@@ -260,13 +260,12 @@ def _remove_orphan_stages(parent: Path, prefix: str) -> None:
         parts = stage.name[len(prefix):].split(".")   # exactly "<pid>.<random>" (mkdtemp's has no dot)
         if len(parts) != 2 or not parts[0].isdigit() or not stage.is_dir() or stage.is_symlink():
             continue
-        pid = parts[0]
         try:
-            os.kill(int(pid), 0)
+            os.kill(int(parts[0]), 0)
         except ProcessLookupError:
             shutil.rmtree(stage, ignore_errors=True)
-        except (PermissionError, OverflowError, OSError):
-            pass   # another user's process (alive), or not a pid
+        except (OverflowError, OSError):
+            pass   # another user's process (alive: PermissionError), or not a pid
 
 
 def remove_empty_folders(folders: Iterable[Path]) -> None:

@@ -90,7 +90,6 @@ def check_song_dir(out_dir: str | Path) -> Path:
     return check_out_dir_entries(out_dir, SONG_OUTPUTS, SONG_AUDIO_SUFFIXES, SONG_FOLDERS)
 
 
-
 # --------------------------------------------------------------------------- models
 
 @dataclass
@@ -359,8 +358,7 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
             raise UserError(f"{config.source}: tracks[{i}].source: {t.source!r} is not a composer track "
                             f"(allowed: {', '.join(allowed)})")
     arranged = {t.name for t in config.tracks
-                if getattr(getattr(comp if t.source.lower() in comp_names else models.drums, "generator", None),
-                           "has_arrangement", False)}
+                if getattr(getattr(track_model(models, t.source), "generator", None), "has_arrangement", False)}
     seen: set[str] = set()
     for i, sec in enumerate(config.sections):
         if sec.name not in seen and sec.variation:
@@ -580,10 +578,9 @@ def roll_to_multitrack(roll: np.ndarray, config: SongConfig, grid, is_drum: Sequ
     varied by the config's ``humanize`` (seeded by the song's seed and the track's index), and
     played its mean offset from the step early or late (``Multitrack.timing``).
     """
-    from symbolic.roll import Multitrack
-    from symbolic.roll import roll_onsets
-    from symbolic.velocity import perform_tracks
+    from symbolic.roll import Multitrack, roll_onsets
     from symbolic.trackmap import TrackMap, TrackSpec
+    from symbolic.velocity import perform_tracks
 
     T, B, S, P = roll.shape
     flat = roll.reshape(T, B * S, P)

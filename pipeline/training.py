@@ -20,6 +20,17 @@ from pipeline.errors import UserError
 LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
 
 
+def option_values(args: list[str], *flags: str) -> list[str]:
+    """The values given to any of ``flags`` in ``args`` (``FLAG VALUE`` or ``--flag=VALUE``), in order."""
+    values = []
+    for i, arg in enumerate(args):
+        if arg in flags and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif any(arg.startswith(f + "=") for f in flags if f.startswith("--")):
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
 def check_checkpoint(path: str, command: str, marker: str) -> None:
     """UserError naming ``--ckpt_path`` unless ``path`` is a Lightning checkpoint (a dict with a
     ``state_dict``) of the module that ``command`` trains: its state has entries under ``marker``
@@ -45,13 +56,11 @@ def check_checkpoint(path: str, command: str, marker: str) -> None:
     saved_by = f"give a .ckpt file saved by '{command}'"
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "unsupported global" in str(exc).lower():   # "Unsupported global: ...", "unsupported GLOBAL posix.system"
+    except Exception as exc:  # torch.load raises many kinds for a file that is not a checkpoint
+        # "Unsupported global: ...", "unsupported GLOBAL posix.system": objects a safe load refuses
+        if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in str(exc).lower():
             raise UserError(f"--ckpt_path {path}: holds pickled Python objects, which are not loaded (only "
                             f"tensors and plain values are); {saved_by}") from None
-        raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (torch cannot load it: "
-                        f"{type(exc).__name__}); {saved_by}") from None
-    except Exception as exc:  # torch.load raises many kinds for a file that is not a checkpoint
         raise UserError(f"--ckpt_path {path}: not a Lightning checkpoint (torch cannot load it: "
                         f"{type(exc).__name__}); {saved_by}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
@@ -80,12 +89,12 @@ def check_at_least_one(**values: Any) -> None:
 def check_export_target(out_dir: str | Path, name: str, option: str) -> None:
     """UserError before training when the run could not export its weights: a bad model name, or an
     ``out_dir`` that is (or lies under) a file. ``option`` names the setting (e.g. "--export")."""
-    from symbolic.export import check_model_name
-
     from pipeline.fileio import nearest_existing_is_folder
+    from symbolic.export import check_model_name
 
     check_model_name(name, f"{option}.name")
     folder = Path(out_dir)
+
     def message(p: Path) -> str:
         return f"{option}.out_dir {out_dir}: {'it' if p == folder else p} is a file, not a folder"
 

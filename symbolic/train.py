@@ -28,29 +28,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.errors import UserError
+from pipeline.training import option_values
 
 SUBCOMMANDS = ("fit", "validate")
 UNSUPPORTED = ("test", "predict")  # Lightning's, but MuseGANModule defines no test_step / predict_step
 LINKED = ("n_tracks", "n_bars", "steps_per_bar", "beats_per_bar", "n_pitches", "lowest_pitch", "n_styles", "meta")
 
 
-def _config_files(args: list[str]) -> list[str]:
-    files = []
-    for i, a in enumerate(args):
-        if a in ("--config", "-c") and i + 1 < len(args):
-            files.append(args[i + 1])
-        elif a.startswith("--config="):
-            files.append(a.split("=", 1)[1])
-    return files
-
-
 def cli_main(argv: list[str]) -> int:
     """Run the Lightning CLI. ``argv[0]`` is the program name, the rest its arguments."""
     args = list(argv[1:])
-    if not _config_files(args) and not {"-h", "--help"} & set(args):
+    if not option_values(args, "--config", "-c") and not {"-h", "--help"} & set(args):
         # Lightning's defaults would train for 1,000 epochs into ./lightning_logs, exporting nothing
         raise UserError(f"{argv[0] if argv else 'train symbolic'}: give --config FILE (see configs/symbolic/*.yaml)")
-    for f in _config_files(args):
+    for f in option_values(args, "--config", "-c"):
         if not Path(f).is_file():
             raise UserError(f"{f}: config file not found")
     if args and args[0] in UNSUPPORTED:
