@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -35,8 +36,8 @@ import numpy as np
 from pipeline.errors import UserError, check_seed
 from pipeline.fileio import atomic_path, remove_empty_folders, staged_dir
 from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, shift_pitches, transpose_to_c
-from symbolic.roll import (Grid, Multitrack, _beat_times_beats, tempo_map_beats, check_steps_per_beat,
-                           from_pypianoroll, midi_to_multitrack, off_grid_meters, pickup_origin, read_midi,
+from symbolic.roll import (Grid, Multitrack, _beat_times_beats, check_steps_per_beat, from_pypianoroll,
+                           midi_to_multitrack, off_grid_meters, pickup_origin, read_midi, tempo_map_beats,
                            time_signature_beats)
 from symbolic.trackmap import DRUMS, GROOVE_TO_GM, LPD5, POP909, SATB, TrackMap, get_track_map
 
@@ -305,11 +306,7 @@ def groove_songs(root: Path, grid: Grid, skipped: Counter, limit: int | None = N
     info = root / "info.csv"
     if not info.is_file():
         raise UserError(f"{info}: Groove MIDI info.csv not found")
-    try:
-        with open(info, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{info}: not readable text ({exc.reason} at byte {exc.start})") from None
+    rows = list(csv.DictReader(io.StringIO(_read_text(info), newline="")))
     need = {"style", "beat_type", "time_signature", "midi_filename", "split"}
     if not rows or not need <= set(rows[0]):
         raise UserError(f"{info}: expected columns {', '.join(sorted(need))}")
