@@ -333,6 +333,31 @@ def drum_pattern_rate(roll: Any, steps_per_beat: int, beats_per_bar: int, tolera
     return _safe_ratio((hits_per_step * weights).sum(), hits_per_step.sum())
 
 
+def key_shares(roll: Any) -> np.ndarray:
+    """The share of a drum track's hits on each key (pitch row): float [pitches], summing to 1;
+    all NaN when there is no hit. Every active cell is one hit, as for DP.
+
+    Args:
+        roll: [N, bars, steps_per_bar, pitches].
+    """
+    active = _as_active(roll, 4)
+    hits = active.sum(axis=(0, 1, 2)).astype(np.float64)
+    total = hits.sum()
+    return hits / total if total else np.full(hits.shape, np.nan)
+
+
+def kit_distance(roll_a: Any, roll_b: Any) -> float:
+    """How differently two drum rolls use the kit: the total variation distance between their
+    :func:`key_shares`, half the sum of the shares' absolute differences. 0 when every key has the
+    same share of hits, 1 when no key is shared; NaN when either roll has no hit. The drum metrics
+    of :data:`DRUM_METRICS` do not see which drum plays: a closed hi-hat played as a ride scores
+    the same there, not here."""
+    a, b = key_shares(roll_a), key_shares(roll_b)
+    if a.shape != b.shape:
+        raise ValueError(f"the rolls have {a.shape[0]} and {b.shape[0]} pitches")
+    return float(0.5 * np.abs(a - b).sum())
+
+
 def polyphony(roll: Any) -> tuple[float, float]:
     """POLY and POLY_RATE over the steps where at least one pitch sounds.
 

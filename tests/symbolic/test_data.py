@@ -154,6 +154,49 @@ def test_pop909_deterministic(tmp_path):
 
 # ----------------------------------------------------------------------------- fake Groove
 
+def test_groove_edge_hi_hat_moves_onto_the_grid(tmp_path, midi_writer):
+    """Key 22 (the TD-11's closed hi-hat edge) lies below the grid's MIDI 24: it is played as
+    key 42 in the cache, velocity and timing counted there; 26, which the grid holds, stays."""
+    root = tmp_path / "groove"
+    (root / "d1").mkdir(parents=True)
+    hits = [(36, 0, 0.25, 100), (22, 0.5, 0.75, 64), (26, 1, 1.25, 80), (22, 2, 2.25, 50), (42, 2, 2.25, 70),
+            (38, 4, 4.25, 90)]
+    midi_writer(root / "d1/0.mid", [("Drums", 0, True, hits)])
+    (root / "info.csv").write_text(
+        "drummer,session,id,style,bpm,beat_type,time_signature,midi_filename,audio_filename,duration,split\n"
+        "d1,d1/s,d1/s/0,rock,120,beat,4-4,d1/0.mid,d1/0.wav,4.0,train\n")
+    out = tmp_path / "out"
+    assert cli_main(["prog", "--source", "groove", "--root", str(root), "--out", str(out), "--quiet", "--bars", "2"]) == 0
+    roll = load_split(out, "train")["rolls"][0, 0].reshape(-1, 84)
+    # steps: 0 kick, 2 edge -> 42, 4 open edge 26 kept, 8 edge and bow -> one hit on 42, 16 snare
+    assert np.argwhere(roll).tolist() == [[0, 36 - 24], [2, 42 - 24], [4, 26 - 24], [8, 42 - 24], [16, 38 - 24]]
+    from symbolic.velocity import load_counts
+
+    stats = load_counts(out)["stats"][0, 0, :, 0]           # train, rock: [6, pitches, steps]
+    assert stats[0, 42 - 24, 2] == 1 and stats[1, 42 - 24, 2] == 64
+    assert stats[0, 42 - 24, 8] == 1 and stats[1, 42 - 24, 8] in (50, 70)   # one hit where both sounded
+    assert stats[0, 26 - 24, 4] == 1 and stats[0].sum() == 5
+
+
+def test_move_kit_keys_only_moves_keys_the_grid_cannot_hold():
+    import pretty_midi
+
+    from symbolic.data import move_kit_keys
+    from symbolic.roll import Grid
+
+    pm = pretty_midi.PrettyMIDI()
+    drums, bass = pretty_midi.Instrument(0, is_drum=True), pretty_midi.Instrument(33)
+    for k in (22, 26, 58, 20):
+        drums.notes.append(pretty_midi.Note(100, k, 0.0, 0.1))
+    bass.notes.append(pretty_midi.Note(100, 22, 0.0, 0.1))
+    pm.instruments += [drums, bass]
+    assert move_kit_keys(pm, Grid()) is pm
+    assert [n.pitch for n in drums.notes] == [42, 26, 58, 20] and bass.notes[0].pitch == 22
+    # a grid from MIDI 10 holds key 22: nothing moves; one that cannot hold the GM key: nothing either
+    assert [n.pitch for n in move_kit_keys(pm, Grid(lowest_pitch=10), {20: 42}).instruments[0].notes] == [42, 26, 58, 20]
+    assert [n.pitch for n in move_kit_keys(pm, Grid(lowest_pitch=40), {42: 36}).instruments[0].notes] == [42, 26, 58, 20]
+
+
 def test_groove_source(tmp_path, midi_writer):
     write_midi_file = midi_writer
     root = tmp_path / "groove"

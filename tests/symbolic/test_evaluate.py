@@ -521,6 +521,25 @@ def test_style_benchmark_hits_per_bar_and_fit_on_hand_made_rolls():
     assert pick[0] in (1, 2) and pick[1] in (0, 3) and 0 <= pick[2] < 5 and pick[3] == 4
 
 
+def test_style_benchmark_kit_distance_and_key_table_on_hand_made_rolls():
+    bench = _bench("bench_symbolic_styles")
+    meta = {"tracks": ["melody", "drums"], "is_drum": [False, True]}
+    data = np.zeros((3, 2, 1, 4, 5), dtype=bool)     # 3 phrases, 2 tracks, 1 bar of 4 steps, 5 keys
+    data[:, 1, 0, :, 0] = True                      # 4 hits on key 0 in every phrase
+    data[:, 0, 0, :, 3] = True                      # the melody is never scored here
+    gen = data.copy()
+    gen[2, 1, 0, :, 0] = False                      # phrase 2 (style 1) plays key 1 instead
+    gen[2, 1, 0, :, 1] = True
+    rows = bench.kit_rows(data, gen, np.array([0, 0, 1]), ["a", "b"], meta, min_phrases=1)
+    assert [(r["style"], r["phrases"], r["track"]) for r in rows] == [("all", 3, "drums"), ("a", 2, "drums"),
+                                                                     ("b", 1, "drums")]
+    # all: key 0 has 12/12 of the data's hits and 8/12 of the generated, key 1 0 and 4/12: 1/3
+    assert [r["kit_distance"] for r in rows] == pytest.approx([1 / 3, 0.0, 1.0])
+    assert [r["style"] for r in bench.kit_rows(data, gen, np.array([0, 0, 1]), ["a", "b"], meta, 2)] == ["all", "a"]
+    table = bench.key_table(data, gen, 1, lowest_pitch=35)
+    assert table == [{"key": 35, "data": 4.0, "generated": pytest.approx(8 / 3)}]   # keys the data never hits left out
+
+
 def test_style_benchmark_table_and_cli(dataset, tmp_path, capsys):
     bench = _bench("bench_symbolic_styles")
     assert bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset)]) == 0
@@ -542,6 +561,9 @@ def test_style_benchmark_table_and_cli(dataset, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["cells"] >= 1 and 0 <= report["within"] <= report["cells"]
     assert "style fit:" in capsys.readouterr().out
+    drums = [t for t, d in zip(meta["tracks"], meta["is_drum"]) if d]
+    assert {r["track"] for r in report["kit"]} == set(drums) and set(report["keys"]) == set(drums)
+    assert all(0.0 <= r["kit_distance"] <= 1.0 for r in report["kit"])
 
 
 def test_baselines_nearest_chords_on_hand_made_chords(dataset, tmp_path, capsys):

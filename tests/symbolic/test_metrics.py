@@ -136,6 +136,29 @@ def test_drum_pattern_rate():
         M.drum_pattern_rate(roll, 3, 4)
 
 
+def test_key_shares_and_kit_distance():
+    a = track(bars=1)
+    a[0, 0, 0:16:4, 36 - 24] = True   # 4 kicks
+    a[0, 0, 0:16:2, 42 - 24] = True   # 8 closed hi-hats (two on the kicks' steps: each cell a hit)
+    shares = M.key_shares(a)
+    assert shares[36 - 24] == pytest.approx(4 / 12) and shares[42 - 24] == pytest.approx(8 / 12)
+    assert shares.sum() == pytest.approx(1.0)
+    b = a.copy()
+    b[..., 42 - 24] = False
+    b[0, 0, 0:16:2, 51 - 24] = True   # the same hits on the ride: the same DP, POLY and GC
+    assert M.drum_pattern_rate(a, 4, 4) == M.drum_pattern_rate(b, 4, 4)
+    assert M.polyphony(a) == M.polyphony(b)
+    # kick 4/12 in both; hi-hat 8/12 against 0, ride 0 against 8/12: (8/12 + 8/12) / 2
+    assert M.kit_distance(a, b) == pytest.approx(8 / 12)
+    assert M.kit_distance(a, a) == 0.0
+    c = track(bars=1)
+    c[0, 0, 0, 49 - 24] = True        # no key shared with a
+    assert M.kit_distance(a, c) == pytest.approx(1.0)
+    assert np.isnan(M.key_shares(track())).all() and math.isnan(M.kit_distance(a, track()))
+    with pytest.raises(ValueError, match="84 and 3 pitches"):
+        M.kit_distance(a, np.zeros((1, 1, 16, 3), dtype=bool))
+
+
 # --------------------------------------------------------------------------- polyphony
 
 def test_polyphony():
