@@ -614,11 +614,12 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     Returns:
         A JSON-ready report: ``{"data_dir", "split", "source", "seed", "n_data", "n_generated",
         "tracks", "is_drum", "grid", "data": metrics, "generated": metrics | None, "rows": [...],
-        "summary": {"compared", "within"[, "inside", "bootstrap"]}[, "given", "fit"]
+        "summary": {"compared", "within"[, "inside", "bootstrap"]}[, "given", "fit"][, "kit"]
         [, "skipped", "skipped_files"]}`` (metrics as from :func:`symbolic.metrics.evaluate_rolls`;
         NaN kept as float NaN here). With ``midi``: ``skipped`` ``{why: number of files}`` and
         ``skipped_files`` ``[{"file", "why"}]``, the files that gave no phrase
-        (:func:`load_midi_phrases`).
+        (:func:`load_midi_phrases`). ``kit`` (with generated phrases and a drum track):
+        ``{drum track: symbolic.metrics.kit_distance of held-out and generated}``.
     Raises:
         UserError: bad or missing input, or an option that does nothing with the source given
         (one named at a time, e.g. ``release`` without ``weights``).
@@ -710,6 +711,9 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         extra["given"] = names[given_index]
         extra["fit"] = accompaniment_fit(data_rolls, gen_rolls, arrays["chords"][idx], arrays["has_chords"][idx],
                                          names, is_drum, given_index, int(grid["lowest_pitch"]))
+    if gen_rolls is not None and any(is_drum):   # which drums play: the drum metrics cannot see it
+        extra["kit"] = {names[t]: M.kit_distance(data_rolls[:, t], gen_rolls[:, t])
+                        for t in range(len(names)) if is_drum[t]}
     if weights is not None:
         extra["chords"] = chords
         extra["transpose"] = int(transpose)
@@ -809,6 +813,9 @@ def report_text(report: dict) -> str:
         if "inside" in s:
             lines.append(f"{s['inside']} of {s['compared']} generated values inside the held-out value's 95% "
                          f"interval ({s['bootstrap']} resamples of its {s['songs']} songs)")
+    for track, d in (report.get("kit") or {}).items():
+        lines.append(f"{track}: kit distance {'nan' if math.isnan(d) else f'{d:.3f}'} (total variation between "
+                     f"the held-out and generated shares of hits by drum; 0: every drum as often)")
     if report.get("fit"):
         lines.append(format_fit(report["fit"], report["given"]))
     return "\n".join(lines)

@@ -112,7 +112,9 @@ def test_generated_npz_same_rolls_all_within(dataset, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["summary"] == {"compared": 22, "within": 22}
     assert all(r["rel_diff"] == 0.0 for r in report["rows"])
-    assert "22 of 22 metrics within 10%" in capsys.readouterr().out
+    assert report["kit"] == {"drums": 0.0}                            # the same drums, each as often
+    out_text = capsys.readouterr().out
+    assert "22 of 22 metrics within 10%" in out_text and "drums: kit distance 0.000" in out_text
 
 
 def test_generated_npz_differs(dataset, tmp_path):
@@ -132,6 +134,17 @@ def test_generated_npz_differs(dataset, tmp_path):
     out = tmp_path / "r.json"
     E.cli_main([PROG, "--data", str(dataset), "--generated", str(gen), "--json", str(out)])
     assert json.loads(out.read_text())["generated"]["drums"]["DP"] is None
+    assert json.loads(out.read_text())["kit"] == {"drums": None}          # no hit generated: no kit to compare
+    moved = make_rolls()
+    moved[:, 2, ..., 19] = moved[:, 2, ..., 18]                               # the hi-hat's 16 hits a phrase on
+    moved[:, 2, ..., 18] = False                                              # another key, the 16 kicks kept
+    np.savez(gen, rolls=moved)
+    assert E.evaluate_symbolic(dataset, generated=gen)["kit"] == {"drums": 0.5}  # (1/2 + 1/2) / 2
+    moved[:, 2, ..., 13] = moved[:, 2, ..., 12]
+    moved[:, 2, ..., 12] = False                                              # and the kicks: no key shared
+    np.savez(gen, rolls=moved)
+    assert E.evaluate_symbolic(dataset, generated=gen)["kit"] == {"drums": 1.0}
+    assert "kit" not in E.evaluate_symbolic(dataset)                         # no generated phrases
 
 
 def test_n_selects_a_seeded_subset(dataset):
