@@ -22,7 +22,13 @@ Pipeline for a list of :class:`RenderNote`:
    keeps the model's own frames and decays, and past the clip's end it is silent. A drum key the
    model never learnt (its card's ``pitch_vocab``) is left out, as a GM kit leaves keys outside
    35-81 silent.
-5. The note is added into its stem at sample ``round(start_s * sample_rate)``.
+5. A pitched note outside the pitches the model learnt (its card's ``pitch_range``) is played at
+   its own pitch: the model plays it whole octaves into its range, and that wave is resampled by
+   a power of two (``soxr.resample``, which filters against aliasing): an octave
+   up plays the model's note twice as fast, so it is asked for twice the samples. The timbre
+   moves with the pitch (its formants an octave up too), and an octave up keeps only the model's
+   partials below a quarter of the sample rate.
+6. The note is added into its stem at sample ``round(start_s * sample_rate)``.
 """
 
 from __future__ import annotations
@@ -178,11 +184,17 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
 
 
+def model_samples(samples: int, shift: int) -> int:
+    """Samples of the model's note that give ``samples`` once moved ``shift`` octaves by
+    resampling (an octave up halves its length)."""
+    return samples * 2 ** shift if shift >= 0 else -(-samples // 2 ** -shift)
+
+
 def playable(generator) -> tuple[tuple[int, int] | None, set[int] | None]:
     """What a timbre model plays as it is: the range of pitched notes it learnt (``pitch_range``,
     else its ``pitch_vocab``'s) and the set of drum keys it learnt; None for what its card does
-    not say. A pitched note outside the range is played octaves into it, a drum key outside the
-    set is left out (:class:`NoteRenderer`)."""
+    not say. A pitched note outside the range is played octaves into it and resampled back to its
+    pitch; a drum key outside the set is left out (:class:`NoteRenderer`)."""
     vocab = getattr(generator, "pitch_vocab", None) or {}
     pr = getattr(generator, "pitch_range", None)
     if pr is None and vocab.get("pitched"):
@@ -230,6 +242,7 @@ class NoteRenderer:
         self.sample_rate = int(generator.sample_rate)
         self.transform = generator.transform
         self._cache: dict[tuple, np.ndarray] = {}
+        self._shifted: dict[tuple, np.ndarray] = {}   # (key, octaves) -> resampled wave
         self._timbres: torch.Tensor | None = None
         #: notes the model has generated so far (rows given to ``generate_spec``).
         self.generated = 0
@@ -243,7 +256,8 @@ class NoteRenderer:
         return int(round(held * self.sample_rate))
 
     def model_pitch(self, note: RenderNote) -> int:
-        """The pitch asked of the model: out-of-range pitched notes move by octaves into range."""
+        """The pitch asked of the model: out-of-range pitched notes move by octaves into range
+        (and are resampled back to their pitch: :meth:`octave_shift`)."""
         p = int(note.pitch)
         if note.is_drum or self.pitch_range is None:
             return p
@@ -253,6 +267,25 @@ class NoteRenderer:
         while p > hi:
             p -= 12
         return p
+
+    def octave_shift(self, note: RenderNote) -> int:
+        """Octaves from the pitch asked of the model to the note's own: positive above the range
+        the model learnt, negative below, 0 inside it (and for drums)."""
+        return (int(note.pitch) - self.model_pitch(note)) // 12
+
+    def shifted(self, k: tuple, shift: int, samples: int) -> np.ndarray:
+        """The cached note ``k`` moved ``shift`` octaves by resampling, at least ``samples`` long
+        when the model's note was long enough (:func:`model_samples`); cached too."""
+        if shift == 0:
+            return self._cache[k]
+        got = self._shifted.get((k, shift))
+        if got is None or len(got) < samples:
+            import soxr
+
+            # read at 2**shift times the rate: an octave up is twice as fast, half as long
+            got = soxr.resample(self._cache[k], 2 ** max(shift, 0), 2 ** max(-shift, 0))
+            got = self._shifted[(k, shift)] = np.ascontiguousarray(got, dtype=np.float32)
+        return got
 
     def key(self, note: RenderNote) -> tuple[int, int, int, int]:
         """Cache key ``(program, model pitch, velocity step, timbre)``."""
@@ -327,22 +360,22 @@ class NoteRenderer:
             if not 0 <= n.timbre < len(timbres):
                 raise ValueError(f"note {n} has timbre {n.timbre} outside 0..{len(timbres) - 1}")
             hold = self.hold_samples(n)
-            k = self.key(n)
+            k, shift = self.key(n), self.octave_shift(n)
             length = hold + release
-            needs[k] = max(needs.get(k, 0), length)
-            placed.append((n, k, hold, int(round(n.start_s * sr))))
+            needs[k] = max(needs.get(k, 0), model_samples(length, shift))
+            placed.append((n, k, shift, hold, int(round(n.start_s * sr))))
         self.render_keys(needs, timbres)
-        end = max((onset + hold + release for _, _, hold, onset in placed), default=0)
+        end = max((onset + hold + release for _, _, _, hold, onset in placed), default=0)
         total = end if n_samples is None else int(n_samples)
         stems = np.zeros((n_stems, total), dtype=np.float32)
         envs: dict[int, np.ndarray] = {}
-        for n, k, hold, onset in placed:
+        for n, k, shift, hold, onset in placed:
             if onset >= total:
                 continue
             env = envs.get(hold)
             if env is None:
                 env = envs[hold] = envelope(hold, sr, self.attack_s, self.release_s)
-            wave = self._cache[k][: len(env)] * env * (min(127, max(1, n.velocity)) / 127.0)
+            wave = self.shifted(k, shift, len(env))[: len(env)] * env * (min(127, max(1, n.velocity)) / 127.0)
             stop = min(total, onset + len(wave))
             stems[n.stem, onset:stop] += wave[: stop - onset]
         return stems

@@ -76,7 +76,8 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
     """What of a PrettyMIDI the timbre model does not play (it voices each note alone, on its
     pitch): pitch bends, the sustain pedal (CC 64) and the part of a note past
     ``audio.render.MAX_NOTE_S``; with ``timbre`` (the model), also the pitched notes outside the
-    pitches it learnt (played octaves into them) and the drum hits on keys it did not learn (left
+    pitches it learnt (played at their pitch by resampling notes it plays whole octaves away, which
+    moves their timbre too) and the drum hits on keys it did not learn (left
     out); one phrase each, empty when there is none."""
     from audio.render import MAX_NOTE_S, playable
 
@@ -98,7 +99,7 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
         outside = sum(1 for inst in pm.instruments if not inst.is_drum for n in inst.notes
                       if not pr[0] <= n.pitch <= pr[1])
         if outside:
-            out.append(f"{count(outside, 'note', 'notes')} outside MIDI {pr[0]}-{pr[1]} (played octaves into it)")
+            out.append(f"{count(outside, 'note', 'notes')} outside MIDI {pr[0]}-{pr[1]} (resampled from octaves it learnt: their timbre moves too)")
     if keys:
         unknown = sum(1 for inst in pm.instruments if inst.is_drum for n in inst.notes if n.pitch not in keys)
         if unknown:

@@ -200,6 +200,36 @@ def test_out_of_range_pitches_move_by_octaves():
     assert r.model_pitch(RenderNote(0, DRUM_PROGRAM, 110, 100, 0, 1)) == 110
 
 
+def _peak_hz(wave: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.argmax(spec) * SR / len(wave))
+
+
+def test_out_of_range_pitches_sound_at_their_own_pitch():
+    gen, r = _renderer()
+    r.pitch_range = (48, 72)                                 # the model learnt C3-C5 only
+    timbres = timbre_latent(1, gen.latent_dim)[None]
+    hz = {p: 440.0 * 2 ** ((p - 69) / 12) for p in (36, 60, 84, 96)}
+    for pitch, shift in ((84, 1), (96, 2), (36, -1), (60, 0)):
+        note = RenderNote(0, 0, pitch, 127, 0.0, 1.0)
+        assert r.model_pitch(note) == pitch - 12 * shift and r.octave_shift(note) == shift
+        stem = r.render([note], timbres, 1)[0]
+        assert len(stem) == int(1.3 * SR)                    # 1 s held + 0.3 s release, as any note
+        body = stem[int(0.1 * SR): int(0.9 * SR)]            # 0.8 s: 1.25 Hz bins
+        # the fake's fundamental is its strongest partial: at the note's pitch, not the model's
+        assert _peak_hz(body) == pytest.approx(hz[pitch], abs=2.0), pitch
+    # an octave up asks the model for twice the samples, two octaves four times: 72 was
+    # rendered again, longer, for 96
+    assert r.generated == 4 and len(r._cache[r.key(RenderNote(0, 0, 96, 127, 0.0, 1.0))]) == 4 * int(1.3 * SR)
+    gen, r = _renderer()
+    r.pitch_range = (48, 72)
+    r.render([RenderNote(0, 0, 84, 127, 0.0, 1.0), RenderNote(0, 0, 96, 127, 1.0, 2.0),
+              RenderNote(0, 0, 72, 127, 2.0, 3.0)], timbres, 1)
+    assert r.generated == 1                                   # one model note, three pitches
+    drum = RenderNote(0, DRUM_PROGRAM, 110, 127, 0.0, 0.1)
+    assert r.octave_shift(drum) == 0
+
+
 def test_slerp_ends_and_middle():
     a, b = timbre_latent(1, 16), timbre_latent(2, 16)
     assert torch.equal(slerp(a, b, 0.0), a) and torch.equal(slerp(a, b, 1.0), b)

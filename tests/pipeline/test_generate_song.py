@@ -512,13 +512,13 @@ def test_generate_with_fluidsynth(tmp_path, fake_models):
     assert _samples(out / "song.wav")[0].shape[0] >= 12 * 16000
 
 
-def test_generate_names_the_notes_the_timbre_model_plays_octaves_away(fake_models, tmp_path, capsys):
-    """Composed notes above the pitches the timbre model learnt are played octaves in: said once."""
+def test_generate_names_the_notes_the_timbre_model_resamples(fake_models, tmp_path, capsys):
+    """Composed notes above the pitches the timbre model learnt are resampled from octaves in: said once."""
     fake_models.timbre.pitch_range = (24, 60)
     generate_song(_cfg(), tmp_path / "song", models=fake_models, renderer="neural")
     err = capsys.readouterr().err
     assert err.count("musegansynth: note: the timbre model does not play as written: ") == 1
-    assert "notes outside MIDI 24-60 (played octaves into it) (--renderer fluidsynth plays them as written)" in err
+    assert "notes outside MIDI 24-60 (resampled from octaves it learnt: their timbre moves too) (--renderer fluidsynth plays them as written)" in err
     fake_models.timbre.pitch_range = (0, 127)
     generate_song(_cfg(), tmp_path / "all", models=fake_models, renderer="neural")
     assert "does not play" not in capsys.readouterr().err

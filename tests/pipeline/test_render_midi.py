@@ -104,7 +104,7 @@ def test_render_names_what_the_timbre_model_does_not_play(tmp_path, fake_timbre,
     odd.write(str(tmp_path / "odd.mid"))
     assert cli_main(["musegansynth render", str(tmp_path / "odd.mid"), "--device", "cpu"]) == 0
     assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play as written: 3 notes outside MIDI "
-                                       "24-96 (played octaves into it), 2 drum hits on keys it did not learn (left "
+                                       "24-96 (resampled from octaves it learnt: their timbre moves too), 2 drum hits on keys it did not learn (left "
                                        "out) (render --renderer fluidsynth plays them as a General MIDI synthesizer "
                                        "does)\n")
     assert cli_main(["musegansynth render", str(_midi(tmp_path / "plain.mid", programs=(0,))), "--device", "cpu"]) == 0
