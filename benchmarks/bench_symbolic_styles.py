@@ -132,7 +132,9 @@ def kit_rows(data: np.ndarray, generated: np.ndarray, style: np.ndarray, style_n
 
 def key_table(data: np.ndarray, generated: np.ndarray, track: int, lowest_pitch: int, top: int = 10) -> list[dict]:
     """Hits per bar on the ``top`` keys the data hits most, data beside generated: rows
-    ``{key, data, generated}`` (MIDI keys)."""
+    ``{key, data, generated}`` (MIDI keys). Every active cell is a hit, as a drum track is played
+    (and as DP and the kit distance count); :func:`hits_per_bar` (``HITS``) counts note starts, so
+    there a key held over consecutive steps is one hit."""
     per_bar = [x[:, track].sum(axis=(0, 1, 2)) / float(x.shape[0] * x.shape[2]) for x in (data, generated)]
     order = np.argsort(-per_bar[0], kind="stable")[:top]
     return [{"key": int(k) + lowest_pitch, "data": float(per_bar[0][k]), "generated": float(per_bar[1][k])}
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     for t, track in enumerate(meta["tracks"]):
         if meta["is_drum"][t]:
             keys[track] = key_table(arrays["rolls"], generated, t, int(meta["grid"]["lowest_pitch"]))
-            print(f"{track}: hits per bar by key, data / generated: "
+            print(f"{track}: hits per bar by key (every cell a hit), data / generated: "
                   + ", ".join(f"{r['key']} {r['data']:.2f} / {r['generated']:.2f}" for r in keys[track]))
             print(f"{track}: kit distance (total variation of the hits' keys): "
                   + ", ".join(f"{r['style']} {r['kit_distance']:.3f}" for r in kits if r["track"] == track))

@@ -302,8 +302,9 @@ def move_kit_keys(pm, grid: Grid, keys: dict[int, int] = GROOVE_TO_GM):
     """``pm`` with the drum notes on a kit key that ``grid`` cannot hold moved to the GM key it is
     played as (``keys``, by default :data:`symbolic.trackmap.GROOVE_TO_GM`), in place: Groove's
     closed hi-hat struck on the edge, key 22, lies below the default grid's MIDI 24 and is 8% of
-    the beats' hits (more than key 42's 7%; in 82 of 491 beat files most of the hi-hat), so
-    without the move those grooves lose their hi-hat. Keys the grid holds stay the kit's own
+    the beats' hits (more than key 42's 7%; in 82 of 491 beat files more than all their other
+    hi-hat and ride hits), so without the move those grooves lose their hi-hat. Keys the grid
+    holds stay the kit's own
     (their velocities and timing differ); songs play them as GM's through the card's ``drum_keys``."""
     lo, hi = grid.lowest_pitch, grid.lowest_pitch + grid.n_pitches
     move = {k: v for k, v in keys.items() if not lo <= k < hi and lo <= v < hi}

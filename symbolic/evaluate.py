@@ -284,7 +284,9 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
     """Cut every MIDI file under ``midi_dir`` into phrases of the dataset's bars.
 
     Files that cannot be read, or that are shorter than a phrase, are skipped (as ``musegansynth
-    data symbolic`` does): each one is appended to ``skipped`` (when given) as ``{"file": path,
+    data symbolic`` does); for a cache with ``drum_keys`` (Groove's), a kit key the grid cannot
+    hold is moved to its GM key as the cache's were (:func:`symbolic.data.move_kit_keys`). Each
+    skipped file is appended to ``skipped`` (when given) as ``{"file": path,
     "why": "unreadable" | "shorter than a phrase"}``.
 
     Returns:
@@ -294,7 +296,8 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
         UserError: no folder, no MIDI file in it, no track map for the dataset, or no file that
         gives a phrase (saying how many were skipped and why).
     """
-    from symbolic.roll import Grid, midi_to_multitrack
+    from symbolic.data import move_kit_keys
+    from symbolic.roll import Grid, midi_to_multitrack, read_midi
 
     midi_dir = Path(midi_dir)
     if not midi_dir.is_dir():
@@ -309,7 +312,10 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
     phrases = []
     for path in files:
         try:
-            roll = midi_to_multitrack(path, tm, grid).roll != 0  # [tracks, bars, steps, pitches]
+            pm = read_midi(path)
+            if meta.get("drum_keys"):
+                move_kit_keys(pm, grid, {int(k): int(v) for k, v in meta["drum_keys"].items()})
+            roll = midi_to_multitrack(pm, tm, grid).roll != 0  # [tracks, bars, steps, pitches]
         except UserError:  # read_midi's "not a readable MIDI file (...)"
             skipped.append({"file": str(path), "why": "unreadable"})
             continue
@@ -713,7 +719,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
                                          names, is_drum, given_index, int(grid["lowest_pitch"]))
     if gen_rolls is not None and any(is_drum):   # which drums play: the drum metrics cannot see it
         extra["kit"] = {names[t]: M.kit_distance(data_rolls[:, t], gen_rolls[:, t])
-                        for t in range(len(names)) if is_drum[t]}
+                        for t in range(len(names)) if is_drum[t] and t != given_index}
     if weights is not None:
         extra["chords"] = chords
         extra["transpose"] = int(transpose)
@@ -813,9 +819,10 @@ def report_text(report: dict) -> str:
         if "inside" in s:
             lines.append(f"{s['inside']} of {s['compared']} generated values inside the held-out value's 95% "
                          f"interval ({s['bootstrap']} resamples of its {s['songs']} songs)")
-    for track, d in (report.get("kit") or {}).items():
-        lines.append(f"{track}: kit distance {'nan' if math.isnan(d) else f'{d:.3f}'} (total variation between "
-                     f"the held-out and generated shares of hits by drum; 0: every drum as often)")
+    for track, d in (report.get("kit") or {}).items():   # NaN, or None once through JSON: no hit on one side
+        lines.append(f"{track}: kit distance {'nan' if d is None or math.isnan(d) else f'{d:.3f}'} (total "
+                     f"variation between the held-out and generated shares of hits by drum; 0: every drum "
+                     f"in the same proportion)")
     if report.get("fit"):
         lines.append(format_fit(report["fit"], report["given"]))
     return "\n".join(lines)

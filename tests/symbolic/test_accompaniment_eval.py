@@ -79,6 +79,19 @@ def _dataset(root, n=6):
     return root
 
 
+def test_given_drum_track_gets_no_kit_distance(tmp_path, monkeypatch):
+    # the piano marked a drum track on both sides: given, it is the data's own, so no kit distance;
+    # written by the composer, it has one
+    monkeypatch.setitem(META, "is_drum", [False, False, True])
+    ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
+    assert E.evaluate_symbolic(ds, weights=w, given="piano")["kit"] == {}
+    rep = E.evaluate_symbolic(ds, weights=w, given="melody")
+    assert list(rep["kit"]) == ["piano"]
+    assert f"piano: kit distance" in E.report_text(rep)
+    rep["kit"]["piano"] = None                          # a report read back from JSON: NaN is null
+    assert "piano: kit distance nan" in E.report_text(rep)
+
+
 def test_given_track_rows_are_the_datas_and_do_not_count(tmp_path):
     ds, w = _dataset(tmp_path / "ds"), _weights(tmp_path)
     rep = E.evaluate_symbolic(ds, weights=w, given="Melody")

@@ -238,6 +238,22 @@ def test_midi_folder(tmp_path, make_midi):
     assert gen["pairs"]["melody/piano"]["TD"] == pytest.approx(expect_td)
 
 
+def test_midi_folder_moves_kit_keys_as_a_groove_cache_did(tmp_path, make_midi):
+    # a drums-only cache; 4 bars of a TD-11 groove: kick on beat 1, edge hi-hat (22) on every beat
+    ds = make_dataset(tmp_path / "groove", make_rolls()[:, [2]], tracks=("drums",), is_drum=(True,))
+    (tmp_path / "midi").mkdir()
+    hits = [(36, 4 * b, 4 * b + 0.25, 100) for b in range(4)] + [(22, b, b + 0.25, 80) for b in range(16)]
+    make_midi("midi/groove.mid", [("Drums", 0, True, hits)])
+    plain = E.load_midi_phrases(tmp_path / "midi", json.loads((ds / "meta.json").read_text()))
+    assert plain[0, 0, ..., 42 - 24].sum() == 0 and plain[0, 0].sum() == 4     # a plain cache drops key 22
+    meta = json.loads((ds / "meta.json").read_text())
+    meta["drum_keys"] = {"22": 42, "26": 46, "58": 43}
+    (ds / "meta.json").write_text(json.dumps(meta))
+    moved = E.load_midi_phrases(tmp_path / "midi", meta)
+    assert moved[0, 0, :, ::4, 42 - 24].all() and moved[0, 0].sum() == 4 + 16   # Groove's: played as 42
+    assert np.array_equal(moved[0, 0, ..., 36 - 24], plain[0, 0, ..., 36 - 24])
+
+
 def test_midi_folder_errors(dataset, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
