@@ -27,7 +27,8 @@ Pipeline for a list of :class:`RenderNote`:
    a power of two (``soxr.resample``, which filters against aliasing): an octave
    up plays the model's note twice as fast, so it is asked for twice the samples. The timbre
    moves with the pitch (its formants an octave up too), and an octave up keeps only the model's
-   partials below a quarter of the sample rate.
+   partials below a quarter of the sample rate. A note whose fundamental the sample rate cannot
+   hold (above MIDI 117 at 16 kHz) sounds whole octaves lower.
 6. The note is added into its stem at sample ``round(start_s * sample_rate)``.
 """
 
@@ -184,6 +185,17 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
 
 
+#: The highest fundamental a resampled note is given, as a share of the sample rate (below the
+#: Nyquist frequency, half of it, with room for the resampler's filter).
+TOP_FUNDAMENTAL = 0.45
+
+
+def highest_pitch(sample_rate: int) -> int:
+    """The highest MIDI pitch whose fundamental is at most :data:`TOP_FUNDAMENTAL` of
+    ``sample_rate`` (117 at 16 kHz)."""
+    return int(math.floor(69 + 12 * math.log2(TOP_FUNDAMENTAL * sample_rate / 440.0)))
+
+
 def model_samples(samples: int, shift: int) -> int:
     """Samples of the model's note that give ``samples`` once moved ``shift`` octaves by
     resampling (an octave up halves its length)."""
@@ -268,10 +280,20 @@ class NoteRenderer:
             p -= 12
         return p
 
+    def sounding_pitch(self, note: RenderNote) -> int:
+        """The pitch a note sounds at: its own, or whole octaves lower where its fundamental is
+        above :data:`TOP_FUNDAMENTAL` of the sample rate, which the sample rate cannot hold
+        (MIDI 117 is the highest at 16 kHz; a note of 118 would be filtered away)."""
+        p, top = int(note.pitch), highest_pitch(self.sample_rate)
+        while not note.is_drum and p > top:
+            p -= 12
+        return p
+
     def octave_shift(self, note: RenderNote) -> int:
-        """Octaves from the pitch asked of the model to the note's own: positive above the range
-        the model learnt, negative below, 0 inside it (and for drums)."""
-        return (int(note.pitch) - self.model_pitch(note)) // 12
+        """Octaves from the pitch asked of the model to the pitch the note sounds at
+        (:meth:`sounding_pitch`): positive above the range the model learnt, negative below, 0
+        inside it (and for drums)."""
+        return (self.sounding_pitch(note) - self.model_pitch(note)) // 12
 
     def shifted(self, k: tuple, shift: int, samples: int) -> np.ndarray:
         """The cached note ``k`` moved ``shift`` octaves by resampling, at least ``samples`` long

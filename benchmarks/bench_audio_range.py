@@ -8,8 +8,8 @@ The renderer (``audio.render.NoteRenderer``) plays a pitched note outside the mo
 resamples that wave back to the note's pitch. For every program and every pitch from ``--low``
 to ``--high``, one 0.6 s note (velocity 100, one timbre latent per program) is rendered that way
 ("resampled"), as the model's own note octaves into its range ("octaves away", the renderer's
-behaviour before session 21), and, for reference, the model's own notes an octave and a bit
-lower, inside its range (MIDI ``low - 16`` to ``low - 1``). Each line gives how often the
+behaviour before session 21), and, for reference, the model's own notes at the top of its range
+(its highest 16 pitches, MIDI 69-84 for the shipped model). Each line gives how often the
 strongest partial of the note's middle 0.5 s lies within 50 cents of the written pitch's
 fundamental (a harmonic model note often has a stronger second partial, so the in-range line is
 the bar to compare with) and the median distance of that partial from the nearest harmonic of
@@ -77,17 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     from audio.render import NoteRenderer, RenderNote, timbre_latent
 
     t0 = time.perf_counter()
-    torch.set_grad_enabled(False)
     gen = TimbreGenerator.load(args.weights, device="cpu")
     renderer = NoteRenderer(gen, device="cpu")
     sr = renderer.sample_rate
+    if renderer.pitch_range is None:
+        print(f"bench_audio_range: error: {args.weights}: its card gives no pitch range", file=sys.stderr)
+        return 2
+    lo, hi = renderer.pitch_range
     timbres = torch.stack([timbre_latent(i, gen.latent_dim) for i in range(len(args.programs))])
     cases = {"resampled": [], "octaves away": [], "inside the range": []}
     for t, program in enumerate(args.programs):
         for pitch in range(args.low, args.high + 1):
             note = RenderNote(0, program, pitch, 100, 0.0, 0.6, t)
             model = RenderNote(0, program, renderer.model_pitch(note), 100, 0.0, 0.6, t)
-            inside = RenderNote(0, program, max(1, args.low - 16) + (pitch - args.low) % 16, 100, 0.0, 0.6, t)
+            inside = RenderNote(0, program, max(lo, hi - 15) + (pitch - args.low) % min(16, hi - lo + 1), 100,
+                                0.0, 0.6, t)
             for name, played, written in (("resampled", note, pitch), ("octaves away", model, pitch),
                                           ("inside the range", inside, inside.pitch)):
                 wave = renderer.render([played], timbres, 1)[0][int(0.05 * sr): int(0.55 * sr)]

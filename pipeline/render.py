@@ -77,9 +77,9 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
     pitch): pitch bends, the sustain pedal (CC 64) and the part of a note past
     ``audio.render.MAX_NOTE_S``; with ``timbre`` (the model), also the pitched notes outside the
     pitches it learnt (played at their pitch by resampling notes it plays whole octaves away, which
-    moves their timbre too) and the drum hits on keys it did not learn (left
+    moves their timbre too; octaves down above :func:`audio.render.highest_pitch`) and the drum hits on keys it did not learn (left
     out); one phrase each, empty when there is none."""
-    from audio.render import MAX_NOTE_S, playable
+    from audio.render import MAX_NOTE_S, highest_pitch, playable
 
     bends = sum(1 for inst in pm.instruments for b in inst.pitch_bends if b.pitch != 0)
     pedal = sum(1 for inst in pm.instruments for c in inst.control_changes if c.number == 64 and c.value >= 64)
@@ -96,10 +96,15 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
         out.append(f"{count(long, 'note', 'notes')} past {MAX_NOTE_S:g} s (cut there)")
     pr, keys = playable(timbre) if timbre is not None else (None, None)
     if pr is not None:
-        outside = sum(1 for inst in pm.instruments if not inst.is_drum for n in inst.notes
-                      if not pr[0] <= n.pitch <= pr[1])
+        top = highest_pitch(int(timbre.sample_rate))
+        pitched = [n.pitch for inst in pm.instruments if not inst.is_drum for n in inst.notes]
+        outside = sum(1 for p in pitched if not pr[0] <= p <= pr[1] and p <= top)
+        above = sum(1 for p in pitched if p > top and p > pr[1])
         if outside:
             out.append(f"{count(outside, 'note', 'notes')} outside MIDI {pr[0]}-{pr[1]} (resampled from octaves it learnt: their timbre moves too)")
+        if above:
+            out.append(f"{count(above, 'note', 'notes')} above MIDI {top}, more than its {timbre.sample_rate} Hz "
+                       f"can hold (played octaves down)")
     if keys:
         unknown = sum(1 for inst in pm.instruments if inst.is_drum for n in inst.notes if n.pitch not in keys)
         if unknown:

@@ -227,7 +227,36 @@ def test_out_of_range_pitches_sound_at_their_own_pitch():
               RenderNote(0, 0, 72, 127, 2.0, 3.0)], timbres, 1)
     assert r.generated == 1                                   # one model note, three pitches
     drum = RenderNote(0, DRUM_PROGRAM, 110, 127, 0.0, 0.1)
-    assert r.octave_shift(drum) == 0
+    assert r.octave_shift(drum) == 0 and r.sounding_pitch(drum) == 110
+
+
+def test_resampled_notes_are_long_enough_whatever_came_before():
+    gen, r = _renderer()
+    r.pitch_range = (48, 72)
+    timbres = timbre_latent(1, gen.latent_dim)[None]
+    # the same model note (72) first for a short note at 84, then for a long one: the shifted
+    # wave cached for the short note is too short and is made again
+    short = r.render([RenderNote(0, 0, 84, 127, 0.0, 0.1)], timbres, 1)[0]
+    long = r.render([RenderNote(0, 0, 84, 127, 0.0, 1.0)], timbres, 1)[0]
+    assert len(short) == int(0.4 * SR) and len(long) == int(1.3 * SR) and np.abs(long[-int(0.35 * SR):]).max() > 0
+    # below the range, an odd number of samples: the model's half-length note rounds up
+    odd = RenderNote(0, 0, 36, 127, 0.0, 3201 / SR)
+    assert r.hold_samples(odd) == 3201
+    stem = r.render([odd], timbres, 1)[0]
+    assert len(stem) == 3201 + int(0.3 * SR) and np.abs(stem[3100:3201]).max() > 0
+
+
+def test_notes_the_sample_rate_cannot_hold_sound_octaves_down():
+    from audio.render import highest_pitch
+
+    gen, r = _renderer()
+    r.pitch_range = (48, 72)
+    assert highest_pitch(16000) == 117 and highest_pitch(44100) == 134   # 7,040 Hz; 0.45 x 16 kHz = 7,200
+    for pitch, sounds in ((117, 117), (118, 106), (127, 115)):
+        note = RenderNote(0, 0, pitch, 100, 0.0, 0.5)
+        assert r.sounding_pitch(note) == sounds
+        assert r.octave_shift(note) == (sounds - r.model_pitch(note)) // 12
+    assert r.octave_shift(RenderNote(0, 0, 127, 100, 0.0, 0.5)) == 4        # 115 from 67, not 127: not 5 octaves
 
 
 def test_slerp_ends_and_middle():

@@ -98,13 +98,14 @@ def test_render_names_what_the_timbre_model_does_not_play(tmp_path, fake_timbre,
     fake_timbre.pitch_vocab = {"pitched": list(range(24, 97)), "drums": [36, 38]}
     odd = pretty_midi.PrettyMIDI(initial_tempo=120)
     keys, kit = pretty_midi.Instrument(0, name="k"), pretty_midi.Instrument(0, is_drum=True, name="d")
-    keys.notes += [pretty_midi.Note(90, p, 0.5 * i, 0.5 * i + 0.4) for i, p in enumerate((12, 60, 100, 110))]
+    keys.notes += [pretty_midi.Note(90, p, 0.5 * i, 0.5 * i + 0.4) for i, p in enumerate((12, 60, 100, 110, 120))]
     kit.notes += [pretty_midi.Note(90, p, 0.5 * i, 0.5 * i + 0.1) for i, p in enumerate((36, 20, 71))]
     odd.instruments += [keys, kit]
     odd.write(str(tmp_path / "odd.mid"))
     assert cli_main(["musegansynth render", str(tmp_path / "odd.mid"), "--device", "cpu"]) == 0
     assert capsys.readouterr().err == ("musegansynth: note: the timbre model does not play as written: 3 notes outside MIDI "
-                                       "24-96 (resampled from octaves it learnt: their timbre moves too), 2 drum hits on keys it did not learn (left "
+                                       "24-96 (resampled from octaves it learnt: their timbre moves too), 1 note above MIDI 117, more than its "
+                                       "16000 Hz can hold (played octaves down), 2 drum hits on keys it did not learn (left "
                                        "out) (render --renderer fluidsynth plays them as a General MIDI synthesizer "
                                        "does)\n")
     assert cli_main(["musegansynth render", str(_midi(tmp_path / "plain.mid", programs=(0,))), "--device", "cpu"]) == 0
