@@ -198,7 +198,8 @@ def test_debug_config_trains_with_two_ddp_processes_on_cpu(tmp_path):
 
 
 @pytest.mark.parametrize("names", ["debug", "pop909", "pop909_halfbeat", "pop909_texture", "drums", "paper_gpu",
-                                   "pop909_texture+pop909_texture_chords", "pop909+pop909_accompany"])
+                                   "pop909_texture+pop909_texture_chords", "pop909+pop909_accompany",
+                                   "drums+drums_projection+drums_by_style+drums_kit"])
 def test_shipped_symbolic_configs_parse_and_build_their_model(names, capsys):
     from symbolic.train import cli_main as train_main
 
@@ -216,6 +217,9 @@ def test_shipped_symbolic_configs_parse_and_build_their_model(names, capsys):
     if names.endswith("pop909_accompany"):  # the overlay: every phrase in accompaniment mode, its own release
         assert (model["p_cond_track"], model["p_drop_chords"], model["release"]) == (1.0, 0.3, {"bridge": 0.99})
         assert cfg["trainer"]["max_steps"] == 93000 and model["schedule"][-1]["from_step"] == 11500
+    if names.endswith("drums_kit"):  # the shipped drums' part 5: parts 3-4's critic and terms, 5,000 more steps
+        assert model["d_projection"] and model["stats_by_style"] and cfg["trainer"]["max_steps"] == 30000
+        assert model["init_from"] == "data/pretrained/checkpoints/symbolic_drums_last.ckpt"
 
 
 def test_last_checkpoint_is_brought_up_to_the_final_step(tmp_path, tiny_module_kw):
