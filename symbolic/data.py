@@ -304,8 +304,8 @@ def move_kit_keys(pm, grid: Grid, keys: dict[int, int] = GROOVE_TO_GM):
     closed hi-hat struck on the edge, key 22, lies below the default grid's MIDI 24 and is 8% of
     the beats' hits (more than key 42's 7%; in 82 of 491 beat files more than all their other
     hi-hat and ride hits), so without the move those grooves lose their hi-hat. Keys the grid
-    holds stay the kit's own
-    (their velocities and timing differ); songs play them as GM's through the card's ``drum_keys``."""
+    holds stay the kit's own (their velocities and timing differ); songs play them as GM's
+    through the card's ``drum_keys``. A key whose GM key the grid cannot hold either stays."""
     lo, hi = grid.lowest_pitch, grid.lowest_pitch + grid.n_pitches
     move = {k: v for k, v in keys.items() if not lo <= k < hi and lo <= v < hi}
     for inst in pm.instruments:
