@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from pipeline.training import check_at_least_one
 from symbolic.export import export_generator
 from symbolic.generate import check_legato, check_track_taus
+from symbolic.metrics import kit_distance
 from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
                               count_parameters, density_matching_loss, ema_update, gradient_penalty, note_starts,
                               statistics_matching_loss, track_indices, upgrade_arrangement_state,
@@ -507,6 +508,12 @@ class MuseGANModule(L.LightningModule):
         mr = roll_metrics(real, c["chords"], c["has_chords"], lp, self.hparams.qn_min_steps)
         logs = {f"val/{k}_fake": v for k, v in mf.items()}
         logs.update({f"val/{k}_real": v for k, v in mr.items()})
+        meta = self.meta()
+        for t, is_drum in enumerate(meta.get("is_drum") or []):
+            if is_drum:   # which drums play, which the metrics above cannot see
+                d = kit_distance((real[:, t] > 0.5).cpu().numpy(), fake[:, t].cpu().numpy())
+                if not math.isnan(d):
+                    logs[f"val/kit_distance_{meta['tracks'][t]}"] = d
         self.log_dict(logs, sync_dist=True, batch_size=n)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -222,6 +222,46 @@ def test_shipped_symbolic_configs_parse_and_build_their_model(names, capsys):
         assert model["init_from"] == "data/pretrained/checkpoints/symbolic_drums_last.ckpt"
 
 
+def test_validation_logs_the_kit_distance_of_drum_tracks(tiny_module_kw):
+    meta = {"tracks": ["melody", "bridge", "drums"], "programs": [0, 0, 0], "is_drum": [False, False, True],
+            "n_bars": 4, "styles": ["a", "b"], "grid": {"steps_per_beat": 4, "beats_per_bar": 4, "lowest_pitch": 24,
+                                                        "n_pitches": 84}}
+    model = MuseGANModule(**tiny_module_kw, data_meta=meta)
+    roll = torch.zeros(4, 3, 4, 16, 84)
+    roll[:, 2, :, ::4, 36 - 24] = 1.0                     # the batch's drums: kicks on the beats only
+
+    class Plays(torch.nn.Module):
+        """An EMA generator that plays ``out`` (probabilities) whatever it is given."""
+
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def sample_latents(self, n, **kw):
+            return torch.zeros(n, 1)
+
+        def forward(self, *args):
+            return self.out
+
+    fake = torch.zeros_like(roll)
+    fake[:, 2, :, ::4, 36 - 24] = 0.9                     # the same kicks, and as many closed hi-hats
+    fake[:, 2, :, 2::4, 42 - 24] = 0.9
+    batch = {"roll": roll, "chords": torch.zeros(4, 4, 4, 12), "has_chords": torch.zeros(4),
+             "style": torch.zeros(4, dtype=torch.long)}
+    logged = {}
+    model.log_dict = lambda logs, **kw: logged.update(logs)
+    model.g_ema = Plays(fake)
+    model.validation_step(batch, 0)
+    # shares: kick 1 against 1/2, hi-hat 0 against 1/2: (1/2 + 1/2) / 2
+    assert logged["val/kit_distance_drums"] == pytest.approx(0.5)
+    assert [k for k in logged if k.startswith("val/kit_distance")] == ["val/kit_distance_drums"]
+    assert "val/empty_bar_rate_fake" in logged
+    logged.clear()
+    model.g_ema = Plays(torch.zeros_like(roll))           # no generated hit: nothing to compare
+    model.validation_step(batch, 0)
+    assert "val/kit_distance_drums" not in logged and "val/empty_bar_rate_fake" in logged
+
+
 def test_last_checkpoint_is_brought_up_to_the_final_step(tmp_path, tiny_module_kw):
     """A run that stops between two periodic checkpoints still leaves last.ckpt at its last step
     (ExportComposer saves it at the end of fit; Lightning alone keeps the periodic one)."""
