@@ -269,8 +269,9 @@ class NoteRenderer:
 
     def model_pitch(self, note: RenderNote) -> int:
         """The pitch asked of the model: out-of-range pitched notes move by octaves into range
-        (and are resampled back to their pitch: :meth:`octave_shift`)."""
-        p = int(note.pitch)
+        (and are resampled back to their pitch: :meth:`octave_shift`), from the pitch they sound at
+        (:meth:`sounding_pitch`)."""
+        p = self.sounding_pitch(note)
         if note.is_drum or self.pitch_range is None:
             return p
         lo, hi = self.pitch_range

@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_audio_range: error: {args.weights}: its card gives no pitch range", file=sys.stderr)
         return 2
     lo, hi = renderer.pitch_range
+    from audio.render import highest_pitch
+
+    if args.high > highest_pitch(sr):
+        print(f"bench_audio_range: error: --high {args.high}: above MIDI {highest_pitch(sr)}, the highest pitch "
+              f"{sr} Hz audio holds (higher notes sound octaves down)", file=sys.stderr)
+        return 2
     timbres = torch.stack([timbre_latent(i, gen.latent_dim) for i in range(len(args.programs))])
     cases = {"resampled": [], "octaves away": [], "inside the range": []}
     for t, program in enumerate(args.programs):

@@ -95,16 +95,16 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
     if long:
         out.append(f"{count(long, 'note', 'notes')} past {MAX_NOTE_S:g} s (cut there)")
     pr, keys = playable(timbre) if timbre is not None else (None, None)
+    top = highest_pitch(int(timbre.sample_rate)) if timbre is not None else 127
+    above = sum(1 for inst in pm.instruments if not inst.is_drum for n in inst.notes if n.pitch > top)
     if pr is not None:
-        top = highest_pitch(int(timbre.sample_rate))
-        pitched = [n.pitch for inst in pm.instruments if not inst.is_drum for n in inst.notes]
-        outside = sum(1 for p in pitched if not pr[0] <= p <= pr[1] and p <= top)
-        above = sum(1 for p in pitched if p > top and p > pr[1])
+        outside = sum(1 for inst in pm.instruments if not inst.is_drum for n in inst.notes
+                      if not pr[0] <= n.pitch <= pr[1] and n.pitch <= top)
         if outside:
             out.append(f"{count(outside, 'note', 'notes')} outside MIDI {pr[0]}-{pr[1]} (resampled from octaves it learnt: their timbre moves too)")
-        if above:
-            out.append(f"{count(above, 'note', 'notes')} above MIDI {top}, more than its {timbre.sample_rate} Hz "
-                       f"can hold (played octaves down)")
+    if above:
+        out.append(f"{count(above, 'note', 'notes')} above MIDI {top}, more than its {timbre.sample_rate} Hz "
+                   f"can hold (played octaves down)")
     if keys:
         unknown = sum(1 for inst in pm.instruments if inst.is_drum for n in inst.notes if n.pitch not in keys)
         if unknown:

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from pipeline.training import check_at_least_one
 from symbolic.export import export_generator
 from symbolic.generate import check_legato, check_track_taus
-from symbolic.metrics import kit_distance
+from symbolic.metrics import share_distance
 from symbolic.modules import (ARRANGEMENT_KEY, STAT_TERMS, Critic, Generator, bar_activity, check_stat_terms,
                               count_parameters, density_matching_loss, ema_update, gradient_penalty, note_starts,
                               statistics_matching_loss, track_indices, upgrade_arrangement_state,
@@ -508,13 +508,32 @@ class MuseGANModule(L.LightningModule):
         mr = roll_metrics(real, c["chords"], c["has_chords"], lp, self.hparams.qn_min_steps)
         logs = {f"val/{k}_fake": v for k, v in mf.items()}
         logs.update({f"val/{k}_real": v for k, v in mr.items()})
-        meta = self.meta()
-        for t, is_drum in enumerate(meta.get("is_drum") or []):
-            if is_drum:   # which drums play, which the metrics above cannot see
-                d = kit_distance((real[:, t] > 0.5).cpu().numpy(), fake[:, t].cpu().numpy())
-                if not math.isnan(d):
-                    logs[f"val/kit_distance_{meta['tracks'][t]}"] = d
+        for t in self._drum_tracks():   # which drums play, which the metrics above cannot see
+            hits = torch.stack([(real[:, t] > 0.5).sum(dim=(0, 1, 2)), fake[:, t].sum(dim=(0, 1, 2))]).double()
+            self._kit_hits[t] = self._kit_hits.get(t, 0) + hits
         self.log_dict(logs, sync_dist=True, batch_size=n)
+
+    def _drum_tracks(self) -> list[int]:
+        return [t for t, d in enumerate(self.meta().get("is_drum") or []) if d]
+
+    def on_validation_epoch_start(self) -> None:
+        self._kit_hits: dict[int, torch.Tensor] = {}
+
+    def on_validation_epoch_end(self) -> None:
+        """``val/kit_distance_<track>`` of each drum track: the kit distance
+        (:func:`symbolic.metrics.kit_distance`) of the epoch's generated and real hits, counted
+        over every validation batch and summed over the processes (every rank logs the same
+        value; none when one side has no hit)."""
+        trainer = self._trainer
+        for t in self._drum_tracks():
+            hits = getattr(self, "_kit_hits", {}).get(t)
+            if hits is None:   # a rank without validation batches still takes part in the sum
+                hits = torch.zeros(2, self.hparams.n_pitches, dtype=torch.float64, device=self.device)
+            if trainer is not None:
+                hits = trainer.strategy.reduce(hits, reduce_op="sum")
+            d = share_distance(*hits.cpu().numpy())
+            if not math.isnan(d):
+                self.log(f"val/kit_distance_{self.meta()['tracks'][t]}", d)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["musegan_steps"] = {"g_steps": self.g_steps, "d_steps": self.d_steps}

@@ -340,10 +340,20 @@ def key_shares(roll: Any) -> np.ndarray:
     Args:
         roll: [N, bars, steps_per_bar, pitches].
     """
-    active = _as_active(roll, 4)
-    hits = active.sum(axis=(0, 1, 2)).astype(np.float64)
+    hits = _as_active(roll, 4).sum(axis=(0, 1, 2)).astype(np.float64)
     total = hits.sum()
     return hits / total if total else np.full(hits.shape, np.nan)
+
+
+def share_distance(hits_a: Any, hits_b: Any) -> float:
+    """The total variation distance between two counts of hits by key (float [pitches] each):
+    half the sum of the absolute differences of their shares; NaN when either has no hit."""
+    a, b = np.asarray(hits_a, dtype=np.float64), np.asarray(hits_b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"the rolls have {a.shape[-1]} and {b.shape[-1]} pitches")
+    if a.sum() <= 0 or b.sum() <= 0:
+        return float("nan")
+    return float(0.5 * np.abs(a / a.sum() - b / b.sum()).sum())
 
 
 def kit_distance(roll_a: Any, roll_b: Any) -> float:
@@ -352,10 +362,7 @@ def kit_distance(roll_a: Any, roll_b: Any) -> float:
     same share of hits, 1 when no key is shared; NaN when either roll has no hit. The drum metrics
     of :data:`DRUM_METRICS` do not see which drum plays: a closed hi-hat played as a ride scores
     the same there, not here."""
-    a, b = key_shares(roll_a), key_shares(roll_b)
-    if a.shape != b.shape:
-        raise ValueError(f"the rolls have {a.shape[0]} and {b.shape[0]} pitches")
-    return float(0.5 * np.abs(a - b).sum())
+    return share_distance(*(_as_active(r, 4).sum(axis=(0, 1, 2)) for r in (roll_a, roll_b)))
 
 
 def polyphony(roll: Any) -> tuple[float, float]:

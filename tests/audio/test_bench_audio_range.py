@@ -66,3 +66,5 @@ def test_cli_on_a_fake_model(tmp_path, monkeypatch, capsys):
     assert report["octaves away"]["fundamental_within_50_cents"] == 0
     assert report["inside the range"]["fundamental_within_50_cents"] == 4
     assert "resampled" in capsys.readouterr().out
+    assert _bench().main(["--weights", str(tmp_path / "w.safetensors"), "--low", "100", "--high", "120"]) == 2
+    assert "--high 120: above MIDI 117" in capsys.readouterr().err

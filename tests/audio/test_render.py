@@ -257,6 +257,14 @@ def test_notes_the_sample_rate_cannot_hold_sound_octaves_down():
         assert r.sounding_pitch(note) == sounds
         assert r.octave_shift(note) == (sounds - r.model_pitch(note)) // 12
     assert r.octave_shift(RenderNote(0, 0, 127, 100, 0.0, 0.5)) == 4        # 115 from 67, not 127: not 5 octaves
+    # heard: a note at 120 sounds at 108 (4,186 Hz), the model's 72 eight times as fast
+    timbres = timbre_latent(1, gen.latent_dim)[None]
+    stem = r.render([RenderNote(0, 0, 120, 127, 0.0, 1.0)], timbres, 1)[0]
+    assert _peak_hz(stem[int(0.1 * SR): int(0.9 * SR)]) == pytest.approx(440 * 2 ** ((108 - 69) / 12), abs=3.0)
+    # a model whose range is unknown is asked for the pitch the note sounds at, never above it
+    r.pitch_range = None
+    note = RenderNote(0, 0, 120, 127, 0.0, 1.0)
+    assert (r.model_pitch(note), r.sounding_pitch(note), r.octave_shift(note)) == (108, 108, 0)
 
 
 def test_slerp_ends_and_middle():

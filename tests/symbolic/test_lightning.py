@@ -250,16 +250,27 @@ def test_validation_logs_the_kit_distance_of_drum_tracks(tiny_module_kw):
              "style": torch.zeros(4, dtype=torch.long)}
     logged = {}
     model.log_dict = lambda logs, **kw: logged.update(logs)
-    model.g_ema = Plays(fake)
-    model.validation_step(batch, 0)
-    # shares: kick 1 against 1/2, hi-hat 0 against 1/2: (1/2 + 1/2) / 2
-    assert logged["val/kit_distance_drums"] == pytest.approx(0.5)
+    model.log = lambda key, value, **kw: logged.update({key: value})
+
+    def epoch(*fakes):   # one validation epoch, a batch each
+        logged.clear()
+        model.on_validation_epoch_start()
+        for i, f in enumerate(fakes):
+            model.g_ema = Plays(f)
+            model.validation_step(batch, i)
+        model.on_validation_epoch_end()
+        return logged
+
+    # shares over the epoch: kick 1 against 1/2, hi-hat 0 against 1/2: (1/2 + 1/2) / 2
+    assert epoch(fake)["val/kit_distance_drums"] == pytest.approx(0.5)
     assert [k for k in logged if k.startswith("val/kit_distance")] == ["val/kit_distance_drums"]
     assert "val/empty_bar_rate_fake" in logged
-    logged.clear()
-    model.g_ema = Plays(torch.zeros_like(roll))           # no generated hit: nothing to compare
-    model.validation_step(batch, 0)
-    assert "val/kit_distance_drums" not in logged and "val/empty_bar_rate_fake" in logged
+    # counted over the epoch, not averaged over batches: a batch of the kicks alone (distance 0)
+    # and one of both (0.5) give kick 2/3, hi-hat 1/3 against 1 and 0: 1/3
+    kicks = fake.clone()
+    kicks[..., 42 - 24] = 0.0
+    assert epoch(kicks, fake)["val/kit_distance_drums"] == pytest.approx(1 / 3)
+    assert "val/kit_distance_drums" not in epoch(torch.zeros_like(roll))   # no generated hit: nothing to compare
 
 
 def test_last_checkpoint_is_brought_up_to_the_final_step(tmp_path, tiny_module_kw):
