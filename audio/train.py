@@ -20,6 +20,7 @@ from pathlib import Path
 from pipeline.errors import UserError
 from pipeline.training import option_values
 
+
 def _bins(n_mels: int | None, n_fft: int) -> int:
     return int(n_mels) if n_mels else int(n_fft) // 2
 

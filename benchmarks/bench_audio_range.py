@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     from audio.generate import TimbreGenerator
-    from audio.render import NoteRenderer, RenderNote, timbre_latent
+    from audio.render import NoteRenderer, RenderNote, highest_pitch, timbre_latent
 
     t0 = time.perf_counter()
     gen = TimbreGenerator.load(args.weights, device="cpu")
@@ -84,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_audio_range: error: {args.weights}: its card gives no pitch range", file=sys.stderr)
         return 2
     lo, hi = renderer.pitch_range
-    from audio.render import highest_pitch
-
     if args.high > highest_pitch(sr):
         print(f"bench_audio_range: error: --high {args.high}: above MIDI {highest_pitch(sr)}, the highest pitch "
               f"{sr} Hz audio holds (higher notes sound octaves down)", file=sys.stderr)

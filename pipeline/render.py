@@ -77,8 +77,8 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
     pitch): pitch bends, the sustain pedal (CC 64) and the part of a note past
     ``audio.render.MAX_NOTE_S``; with ``timbre`` (the model), also the pitched notes outside the
     pitches it learnt (played at their pitch by resampling notes it plays whole octaves away, which
-    moves their timbre too; octaves down above :func:`audio.render.highest_pitch`) and the drum hits on keys it did not learn (left
-    out); one phrase each, empty when there is none."""
+    moves their timbre too; octaves down above :func:`audio.render.highest_pitch`) and the drum
+    hits on keys it did not learn (left out); one phrase each, empty when there is none."""
     from audio.render import MAX_NOTE_S, highest_pitch, playable
 
     bends = sum(1 for inst in pm.instruments for b in inst.pitch_bends if b.pitch != 0)
@@ -101,7 +101,8 @@ def unplayed_by_the_timbre_model(pm, timbre=None) -> list[str]:
         outside = sum(1 for inst in pm.instruments if not inst.is_drum for n in inst.notes
                       if not pr[0] <= n.pitch <= pr[1] and n.pitch <= top)
         if outside:
-            out.append(f"{count(outside, 'note', 'notes')} outside MIDI {pr[0]}-{pr[1]} (resampled from octaves it learnt: their timbre moves too)")
+            out.append(f"{count(outside, 'note', 'notes')} outside MIDI {pr[0]}-{pr[1]} (resampled from octaves "
+                       f"it learnt: their timbre moves too)")
     if above:
         out.append(f"{count(above, 'note', 'notes')} above MIDI {top}, more than its {timbre.sample_rate} Hz "
                    f"can hold (played octaves down)")

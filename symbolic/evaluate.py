@@ -297,6 +297,7 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
         gives a phrase (saying how many were skipped and why).
     """
     from symbolic.data import move_kit_keys
+    from symbolic.generate import check_drum_keys
     from symbolic.roll import Grid, midi_to_multitrack, read_midi
 
     midi_dir = Path(midi_dir)
@@ -314,7 +315,7 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
         try:
             pm = read_midi(path)
             if meta.get("drum_keys"):
-                move_kit_keys(pm, grid, {int(k): int(v) for k, v in meta["drum_keys"].items()})
+                move_kit_keys(pm, grid, check_drum_keys(meta["drum_keys"]))
             roll = midi_to_multitrack(pm, tm, grid).roll != 0  # [tracks, bars, steps, pitches]
         except UserError:  # read_midi's "not a readable MIDI file (...)"
             skipped.append({"file": str(path), "why": "unreadable"})

@@ -333,16 +333,14 @@ def drum_pattern_rate(roll: Any, steps_per_beat: int, beats_per_bar: int, tolera
     return _safe_ratio((hits_per_step * weights).sum(), hits_per_step.sum())
 
 
-def key_shares(roll: Any) -> np.ndarray:
-    """The share of a drum track's hits on each key (pitch row): float [pitches], summing to 1;
-    all NaN when there is no hit. Every active cell is one hit, as for DP.
+def key_hits(roll: Any) -> np.ndarray:
+    """A drum track's hits on each key (pitch row): int [pitches]. Every active cell is one hit,
+    as for DP.
 
     Args:
         roll: [N, bars, steps_per_bar, pitches].
     """
-    hits = _as_active(roll, 4).sum(axis=(0, 1, 2)).astype(np.float64)
-    total = hits.sum()
-    return hits / total if total else np.full(hits.shape, np.nan)
+    return _as_active(roll, 4).sum(axis=(0, 1, 2))
 
 
 def share_distance(hits_a: Any, hits_b: Any) -> float:
@@ -357,12 +355,12 @@ def share_distance(hits_a: Any, hits_b: Any) -> float:
 
 
 def kit_distance(roll_a: Any, roll_b: Any) -> float:
-    """How differently two drum rolls use the kit: the total variation distance between their
-    :func:`key_shares`, half the sum of the shares' absolute differences. 0 when every key has the
-    same share of hits, 1 when no key is shared; NaN when either roll has no hit. The drum metrics
+    """How differently two drum rolls use the kit: the total variation distance between the shares
+    of their :func:`key_hits` (:func:`share_distance`), half the sum of the shares' absolute
+    differences. 0 when every key has the same share of hits, 1 when no key is shared; NaN when either roll has no hit. The drum metrics
     of :data:`DRUM_METRICS` do not see which drum plays: a closed hi-hat played as a ride scores
     the same there, not here."""
-    return share_distance(*(_as_active(r, 4).sum(axis=(0, 1, 2)) for r in (roll_a, roll_b)))
+    return share_distance(key_hits(roll_a), key_hits(roll_b))
 
 
 def polyphony(roll: Any) -> tuple[float, float]:
