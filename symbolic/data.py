@@ -352,8 +352,8 @@ def groove_songs(root: Path, grid: Grid, skipped: Counter, limit: int | None = N
 
 # --------------------------------------------------------------------------- MIDI folder, LPD-5, chorales
 
-def _generic_song(sid: int, name: str, pm, track_map: TrackMap, grid: Grid, style: str,
-                  origin: float | None = None) -> Song:
+def midi_song(sid: int, name: str, pm, track_map: TrackMap, grid: Grid, style: str,
+              origin: float | None = None) -> Song:
     """A song of a MIDI file; bar 0 starts at ``origin`` (quarter notes), by default at the file's
     start or, after a pickup bar, that bar's length before it (:func:`symbolic.roll.pickup_origin`); bars in
     another meter or off the file's bar lines are marked bad (:func:`_meter_bad_bars`). With an
@@ -374,7 +374,7 @@ def midi_folder_songs(root: Path, track_map: TrackMap, grid: Grid) -> list[tuple
     if not files:
         raise UserError(f"{root}: no .mid / .midi files found")
     return [(str(f.relative_to(root)),
-             (lambda f=f, i=i: _generic_song(i, f.name, read_midi(f), track_map, grid, "midi")))
+             (lambda f=f, i=i: midi_song(i, f.name, read_midi(f), track_map, grid, "midi")))
             for i, f in enumerate(files)]
 
 
@@ -430,7 +430,7 @@ def chorale_songs(grid: Grid, limit: int | None = None) -> list[tuple[str, Calla
             pm = pretty_midi.PrettyMIDI(str(path))
         origin = pickup - grid.beats_per_bar if pickup else 0.0
         # pickup: the first note sits at beat 0, bar 0 starts (bar - pickup) beats before it
-        song = _generic_song(i, name, pm, SATB, grid, "chorale", origin=origin)
+        song = midi_song(i, name, pm, SATB, grid, "chorale", origin=origin)
         return song
     return [(n, (lambda n=n, i=i: load(n, i))) for i, n in enumerate(names)]
 

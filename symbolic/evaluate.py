@@ -9,8 +9,9 @@ come from one of:
   share the same harmony and style mix;
 - ``--generated FILE.npz``: an array ``rolls`` ``[N, tracks, bars, steps_per_bar, pitches]``
   (bool, or probabilities binarized at ``--threshold``);
-- ``--midi DIR``: every ``*.mid`` / ``*.midi`` under DIR, read with ``symbolic.roll`` on the
-  dataset's grid and cut into phrases of the dataset's number of bars.
+- ``--midi DIR``: every ``*.mid`` / ``*.midi`` under DIR, read and cut into phrases as
+  ``musegansynth data symbolic --source midi`` reads a folder (pickup bars, other meters left
+  out, empty phrases dropped, moved to C when the dataset's songs were).
 
 Both sides go through :func:`symbolic.metrics.evaluate_rolls` without onsets (the cache keeps
 none), so a note is a maximal run of active steps on both sides. The table gives, per metric
@@ -281,24 +282,28 @@ def _track_map_for(meta: dict, name: str | None):
 
 def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = None,
                       skipped: list[dict] | None = None) -> np.ndarray:
-    """Cut every MIDI file under ``midi_dir`` into phrases of the dataset's bars.
+    """Cut every MIDI file under ``midi_dir`` into phrases as ``musegansynth data symbolic --source
+    midi`` cuts the files of a dataset, so that both columns of the table are read alike.
 
-    Files that cannot be read, or that are shorter than a phrase, are skipped (as ``musegansynth
-    data symbolic`` does); for a cache with ``drum_keys`` (Groove's), a kit key the grid cannot
-    hold is moved to its GM key as the cache's were (:func:`symbolic.data.move_kit_keys`). Each
-    skipped file is appended to ``skipped`` (when given) as ``{"file": path,
-    "why": "unreadable" | "shorter than a phrase"}``.
+    The reading is the cache builder's (:func:`symbolic.data.midi_song`, then
+    :func:`symbolic.data.song_phrases`): bar 0 at the file's start or before its pickup bar, bars
+    in another meter than the grid's left out, phrases every ``meta["hop"]`` bars, all-empty
+    phrases dropped, and each song moved to C major / A minor when the dataset's were
+    (``meta["transposed"]``). For a cache with ``drum_keys`` (Groove's), a kit key the grid cannot
+    hold is moved to its GM key as the cache's were (:func:`symbolic.data.move_kit_keys`).
+    Files that give no phrase are appended to ``skipped`` (when given) as ``{"file": path,
+    "why": ...}``, ``why`` one of "unreadable", "no notes", "meter not 4/4", "shorter than a
+    phrase" and "only empty phrases".
 
     Returns:
-        Bool array [N, tracks, n_bars, steps_per_bar, pitches]; a file's trailing bars that do
-        not fill a phrase are left out.
+        Bool array [N, tracks, n_bars, steps_per_bar, pitches].
     Raises:
         UserError: no folder, no MIDI file in it, no track map for the dataset, or no file that
         gives a phrase (saying how many were skipped and why).
     """
-    from symbolic.data import move_kit_keys
+    from symbolic.data import Skip, midi_song, move_kit_keys, song_phrases
     from symbolic.generate import check_drum_keys
-    from symbolic.roll import Grid, midi_to_multitrack, read_midi
+    from symbolic.roll import Grid, read_midi
 
     midi_dir = Path(midi_dir)
     if not midi_dir.is_dir():
@@ -309,23 +314,30 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
     tm = _track_map_for(meta, track_map)
     grid = Grid.from_dict(meta["grid"])
     n_tracks, n_bars, steps, pitches = _expected_shape(meta)
+    hop = int(meta.get("hop") or n_bars)
+    drum_keys = check_drum_keys(meta["drum_keys"]) if meta.get("drum_keys") else None
     skipped = [] if skipped is None else skipped
     phrases = []
-    for path in files:
+    for i, path in enumerate(files):
         try:
             pm = read_midi(path)
-            if meta.get("drum_keys"):
-                move_kit_keys(pm, grid, check_drum_keys(meta["drum_keys"]))
-            roll = midi_to_multitrack(pm, tm, grid).roll != 0  # [tracks, bars, steps, pitches]
         except UserError:  # read_midi's "not a readable MIDI file (...)"
             skipped.append({"file": str(path), "why": "unreadable"})
             continue
-        k = roll.shape[1] // n_bars
-        if k == 0:
-            skipped.append({"file": str(path), "why": "shorter than a phrase"})
+        if drum_keys:
+            move_kit_keys(pm, grid, drum_keys)
+        try:
+            song = midi_song(i, path.name, pm, tm, grid, "midi")
+        except Skip as why:  # "no notes", "meter not 4/4"
+            skipped.append({"file": str(path), "why": str(why)})
             continue
-        cut = roll[:, :k * n_bars].reshape(n_tracks, k, n_bars, steps, pitches)
-        phrases.append(cut.transpose(1, 0, 2, 3, 4))
+        arrays, empty = song_phrases(song, n_bars=n_bars, hop=hop, transpose=bool(meta.get("transposed")))
+        if not len(arrays["rolls"]):
+            why = ("shorter than a phrase" if song.mt.n_bars < n_bars else "only empty phrases" if empty
+                   else "meter not 4/4")  # every phrase touches a bar in another meter
+            skipped.append({"file": str(path), "why": why})
+            continue
+        phrases.append(arrays["rolls"])
     if not phrases:
         raise UserError(f"{midi_dir}: no file gives a whole phrase of {n_bars} bars "
                         f"({skipped_text(skipped, len(files))})")
@@ -363,8 +375,10 @@ def relative_difference(data: float, generated: float) -> float:
 def compare(data: dict, generated: dict | None) -> list[dict]:
     """Rows ``{metric, track, data, generated, rel_diff, within}`` in table order.
 
-    ``within`` is True when ``|rel_diff| <= 0.1``, False otherwise (also when undefined), and
-    None when there is no generated column.
+    ``within`` is True when ``|rel_diff| <= 0.1``, False otherwise (also when only one side is
+    defined), and None when there is no generated column or when the metric is undefined on both
+    sides (then the row also has ``undefined: True``: e.g. the pitch classes of a track that is
+    silent in the data and in the generated music alike, which agree and are not counted).
     """
     rows = []
     for track, values in data.items():
@@ -381,6 +395,8 @@ def compare(data: dict, generated: dict | None) -> list[dict]:
         gen = float(src.get(row["track"], {}).get(row["metric"], float("nan")))
         rel = relative_difference(float(row["data"]), gen)
         row.update(generated=gen, rel_diff=rel, within=bool(not math.isnan(rel) and abs(rel) <= WITHIN + 1e-12))
+        if math.isnan(float(row["data"])) and math.isnan(gen):
+            row.update(within=None, undefined=True)
     return rows
 
 
@@ -455,7 +471,7 @@ def format_table(rows: list[dict]) -> str:
 
     header = ("metric", "track", "data", "generated", "rel diff", "within 10%")
     body = [(r["metric"], r["track"], num(r["data"]), num(r["generated"]), rel(r["rel_diff"]),
-             "given" if r.get("given") else yes(r["within"])) for r in rows]
+             "given" if r.get("given") else "undefined" if r.get("undefined") else yes(r["within"])) for r in rows]
     if rows and "data_lo" in rows[0]:
         header += ("data 95% interval", "inside")
         body = [b + (f"{num(r['data_lo'])}-{num(r['data_hi'])}", yes(r["in_interval"])) for b, r in zip(body, rows)]
@@ -556,17 +572,37 @@ def transpose_split(arrays: dict[str, np.ndarray], semitones: int,
     return out
 
 
+def other_song_phrases(songs: np.ndarray) -> np.ndarray:
+    """For each phrase, a phrase of another song: the first, from half the split away on
+    (wrapping), whose song id differs; -1 where the split holds one song only."""
+    songs = np.asarray(songs).reshape(-1)
+    n = songs.shape[0]
+    out = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        for k in range(n):
+            j = (i + n // 2 + k) % n
+            if songs[j] != songs[i]:
+                out[i] = j
+                break
+        else:
+            break  # no phrase of another song anywhere
+    return out
+
+
 def accompaniment_fit(data_rolls: np.ndarray, gen_rolls: np.ndarray, chords: np.ndarray, has_chords: np.ndarray,
-                      names: Sequence[str], is_drum: Sequence[bool], given: int, lowest_pitch: int) -> list[dict]:
+                      names: Sequence[str], is_drum: Sequence[bool], given: int, lowest_pitch: int,
+                      songs: np.ndarray | None = None) -> list[dict]:
     """How the composed tracks fit a given track and the song's harmony, one row per other
     pitched track: ``{"track", "td_data", "td_generated", "td_other_song", "ct_data",
     "ct_generated"}``. ``td_*``: tonal distance (:func:`symbolic.metrics.tonal_distance`) to
     the given track in the data, in the generated phrases, and between the generated track and
-    the given track of the phrase half the split away (another song: what no fit at all gives).
-    ``ct_*``: :func:`symbolic.metrics.chord_tone_rate` against the phrases' annotated chords
-    (NaN when they have none), whether or not the composer saw them."""
+    the given track of a phrase of another song (:func:`other_song_phrases` of ``songs``, the
+    phrases' song ids; without them each phrase counts as its own song): what no fit at all
+    gives, NaN when the split holds one song. ``ct_*``: :func:`symbolic.metrics.chord_tone_rate`
+    against the phrases' annotated chords (NaN when they have none), whether or not the composer
+    saw them."""
     n = data_rolls.shape[0]
-    other = np.roll(np.arange(n), n // 2)
+    other = other_song_phrases(np.arange(n) if songs is None else songs)
     rows = []
     for t, name in enumerate(names):
         if t == given or is_drum[t]:
@@ -575,7 +611,8 @@ def accompaniment_fit(data_rolls: np.ndarray, gen_rolls: np.ndarray, chords: np.
             "track": str(name),
             "td_data": M.tonal_distance(data_rolls[:, given], data_rolls[:, t], lowest_pitch),
             "td_generated": M.tonal_distance(gen_rolls[:, given], gen_rolls[:, t], lowest_pitch),
-            "td_other_song": M.tonal_distance(data_rolls[other, given], gen_rolls[:, t], lowest_pitch),
+            "td_other_song": (M.tonal_distance(data_rolls[other, given], gen_rolls[:, t], lowest_pitch)
+                              if (other >= 0).all() else float("nan")),
             "ct_data": M.chord_tone_rate(data_rolls[:, t], chords, has_chords, lowest_pitch),
             "ct_generated": M.chord_tone_rate(gen_rolls[:, t], chords, has_chords, lowest_pitch),
         })
@@ -621,7 +658,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     Returns:
         A JSON-ready report: ``{"data_dir", "split", "source", "seed", "n_data", "n_generated",
         "tracks", "is_drum", "grid", "data": metrics, "generated": metrics | None, "rows": [...],
-        "summary": {"compared", "within"[, "inside", "bootstrap"]}[, "given", "fit"][, "kit"]
+        "summary": {"compared", "within", "undefined"[, "inside", "bootstrap"]}[, "given", "fit"][, "kit"]
         [, "skipped", "skipped_files"]}`` (metrics as from :func:`symbolic.metrics.evaluate_rolls`;
         NaN kept as float NaN here). With ``midi``: ``skipped`` ``{why: number of files}`` and
         ``skipped_files`` ``[{"file", "why"}]``, the files that gave no phrase
@@ -707,7 +744,8 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
                 r["within"] = None
                 r["given"] = True
     compared = [r for r in rows if r["within"] is not None]
-    summary = {"compared": len(compared), "within": sum(1 for r in compared if r["within"])}
+    summary = {"compared": len(compared), "within": sum(1 for r in compared if r["within"]),
+               "undefined": sum(1 for r in rows if r.get("undefined") and not r.get("given"))}
     if bootstrap:
         songs = arrays["song"][idx]
         add_intervals(rows, bootstrap_intervals(data_rolls, songs, names, is_drum, grid, bootstrap, seed=seed))
@@ -717,7 +755,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     if given_index is not None:
         extra["given"] = names[given_index]
         extra["fit"] = accompaniment_fit(data_rolls, gen_rolls, arrays["chords"][idx], arrays["has_chords"][idx],
-                                         names, is_drum, given_index, int(grid["lowest_pitch"]))
+                                         names, is_drum, given_index, int(grid["lowest_pitch"]), arrays["song"][idx])
     if gen_rolls is not None and any(is_drum):   # which drums play: the drum metrics cannot see it
         extra["kit"] = {names[t]: M.kit_distance(data_rolls[:, t], gen_rolls[:, t])
                         for t in range(len(names)) if is_drum[t] and t != given_index}
@@ -816,7 +854,8 @@ def report_text(report: dict) -> str:
     lines.append(format_table(report["rows"]))
     if report["generated"] is not None:
         s = report["summary"]
-        lines.append(f"{s['within']} of {s['compared']} metrics within 10% of the held-out data")
+        lines.append(f"{s['within']} of {s['compared']} metrics within 10% of the held-out data"
+                     + (f" ({s['undefined']} undefined on both sides, not counted)" if s.get("undefined") else ""))
         if "inside" in s:
             lines.append(f"{s['inside']} of {s['compared']} generated values inside the held-out value's 95% "
                          f"interval ({s['bootstrap']} resamples of its {s['songs']} songs)")

@@ -33,10 +33,11 @@ Metrics (names are the keys :func:`evaluate_rolls` returns)
   at 16 steps a bar, where a one-step note (a lone 16th, the typical GAN fragment) is not
   qualified.
 - ``DP``  drum-pattern rate (drums only): hits weighted by their position in the beat, over
-  the number of hits. A hit on the 8th-note grid weighs 1, one on the 16th-note grid only
-  weighs ``dp_tolerance`` (0.1, MuseGAN's value; at 4 steps a beat this is MuseGAN's mask
+  the number of hits, with MuseGAN's masks (:func:`drum_pattern_weights`): a hit on the
+  pattern's grid weighs 1 (the 8th note at 4 steps a beat, the 16th note at 8, 12, 16 and 24),
+  one a step off it ``dp_tolerance`` (0.1, MuseGAN's value; at 4 steps a beat the mask is
   ``[1, 0.1, 1, 0.1]``), any other position 0. ``dp_tolerance=0`` gives the plain fraction
-  of hits on the 8th-note grid.
+  of hits on the grid.
 - ``POLY`` mean number of pitches sounding per sounding step (steps with >= 1 pitch).
 - ``POLY_RATE`` fraction of sounding steps with >= 2 pitches.
 - ``PCE`` pitch-class entropy per bar, in bits (0 to log2(12) = 3.585): Shannon entropy of
@@ -285,9 +286,7 @@ def texture_profile(roll: Any, bins: tuple[float, ...] = TEXTURE_BINS) -> np.nda
     edges = [float(b) for b in bins]
     if any(not 0 < b < 1 for b in edges) or edges != sorted(set(edges)):
         raise ValueError(f"bins: expected increasing edges inside (0, 1), got {list(bins)}")
-    x = np.asarray(roll) != 0
-    if x.ndim != 4:
-        raise ValueError(f"roll: expected [N, bars, steps, pitches], got shape {list(x.shape)}")
+    x = _as_active(roll, 4)
     count = x.sum(-1)                                        # [N, B, S] pitches a step
     sounding = (count > 0).sum(-1)                           # [N, B]
     rate = (count > 1).sum(-1)[sounding > 0] / sounding[sounding > 0]
@@ -299,28 +298,38 @@ def texture_profile(roll: Any, bins: tuple[float, ...] = TEXTURE_BINS) -> np.nda
     return out
 
 
-def drum_pattern_weights(steps_per_beat: int, beats_per_bar: int, tolerance: float = 0.1) -> np.ndarray:
-    """Weight of a drum hit at each step of a bar for DP.
+DP_PATTERN_STEPS = {4: 2, 6: 3, 8: 2, 9: 3, 12: 3, 16: 4, 18: 6, 24: 6}
+"""Steps per beat -> steps between the grid positions DP weighs 1, as MuseGAN's masks have them
+(pypianoroll 1.0.4's ``drum_in_pattern_rate``, by its author): the 8th note at 4 steps a beat
+(its 16-steps-a-bar mask ``[1, tol] * 8``), the 16th note at 8, 12, 16 and 24, the 8th note at
+6, and the third of a beat at 9 and 18."""
 
-    1 on the 8th-note grid (step position p in the beat with ``2p % steps_per_beat == 0``),
-    ``tolerance`` on the rest of the 16th-note grid (``4p % steps_per_beat == 0``), else 0.
+
+def drum_pattern_weights(steps_per_beat: int, beats_per_bar: int, tolerance: float = 0.1) -> np.ndarray:
+    """Weight of a drum hit at each step of a bar for DP, MuseGAN's mask.
+
+    1 on the pattern's grid (every :data:`DP_PATTERN_STEPS` steps; for a resolution MuseGAN has
+    no mask for, the 16th note when 4 divides the steps a beat, else the 8th note when 2 does,
+    else the beat), ``tolerance`` one step before or after it, else 0. At 24 steps a beat (96 a
+    bar) that is MuseGAN's ``[1, tol, 0, 0, 0, tol] * 16``; at 4 steps a beat ``[1, tol] * 8``.
 
     Returns:
         Float array of shape [steps_per_beat * beats_per_bar].
     """
-    pos = np.arange(int(steps_per_beat))
-    w = np.where((2 * pos) % steps_per_beat == 0, 1.0,
-                 np.where((4 * pos) % steps_per_beat == 0, float(tolerance), 0.0))
+    r = int(steps_per_beat)
+    unit = DP_PATTERN_STEPS.get(r) or (r // 4 if r % 4 == 0 else r // 2 if r % 2 == 0 else r)
+    pos = np.arange(r) % unit
+    w = np.where(pos == 0, 1.0, np.where((pos == 1) | (pos == unit - 1), float(tolerance), 0.0))
     return np.tile(w, int(beats_per_bar))
 
 
 def drum_pattern_rate(roll: Any, steps_per_beat: int, beats_per_bar: int, tolerance: float = 0.1) -> float:
-    """DP: position-weighted fraction of drum hits on the 8th / 16th-note grid.
+    """DP: position-weighted fraction of drum hits on the pattern grid (:func:`drum_pattern_weights`).
 
     Args:
         roll: [N, bars, steps_per_bar, pitches]; every active cell is one hit.
         steps_per_beat, beats_per_bar: the grid (steps_per_bar must be their product).
-        tolerance: weight of a hit on a 16th that is not an 8th (MuseGAN: 0.1).
+        tolerance: weight of a hit one step off the grid (MuseGAN: 0.1).
     Returns:
         In [0, 1]; NaN when there is no hit.
     """
@@ -556,7 +565,7 @@ def evaluate_rolls(rolls: Any, track_names: Sequence[str], is_drum: Sequence[boo
         onsets: optional bool array of the rolls' shape.
         qn_min_steps: shortest qualified note in steps; default
             :func:`qualified_min_steps` of the grid.
-        dp_tolerance: DP weight of a hit on a 16th that is not an 8th.
+        dp_tolerance: DP weight of a hit one step off the pattern grid (:func:`drum_pattern_weights`).
     Returns:
         ``{track: {metric: value}}`` with :data:`TRACK_METRICS` for pitched tracks and
         :data:`DRUM_METRICS` for drum tracks, plus ``result["pairs"]["a/b"] = {"TD": value}``

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -276,3 +277,25 @@ def test_a_cache_of_other_phrases_than_the_composers_is_refused_plainly(tmp_path
     assert cli(["evaluate", "symbolic", "--data", str(ds), "--weights", str(w)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--weights {w}: {says}" in err, err
+
+
+def test_other_song_phrases_never_pair_a_phrase_with_its_own_song():
+    songs = np.array([7, 7, 7, 7, 3, 9])
+    other = E.other_song_phrases(songs)
+    assert other.tolist() == [4, 4, 5, 4, 1, 2]    # half the split (3) on, or the next of another song after it
+    assert (songs[other] != songs).all()
+    assert E.other_song_phrases(np.array([5, 5, 5])).tolist() == [-1, -1, -1]
+    assert E.other_song_phrases(np.array([1])).tolist() == [-1]
+
+
+def test_accompaniment_fit_of_a_one_song_split_has_no_other_song_baseline():
+    rolls = np.zeros((2, 2, 1, 16, 84), bool)
+    rolls[:, 0, 0, :, 60 - 24] = True               # given: C
+    rolls[:, 1, 0, :, 64 - 24] = True               # other: E
+    chords = np.zeros((2, 1, 4, 12), np.uint8)
+    fit = E.accompaniment_fit(rolls, rolls, chords, np.zeros(2, bool), ["melody", "piano"], [False, False],
+                              0, 24, songs=np.array([4, 4]))
+    assert fit[0]["td_generated"] == pytest.approx(fit[0]["td_data"]) and math.isnan(fit[0]["td_other_song"])
+    two = E.accompaniment_fit(rolls, rolls, chords, np.zeros(2, bool), ["melody", "piano"], [False, False],
+                              0, 24, songs=np.array([4, 5]))
+    assert two[0]["td_other_song"] == pytest.approx(two[0]["td_data"])   # the same music in both songs

@@ -86,6 +86,10 @@ def test_relative_difference_and_within():
     assert all(r["within"] is None for r in E.compare(data, None))
     table = E.format_table(rows)
     assert "+25.0%" in table and "n/a" in table and table.count("\n") == 4
+    # undefined on both sides (a track silent in both): not a miss, not counted, said so
+    both = E.compare({"b": {"UPC": float("nan"), "EB": 1.0}}, {"b": {"UPC": float("nan"), "EB": 1.0}})
+    assert [(r["within"], r.get("undefined")) for r in both] == [(None, True), (True, None)]
+    assert E.format_table(both).splitlines()[2].split()[-1] == "undefined"
 
 
 def test_data_only_report_matches_metrics(dataset, tmp_path, capsys):
@@ -110,7 +114,7 @@ def test_generated_npz_same_rolls_all_within(dataset, tmp_path, capsys):
     out = tmp_path / "r.json"
     assert E.cli_main([PROG, "--data", str(dataset), "--generated", str(gen), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["summary"] == {"compared": 22, "within": 22}
+    assert report["summary"] == {"compared": 22, "within": 22, "undefined": 0}
     assert all(r["rel_diff"] == 0.0 for r in report["rows"])
     assert report["kit"] == {"drums": 0.0}                            # the same drums, each as often
     out_text = capsys.readouterr().out
@@ -715,3 +719,51 @@ def test_composer_of_other_bars_is_refused_before_generating(dataset, monkeypatc
     with pytest.raises(UserError, match="--weights w.safetensors: the composer writes phrases of 2 bars, "
                                         "the cache's are 4 bars"):
         E.evaluate_symbolic(dataset, weights="w.safetensors")
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_midi_folder_reads_files_as_the_cache_builder_does(tmp_path, make_midi, transpose):
+    # the files a cache was built from, given to --midi, give the cache's own phrases: an empty
+    # phrase dropped, a pickup bar before bar 0, a 3/4 stretch left out, keys moved to C alike
+    from symbolic.data import build_dataset, midi_folder_songs
+    from symbolic.roll import Grid
+    from symbolic.trackmap import POP909
+
+    def line(first_bar, bars, root):  # melody C D E G (moved by root) each bar; piano triads
+        mel = [(72 + root + p, 4 * b + i, 4 * b + i + 1, 90) for b in range(first_bar, first_bar + bars)
+               for i, p in enumerate((0, 2, 4, 7))]
+        pno = [(60 + root + p, 4 * b, 4 * b + 4, 70) for b in range(first_bar, first_bar + bars) for p in (0, 4, 7)]
+        return [("MELODY", 0, False, mel), ("PIANO", 0, False, pno)]
+
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    make_midi("midi/a_rest_first.mid", line(4, 8, 2))                     # 4 bars of rest, then 8 bars in D
+    pickup = [(67, 0, 1, 80)] + [(72 + p, 1 + 4 * b + i, 2 + 4 * b + i, 90) for b in range(8)
+                                  for i, p in enumerate((0, 2, 4, 7))]
+    make_midi("midi/b_pickup.mid", [("MELODY", 0, False, pickup)], time_signature=(1, 4),
+              time_signatures=[(4, 4, 1)])                                # a one-beat pickup, then 4/4
+    make_midi("midi/c_waltz_then_4.mid", line(0, 12, 5), time_signature=(3, 4),
+              time_signatures=[(4, 4, 12)])                               # 4 bars of 3/4, then 4/4
+    make_midi("midi/d_short.mid", line(0, 2, 0))                          # 2 bars: no phrase
+    grid = Grid()
+    cache = tmp_path / "cache"
+    build_dataset(midi_folder_songs(midi, POP909, grid), cache, track_map=POP909, grid=grid,
+                  transpose=transpose, source="midi", progress=False)
+    meta = json.loads((cache / "meta.json").read_text())
+    held = np.concatenate([np.load(cache / f"{s}.npz")["rolls"] for s in ("train", "valid", "test")])
+    skipped: list[dict] = []
+    read = E.load_midi_phrases(midi, meta, skipped=skipped)
+    assert read.shape == held.shape and read.shape[0] == 2 + 2 + 2          # 8 bars each, after the rest / pickup / 3/4
+    assert sorted(r.tobytes() for r in read) == sorted(h.tobytes() for h in held)
+    assert skipped == [{"file": str(midi / "d_short.mid"), "why": "shorter than a phrase"}]
+    report = E.evaluate_symbolic(cache, split="train", midi=midi)           # every song is in train
+    # undefined on both sides, agreeing and not counted: the silent bridge's metrics but EB, and the
+    # piano's GC (its triads are held over the bar lines: one onset a phrase, with no onsets kept)
+    assert report["n_data"] == report["n_generated"] == 6
+    assert sorted((r["metric"], r["track"]) for r in report["rows"] if r.get("undefined")) == sorted(
+        [(m, "bridge") for m in ("UPC", "QN", "POLY", "POLY_RATE", "PCE", "SC", "GC")]
+        + [("GC", "piano"), ("TD", "melody/bridge"), ("TD", "bridge/piano")])
+    assert report["summary"] == {"compared": 17, "within": 17, "undefined": 10}
+    assert "17 of 17 metrics within 10% of the held-out data (10 undefined on both sides, not counted)" in E.report_text(report)
+    assert all(r["data"] == r["generated"] or (math.isnan(r["data"]) and math.isnan(r["generated"]))
+               for r in report["rows"])

@@ -250,11 +250,11 @@ def _bass_onsets(mt):
 def test_data_midi_pickup_bar_ends_bar_0(tmp_path):
     """1/4 then 4/4: the grid's bars start on the file's 4/4 downbeats (before the fix they started
     at the pickup, so every phrase's downbeat fell on step 4)."""
-    from symbolic.data import _generic_song
+    from symbolic.data import midi_song
     from symbolic.trackmap import LPD5
 
     pm = _band(tmp_path / "a.mid", [(1, 4, 0), (4, 4, 1)], 17)
-    song = _generic_song(0, "a", pm, LPD5, Grid(), "midi")
+    song = midi_song(0, "a", pm, LPD5, Grid(), "midi")
     assert _bass_onsets(song.mt) == [12, 16, 32, 48, 64]
     assert song.mt.n_bars == 5 and not song.bad_bars.any()
 
@@ -262,31 +262,31 @@ def test_data_midi_pickup_bar_ends_bar_0(tmp_path):
 def test_data_midi_bars_after_a_short_bar_in_the_middle_are_left_out(tmp_path):
     """4/4, one 2/4 bar, 4/4 again: the grid's bars after the 2/4 bar would straddle the file's
     (downbeat on step 8): they are bad bars, so no phrase holds them."""
-    from symbolic.data import _generic_song, song_phrases
+    from symbolic.data import midi_song, song_phrases
     from symbolic.trackmap import LPD5
 
     pm = _band(tmp_path / "c.mid", [(4, 4, 0), (2, 4, 8), (4, 4, 10)], 42)
-    song = _generic_song(0, "c", pm, LPD5, Grid(), "midi")
+    song = midi_song(0, "c", pm, LPD5, Grid(), "midi")
     assert song.bad_bars.tolist() == [False, False] + [True] * 9
     arrays, empty = song_phrases(song, n_bars=2, hop=1, transpose=False)
     assert len(arrays["rolls"]) == 1 and empty == 0  # bars 0-1 only
     # a time signature restated on a bar line changes nothing
     pm = _band(tmp_path / "d.mid", [(4, 4, 0), (4, 4, 8)], 16)
-    assert not _generic_song(0, "d", pm, LPD5, Grid(), "midi").bad_bars.any()
+    assert not midi_song(0, "d", pm, LPD5, Grid(), "midi").bad_bars.any()
 
 
 def test_data_midi_takes_a_file_that_says_2_4_over_4_4_music(tmp_path):
     """A file labelled 2/4 (as POP909's are) whose music is in 4/4: its bars fill the grid's, so every
     bar is usable (before, the whole file was skipped as "meter not 4/4")."""
-    from symbolic.data import _generic_song
+    from symbolic.data import midi_song
     from symbolic.trackmap import LPD5
 
     pm = _band(tmp_path / "e.mid", [(2, 4, 0)], 32)
-    song = _generic_song(0, "e", pm, LPD5, Grid(), "midi")
+    song = midi_song(0, "e", pm, LPD5, Grid(), "midi")
     assert song.mt.n_bars == 8 and not song.bad_bars.any()
     pm = _band(tmp_path / "f.mid", [(3, 4, 0)], 24)
     with pytest.raises(Exception, match="meter not 4/4"):
-        _generic_song(0, "f", pm, LPD5, Grid(), "midi")
+        midi_song(0, "f", pm, LPD5, Grid(), "midi")
 
 
 # ----------------------------------------------------------------------------- data symbolic: chorales

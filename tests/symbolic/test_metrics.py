@@ -116,11 +116,28 @@ def test_qualified_note_rate():
 def test_drum_pattern_weights():
     # 4 steps a beat: 8ths at 0, 2 -> 1; 16ths at 1, 3 -> tolerance (MuseGAN's mask)
     assert M.drum_pattern_weights(4, 2, 0.1).tolist() == [1, 0.1, 1, 0.1] * 2
-    # 12 steps a beat: 8ths at 0, 6; 16ths at 3, 9; triplet positions 0
+    # 12 steps a beat (48 a bar): every 16th weighs 1, a step either side of it the tolerance
     w = M.drum_pattern_weights(12, 1, 0.25)
-    assert w.tolist() == [1, 0, 0, 0.25, 0, 0, 1, 0, 0, 0.25, 0, 0]
-    # 3 steps a beat (triplets): only the beat itself is on the 8th grid
-    assert M.drum_pattern_weights(3, 1, 0.1).tolist() == [1, 0, 0]
+    assert w.tolist() == [1, 0.25, 0.25] * 4
+    # 24 steps a beat (96 a bar): MuseGAN's [1, tol, 0, 0, 0, tol] * 16
+    assert M.drum_pattern_weights(24, 4, 0.1).tolist() == [1, 0.1, 0, 0, 0, 0.1] * 16
+    # resolutions MuseGAN has no mask for: the 16th, else the 8th, else the beat as the grid
+    assert M.drum_pattern_weights(32, 1, 0.1).tolist() == [1, 0.1, 0, 0, 0, 0, 0, 0.1] * 4
+    assert M.drum_pattern_weights(2, 1, 0.1).tolist() == [1, 1]
+    assert M.drum_pattern_weights(3, 1, 0.1).tolist() == [1, 0.1, 0.1]
+
+
+@pytest.mark.parametrize("steps_per_beat", [4, 6, 8, 9, 12, 16, 18, 24])
+def test_drum_pattern_weights_are_pypianoroll_masks(steps_per_beat):
+    # pypianoroll's drum_in_pattern_rate (MuseGAN's masks) on one beat holding a single hit at
+    # step i is that step's weight
+    from pypianoroll.metrics import drum_in_pattern_rate
+
+    ours = M.drum_pattern_weights(steps_per_beat, 1, 0.1)
+    for i in range(steps_per_beat):
+        beat = np.zeros((steps_per_beat, 128), bool)
+        beat[i, 36] = True
+        assert ours[i] == pytest.approx(drum_in_pattern_rate(beat, steps_per_beat, 0.1)), i
 
 
 def test_drum_pattern_rate():
@@ -134,6 +151,13 @@ def test_drum_pattern_rate():
     assert math.isnan(M.drum_pattern_rate(track(), 4, 4))
     with pytest.raises(ValueError, match="steps a bar"):
         M.drum_pattern_rate(roll, 3, 4)
+    # 48 steps a bar: a straight 16th hi-hat is all in pattern, a hit a step late weighs 0.1
+    fine = np.zeros((1, 1, 48, P), bool)
+    fine[0, 0, ::3, 42 - 24] = True
+    assert M.drum_pattern_rate(fine, 12, 4) == pytest.approx(1.0)
+    late = np.zeros((1, 1, 48, P), bool)
+    late[0, 0, 1, 42 - 24] = True
+    assert M.drum_pattern_rate(late, 12, 4) == pytest.approx(0.1)
 
 
 def test_key_hits_and_kit_distance():
@@ -443,8 +467,10 @@ def test_texture_profile_of_a_hand_made_roll():
     assert M.texture_profile(np.zeros((1, 2, 4, 12), bool)).sum() == 0
     with pytest.raises(ValueError, match=r"bins: expected increasing edges inside \(0, 1\)"):
         M.texture_profile(r, bins=(0.5, 0.25))
-    with pytest.raises(ValueError, match=r"roll: expected \[N, bars, steps, pitches\]"):
+    with pytest.raises(ValueError, match=r"roll should have 4 dimensions \[N, bars, steps_per_bar, pitches\]"):
         M.texture_profile(r[0])
+    with pytest.raises(ValueError, match="binarize probabilities first"):   # as every other metric
+        M.texture_profile(np.full((1, 1, 16, 84), 0.01, np.float32))
 
 
 def test_rhythm_profile_of_a_hand_made_roll():
