@@ -425,8 +425,9 @@ def compose(models: Models, config: SongConfig, seed: int, device: str) -> np.nd
     roll = np.stack(rows)
     drum_rows = [i for i, t in enumerate(config.tracks) if t.source.lower() not in comp_names
                  or comp.is_drum[comp_names.index(t.source.lower())]]
-    roll = fill_silent_bars(roll, drum_rows)
-    roll = fill_play_bars(roll, config, [i for i, t in enumerate(config.tracks) if t.name in arranged])
+    roll = fill_silent_bars(roll, drum_rows, bar_chords(config, grid.beats_per_bar))
+    roll = fill_play_bars(roll, config, [i for i, t in enumerate(config.tracks) if t.name in arranged],
+                          grid.beats_per_bar)
     # sections' rests hold for every track (the arrangement already silenced those of an
     # arrangement-conditioned composer; this also covers the others and the filled bars)
     bar = 0
@@ -445,29 +446,52 @@ def section_arrangement(arrangement: torch.Tensor, model, config: SongConfig) ->
     Tracks of the config whose source is not one of ``model``'s tracks are left to their model.
     Config tracks that share a source share its row: it plays where any of them is in ``play``,
     and rests only where all of them are in ``rest`` (each track's own rests silence it later,
-    in :func:`compose`).
+    in :func:`compose`). A bar where none of the song's pitched tracks of ``model`` would play
+    (the chain drew only tracks the song leaves out, e.g. the piano under a melody-only song)
+    gets the first of them that its section does not rest, so that the composer writes that bar
+    for its chords (rather than a bar being copied in from elsewhere).
     """
     names = [n.lower() for n in model.track_names]
+    rows_of = {row: [t.name for t in config.tracks if t.source.lower() == name] for row, name in enumerate(names)}
+    is_drum = list(getattr(model, "is_drum", [False] * len(names)))
+    pitched = [row for row in dict.fromkeys(names.index(t.source.lower()) for t in config.tracks
+                                            if t.source.lower() in names) if not is_drum[row]]
     out = arrangement.clone()
     k = 0
     for s in config.sections:
         n_ph = -(-s.bars // int(model.n_bars))
-        for row, name in enumerate(names):
-            tracks = [t.name for t in config.tracks if t.source.lower() == name]
+        for row, tracks in rows_of.items():
             if any(t in s.play for t in tracks):
                 out[k:k + n_ph, row] = True
             elif tracks and all(t in s.rest for t in tracks):
                 out[k:k + n_ph, row] = False
+        awake = [row for row in pitched if not all(t in s.rest for t in rows_of[row])]
+        if awake:
+            out[k:k + n_ph, awake[0]] |= ~out[k:k + n_ph][:, awake].any(dim=1)
         k += n_ph
     return out
 
 
-def fill_silent_bars(roll: np.ndarray, drum_tracks: Sequence[int] = ()) -> np.ndarray:
-    """Repeat the previous bar wherever every pitched track is silent for a whole bar.
+def bar_chords(config: SongConfig, beats_per_bar: int) -> list[tuple[int, bytes]]:
+    """Per bar of the song: (its section's index, its chords beat by beat as bytes); two bars
+    with equal pairs are in one section under the same chords."""
+    out = []
+    for i, s in enumerate(config.sections):
+        arr = chords_to_array(s.chords, s.bars, beats_per_bar)
+        out += [(i, arr[b].tobytes()) for b in range(s.bars)]
+    return out
+
+
+def fill_silent_bars(roll: np.ndarray, drum_tracks: Sequence[int] = (),
+                     chords: Sequence[Any] | None = None) -> np.ndarray:
+    """Repeat an earlier bar wherever every pitched track is silent for a whole bar: the nearest
+    one before it with notes whose ``chords`` entry is equal (:func:`bar_chords`: in the same
+    section, under the same chords); a bar with no such bar before it stays silent.
 
     Args:
         roll: bool [tracks, bars, steps, pitches].
         drum_tracks: rows that do not count as pitched (and are left as they are).
+        chords: one entry per bar (None: every bar alike).
 
     Returns:
         A copy of ``roll``; bar 0 is never changed (nothing before it).
@@ -476,28 +500,35 @@ def fill_silent_bars(roll: np.ndarray, drum_tracks: Sequence[int] = ()) -> np.nd
     pitched = [i for i in range(roll.shape[0]) if i not in set(drum_tracks)]
     if not pitched:
         return out
+    same = (lambda a, b: True) if chords is None else (lambda a, b: chords[a] == chords[b])
     for b in range(1, out.shape[1]):
         if not out[pitched, b].any():
-            out[pitched, b] = out[pitched, b - 1]
+            source = next((a for a in range(b - 1, -1, -1) if same(a, b) and out[pitched, a].any()), None)
+            if source is not None:
+                out[pitched, b] = out[pitched, source]
     return out
 
 
-def fill_play_bars(roll: np.ndarray, config: SongConfig, rows: Sequence[int]) -> np.ndarray:
+def fill_play_bars(roll: np.ndarray, config: SongConfig, rows: Sequence[int],
+                   beats_per_bar: int | None = None) -> np.ndarray:
     """Give every bar of a section's ``play`` tracks notes: an empty one repeats that track's nearest bar
-    with notes in the same section (the one before it first, else the one after).
+    with notes in the same section under the same chords (the one before it first, else the one after).
 
     The arrangement only lets a track sound in a bar; its composer may still write nothing there
     (rarely: about 2 bars in 1,000). Only ``rows`` (tracks whose composer has arrangement
-    conditioning, for which ``play`` is honoured) are filled; a section where the track has no
-    notes at all is left as it is.
+    conditioning, for which ``play`` is honoured) are filled; a bar whose chords no bar of the
+    section with the track's notes has stays silent, and a section where the track has no
+    notes at all is left as it is (both said on stderr).
 
     Args:
         roll: bool [tracks, bars, steps, pitches], one row per config track.
+        beats_per_bar: of the chords (default the config's).
 
     Returns:
         A copy of ``roll``.
     """
     out = roll.copy()
+    chords = bar_chords(config, beats_per_bar or config.beats_per_bar)
     bar = 0
     for k, s in enumerate(config.sections):
         for i in rows:
@@ -510,9 +541,16 @@ def fill_play_bars(roll: np.ndarray, config: SongConfig, rows: Sequence[int]) ->
                       f"although 'play' asks for it (another seed gives other notes)", file=sys.stderr)
                 continue
             for b in range(s.bars):
-                if not part[b].any():
-                    before = [f for f in full if f < b]
-                    part[b] = roll[i, bar + (before[-1] if before else min(f for f in full if f > b))]
+                if part[b].any():
+                    continue
+                alike = [f for f in full if chords[bar + f] == chords[bar + b]]
+                if not alike:
+                    print(f"musegansynth: note: sections[{k}] ({s.name}): {config.tracks[i].name} wrote no notes "
+                          f"in its bar {b + 1} although 'play' asks for it, and no bar of the section under "
+                          f"the same chords has any to repeat (another seed gives other notes)", file=sys.stderr)
+                    continue
+                before = [f for f in alike if f < b]
+                part[b] = roll[i, bar + (before[-1] if before else min(alike))]
         bar += s.bars
     return out
 

@@ -19,7 +19,7 @@ from fakes import SMALL_SONG
 from fakes import FakeComposer, FakeTimbreGenerator, fake_drum_composer
 from pipeline.config import load_config, parse_config
 from pipeline.errors import UserError
-from pipeline.generate import (TRANSITION_T, Models, _generator, _seed_for, _take, cli_main, compose, fill_silent_bars, generate_song,
+from pipeline.generate import (TRANSITION_T, Models, _generator, _seed_for, _take, bar_chords, cli_main, compose, fill_silent_bars, generate_song,
                                plan_chords, plan_phrases, section_arrangement, section_table)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,8 +262,20 @@ def test_section_play_and_rest_override_the_arrangement():
     out = section_arrangement(arr, comp, cfg)
     assert out[0, 0].tolist() == [False] * 4                       # intro: lead (melody) rests
     assert out[1:3, 0].all() and not out[1:3, 2].any()             # verse: lead plays, keys (piano) rest
-    assert torch.equal(out[:, 1], arr[:, 1]) and torch.equal(out[3], arr[3])   # the rest as drawn
-    assert not arr[1:3, 0].any()                                   # the input is left as it was
+    assert torch.equal(out[:, 1], arr[:, 1])                       # the bridge, which the song leaves out, as drawn
+    # a bar where none of the song's tracks would play gets the first its section does not rest:
+    # the intro's keys (lead rests there), the end's lead where its keys are silent
+    assert out[0, 2].all()
+    assert out[3, 0].tolist() == [True, False, True, True] and out[3, 2].tolist() == [False, True, False, False]
+    assert not arr[1:3, 0].any() and not arr[0, 2].any()           # the input is left as it was
+    # a melody-only song: the melody wherever the chain drew only tracks it leaves out
+    alone = _cfg(tracks=[{"name": "lead", "source": "melody"}], sections=[{"name": "a", "bars": 8}])
+    drawn = torch.zeros(2, 3, 4, dtype=torch.bool)
+    drawn[0, 0, :2] = True
+    drawn[:, 2] = True
+    assert section_arrangement(drawn, comp, alone)[:, 0].all()
+    rested = _cfg(tracks=[{"name": "lead", "source": "melody"}], sections=[{"name": "a", "bars": 8, "rest": ["lead"]}])
+    assert not section_arrangement(drawn, comp, rested)[:, 0].any()
 
 
 def test_tracks_sharing_a_source_share_its_arrangement_row(capsys):
@@ -321,6 +333,30 @@ def test_fill_silent_bars():
     assert np.array_equal(out[0, 3], roll[0, 2])  # bar 3 repeats bar 2
     assert np.array_equal(out[1], roll[1])
     assert not out[0, 0].sum() == 0 and np.array_equal(roll[0, 1], np.zeros((16, 84), bool))  # input untouched
+    # with the bars' chords: only a bar of the same section under the same chords is repeated
+    cfg = _cfg(sections=[{"name": "v", "bars": 3, "chords": ["C", "Am", "C"]}, {"name": "c", "bars": 3, "chords": ["C"] * 3}])
+    chords = bar_chords(cfg, 4)
+    assert chords[0] == chords[2] != chords[1] and chords[3][0] == 1 and chords[3][1] == chords[0][1]
+    six = np.zeros((1, 6, 16, 84), dtype=bool)
+    six[0, 0, :4, 40] = True
+    out = fill_silent_bars(six, (), chords)
+    assert not out[0, 1].any()                            # Am: no bar under Am before it
+    assert np.array_equal(out[0, 2], six[0, 0])           # C again: bar 0 repeated, two bars back
+    assert not out[0, 3:].any()                           # the next section: nothing of its own to repeat
+
+
+def test_fill_play_bars_repeats_only_a_bar_under_the_same_chords(capsys):
+    from pipeline.generate import fill_play_bars
+
+    cfg = _cfg(tracks=[{"name": "lead", "source": "melody"}],
+               sections=[{"name": "a", "bars": 4, "chords": ["C", "F", "C", "G"], "play": ["lead"]}])
+    roll = np.zeros((1, 4, 16, 84), dtype=bool)
+    roll[0, 2, 0, 48] = True                              # lead wrote only bar 2 (C)
+    out = fill_play_bars(roll, cfg, [0], 4)
+    assert np.array_equal(out[0, 0], roll[0, 2])          # bar 0 is C too: the C bar after it
+    assert not out[0, 1].any() and not out[0, 3].any()    # F, G: nothing written under them
+    err = capsys.readouterr().err
+    assert err.count("no bar of the section under the same chords") == 2 and "its bar 2 " in err and "its bar 4 " in err
 
 
 def _samples(path):

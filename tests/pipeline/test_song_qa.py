@@ -108,7 +108,12 @@ def test_play_track_has_notes_in_every_bar_of_its_section():
                          {"name": "b", "bars": 6, "chords": ["F", "G", "C"], "play": ["lead"]}])
     roll = compose(models, cfg, cfg.seed, "cpu")
     assert all(roll[0, b].any() for b in range(4, 10))      # lead plays in every bar of b
-    assert np.array_equal(roll[0, 4], roll[0, 5])           # bar 4 (empty) takes the nearest bar of b with notes
+    # bar 4 (F, empty) takes the nearest bar of b under the same chord (F G C F G C: bar 7)
+    from pipeline.generate import bar_chords
+
+    chords = bar_chords(cfg, 4)
+    assert [b for b in range(4, 10) if chords[b] == chords[4]] == [4, 7]
+    assert np.array_equal(roll[0, 4], roll[0, 7])
     # without play the composer's silence stays (bar 4 of a song without play sections)
     plain = compose(Models(_ArrangedComposer(), fake_drum_composer(), None, {}),
                     _cfg(sections=[{"name": "a", "bars": 4}, {"name": "b", "bars": 6, "chords": ["F", "G", "C"]}]),
