@@ -81,20 +81,28 @@ TEMPO_RANGE = (30.0, 300.0)
 MAX_BARS = 512
 
 _NOTE_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-#: chord quality -> intervals (semitones above the root)
 CHORD_QUALITIES = {
-    "": (0, 4, 7), "maj": (0, 4, 7), "M": (0, 4, 7),
-    "m": (0, 3, 7), "min": (0, 3, 7), "-": (0, 3, 7),
+    "": (0, 4, 7), "maj": (0, 4, 7), "M": (0, 4, 7), "major": (0, 4, 7),
+    "m": (0, 3, 7), "min": (0, 3, 7), "-": (0, 3, 7), "minor": (0, 3, 7),
     "7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11), "M7": (0, 4, 7, 11),
-    "m7": (0, 3, 7, 10), "min7": (0, 3, 7, 10),
-    "dim": (0, 3, 6), "dim7": (0, 3, 6, 9), "m7b5": (0, 3, 6, 10),
-    "aug": (0, 4, 8), "+": (0, 4, 8),
-    "sus2": (0, 2, 7), "sus4": (0, 5, 7), "sus": (0, 5, 7),
+    "m7": (0, 3, 7, 10), "min7": (0, 3, 7, 10), "-7": (0, 3, 7, 10),
+    "mmaj7": (0, 3, 7, 11), "mM7": (0, 3, 7, 11),
+    "dim": (0, 3, 6), "o": (0, 3, 6), "dim7": (0, 3, 6, 9), "o7": (0, 3, 6, 9),
+    "m7b5": (0, 3, 6, 10), "-7b5": (0, 3, 6, 10), "ø": (0, 3, 6, 10), "ø7": (0, 3, 6, 10),
+    "aug": (0, 4, 8), "+": (0, 4, 8), "aug7": (0, 4, 8, 10), "+7": (0, 4, 8, 10),
+    "sus2": (0, 2, 7), "sus4": (0, 5, 7), "sus": (0, 5, 7), "7sus4": (0, 5, 7, 10), "7sus": (0, 5, 7, 10),
     "6": (0, 4, 7, 9), "m6": (0, 3, 7, 9),
-    "9": (0, 4, 7, 10, 2), "add9": (0, 4, 7, 2), "5": (0, 7),
+    "9": (0, 4, 7, 10, 2), "maj9": (0, 4, 7, 11, 2), "M9": (0, 4, 7, 11, 2), "m9": (0, 3, 7, 10, 2),
+    "min9": (0, 3, 7, 10, 2), "7b9": (0, 4, 7, 10, 1), "7#9": (0, 4, 7, 10, 3),
+    "11": (0, 4, 7, 10, 2, 5), "m11": (0, 3, 7, 10, 2, 5), "min11": (0, 3, 7, 10, 2, 5),
+    "13": (0, 4, 7, 10, 2, 9), "maj13": (0, 4, 7, 11, 2, 9), "m13": (0, 3, 7, 10, 2, 9),
+    "add9": (0, 4, 7, 2), "add2": (0, 2, 4, 7), "madd9": (0, 3, 7, 2), "5": (0, 7),
 }
+"""Chord quality as written after the root -> intervals (semitones above the root). A quality of
+three or more letters may be written in any case ("Maj7", "MIN"); "M" and "m" differ."""
 _CHORD_RE = re.compile(r"^([A-Ga-g])([#b]?)([^/]*)(?:/([A-Ga-g][#b]?))?$")
-NO_CHORD = ("N", "N.C.", "NC", "-", "")
+NO_CHORD = ("N", "NC", "-", "")
+"""No chord, as written with the dots left out and in any case ("N.C.", "n.c", "nc")."""
 
 
 @dataclass(frozen=True)
@@ -228,15 +236,17 @@ def chord_pitch_classes(symbol: str) -> tuple[int, ...]:
     (9, 0, 4, 7)
     """
     s = str(symbol).strip()
-    if s in NO_CHORD:
+    if s.upper().replace(".", "") in NO_CHORD:
         return ()
     m = _CHORD_RE.match(s)
     if not m:
         raise ValueError(f"'{symbol}' is not a chord symbol")
     root_letter, accidental, quality, bass = m.groups()
+    if quality not in CHORD_QUALITIES and len(quality) >= 3 and quality.lower() in CHORD_QUALITIES:
+        quality = quality.lower()
     if quality not in CHORD_QUALITIES:
-        raise ValueError(f"'{symbol}': unknown chord quality '{quality}' (known: "
-                         f"{', '.join(q or 'major' for q in CHORD_QUALITIES)})")
+        raise ValueError(f"'{symbol}': unknown chord quality '{quality}' (known: nothing after the root for "
+                         f"major, {', '.join(q for q in CHORD_QUALITIES if q)})")
     root = (_NOTE_PC[root_letter.upper()] + {"#": 1, "b": -1, "": 0}[accidental]) % 12
     pcs = [(root + i) % 12 for i in CHORD_QUALITIES[quality]]
     if bass:
@@ -435,6 +445,10 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
         pan = t.get("pan")
         pan = None if pan is None else ctx.number(pan, f"{key}.pan", -1.0, 1.0)
         tracks.append(TrackConfig(name, src, program, instrument, timbre_seed, morph_seed, volume, pan))
+    programs = list(dict.fromkeys(t.program for t in tracks if t.source.lower() != "drums"))
+    if len(programs) > 15:   # song.mid gives each program a channel (symbolic.roll.midi_channels)
+        raise ctx.fail("tracks", f"{len(programs)} instruments besides the drums is too many (allowed: at most 15 "
+                                 f"different instruments, the channels of a MIDI file; tracks may share one)")
 
     raw_sections = top["sections"]
     if not isinstance(raw_sections, list) or not raw_sections:

@@ -17,7 +17,7 @@ from pipeline.errors import UserError
 from pipeline.fileio import missing_glyphs_quiet, save_png
 from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, midi_to_multitrack, off_grid_meters, read_midi,
                            tempo_map_beats, time_signature_beats)
-from symbolic.trackmap import LPD5, POP909, POP909_DRUMS, TrackMap, get_track_map
+from symbolic.trackmap import LPD5, TrackMap, file_track_map, get_track_map
 
 
 #: Largest ``--steps-per-beat`` (96 steps a beat is far finer than any pianoroll needs).
@@ -123,14 +123,19 @@ def draw_multitrack(mt_or_roll, track_names: Sequence[str] | None = None, title:
     return fig
 
 
+MAX_FILE_TRACKS = 16
+"""``plot pianoroll``'s auto draws a file of up to this many instruments with notes as they are."""
+
+
 def guess_track_map(pm) -> TrackMap:
-    """POP909 (with drums when the file has a drum part) when its pitched parts with notes are all
-    named MELODY / BRIDGE / PIANO, else LPD-5 (a file with a "Piano" beside a "Violin" is not
-    POP909's)."""
-    names = {(i.name or "").strip().upper() for i in pm.instruments if i.notes and not i.is_drum}
-    if names and names <= {"MELODY", "BRIDGE", "PIANO"}:
-        return POP909_DRUMS if any(i.is_drum for i in pm.instruments) else POP909
-    return LPD5
+    """The file's own instruments with notes, one row each under its own name
+    (:func:`symbolic.trackmap.file_track_map`: a song this project wrote is drawn with its
+    tracks), or LPD-5's five families for a file of more than :data:`MAX_FILE_TRACKS` of them, or
+    of none."""
+    playing = [i for i in pm.instruments if i.notes]
+    if not playing or len(playing) > MAX_FILE_TRACKS:
+        return LPD5
+    return file_track_map(pm.instruments)
 
 
 #: The most bars ``plot pianoroll`` draws (a stray note hours late would need a roll of many GB).
@@ -143,7 +148,9 @@ def cli_main(argv: list[str]) -> int:
                                 description="Draw a MIDI file as a multitrack pianoroll PNG.")
     p.add_argument("midi", type=Path)
     p.add_argument("--out", type=Path, default=None, help="PNG path (default: MIDI with .png)")
-    p.add_argument("--track-map", default="auto", help="auto (POP909 names if present, else LPD-5), lpd5, pop909, ...")
+    p.add_argument("--track-map", default="auto",
+                   help=f"auto (the file's own instruments, one row each; LPD-5's families for more than "
+                        f"{MAX_FILE_TRACKS}), file (its own instruments, however many), lpd5, pop909, ...")
     p.add_argument("--steps-per-beat", type=int, default=4)
     p.add_argument("--title", default=None)
     args = p.parse_args(argv[1:])
@@ -153,7 +160,14 @@ def cli_main(argv: list[str]) -> int:
     if args.out is not None and (str(args.out) in ("", ".") or args.out.suffix.lower() != ".png"):
         raise UserError(f"--out {str(args.out) if str(args.out) != '.' else ''!r}: the picture is a PNG; name it *.png")
     pm = read_midi(args.midi)
-    track_map = guess_track_map(pm) if args.track_map == "auto" else get_track_map(args.track_map)
+    if args.track_map == "auto":
+        track_map = guess_track_map(pm)
+    elif args.track_map.strip().lower() == "file":
+        if not any(i.notes for i in pm.instruments):
+            raise UserError(f"{args.midi}: --track-map file: no instrument of the file has notes")
+        track_map = file_track_map(pm.instruments)
+    else:
+        track_map = get_track_map(args.track_map)
     grid = Grid(steps_per_beat=args.steps_per_beat)
     bars = int(np.ceil(float(tempo_map_beats(pm, np.array([pm.get_end_time()]))[0]) / grid.beats_per_bar))
     if bars > MAX_PLOT_BARS:

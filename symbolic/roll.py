@@ -195,10 +195,42 @@ def _smpte_division(path: Path) -> bool:
     return len(head) == 14 and head[:4] == b"MThd" and bool(head[12] & 0x80)
 
 
+MIDI_CHANNELS = tuple(c for c in range(16) if c != 9)
+"""The 15 channels of pitched instruments (channel 10, index 9, is the drums')."""
+
+
+def midi_channels(instruments: Sequence[pretty_midi.Instrument]) -> list[int] | None:
+    """The channel of each instrument where pretty_midi's own choice would put two programs on one
+    channel, else None (its choice stands). pretty_midi gives the n-th instrument channel
+    ``MIDI_CHANNELS[n % 15]`` (drums 9), counting the drum tracks too, so a 16th instrument
+    plays with the first one's program; here instruments of one program share a channel, each
+    program its own. UserError when the pitched instruments hold more than 15 programs."""
+    pretty = [9 if i.is_drum else MIDI_CHANNELS[n % len(MIDI_CHANNELS)] for n, i in enumerate(instruments)]
+    held: dict[int, int] = {}
+    if all(held.setdefault(c, i.program) == i.program for c, i in zip(pretty, instruments) if c != 9):
+        return None
+    programs = list(dict.fromkeys(i.program for i in instruments if not i.is_drum))
+    if len(programs) > len(MIDI_CHANNELS):
+        raise UserError(f"{len(programs)} instruments of different programs besides the drums: a MIDI file "
+                        f"has {len(MIDI_CHANNELS)} channels for them")
+    return [9 if i.is_drum else MIDI_CHANNELS[programs.index(i.program)] for i in instruments]
+
+
 def write_midi(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike) -> None:
-    """Write ``pm`` to ``path`` atomically (nothing half-written is left on failure)."""
+    """Write ``pm`` to ``path`` atomically (nothing half-written is left on failure), each
+    program on a channel of its own (:func:`midi_channels`)."""
+    channels = midi_channels(pm.instruments)
     with atomic_path(path, suffix=".mid") as tmp:
         pm.write(str(tmp))
+        if channels is not None:   # pretty_midi writes a tempo track, then one track per instrument
+            import mido
+
+            mid = mido.MidiFile(str(tmp))
+            for track, channel in zip(mid.tracks[1:], channels):
+                for msg in track:
+                    if hasattr(msg, "channel"):
+                        msg.channel = channel
+            mid.save(str(tmp))
 
 
 # --------------------------------------------------------------------------- time -> beats

@@ -168,6 +168,47 @@ GROOVE_TO_GM: dict[int, int] = {22: 42, 26: 46, 58: 43}
 #: The keys of General MIDI's percussion kit (channel 10): a GM synthesizer plays nothing on others.
 GM_DRUM_KEYS = range(35, 82)
 
+@dataclass(frozen=True)
+class FileTrackMap(TrackMap):
+    """The tracks of one MIDI file as they are: one per instrument with notes, in the file's order
+    (:func:`file_track_map`). ``members`` gives each of the file's instruments its track (None
+    for one without notes); :meth:`assign` takes that file's instruments only."""
+
+    members: tuple[int | None, ...] = ()
+
+    def assign(self, instruments: Sequence) -> list[int | None]:
+        if len(instruments) != len(self.members):
+            raise ValueError(f"this track map is of a file of {len(self.members)} instruments, "
+                             f"got {len(instruments)}")
+        return list(self.members)
+
+
+def file_track_map(instruments: Sequence) -> FileTrackMap:
+    """A :class:`FileTrackMap` of a file's instruments (pretty_midi's): each with notes a track of
+    its own name (a nameless one "drums" or its GM program's name; a name met before gets
+    " (2)", " (3)", ...), program and drum flag. ValueError when no instrument has notes."""
+    import pretty_midi
+
+    tracks: list[TrackSpec] = []
+    members: list[int | None] = []
+    used: set[str] = set()
+    for inst in instruments:
+        if not inst.notes:
+            members.append(None)
+            continue
+        base = (inst.name or "").strip() or ("drums" if inst.is_drum else
+                                             pretty_midi.program_to_instrument_name(int(inst.program)))
+        name, k = base, 2
+        while name.lower() in used:
+            name, k = f"{base} ({k})", k + 1
+        used.add(name.lower())
+        members.append(len(tracks))
+        tracks.append(TrackSpec(name, int(inst.program), bool(inst.is_drum)))
+    if not tracks:
+        raise ValueError("no instrument has notes")
+    return FileTrackMap(tuple(tracks), name="file", members=tuple(members))
+
+
 TRACK_MAPS: dict[str, TrackMap] = {
     "lpd5": LPD5,
     "pop909": POP909,

@@ -148,6 +148,20 @@ def test_chord_symbols():
     assert chord_pitch_classes("N") == ()
     with pytest.raises(ValueError):
         chord_pitch_classes("X7")
+    # from QA: spellings users write (they were refused)
+    assert chord_pitch_classes("G7sus4") == (7, 0, 2, 5)
+    assert chord_pitch_classes("Cm9") == (0, 3, 7, 10, 2) and chord_pitch_classes("Cmaj9") == (0, 4, 7, 11, 2)
+    assert chord_pitch_classes("Dm11") == (2, 5, 9, 0, 4, 7) and chord_pitch_classes("C13") == (0, 4, 7, 10, 2, 9)
+    assert chord_pitch_classes("C-7") == chord_pitch_classes("Cm7") == (0, 3, 7, 10)
+    assert chord_pitch_classes("CMaj7") == chord_pitch_classes("CM7") == (0, 4, 7, 11)
+    assert chord_pitch_classes("Cmajor") == chord_pitch_classes("C") and chord_pitch_classes("CMIN") == (0, 3, 7)
+    assert chord_pitch_classes("Bbø7") == chord_pitch_classes("Bbm7b5") == (10, 1, 4, 8)
+    assert chord_pitch_classes("EbmMaj7") == (3, 6, 10, 2)
+    assert all(chord_pitch_classes(nc) == () for nc in ("N.C.", "N.C", "n.c.", "nc", "NC", "-"))
+    assert chord_pitch_classes("CM") == (0, 4, 7) and chord_pitch_classes("Cm") == (0, 3, 7)   # case matters there
+    with pytest.raises(ValueError, match=r"^'Cxyz': unknown chord quality 'xyz' \(known: nothing after the root "
+                                         r"for major, maj, M, major, m, "):
+        chord_pitch_classes("Cxyz")
 
 
 def test_chords_to_array():
@@ -230,3 +244,15 @@ def test_relative_weights_are_found_beside_the_config_and_the_defaults_in_the_pr
     assert resolve_weights_path(DEFAULT_WEIGHTS["drums"], "drums") == elsewhere / DEFAULT_WEIGHTS["drums"]
     cfg = parse_config(dict(copy.deepcopy(BASE), weights={"drums": "x.safetensors"}), "song.yaml")
     assert cfg.weights.given == ("drums",) and parse_config(copy.deepcopy(BASE), "song.yaml").weights.given == ()
+
+
+def test_at_most_fifteen_different_instruments_besides_the_drums():
+    # song.mid gives each program a MIDI channel of its own: 15 besides the drums' channel 10
+    data = copy.deepcopy(BASE)
+    data["tracks"] = [{"name": f"t{i}", "source": "melody", "instrument": 5 * i} for i in range(15)]
+    data["tracks"] += [{"name": "again", "source": "piano", "instrument": 0}, {"name": "drums", "source": "drums"}]
+    assert len(parse_config(data, "x.yaml").tracks) == 17       # 16 pitched tracks, 15 programs
+    data["tracks"][15]["instrument"] = 1
+    with pytest.raises(UserError, match=r"^x.yaml: tracks: 16 instruments besides the drums is too many \(allowed: "
+                                        r"at most 15 different instruments"):
+        parse_config(data, "x.yaml")

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pretty_midi
 import pytest
 
 from pipeline.cli import main as cli
 from pipeline.errors import UserError
 from symbolic.plot import cli_main, draw_multitrack, guess_track_map, plot_multitrack
 from symbolic.roll import read_midi
-from symbolic.trackmap import LPD5, POP909, POP909_DRUMS
+from symbolic.trackmap import LPD5
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -52,10 +53,12 @@ def test_plot_writes_png_and_checks_shapes(tmp_path):
 def test_cli_auto_track_map(make_midi, tmp_path, capsys):
     pop = make_midi("pop.mid", [("MELODY", 0, False, [(72, 0, 1, 90)]), ("PIANO", 0, False, [(48, 0, 4, 70)])])
     other = make_midi("lpd.mid", [("Guitar", 25, False, [(52, 0, 2, 90)]), ("Kit", 0, True, [(36, 0, 1, 90)])])
-    assert guess_track_map(read_midi(pop)) is POP909
-    assert guess_track_map(read_midi(other)) is LPD5
+    # a file's own instruments, one row each under its own name (no empty rows of a known map's)
+    assert guess_track_map(read_midi(pop)).names == ["MELODY", "PIANO"]
+    auto = guess_track_map(read_midi(other))
+    assert auto.names == ["Guitar", "Kit"] and auto.is_drum == [False, True] and auto.programs == [25, 0]
     drums = make_midi("popd.mid", [("MELODY", 0, False, [(72, 0, 1, 90)]), ("D", 0, True, [(36, 0, 1, 90)])])
-    assert guess_track_map(read_midi(drums)) is POP909_DRUMS
+    assert guess_track_map(read_midi(drums)).names == ["MELODY", "D"]
     out = tmp_path / "p.png"
     assert cli_main(["prog", str(pop), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == PNG_MAGIC
@@ -114,7 +117,7 @@ def test_cli_names_what_it_leaves_out_and_refuses_what_it_cannot_draw(make_midi,
     """From QA: a "Piano" beside other parts made auto choose POP909 and leave them out silently;
     notes outside the drawn pitches went silently too; a stray note far away ran out of memory."""
     mixed = make_midi("mixed.mid", [("Piano", 0, False, [(60, 0, 1, 90)]), ("Violin", 40, False, [(67, 0, 1, 90)])])
-    assert guess_track_map(read_midi(mixed)) is LPD5
+    assert guess_track_map(read_midi(mixed)).names == ["Piano", "Violin"]
     odd = make_midi("odd.mid", [("MELODY", 0, False, [(72, 0, 1, 90)]), ("PIANO", 0, False, [(48, 0, 4, 70)]),
                                 ("Sitar", 104, False, [(60, 0, 1, 90), (62, 1, 2, 90)]),
                                 ("Steel", 1, False, [(21, 0, 1, 90), (108, 1, 2, 90)])])
@@ -134,3 +137,34 @@ def test_cli_names_what_it_leaves_out_and_refuses_what_it_cannot_draw(make_midi,
             cli_main(["prog", str(mixed), "--out", bad])
         assert str(info.value) == says
     assert sorted(p.name for p in tmp_path.iterdir()) == ["far.mid", "l.png", "mixed.mid", "o.png", "odd.mid"]
+
+
+def test_auto_draws_a_song_with_its_own_tracks(make_midi, tmp_path, capsys):
+    """From QA: generate's song.mid with tracks lead, lead2, kit1, kit2 was drawn as LPD-5 families
+    (the flute as "Strings", both kits in one row, empty Piano / Guitar / Bass rows)."""
+    from symbolic.roll import midi_to_multitrack
+    from symbolic.trackmap import file_track_map
+
+    song = make_midi("song.mid", [("lead", 73, False, [(72, 0, 1, 90)]), ("lead", 73, False, [(76, 1, 2, 90)]),
+                                  ("", 0, True, [(36, 0, 1, 90)]), ("kit2", 0, True, [(38, 1, 2, 90)]),
+                                  ("", 41, False, []), ("", 33, False, [(40, 0, 4, 80)])])
+    pm = read_midi(song)
+    tm = guess_track_map(pm)
+    assert tm.names == ["lead", "lead (2)", "drums", "kit2", "Electric Bass (finger)"]
+    assert tm.assign(pm.instruments) == [0, 1, 2, 3, 4]      # (pretty_midi reads no instrument without notes)
+    pm.instruments.insert(1, pretty_midi.Instrument(program=41))
+    assert file_track_map(pm.instruments).assign(pm.instruments) == [0, None, 1, 2, 3, 4]
+    pm.instruments.pop(1)
+    mt = midi_to_multitrack(pm, tm)
+    assert [int(mt.roll[t].astype(bool).sum()) for t in range(5)] == [4, 4, 1, 1, 16]
+    assert cli_main(["prog", str(song), "--out", str(tmp_path / "s.png")]) == 0
+    assert capsys.readouterr().err == ""
+    many = make_midi("many.mid", [(f"p{i}", i, False, [(60, 0, 1, 90)]) for i in range(17)])
+    assert guess_track_map(read_midi(many)) is LPD5                    # 17 rows: the five families
+    assert len(file_track_map(read_midi(many).instruments)) == 17      # --track-map file: all of them
+    assert cli_main(["prog", str(many), "--out", str(tmp_path / "m.png"), "--track-map", "file"]) == 0
+    empty = make_midi("empty.mid", [("Piano", 0, False, [])])
+    with pytest.raises(UserError, match="--track-map file: no instrument of the file has notes"):
+        cli_main(["prog", str(empty), "--out", str(tmp_path / "e.png"), "--track-map", "file"])
+    with pytest.raises(ValueError, match="of a file of 5 instruments, got 1"):
+        tm.assign(pm.instruments[:1])

@@ -401,3 +401,39 @@ def test_map_drum_keys_moves_hits_and_keeps_the_louder_where_two_meet():
     assert np.array_equal(kept.roll[0], stray[0])   # only the drum track
     clean = map_drum_keys(mt, GROOVE_TO_GM, [1], keep=GM_DRUM_KEYS)
     assert map_drum_keys(clean, {}, [1], keep=GM_DRUM_KEYS) is clean   # nothing to move or drop
+
+
+def _instruments(programs, drum_at=()):
+    out = []
+    for n, program in enumerate(programs):
+        inst = pretty_midi.Instrument(program=0 if n in drum_at else program, is_drum=n in drum_at, name=f"t{n}")
+        inst.notes.append(pretty_midi.Note(velocity=90, pitch=60 + n, start=0.5 * n, end=0.5 * n + 0.25))
+        out.append(inst)
+    return out
+
+
+def test_midi_channels_give_each_program_its_own_channel(tmp_path):
+    import mido
+
+    from symbolic.roll import MIDI_CHANNELS, midi_channels, write_midi
+
+    assert midi_channels(_instruments(range(15), drum_at=(14,))) is None      # pretty_midi's own choice stands
+    # 16 instruments, the drums third: pretty_midi gives the 16th the first one's channel 0
+    insts = _instruments([7 * n for n in range(16)], drum_at=(2,))
+    channels = midi_channels(insts)
+    assert channels[2] == 9 and len(set(channels)) == 16 and 9 not in channels[:2] + channels[3:]
+    pm = pretty_midi.PrettyMIDI()
+    pm.instruments.extend(insts)
+    write_midi(pm, tmp_path / "many.mid")
+    raw = mido.MidiFile(str(tmp_path / "many.mid"))
+    written = [{m.channel for m in track if hasattr(m, "channel")} for track in raw.tracks[1:]]
+    assert written == [{c} for c in channels]
+    back = pretty_midi.PrettyMIDI(str(tmp_path / "many.mid"))
+    assert sorted((i.program, i.is_drum, i.notes[0].pitch) for i in back.instruments) == sorted(
+        (i.program, i.is_drum, i.notes[0].pitch) for i in insts)
+    # tracks of one program share its channel; more than 15 programs cannot be written
+    same = _instruments([0, 5] * 9)
+    assert midi_channels(same) is None or len(set(midi_channels(same))) == 2
+    with pytest.raises(UserError, match="16 instruments of different programs besides the drums: a MIDI file has 15"):
+        midi_channels(_instruments(range(17), drum_at=(0,)))
+    assert MIDI_CHANNELS == tuple(range(9)) + tuple(range(10, 16))
