@@ -356,6 +356,18 @@ class NoteRenderer:
             for k, w in zip(batch, waves):
                 self._cache[k] = np.ascontiguousarray(w[: needs[k]], dtype=np.float32)
 
+    def plays(self, note: RenderNote) -> bool:
+        """Whether the note is heard: not a drum hit on a key the model never learnt (silent, as a
+        GM kit is outside its keys)."""
+        return not (note.is_drum and self.drum_keys is not None and int(note.pitch) not in self.drum_keys)
+
+    def end_samples(self, notes: Sequence[RenderNote]) -> int:
+        """Samples from 0 to the end of the last heard note's release (a drum hit sounds for
+        ``drum_hold_s`` whatever its written length): a render this long cuts no note short."""
+        release = max(1, int(round(self.release_s * self.sample_rate)))
+        return max((int(round(n.start_s * self.sample_rate)) + self.hold_samples(n) + release
+                    for n in notes if self.plays(n)), default=0)
+
     def render(self, notes: Sequence[RenderNote], timbres: torch.Tensor, n_stems: int,
                n_samples: int | None = None) -> np.ndarray:
         """Render notes into stems.
@@ -376,8 +388,8 @@ class NoteRenderer:
         placed = []
         needs: dict[tuple, int] = {}
         for n in notes:
-            if n.is_drum and self.drum_keys is not None and int(n.pitch) not in self.drum_keys:
-                continue   # a key the model never learnt: silent, as a GM kit is outside its keys
+            if not self.plays(n):
+                continue
             if not 0 <= n.stem < n_stems:
                 raise ValueError(f"note {n} has stem {n.stem} outside 0..{n_stems - 1}")
             if not 0 <= n.timbre < len(timbres):

@@ -80,15 +80,20 @@ def _noteless_track_names(source: str) -> list[str]:
 def select_instrument(pm, track: str, source: str) -> int:
     """Index in ``pm.instruments`` of the instrument ``--track`` names.
 
-    ``track`` is an instrument name (case-insensitive, stripped; the first instrument of that
-    name), or ``#N`` / ``N`` for the N-th instrument (0-based, the file's order) -- the way to
+    ``track`` is an instrument name (case-insensitive, stripped; refused when several have it),
+    or ``#N`` / ``N`` for the N-th instrument (0-based, the file's order) -- the way to
     pick an instrument without a name. A name wins over an index ("1" is the track named "1"
     when there is one). Raises UserError listing the file's tracks otherwise.
     """
     key = str(track).strip()
-    for i, inst in enumerate(pm.instruments):
-        if (inst.name or "").strip().lower() == key.lower():
-            return i
+    named = [i for i, inst in enumerate(pm.instruments) if (inst.name or "").strip().lower() == key.lower()]
+    if len(named) > 1:   # a type-0 file gives every channel the file's one name
+        tracks = ", ".join(f"#{i} {'drums' if pm.instruments[i].is_drum else f'program {pm.instruments[i].program}'}, "
+                           f"{len(pm.instruments[i].notes)} notes" for i in named)
+        raise UserError(f"{source}: --track {track!r}: {len(named)} tracks have that name ({tracks}); "
+                        f"give #N for the N-th track counting from 0")
+    if named:
+        return named[0]
     digits = key[1:] if key.startswith("#") else key
     if digits.isdigit() and int(digits) < len(pm.instruments):
         return int(digits)
@@ -444,6 +449,14 @@ def load_composer(weights: str | None, device: str):
     return Composer.load(resolve_weights_path(weights, "symbolic", "--weights", default=default), device=device)
 
 
+def check_not_input(midi: Path, out: Path) -> None:
+    """UserError when one of the files accompany writes into ``out`` is the MIDI file it reads."""
+    midi, out = Path(midi), Path(out)
+    if midi.is_file() and any((out / name).exists() and (out / name).resolve() == midi.resolve()
+                              for name in ACCOMPANY_OUTPUTS):
+        raise UserError(f"--out {out}: would write over the MIDI file {midi} itself; give another folder")
+
+
 def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: str | None = None,
         seed: int = 0, device: str = "cpu", chords: str = "auto", humanize: float | None = None,
         given_timing: str = "played", drums=None, drums_style: str | None = None) -> Path:
@@ -451,10 +464,12 @@ def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: s
     ``given_timing``: the given track as played or quantised (:func:`song_midi`); ``drums``,
     ``drums_style``: a drums composer and its genre (:func:`_accompany`)."""
     from audio.mix import master, mix_stems, write_wav
-    from pipeline.render import render_midi_neural
+    from pipeline.render import check_length, render_midi_neural
     from symbolic.roll import read_midi, write_midi
 
+    check_not_input(midi, out)
     pm = read_midi(midi)
+    check_length(pm, midi, "accompany")
     mt, ti, index, origin = _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi),
                                        chords=chords, humanize=humanize, drums=drums, drums_style=drums_style)
     song = song_midi(mt, pm, given_track=ti, given_index=index, origin=origin, given_timing=given_timing)
@@ -473,7 +488,7 @@ def cli_main(argv: list[str]) -> int:
     [--given-timing played|grid] [--drums STYLE [--drums-weights W]]``."""
     from pipeline.generate import resolve_device
     from pipeline.errors import check_seed
-    from pipeline.render import load_timbre
+    from pipeline.render import check_length, load_timbre
     from symbolic.roll import read_midi
 
     args = build_parser(argv[0]).parse_args(argv[1:])
@@ -482,8 +497,11 @@ def cli_main(argv: list[str]) -> int:
         raise UserError(f"--humanize {args.humanize:g}: out of range (allowed: 0 to 1)")
     midi = Path(args.midi)
     out = check_out_dir(args.out if args.out is not None else Path("out") / f"{midi.stem}-accompanied")
+    check_not_input(midi, out)
     device = resolve_device(args.device)
-    find_instrument(read_midi(midi), args.track, str(midi))  # fail early, before loading models
+    pm = read_midi(midi)
+    check_length(pm, midi, "accompany")
+    find_instrument(pm, args.track, str(midi))  # fail early, before loading models
     if args.audio_weights is not None and args.renderer == "none":
         raise UserError("--audio-weights: --renderer none writes no audio (leave one of them out)")
     if args.drums_weights is not None and args.drums is None:

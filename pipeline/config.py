@@ -75,7 +75,9 @@ FAMILY_PROGRAMS = {
 }
 
 SUPPORTED_TIME_SIGNATURES = ("4/4",)
-SAMPLE_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
+SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+#: The output rate of a song whose config names none, for FluidSynth (the timbre model: its own).
+DEFAULT_SAMPLE_RATE = 16000
 VOLUME_RANGE_DB = (-60.0, 12.0)
 TEMPO_RANGE = (30.0, 300.0)
 MAX_BARS = 512
@@ -179,7 +181,7 @@ class SongConfig:
     tracks: tuple[TrackConfig, ...]
     sections: tuple[SectionConfig, ...]
     time_signature: tuple[int, int] = (4, 4)
-    sample_rate: int = 16000
+    sample_rate: int | None = None
     style: str | int | None = None
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     source: str = "<config>"
@@ -393,8 +395,10 @@ def parse_config(data: Any, source: str = "<config>") -> SongConfig:
         raise ctx.fail("time_signature", f"{ts_raw!r} is not supported (allowed: {', '.join(SUPPORTED_TIME_SIGNATURES)}"
                                          f"; the composer writes 4/4 bars)")
     num, den = (int(x) for x in ts_text.replace(" ", "").split("/"))
-    sample_rate = ctx.integer(top.get("sample_rate", 16000), "sample_rate")
-    if sample_rate not in SAMPLE_RATES:
+    sample_rate = top.get("sample_rate")   # None: the renderer's own (the timbre model's rate)
+    if sample_rate is not None:
+        sample_rate = ctx.integer(sample_rate, "sample_rate")
+    if sample_rate is not None and sample_rate not in SAMPLE_RATES:
         raise ctx.fail("sample_rate", f"{sample_rate} is not allowed (allowed: {', '.join(map(str, SAMPLE_RATES))})")
     style = _style(ctx, top.get("style"), "style")
     humanize = ctx.number(top.get("humanize", HUMANIZE), "humanize", 0.0, 1.0)

@@ -61,7 +61,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from pipeline.config import DEFAULT_CONFIG, SongConfig, chords_to_array, load_config
+from pipeline.config import DEFAULT_CONFIG, DEFAULT_SAMPLE_RATE, SongConfig, chords_to_array, load_config
 from pipeline.config import resolve_weights_path as _resolve_weights_path
 from pipeline.errors import UserError
 from pipeline.fileio import atomic_write_text, check_out_dir_entries, staged_dir
@@ -722,7 +722,9 @@ def render_song_neural(pm, config: SongConfig, timbre, device: str, progress: bo
 
     notes = [replace(n, timbre=timbre_of(n)) for n in notes]
     renderer = NoteRenderer(timbre, device=device, progress=progress)
-    length = int(math.ceil((pm.get_end_time() + renderer.release_s) * renderer.sample_rate))
+    # the file's end and the release, or further when a note sounds longer (a drum hit's whole clip)
+    length = max(int(math.ceil((pm.get_end_time() + renderer.release_s) * renderer.sample_rate)),
+                 renderer.end_samples(notes))
     stems = renderer.render(notes, torch.stack(table), n_stems=len(config.tracks), n_samples=length)
     return stems, {"unique_notes": renderer.generated, "notes": len(notes)}
 
@@ -770,7 +772,7 @@ def render_song_fluidsynth(stage: Path, pm, config: SongConfig, flac: bool) -> d
     from audio.fluid import render_midi_audio
     from symbolic.roll import write_midi
 
-    sr = config.sample_rate
+    sr = config.sample_rate or DEFAULT_SAMPLE_RATE
     stems = []
     with tempfile.TemporaryDirectory(prefix="musegansynth-stems-") as tmp:
         for i, inst in enumerate(pm.instruments):
@@ -828,7 +830,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
         if models.timbre is None:
             raise UserError("--renderer neural: no timbre model loaded")
         sr = int(models.timbre.sample_rate)
-        if sr != config.sample_rate:
+        if config.sample_rate is not None and sr != config.sample_rate:
             raise UserError(f"{config.source}: sample_rate: {config.sample_rate} does not match the timbre "
                             f"model's {sr} Hz (allowed: {sr})")
     out_dir = Path(out_dir)
@@ -858,6 +860,8 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
 
             t1 = time.perf_counter()
             audio_facts: dict[str, Any] = {}
+            audio_rate = {"neural": models.timbre and int(models.timbre.sample_rate),
+                          "fluidsynth": config.sample_rate or DEFAULT_SAMPLE_RATE}.get(renderer)
             if renderer == "neural":
                 sr = int(models.timbre.sample_rate)
                 stems, facts = render_song_neural(pm, config, models.timbre, device, progress,
@@ -879,7 +883,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
                 "tempo": config.tempo,
                 "bars": config.n_bars,
                 "duration_s": round(float(pm.get_end_time()), 3),
-                "sample_rate": config.sample_rate,
+                "sample_rate": audio_rate,
                 "note_counts": note_counts,
                 "sections": sections,
                 # the same keys whatever the renderer: null where it has no value (none: no audio)

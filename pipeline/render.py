@@ -134,7 +134,12 @@ def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progre
         raise UserError("the MIDI file has no notes")
     timbres = torch.stack([timbre_latent(seed * 1000 + i, timbre.latent_dim) for i in range(max(1, len(names)))])
     renderer = NoteRenderer(timbre, device=device, progress=progress)
-    length = int(math.ceil((pm.get_end_time() + renderer.release_s) * renderer.sample_rate))
+    if not any(renderer.plays(n) for n in notes):
+        raise UserError("nothing to play: the MIDI file's notes are all drum hits on keys the timbre model did not "
+                        "learn (a GM kit leaves keys outside 35-81 silent too)")
+    # the file's end and the release, or further when a note sounds longer (a drum hit's whole clip)
+    length = max(int(math.ceil((pm.get_end_time() + renderer.release_s) * renderer.sample_rate)),
+                 renderer.end_samples(notes))
     return names, renderer.render(notes, timbres, n_stems=len(names), n_samples=length)
 
 
@@ -162,14 +167,13 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
 
     midi_path, wav_path = Path(midi_path), Path(wav_path)
     check_audio_out(wav_path)
+    if wav_path.exists() and midi_path.exists() and wav_path.resolve() == midi_path.resolve():
+        raise UserError(f"--out {wav_path}: is the MIDI file itself; name another file")
     flac = wav_path.suffix.lower() == ".flac"  # the format the name says
     pm = read_midi(midi_path)  # UserError naming the file when unreadable
     if not any(inst.notes for inst in pm.instruments):
         raise UserError(f"{midi_path}: the MIDI file has no notes")
-    end = pm.get_end_time()
-    if end > MAX_RENDER_S:
-        raise UserError(f"{midi_path}: lasts {end / 3600:.1f} hours; render takes files of up to "
-                        f"{MAX_RENDER_S / 60:.0f} minutes")
+    check_length(pm, midi_path, "render")
     if renderer == "fluidsynth":   # mastered like the neural path (and generate's FluidSynth songs)
         from audio.fluid import render_midi_audio
 
@@ -197,6 +201,15 @@ FLUID_RATE = 44100
 
 #: File name endings ``render`` writes (the format follows the ending).
 AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def check_length(pm, source: str | Path, command: str) -> None:
+    """UserError when the MIDI file lasts longer than :data:`MAX_RENDER_S` (a stray note hours
+    after the rest would need tens of GB)."""
+    end = pm.get_end_time()
+    if end > MAX_RENDER_S:
+        raise UserError(f"{source}: lasts {end / 3600:.1f} hours; {command} takes files of up to "
+                        f"{MAX_RENDER_S / 60:.0f} minutes")
 
 
 def check_audio_out(path: str | Path) -> Path:

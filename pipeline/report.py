@@ -100,7 +100,7 @@ def render_index(facts: dict[str, Any], sections: Sequence[dict[str, Any]], audi
     count_rows = "".join(f"<tr><td>{e(k)}</td><td>{v}</td></tr>" for k, v in counts.items())
     fact_rows = []
     for key in ("seed", "device", "renderer", "tempo", "bars", "duration_s", "sample_rate"):
-        if key in facts:
+        if facts.get(key) is not None:
             fact_rows.append(f"<tr><th>{e(key)}</th><td>{e(str(facts[key]))}</td></tr>")
     for k, v in (facts.get("timings") or {}).items():
         fact_rows.append(f"<tr><th>{e(k)}</th><td>{v}</td></tr>")

@@ -216,21 +216,40 @@ def midi_channels(instruments: Sequence[pretty_midi.Instrument]) -> list[int] | 
     return [9 if i.is_drum else MIDI_CHANNELS[programs.index(i.program)] for i in instruments]
 
 
+def _tempo_fixes(pm: pretty_midi.PrettyMIDI) -> dict[tuple[int, int], int]:
+    """``{(tick, tempo pretty_midi writes): tempo}`` where pretty_midi's ``int()`` of a float
+    drops a microsecond a quarter note from a tempo it read (461538 written as 461537)."""
+    fixes = {}
+    for tick, scale in pm._tick_scales:
+        exact = 6e7 / (60.0 / (scale * pm.resolution))
+        if int(exact) != round(exact):
+            fixes[(int(tick), int(exact))] = int(round(exact))
+    return fixes
+
+
 def write_midi(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike) -> None:
     """Write ``pm`` to ``path`` atomically (nothing half-written is left on failure), each
-    program on a channel of its own (:func:`midi_channels`)."""
+    program on a channel of its own (:func:`midi_channels`) and every tempo as it was read
+    (:func:`_tempo_fixes`)."""
     channels = midi_channels(pm.instruments)
+    tempi = _tempo_fixes(pm)
     with atomic_path(path, suffix=".mid") as tmp:
         pm.write(str(tmp))
-        if channels is not None:   # pretty_midi writes a tempo track, then one track per instrument
-            import mido
+        if channels is None and not tempi:
+            return
+        import mido
 
-            mid = mido.MidiFile(str(tmp))
-            for track, channel in zip(mid.tracks[1:], channels):
-                for msg in track:
-                    if hasattr(msg, "channel"):
-                        msg.channel = channel
-            mid.save(str(tmp))
+        mid = mido.MidiFile(str(tmp))   # pretty_midi writes a tempo track, then one track per instrument
+        tick = 0
+        for msg in mid.tracks[0]:
+            tick += msg.time
+            if msg.type == "set_tempo":
+                msg.tempo = tempi.get((tick, msg.tempo), msg.tempo)
+        for track, channel in zip(mid.tracks[1:], channels or ()):
+            for msg in track:
+                if hasattr(msg, "channel"):
+                    msg.channel = channel
+        mid.save(str(tmp))
 
 
 # --------------------------------------------------------------------------- time -> beats

@@ -552,3 +552,33 @@ def test_the_default_weights_are_the_accompanist_when_it_is_there(tmp_path, monk
     acc.load_composer(acc.DEFAULT_SYMBOLIC_WEIGHTS, "cpu")
     assert seen == ["symbolic_pop909.safetensors", "symbolic_pop909_accompany.safetensors",
                     "symbolic_pop909.safetensors"]
+
+
+def test_accompany_refuses_to_write_over_its_input_an_ambiguous_track_and_hours(tmp_path, monkeypatch):
+    """From QA: ``accompany song.mid --out .`` replaced the user's own file; a name two tracks
+    share took the first silently; a stray note at 100 min composed 100 minutes (7.7 GB)."""
+    import pipeline.accompany as acc
+
+    monkeypatch.setattr(acc, "load_composer", lambda weights, device: FakeComposer())
+    here = tmp_path / "v"
+    here.mkdir()
+    midi = _song(here / "song.mid")
+    before = midi.read_bytes()
+    with pytest.raises(UserError, match=r"would write over the MIDI file .*song.mid itself; give another folder"):
+        cli_main(["a", str(midi), "--track", "MELODY", "--out", str(here), "--renderer", "none"])
+    with pytest.raises(UserError, match="would write over"):
+        run(midi, here, track="MELODY", composer=FakeComposer())
+    assert midi.read_bytes() == before
+    twice = pretty_midi.PrettyMIDI(str(midi))
+    twice.instruments[0].name = "MELODY"
+    twice.write(str(tmp_path / "twice.mid"))
+    with pytest.raises(UserError, match=r"--track 'melody': 2 tracks have that name \(#0 .*#1 .*\); give #N"):
+        cli_main(["a", str(tmp_path / "twice.mid"), "--track", "melody", "--out", str(tmp_path / "o")])
+    assert cli_main(["a", str(tmp_path / "twice.mid"), "--track", "#1", "--out", str(tmp_path / "o"),
+                     "--renderer", "none"]) == 0
+    long = pretty_midi.PrettyMIDI(str(midi))
+    long.instruments[1].notes.append(pretty_midi.Note(80, 60, 6000.0, 6000.5))
+    long.write(str(tmp_path / "long.mid"))
+    with pytest.raises(UserError, match=r"long.mid: lasts 1.7 hours; accompany takes files of up to 90 minutes"):
+        cli_main(["a", str(tmp_path / "long.mid"), "--track", "MELODY", "--out", str(tmp_path / "l")])
+    assert not (tmp_path / "l").exists()

@@ -528,6 +528,25 @@ def test_wrong_sample_rate_is_refused_before_rendering(tmp_path, fake_models):
     assert fake_models.timbre.calls == [] and not (tmp_path / "o").exists()
 
 
+def test_a_song_without_sample_rate_plays_at_the_timbre_models_own(tmp_path):
+    # from QA: configs/audio/debug.yaml trains at 8 kHz, which no song config could name
+    from fakes import FakeComposer, FakeTimbreGenerator, fake_drum_composer
+
+    from pipeline.generate import Models
+
+    low = Models(FakeComposer(), fake_drum_composer(), FakeTimbreGenerator(sample_rate=8000, clip_s=0.5), {})
+    cfg = _cfg(sections=[{"name": "a", "bars": 2, "chords": ["C", "G"]}], sample_rate=None)
+    assert cfg.sample_rate is None
+    out = generate_song(cfg, tmp_path / "o", models=low)
+    assert _samples(out / "song.wav")[1] == 8000
+    assert json.loads((out / "song.json").read_text())["sample_rate"] == 8000
+    again = generate_song(_cfg(sections=[{"name": "a", "bars": 2, "chords": ["C", "G"]}], sample_rate=8000),
+                          tmp_path / "p", models=low)
+    assert (again / "song.wav").read_bytes() == (out / "song.wav").read_bytes()
+    none = generate_song(cfg, tmp_path / "n", models=low, renderer="none")
+    assert json.loads((none / "song.json").read_text())["sample_rate"] is None
+
+
 @pytest.mark.fluidsynth
 def test_generate_with_fluidsynth(tmp_path, fake_models):
     from audio.fluid import fluidsynth_available

@@ -229,3 +229,37 @@ def test_render_masters_a_file_played_very_softly(tmp_path):
     assert cli_main(["r", str(tmp_path / "soft.mid"), "--renderer", "fluidsynth", "--sample-rate", "16000"]) == 0
     data, sr = sf.read(str(tmp_path / "soft.wav"), always_2d=True)
     assert abs(loudness_db(data.T, sr) - TARGET_DB) < 1.5
+
+
+def test_render_keeps_a_last_drum_hit_whole_and_refuses_what_it_cannot_play(tmp_path, fake_timbre, capsys):
+    """From QA: the file ended 0.3 s after the MIDI's end, inside the last crash's decay (a click);
+    a file of drum keys the model never learnt gave an all-zero WAV; ``render take.wav`` wrote its
+    WAV over the MIDI file itself."""
+    fake_timbre.pitch_vocab = {"pitched": list(range(24, 97)), "drums": [36, 49]}
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    kit = pretty_midi.Instrument(0, is_drum=True, name="d")
+    kit.notes += [pretty_midi.Note(110, 49, 0.0, 0.05), pretty_midi.Note(110, 49, 2.0, 2.05)]
+    pm.instruments.append(kit)
+    pm.write(str(tmp_path / "crash.mid"))
+    out = render_file(tmp_path / "crash.mid", tmp_path / "crash.wav", timbre=fake_timbre)
+    wav, sr = sf.read(str(out))
+    # the hit sounds for the model's whole clip (0.5 s) and its release: both hits alike, to the end
+    hit = fake_timbre.clip_samples
+    assert len(wav) >= int(2.0 * sr) + hit
+    first, last = wav[:int(2.0 * sr)], wav[int(2.0 * sr):]
+    np.testing.assert_allclose(last[:hit], first[:hit], atol=1e-4)
+    assert abs(wav[-1]) < 1e-3
+    odd = pretty_midi.PrettyMIDI(initial_tempo=120)
+    kit = pretty_midi.Instrument(0, is_drum=True, name="d")
+    kit.notes += [pretty_midi.Note(100, 20, 0.0, 0.1), pretty_midi.Note(100, 110, 0.5, 0.6)]
+    odd.instruments.append(kit)
+    odd.write(str(tmp_path / "odd.mid"))
+    with pytest.raises(UserError, match="nothing to play: the MIDI file's notes are all drum hits on keys the timbre "
+                                        "model did not learn"):
+        render_file(tmp_path / "odd.mid", tmp_path / "odd.wav", timbre=fake_timbre)
+    assert not (tmp_path / "odd.wav").exists()
+    take = tmp_path / "take.wav"
+    take.write_bytes((tmp_path / "crash.mid").read_bytes())         # a MIDI file named .wav
+    with pytest.raises(UserError, match=r"--out .*take.wav: is the MIDI file itself; name another file"):
+        cli_main(["musegansynth render", str(take), "--device", "cpu"])
+    assert take.read_bytes() == (tmp_path / "crash.mid").read_bytes()

@@ -437,3 +437,23 @@ def test_midi_channels_give_each_program_its_own_channel(tmp_path):
     with pytest.raises(UserError, match="16 instruments of different programs besides the drums: a MIDI file has 15"):
         midi_channels(_instruments(range(17), drum_at=(0,)))
     assert MIDI_CHANNELS == tuple(range(9)) + tuple(range(10, 16))
+
+
+def test_write_midi_keeps_tempi_as_read(tmp_path):
+    # pretty_midi writes int(6e7 / bpm) of the float it read: 461538 came back as 461537
+    import mido
+
+    from symbolic.roll import read_midi, write_midi
+
+    src = mido.MidiFile(ticks_per_beat=480)
+    meta = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=461538, time=0),
+                           mido.MetaMessage("set_tempo", tempo=450000, time=1920),
+                           mido.MetaMessage("set_tempo", tempo=600000, time=1920)])
+    notes = mido.MidiTrack([mido.Message("program_change", program=0, time=0),
+                            mido.Message("note_on", note=60, velocity=90, time=0),
+                            mido.Message("note_off", note=60, velocity=0, time=5760)])
+    src.tracks.extend([meta, notes])
+    src.save(str(tmp_path / "in.mid"))
+    write_midi(read_midi(tmp_path / "in.mid"), tmp_path / "out.mid")
+    out = mido.MidiFile(str(tmp_path / "out.mid"))
+    assert [m.tempo for m in out.tracks[0] if m.type == "set_tempo"] == [461538, 450000, 600000]
