@@ -26,6 +26,7 @@ Imports only torch, numpy, lightning and the project's own pure modules at top l
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from audio.datamodule import batch_to_dict
 from audio.modules import (N_PITCH_INDICES, N_PROGRAMS, Critic, GANSynthLoss, Generator, count_parameters,
                            ema_update, gradient_penalty, pitch_index)
 from pipeline.errors import UserError
-from pipeline.training import check_at_least_one
+from pipeline.training import check_at_least_one, check_ranges
 
 
 class GANSynthModule(L.LightningModule):
@@ -82,6 +83,13 @@ class GANSynthModule(L.LightningModule):
                  media_every_n_steps: int = 500, init_weights: str | None = None, if_prior: bool = False):
         super().__init__()
         check_at_least_one(**{"model.latent_dim": latent_dim, "model.n_critic": n_critic, "model.gp_every": gp_every})
+        inf = math.inf
+        check_ranges(**{"model.lr_g": (lr_g, 0, inf, "(]"), "model.lr_d": (lr_d, 0, inf, "(]"),
+                        "model.betas[0]": (betas[0], 0, 1, "[)"), "model.betas[1]": (betas[1], 0, 1, "[)"),
+                        "model.ema_decay": (ema_decay, 0, 1, "[]"), "model.adv_start": (adv_start, 0, inf, "[]"),
+                        "model.adv_ramp": (adv_ramp, 0, inf, "[]"),
+                        "model.media_every_n_steps": (media_every_n_steps, 0, inf, "[]"),
+                        **{f"model.loss_weights.{k}": (v, 0, inf, "[]") for k, v in (loss_weights or {}).items()}})
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator_kwargs = dict(latent_dim=latent_dim, frames=frames, bins=bins, channels=list(g_channels),

@@ -52,10 +52,11 @@ def cli_main(argv: list[str] | None = None) -> int:
 
     from audio.datamodule import NoteDataModule  # noqa: PLC0415
     from audio.lightning import ExportEMAGenerator, GANSynthModule  # noqa: PLC0415
-    from pipeline.training import SettingsErrorsCLI, check_checkpoint, check_export_target  # noqa: PLC0415
+    from pipeline.training import (SettingsErrorsCLI, check_checkpoint, check_ddp, check_export_target,  # noqa: PLC0415
+                                   check_resume)
 
-    def check_ckpt(path: str) -> None:
-        check_checkpoint(path, "musegansynth train audio", "generator_ema")
+    def check_ckpt(path: str) -> dict:
+        return check_checkpoint(path, "musegansynth train audio", "generator_ema")
 
     class AudioCLI(SettingsErrorsCLI, LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -83,8 +84,9 @@ def cli_main(argv: list[str] | None = None) -> int:
     cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,
                    parser_kwargs={"prog": argv[0]}, save_config_kwargs={"overwrite": True})
     ckpt = cli.config.get("ckpt_path")
-    if ckpt is not None and not (given_ckpt and ckpt == given_ckpt[-1]):
-        check_ckpt(ckpt)  # one from the config file too; before the logger makes its version folder
+    check_ddp(cli.trainer, "train audio")
+    if ckpt is not None:   # one from the config file too; before the logger makes its version folder
+        check_resume(check_ckpt(ckpt), ckpt, cli.model, cli.trainer)
     export = cli.config.get("export") or {}
     check_export_target(export.get("out_dir", "data/pretrained"), export.get("name", "default"), "--export")
     # read the notes now: a missing or bad note set is refused before the trainer makes its logger's

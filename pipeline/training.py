@@ -31,14 +31,14 @@ def option_values(args: list[str], *flags: str) -> list[str]:
     return values
 
 
-def check_checkpoint(path: str, command: str, marker: str) -> None:
+def check_checkpoint(path: str, command: str, marker: str) -> dict:
     """UserError naming ``--ckpt_path`` unless ``path`` is a Lightning checkpoint (a dict with a
     ``state_dict``) of the module that ``command`` trains: its state has entries under ``marker``
     (e.g. "g_ema" for the composer, "generator_ema" for the timbre model). Read with
     ``torch.load(weights_only=True)``, as Lightning reads it: a file that holds pickled Python
     objects is refused (Lightning would fail on it too). Lightning's own names ("last", "best",
     ...) are refused: each run writes a new version folder, where they find nothing ("last" would
-    train from scratch with a warning)."""
+    train from scratch with a warning). Returns the checkpoint."""
     p = Path(path).expanduser()
     if str(path) in LIGHTNING_CKPT_NAMES and not p.exists():
         raise UserError(f"--ckpt_path {path}: give the checkpoint file (e.g. .../version_N/checkpoints/last.ckpt); "
@@ -68,6 +68,43 @@ def check_checkpoint(path: str, command: str, marker: str) -> None:
     other = other_model(ckpt["state_dict"], marker)
     if other:
         raise UserError(f"--ckpt_path {path}: a checkpoint of another model ({other}); {saved_by}")
+    return ckpt
+
+
+def check_resume(ckpt: dict, path: str, model, trainer) -> None:
+    """UserError, before any run folder is made, when resuming ``ckpt`` (read by
+    :func:`check_checkpoint`) could not train: its tensors do not fit the ``model`` that the
+    settings make (Lightning would fail with a size-mismatch traceback), or ``trainer.max_steps``
+    is not past the checkpoint's step (Lightning would stop at once and export nothing)."""
+    state, own = ckpt["state_dict"], model.state_dict()
+    missing = [k for k in own if k not in state]
+    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
+             if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
+    if wrong or missing:
+        what = (f"{wrong[0][0]} is {list(wrong[0][1])} there, {list(wrong[0][2])} here" if wrong
+                else f"it lacks {missing[0]}")
+        more = len(wrong) + len(missing) - 1
+        raise UserError(f"--ckpt_path {path}: does not fit the model these settings make ({what}"
+                        f"{f', and {more} more' if more else ''}); give the model and data settings it was "
+                        f"trained with")
+    step, max_steps = int(ckpt.get("global_step") or 0), trainer.max_steps
+    if max_steps is not None and 0 <= max_steps <= step:
+        raise UserError(f"--trainer.max_steps {max_steps}: the checkpoint {path} is at step {step} already; "
+                        f"give more steps to train on")
+
+
+def check_ddp(trainer, command: str) -> None:
+    """UserError when the trainer runs DDP over several processes without
+    ``find_unused_parameters``: the critic and the generator take turns, so each step leaves one
+    net without gradients, which plain DDP takes for an error (after the run folder is made)."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    strategy = trainer.strategy
+    if (isinstance(strategy, DDPStrategy) and trainer.world_size > 1
+            and not getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters")):
+        raise UserError(f"--trainer.devices: {trainer.world_size} processes need --trainer.strategy "
+                        f"ddp_find_unused_parameters_true ({command}: the two nets take turns, so each step "
+                        f"leaves one without gradients)")
 
 
 def other_model(state: dict, marker: str) -> str | None:
@@ -84,6 +121,24 @@ def check_at_least_one(**values: Any) -> None:
     for name, value in values.items():
         if value is not None and int(value) < 1:
             raise ValueError(f"{name} {value}: must be at least 1")
+
+
+def check_ranges(**settings: tuple[Any, float, float, str]) -> None:
+    """ValueError naming the first setting outside its range: ``name=(value, low, high, ends)``,
+    ``ends`` as in interval notation: "[]" for ``low <= value <= high``, "(]" leaves ``low`` out,
+    "[)" ``high`` (``high`` may be ``math.inf``). None values pass (unset); NaN fails."""
+    import math
+
+    for name, (value, low, high, ends) in settings.items():
+        if value is None:
+            continue
+        v = float(value)
+        if (math.isnan(v) or v < low or v > high or (ends[0] == "(" and v == low)
+                or (ends[1] == ")" and v == high)):
+            bounds = [f"{'above' if ends[0] == '(' else 'at least'} {low:g}"]
+            if not math.isinf(high):
+                bounds.append(f"{'below' if ends[1] == ')' else 'at most'} {high:g}")
+            raise ValueError(f"{name} {value}: must be {' and '.join(bounds)}")
 
 
 def check_export_target(out_dir: str | Path, name: str, option: str) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pipeline.training import check_at_least_one
+from pipeline.training import check_at_least_one, check_ranges
 from symbolic.export import export_generator
 from symbolic.generate import check_legato, check_track_taus
 from symbolic.metrics import share_distance
@@ -241,7 +241,15 @@ class MuseGANModule(L.LightningModule):
                  legato: dict[str, float] | None = None) -> None:
         super().__init__()
         check_at_least_one(**{"model.z_dim": z_dim, "model.n_critic": n_critic, "model.d_hidden": d_hidden,
-                              "model.g_branch_channels": g_branch_channels})
+                              "model.g_branch_channels": g_branch_channels, "model.qn_min_steps": qn_min_steps})
+        inf = math.inf
+        check_ranges(**{"model.lr": (lr, 0, inf, "(]"), "model.betas[0]": (betas[0], 0, 1, "[)"),
+                        "model.betas[1]": (betas[1], 0, 1, "[)"), "model.gp_lambda": (gp_lambda, 0, inf, "[]"),
+                        "model.ema_decay": (ema_decay, 0, 1, "[]"), "model.p_cond_track": (p_cond_track, 0, 1, "[]"),
+                        "model.p_drop_chords": (p_drop_chords, 0, 1, "[]"),
+                        "model.p_drop_style": (p_drop_style, 0, 1, "[]"), "model.image_every": (image_every, 0, inf, "[]"),
+                        "model.density_weight": (density_weight, 0, inf, "[]"),
+                        "model.stats_weight": (stats_weight, 0, inf, "[]")})
         self.save_hyperparameters()
         self.automatic_optimization = False
         self._base_monophonic = track_indices(monophonic, data_meta, n_tracks, "monophonic")

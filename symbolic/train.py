@@ -58,7 +58,7 @@ def cli_main(argv: list[str]) -> int:
     # ModelCheckpoint warns (a dozen lines) that manual optimisation saves the post-step state: that is what we want
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
-    from pipeline.training import SettingsErrorsCLI, check_checkpoint, check_export_target
+    from pipeline.training import SettingsErrorsCLI, check_checkpoint, check_ddp, check_export_target, check_resume
     from symbolic.datamodule import PhraseDataModule
     from symbolic.lightning import ExportComposer, MuseGANModule
 
@@ -79,8 +79,10 @@ def cli_main(argv: list[str]) -> int:
             # before the logger makes its run folder: the checkpoint to resume from, where the
             # weights go, the phrases and their velocities (fit's own setup then finds them read)
             ckpt = self.config[self.subcommand].get("ckpt_path")
+            check_ddp(self.trainer, "train symbolic")
             if ckpt is not None:
-                check_checkpoint(str(ckpt), "musegansynth train symbolic", "g_ema")
+                state = check_checkpoint(str(ckpt), "musegansynth train symbolic", "g_ema")
+                check_resume(state, str(ckpt), self.model, self.trainer)
             self.datamodule.setup("fit")
             export = self.config[self.subcommand].get("export") or {}
             for cb in self.trainer.callbacks:

@@ -351,6 +351,9 @@ def table_from_cache(folder: str | Path, meta: dict, flag: str = "--velocity-dat
 
     if steps(cache["grid"]) != steps(meta["grid"]):
         raise UserError(f"{folder}: {flag}: {steps(cache['grid'])} steps a bar, the model has {steps(meta['grid'])}")
+    low, model_low = cache["grid"].get("lowest_pitch"), meta["grid"].get("lowest_pitch")
+    if low != model_low:   # the counts are by pitch index: a drum's would go to another key
+        raise UserError(f"{folder}: {flag}: the cache's lowest pitch is MIDI {low}, the model's MIDI {model_low}")
     try:
         counts = load_counts(folder)
         return velocity_table(counts, meta["tracks"], meta["is_drum"], int(meta["grid"]["lowest_pitch"]))

@@ -162,6 +162,16 @@ def test_symbolic_resume_from_last_keeps_counters_and_phase_and_exports_a_card(t
     last = next((tmp_path / "logs").rglob("last.ckpt"))
     state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["musegan_steps"] == {"g_steps": 2, "d_steps": 4} and state["global_step"] == 6
+    # from QA: a checkpoint of other widths was a size-mismatch traceback, and max_steps at or
+    # under its step trained nothing and exported nothing, with exit status 0
+    runs = sorted((tmp_path / "logs").rglob("version_*"))
+    with pytest.raises(UserError, match=r"--ckpt_path .*last.ckpt: does not fit the model these settings make \(.* is "
+                                        r"\[.*\] there, \[.*\] here.*\); give the model and data settings it was"):
+        cli_main(["musegansynth train symbolic", "--config", str(cfg), "--model.z_dim", "5", "--ckpt_path", str(last)])
+    with pytest.raises(UserError, match=r"--trainer.max_steps 6: the checkpoint .*last.ckpt is at step 6 already; "
+                                        r"give more steps to train on"):
+        cli_main(["musegansynth train symbolic", "--config", str(cfg), "--ckpt_path", str(last)])
+    assert sorted((tmp_path / "logs").rglob("version_*")) == runs          # no run folder made
 
     from symbolic.lightning import MuseGANModule
 
@@ -248,6 +258,12 @@ class _Pickled:   # a class torch's safe loader does not know: a checkpoint hold
     (["--model.n_critic", "0"], "bad model, data or trainer settings: model.n_critic 0: must be at least 1"),
     (["--model.z_dim", "-4"], "bad model, data or trainer settings: model.z_dim -4: must be at least 1"),
     (["--trainer.max_steps", "-5"], "bad model, data or trainer settings: `max_steps` must be a non-negative"),
+    (["--model.lr", "-1"], "bad model, data or trainer settings: model.lr -1.0: must be above 0"),
+    (["--model.gp_lambda", "-1"], "bad model, data or trainer settings: model.gp_lambda -1.0: must be at least 0"),
+    (["--model.p_cond_track", "1.5"], "bad model, data or trainer settings: model.p_cond_track 1.5: must be at least "
+                                      "0 and at most 1"),
+    (["--trainer.devices", "3"], "--trainer.devices: 3 processes need --trainer.strategy "
+                                 "ddp_find_unused_parameters_true"),
     (["--export.out_dir", "{text}"], "--export.out_dir {text}: it is a file, not a folder"),
     (["--export.name", "../x"], "--export.name '../x': a model name is up to 100 letters"),
     (["--velocity"], "data.data_dir: "),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -357,6 +358,8 @@ def test_shipped_configs_parse(configs, capsys):
                  "saved by 'musegansynth train audio'"),
     ("pickled", "holds pickled Python objects, which are not loaded"),
     ("best", "give the checkpoint file"),
+    ("misfit", "does not fit the model these settings make \\(it lacks [^ ]*, and \\d+ more\\); give the "
+               "model and data settings it was trained with"),
 ])
 def test_bad_ckpt_path_is_refused_before_the_run_folder_is_made(tmp_path, monkeypatch, capsys, kind, pattern):
     from pipeline.cli import main as cli
@@ -376,6 +379,8 @@ def test_bad_ckpt_path_is_refused_before_the_run_folder_is_made(tmp_path, monkey
         torch.save({"state_dict": {f"{k}.w": torch.zeros(1) for k in ("generator", "g_ema", "critic")}}, ckpt)
     elif kind == "pickled":
         torch.save({"state_dict": {"generator_ema.w": torch.zeros(1)}, "extra": Path("x")}, ckpt)
+    elif kind == "misfit":     # from QA: a checkpoint of other widths was a size-mismatch traceback
+        torch.save({"state_dict": {"generator_ema.w": torch.zeros(1)}}, ckpt)
     out = tmp_path / "run"
     args = ["--config", str(DEBUG_YAML), "--data.data_root", str(root), "--trainer.default_root_dir", str(out),
             "--trainer.logger.init_args.save_dir", str(out), "--ckpt_path", str(ckpt)]
@@ -439,3 +444,19 @@ def test_settings_that_cannot_train_or_export_are_refused_before_the_run(tmp_pat
     assert err[-1].startswith(f"musegansynth: error: {says}"), err
     assert "Traceback" not in "".join(err)
     assert not out.exists() and not (tmp_path / "runs").exists() and not (tmp_path / "exported").exists()
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--model.lr_d", "0"], "model.lr_d 0.0: must be above 0"),
+    (["--model.lr_g", "-1"], "model.lr_g -1.0: must be above 0"),
+    (["--model.adv_start", "-5"], "model.adv_start -5: must be at least 0"),
+    (["--model.betas", "[0.5, 1.0]"], "model.betas[1] 1.0: must be at least 0 and below 1"),
+])
+def test_settings_out_of_range_are_refused_before_the_run_folder(tmp_path, monkeypatch, args, says):
+    """From QA: a negative learning rate was an internal error after the run folder was made; lr_d 0
+    and adv_start -5 trained as if nothing were wrong."""
+    monkeypatch.chdir(tmp_path)
+    root = write_sine_notes(tmp_path / "notes")
+    with pytest.raises(UserError, match=f"^bad model, data or trainer settings: {re.escape(says)}"):
+        cli_main(["musegansynth train audio", "--config", str(DEBUG_YAML), "--data.data_root", str(root), *args])
+    assert not (tmp_path / "runs").exists()

@@ -194,6 +194,13 @@ def test_export_velocity_refuses_a_bad_card_or_counts_file_in_one_line(tmp_path,
     assert main(["export", "velocity", str(path), "--data", str(cache)]) == 2
     assert "velocity.npz: stats of shape (3, 1, 3, 1, 3, 4), expected [3 splits, 2 styles" in capsys.readouterr().err
     assert json.loads(path.read_text()) == good
+    # from QA: a cache on another pitch range gave the drums' velocities to keys 6 below theirs
+    save_counts(cache / "velocity.npz", _counts(), ["jazz", "rock"])
+    low = tmp_path / "low.json"
+    low.write_text(json.dumps({**good, "grid": {**meta["grid"], "lowest_pitch": 30}}))
+    assert main(["export", "velocity", str(low), "--data", str(cache)]) == 2
+    assert capsys.readouterr().err.strip() == (f"musegansynth: error: {cache}: --data: the cache's lowest pitch is "
+                                               f"MIDI 36, the model's MIDI 30")
 
 
 def test_play_velocities_means_or_seeded_draws_of_the_cells_spread():
