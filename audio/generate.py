@@ -92,6 +92,8 @@ def check_card(meta: dict[str, Any], where: str | Path) -> None:
     clip = meta.get("clip_frames")
     if not is_whole(clip) or clip < 1:
         raise bad("clip_frames", f"expected a whole number of frames >= 1, got {clip!r}")
+    if is_whole(gen.get("frames")) and clip != gen["frames"]:   # the generator writes that many frames
+        raise bad("clip_frames", f"{clip} does not match generator.frames {gen['frames']}")
     programs = meta.get("programs")
     if programs is not None:
         if not isinstance(programs, list):
@@ -229,6 +231,8 @@ class TimbreGenerator:
             ``log(|X| + 1e-6)`` and IF in [-1, 1], the layout of :attr:`transform`.
         """
         pitch, program, velocity, z = self._check(pitch, program, velocity, z)
+        if len(pitch) == 0:   # no notes: no spectrograms (the network's reshapes need a row)
+            return torch.zeros(0, 2, self.clip_frames, self.bins, device=self.device)
         if program_embedding is not None:
             program_embedding = program_embedding.to(self.device, torch.float32)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()

@@ -193,16 +193,25 @@ def master_with_gain(mix: np.ndarray, sample_rate: int, target_db: float = TARGE
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, *, flac: bool = False,
               subtype: str = "PCM_16") -> None:
-    """Write float audio [channels, samples] (or [samples]) atomically: WAV (``subtype``) or FLAC."""
+    """Write float audio [channels, samples] (or [samples]) atomically: WAV (``subtype``) or FLAC.
+
+    Integer samples read back no louder than the floats' peak: samples within one step of the
+    peak are clipped to the last whole step under it (libsndfile scales negative samples by
+    2**15 and rounds, so a mastered -1 dBFS peak read back at -0.99985 dBFS)."""
     import soundfile as sf
 
-    data = np.asarray(audio, dtype=np.float32)
+    data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     data = data.T if data.ndim == 2 else data  # soundfile wants [samples, channels]
     fmt = "FLAC" if flac else "WAV"
     if flac and subtype not in ("PCM_16", "PCM_24", "PCM_S8"):
         subtype = "PCM_16"
+    bits = {"PCM_16": 16, "PCM_24": 24, "PCM_S8": 8, "PCM_U8": 8}.get(subtype)
+    if bits and data.size:
+        steps = float(2 ** (bits - 1))
+        top = np.float32(np.floor(float(np.abs(data).max()) * steps) / steps)
+        data = np.clip(data, -top, top)
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.clip(data, -1.0, 1.0), int(sample_rate), subtype=subtype, format=fmt)
+        sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:

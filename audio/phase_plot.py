@@ -243,6 +243,11 @@ def _read_wav(path: str, seconds: float | None) -> tuple[np.ndarray, int]:
         raise UserError(f"{path}: cannot read audio ({reason})") from None
     if data.shape[0] == 0:
         raise UserError(f"{path}: the audio file holds no samples")
+    if not np.isfinite(data).all():
+        raise UserError(f"{path}: holds samples that are not numbers (NaN or infinite); nothing to draw")
+    if not data.any():
+        raise UserError(f"{path}: is silent{' in the part analysed' if seconds is not None else ''}; "
+                        f"a phase has nothing to show")
     return data.mean(axis=1), int(sr)
 
 

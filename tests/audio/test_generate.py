@@ -49,6 +49,7 @@ def test_load_and_generate_shapes(tmp_path):
     assert waves.dtype == torch.float32
     none = torch.zeros(0, dtype=torch.long)   # no notes: no waves (was a reshape error; from QA)
     assert tg.generate(none, none, none, tg.sample_z(0)).shape == (0, tg.clip_samples)
+    assert tg.generate_spec(none, none, none, tg.sample_z(0)).shape == (0, 2, 16, 16)
     # the folder and the stem load the same files
     for p in (tmp_path, tmp_path / "audio_tiny", tmp_path / "audio_tiny.json"):
         other = TimbreGenerator.load(p, name="tiny")
@@ -117,6 +118,12 @@ def test_mismatched_weights_raise_user_error(tmp_path):
     doc["generator"] = {"latent_dim": 8, "no_such_arg": 1}
     (tmp_path / "audio_tiny.json").write_text(json.dumps(doc))
     with pytest.raises(UserError, match="bad or missing hyper-parameters"):
+        TimbreGenerator.load(path)
+    # from QA: a card of other clip_frames than the generator writes gave silence or a crash later
+    doc["generator"] = dict(GEN_KWARGS)
+    doc["clip_frames"] = 1
+    (tmp_path / "audio_tiny.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"audio_tiny.json: clip_frames: 1 does not match generator.frames 16"):
         TimbreGenerator.load(path)
 
 

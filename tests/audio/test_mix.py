@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio.mix import (db_to_gain, limit, loudness_db, master, master_with_gain, mix_stems, pan_gains, read_wav,
+from audio.mix import (CEILING_DB, db_to_gain, limit, loudness_db, master, master_with_gain, mix_stems, pan_gains, read_wav,
                        write_wav)
 from pipeline.errors import UserError
 
@@ -122,3 +122,16 @@ def test_read_wav_unreadable(tmp_path):
     bad.write_bytes(b"not audio")
     with pytest.raises(UserError, match="bad.wav"):
         read_wav(bad)
+
+
+@pytest.mark.parametrize("flac", [False, True])
+def test_a_mastered_peak_reads_back_under_the_ceiling(tmp_path, flac):
+    # from QA: a -1 dBFS negative peak came back from 16 bits at -0.99985 dBFS (-29205 / 32768)
+    x = master(np.stack([_sine(amp=0.9, seconds=0.5), -_sine(330, amp=0.9, seconds=0.5)]), SR)
+    ceiling = 10 ** (CEILING_DB / 20)
+    assert np.abs(x).max() <= ceiling
+    x[0, 100], x[1, 200] = -ceiling, ceiling      # the worst case: both signs at the ceiling itself
+    path = tmp_path / ("m.flac" if flac else "m.wav")
+    write_wav(path, x, SR, flac=flac)
+    y, _ = read_wav(path)
+    assert np.abs(y).max() <= ceiling and np.abs(y - x).max() <= 1.0 / 32767

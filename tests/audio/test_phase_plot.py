@@ -87,7 +87,17 @@ def test_cli_bad_input_names_it_and_leaves_nothing(tmp_path):
         cli_main([PROG, str(wav), "--out", str(tmp_path / "out.jpg")])
     with pytest.raises(UserError, match="instrument 'trumpte'.*Trumpet"):
         cli_main([PROG, "--pitch", "60", "--instrument", "trumpte", "--out", str(out)])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.wav", "ok.wav"]
+    # from QA: a NaN / an infinite sample, or silence, drew a meaningless picture with exit 0
+    for name, value in (("nan.wav", np.nan), ("inf.wav", np.inf)):
+        x = _tone().astype(np.float32)
+        x[100] = value
+        sf.write(tmp_path / name, x, SR, subtype="FLOAT")
+        with pytest.raises(UserError, match=f"{name}: holds samples that are not numbers"):
+            cli_main([PROG, str(tmp_path / name), "--out", str(out)])
+    sf.write(tmp_path / "quiet.wav", np.zeros(SR, np.float32), SR)
+    with pytest.raises(UserError, match="quiet.wav: is silent; a phase has nothing to show"):
+        cli_main([PROG, str(tmp_path / "quiet.wav"), "--out", str(out)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.wav", "inf.wav", "nan.wav", "ok.wav", "quiet.wav"]
 
 
 @pytest.mark.parametrize("options,says", [
