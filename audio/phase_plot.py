@@ -348,7 +348,7 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--velocity", type=int, default=100, help="MIDI velocity 1-127 of the rendered note")
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="seconds of audio to analyse (default: 1.0 for a rendered note, the whole WAV)")
+                        help=f"seconds of audio to analyse (default: 1.0 for a rendered note; a WAV's first {MAX_SECONDS:.0f} s, all of a shorter one)")
     parser.add_argument("--n-fft", type=int, default=None,
                         help=f"STFT window in samples, even, at least 4 (default {DEFAULT_N_FFT})")
     parser.add_argument("--hop", type=int, default=None, help="samples between frames (default n_fft / 4)")

@@ -32,7 +32,7 @@ def build(m: dict, device: str, binarize: str | None = None):
     g = Generator(**SHAPE, z_dim=m["z_dim"], trunk_channels=tuple(m["g_trunk_channels"]),
                   branch_channels=m["g_branch_channels"], style_dim=m["style_dim"], chord_dim=m["chord_dim"],
                   track_cond_dim=m["track_cond_dim"], binarize=binarize or m["binarize"],
-                  half_beat_channels=m.get("g_half_beat_channels", 0)).to(device)
+                  half_beat_channels=m.get("g_half_beat_channels", 0), arrangement=m.get("arrangement", False)).to(device)
     d = Critic(**SHAPE, channels=tuple(m["d_channels"]), hidden=m["d_hidden"], style_dim=m["style_dim"]).to(device)
     return g, d
 

@@ -911,7 +911,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Generate a whole song (MIDI, WAV, stems, pictures, report) "
                                                        "from a song config.")
     p.add_argument("config", nargs="?", default=None,
-                   help=f"song config YAML (default: the packaged {DEFAULT_CONFIG.name})")
+                   help=f"song config YAML (default: the project's configs/song/{DEFAULT_CONFIG.name})")
     p.add_argument("--out", default=None, help="output folder (default: out/<title-slug>)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
