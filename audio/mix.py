@@ -200,7 +200,8 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, *, f
     2**15 and rounds, so a mastered -1 dBFS peak read back at -0.99985 dBFS)."""
     import soundfile as sf
 
-    data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    # a NaN (a bug upstream) is written as silence: clipped as it is, libsndfile writes it at -1
+    data = np.clip(np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0), -1.0, 1.0)
     data = data.T if data.ndim == 2 else data  # soundfile wants [samples, channels]
     fmt = "FLAC" if flac else "WAV"
     if flac and subtype not in ("PCM_16", "PCM_24", "PCM_S8"):

@@ -368,6 +368,11 @@ class NoteRenderer:
         return max((int(round(n.start_s * self.sample_rate)) + self.hold_samples(n) + release
                     for n in notes if self.plays(n)), default=0)
 
+    def song_samples(self, notes: Sequence[RenderNote], end_s: float) -> int:
+        """Samples of a render of ``notes`` from a file ending at ``end_s``: to that end and the
+        release, or further when a note sounds longer (a drum hit's whole clip)."""
+        return max(int(math.ceil((end_s + self.release_s) * self.sample_rate)), self.end_samples(notes))
+
     def render(self, notes: Sequence[RenderNote], timbres: torch.Tensor, n_stems: int,
                n_samples: int | None = None) -> np.ndarray:
         """Render notes into stems.
@@ -400,8 +405,7 @@ class NoteRenderer:
             needs[k] = max(needs.get(k, 0), model_samples(length, shift))
             placed.append((n, k, shift, hold, int(round(n.start_s * sr))))
         self.render_keys(needs, timbres)
-        end = max((onset + hold + release for _, _, _, hold, onset in placed), default=0)
-        total = end if n_samples is None else int(n_samples)
+        total = self.end_samples(notes) if n_samples is None else int(n_samples)
         stems = np.zeros((n_stems, total), dtype=np.float32)
         envs: dict[int, np.ndarray] = {}
         for n, k, shift, hold, onset in placed:

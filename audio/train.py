@@ -79,14 +79,15 @@ def cli_main(argv: list[str] | None = None) -> int:
     for path in option_values(argv[1:], "--config", "-c"):
         check_config_file(path)
     given_ckpt = option_values(argv[1:], "--ckpt_path")
+    read = {}
     if given_ckpt and given_ckpt[-1] not in ("null", "None", ""):
-        check_ckpt(given_ckpt[-1])  # before Lightning starts (it prints as it sets up)
+        read[given_ckpt[-1]] = check_ckpt(given_ckpt[-1])  # before Lightning starts (it prints as it sets up)
     cli = AudioCLI(GANSynthModule, NoteDataModule, run=False, args=argv[1:], seed_everything_default=0,
                    parser_kwargs={"prog": argv[0]}, save_config_kwargs={"overwrite": True})
     ckpt = cli.config.get("ckpt_path")
     check_ddp(cli.trainer, "train audio")
     if ckpt is not None:   # one from the config file too; before the logger makes its version folder
-        check_resume(check_ckpt(ckpt), ckpt, cli.model, cli.trainer)
+        check_resume(read.get(ckpt) or check_ckpt(ckpt), ckpt, cli.model, cli.trainer)
     export = cli.config.get("export") or {}
     check_export_target(export.get("out_dir", "data/pretrained"), export.get("name", "default"), "--export")
     # read the notes now: a missing or bad note set is refused before the trainer makes its logger's

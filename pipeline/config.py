@@ -97,11 +97,13 @@ CHORD_QUALITIES = {
     "9": (0, 4, 7, 10, 2), "maj9": (0, 4, 7, 11, 2), "M9": (0, 4, 7, 11, 2), "m9": (0, 3, 7, 10, 2),
     "min9": (0, 3, 7, 10, 2), "7b9": (0, 4, 7, 10, 1), "7#9": (0, 4, 7, 10, 3),
     "11": (0, 4, 7, 10, 2, 5), "m11": (0, 3, 7, 10, 2, 5), "min11": (0, 3, 7, 10, 2, 5),
-    "13": (0, 4, 7, 10, 2, 9), "maj13": (0, 4, 7, 11, 2, 9), "m13": (0, 3, 7, 10, 2, 9),
+    "maj11": (0, 4, 7, 11, 2, 5), "M11": (0, 4, 7, 11, 2, 5),
+    "13": (0, 4, 7, 10, 2, 9), "maj13": (0, 4, 7, 11, 2, 9), "M13": (0, 4, 7, 11, 2, 9), "m13": (0, 3, 7, 10, 2, 9),
     "add9": (0, 4, 7, 2), "add2": (0, 2, 4, 7), "madd9": (0, 3, 7, 2), "5": (0, 7),
 }
-"""Chord quality as written after the root -> intervals (semitones above the root). A quality of
-three or more letters may be written in any case ("Maj7", "MIN"); "M" and "m" differ."""
+"""Chord quality as written after the root -> intervals (semitones above the root). A quality
+starting with a word (maj, min, dim, aug, sus, add) may be written in any case ("Maj7", "MIN");
+a bare "M" (major) and "m" (minor) differ ("CM13" is major, "Cm13" minor)."""
 _CHORD_RE = re.compile(r"^([A-Ga-g])([#b]?)([^/]*)(?:/([A-Ga-g][#b]?))?$")
 NO_CHORD = ("N", "NC", "-", "")
 """No chord, as written with the dots left out and in any case ("N.C.", "n.c", "nc")."""
@@ -244,8 +246,12 @@ def chord_pitch_classes(symbol: str) -> tuple[int, ...]:
     if not m:
         raise ValueError(f"'{symbol}' is not a chord symbol")
     root_letter, accidental, quality, bass = m.groups()
-    if quality not in CHORD_QUALITIES and len(quality) >= 3 and quality.lower() in CHORD_QUALITIES:
+    if quality not in CHORD_QUALITIES and re.match(r"(maj|min|dim|aug|sus|add)", quality, re.IGNORECASE) \
+            and quality.lower() in CHORD_QUALITIES:   # "Maj7", "MIN"; never a bare M / m ("CM13" is major)
         quality = quality.lower()
+    elif quality not in CHORD_QUALITIES and re.match(r"m(maj|min)", quality, re.IGNORECASE) \
+            and quality[0] + quality[1:].lower() in CHORD_QUALITIES:   # "mMaj7": the m stays minor
+        quality = quality[0] + quality[1:].lower()
     if quality not in CHORD_QUALITIES:
         raise ValueError(f"'{symbol}': unknown chord quality '{quality}' (known: nothing after the root for "
                          f"major, {', '.join(q for q in CHORD_QUALITIES if q)})")

@@ -722,9 +722,7 @@ def render_song_neural(pm, config: SongConfig, timbre, device: str, progress: bo
 
     notes = [replace(n, timbre=timbre_of(n)) for n in notes]
     renderer = NoteRenderer(timbre, device=device, progress=progress)
-    # the file's end and the release, or further when a note sounds longer (a drum hit's whole clip)
-    length = max(int(math.ceil((pm.get_end_time() + renderer.release_s) * renderer.sample_rate)),
-                 renderer.end_samples(notes))
+    length = renderer.song_samples(notes, pm.get_end_time())
     stems = renderer.render(notes, torch.stack(table), n_stems=len(config.tracks), n_samples=length)
     return stems, {"unique_notes": renderer.generated, "notes": len(notes)}
 

@@ -9,7 +9,6 @@ warning line on stderr per program.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -122,24 +121,24 @@ def say_unplayed(pm, timbre, hint: str) -> None:
               file=sys.stderr)
 
 
-def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progress: bool = False
-                       ) -> tuple[list[str], np.ndarray]:
+def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progress: bool = False,
+                       source: str | Path | None = None) -> tuple[list[str], np.ndarray]:
     """Render a PrettyMIDI with the timbre model: (stem names, float32 stems [instruments, samples]).
-    What the model does not play (:func:`unplayed_by_the_timbre_model`) is named in a note on stderr."""
+    What the model does not play (:func:`unplayed_by_the_timbre_model`) is named in a note on stderr;
+    errors name ``source`` (the file ``pm`` was read from) when given."""
+    where = f"{source}: " if source is not None else ""
     from audio.render import NoteRenderer, notes_from_midi, timbre_latent
 
     say_unplayed(pm, timbre, "render --renderer fluidsynth plays them as a General MIDI synthesizer does")
     names, notes = notes_from_midi(pm, program_of=program_mapper(timbre))
     if not notes:
-        raise UserError("the MIDI file has no notes")
+        raise UserError(f"{where}the MIDI file has no notes")
     timbres = torch.stack([timbre_latent(seed * 1000 + i, timbre.latent_dim) for i in range(max(1, len(names)))])
     renderer = NoteRenderer(timbre, device=device, progress=progress)
     if not any(renderer.plays(n) for n in notes):
-        raise UserError("nothing to play: the MIDI file's notes are all drum hits on keys the timbre model did not "
-                        "learn (a GM kit leaves keys outside 35-81 silent too)")
-    # the file's end and the release, or further when a note sounds longer (a drum hit's whole clip)
-    length = max(int(math.ceil((pm.get_end_time() + renderer.release_s) * renderer.sample_rate)),
-                 renderer.end_samples(notes))
+        raise UserError(f"{where}nothing to play: the MIDI file's notes are all drum hits on keys the timbre model "
+                        f"did not learn (a GM kit leaves keys outside 35-81 silent too)")
+    length = renderer.song_samples(notes, pm.get_end_time())
     return names, renderer.render(notes, timbres, n_stems=len(names), n_samples=length)
 
 
@@ -188,7 +187,8 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
     if sample_rate is not None and sample_rate != sr:
         raise UserError(f"--sample-rate {sample_rate}: the timbre model renders at {sr} Hz only "
                         f"(allowed: {sr}; --renderer fluidsynth renders at any rate)")
-    _, stems = render_midi_neural(pm, timbre, device=device, seed=seed, progress=sys.stderr.isatty())
+    _, stems = render_midi_neural(pm, timbre, device=device, seed=seed, progress=sys.stderr.isatty(),
+                                  source=midi_path)
     write_wav(wav_path, master(mix_stems(stems), sr), sr, flac=flac)
     return wav_path
 

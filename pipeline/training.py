@@ -10,6 +10,7 @@ resume from (:func:`check_checkpoint`), settings that the types allow but the co
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,24 +74,36 @@ def check_checkpoint(path: str, command: str, marker: str) -> dict:
 
 def check_resume(ckpt: dict, path: str, model, trainer) -> None:
     """UserError, before any run folder is made, when resuming ``ckpt`` (read by
-    :func:`check_checkpoint`) could not train: its tensors do not fit the ``model`` that the
-    settings make (Lightning would fail with a size-mismatch traceback), or ``trainer.max_steps``
-    is not past the checkpoint's step (Lightning would stop at once and export nothing)."""
-    state, own = ckpt["state_dict"], model.state_dict()
-    missing = [k for k in own if k not in state]
-    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
-             if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
-    if wrong or missing:
-        what = (f"{wrong[0][0]} is {list(wrong[0][1])} there, {list(wrong[0][2])} here" if wrong
-                else f"it lacks {missing[0]}")
-        more = len(wrong) + len(missing) - 1
-        raise UserError(f"--ckpt_path {path}: does not fit the model these settings make ({what}"
-                        f"{f', and {more} more' if more else ''}); give the model and data settings it was "
-                        f"trained with")
+    :func:`check_checkpoint`) could not train: its state does not load into the ``model`` that the
+    settings make (tried on a copy, through the model's own loading hooks, which bring older
+    checkpoints up to date; Lightning would fail with a traceback after making the run folder),
+    or ``trainer.max_steps`` is not past the checkpoint's step (Lightning would stop at once and
+    export nothing)."""
+    import copy
+
+    try:
+        copy.deepcopy(model).load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:   # "Error(s) in loading state_dict for X:\n\tsize mismatch for ...: ..."
+        problems = [_load_problem(line) for line in str(exc).splitlines()[1:] if line.strip()]
+        first = problems[0] if problems else " ".join(str(exc).split())[:200]
+        more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise UserError(f"--ckpt_path {path}: does not fit the model these settings make ({first}{more}); give "
+                        f"the model and data settings it was trained with") from None
     step, max_steps = int(ckpt.get("global_step") or 0), trainer.max_steps
     if max_steps is not None and 0 <= max_steps <= step:
         raise UserError(f"--trainer.max_steps {max_steps}: the checkpoint {path} is at step {step} already; "
                         f"give more steps to train on")
+
+
+def _load_problem(line: str) -> str:
+    """One line of torch's load_state_dict error, short: its first three keys of a list
+    ("Missing key(s) in state_dict: a, b, c and 40 more"), shapes without ``torch.Size``."""
+    text = " ".join(re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", line).split()).rstrip(".")
+    head, sep, rest = text.partition(": ")
+    keys = re.findall(r'"([^"]+)"', rest)
+    if sep and keys and head.endswith("key(s) in state_dict"):
+        return f"{head}: {', '.join(keys[:3])}{f' and {len(keys) - 3} more' if len(keys) > 3 else ''}"
+    return text[:300]
 
 
 def check_ddp(trainer, command: str) -> None:

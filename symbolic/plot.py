@@ -17,7 +17,7 @@ from pipeline.errors import UserError
 from pipeline.fileio import missing_glyphs_quiet, save_png
 from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, midi_to_multitrack, off_grid_meters, read_midi,
                            tempo_map_beats, time_signature_beats)
-from symbolic.trackmap import LPD5, TrackMap, file_track_map, get_track_map
+from symbolic.trackmap import LPD5, TRACK_MAPS, TrackMap, file_track_map, get_track_map
 
 
 #: Largest ``--steps-per-beat`` (96 steps a beat is far finer than any pianoroll needs).
@@ -160,14 +160,19 @@ def cli_main(argv: list[str]) -> int:
     if args.out is not None and (str(args.out) in ("", ".") or args.out.suffix.lower() != ".png"):
         raise UserError(f"--out {str(args.out) if str(args.out) != '.' else ''!r}: the picture is a PNG; name it *.png")
     pm = read_midi(args.midi)
-    if args.track_map == "auto":
+    choice = args.track_map.strip().lower()
+    if choice == "auto":
         track_map = guess_track_map(pm)
-    elif args.track_map.strip().lower() == "file":
+    elif choice == "file":
         if not any(i.notes for i in pm.instruments):
             raise UserError(f"{args.midi}: --track-map file: no instrument of the file has notes")
         track_map = file_track_map(pm.instruments)
     else:
-        track_map = get_track_map(args.track_map)
+        try:
+            track_map = get_track_map(args.track_map)
+        except UserError:
+            raise UserError(f"--track-map {args.track_map!r}: unknown (choose auto, file, "
+                            f"{', '.join(TRACK_MAPS)})") from None
     grid = Grid(steps_per_beat=args.steps_per_beat)
     bars = int(np.ceil(float(tempo_map_beats(pm, np.array([pm.get_end_time()]))[0]) / grid.beats_per_bar))
     if bars > MAX_PLOT_BARS:

@@ -358,7 +358,8 @@ def test_shipped_configs_parse(configs, capsys):
                  "saved by 'musegansynth train audio'"),
     ("pickled", "holds pickled Python objects, which are not loaded"),
     ("best", "give the checkpoint file"),
-    ("misfit", "does not fit the model these settings make \\(it lacks [^ ]*, and \\d+ more\\); give the "
+    ("misfit", "does not fit the model these settings make \\(Missing key\\(s\\) in state_dict: seen_pitch, "
+               "seen_program, gen_steps and \\d+ more; 1 more\\); give the "
                "model and data settings it was trained with"),
 ])
 def test_bad_ckpt_path_is_refused_before_the_run_folder_is_made(tmp_path, monkeypatch, capsys, kind, pattern):

@@ -254,8 +254,8 @@ def test_render_keeps_a_last_drum_hit_whole_and_refuses_what_it_cannot_play(tmp_
     kit.notes += [pretty_midi.Note(100, 20, 0.0, 0.1), pretty_midi.Note(100, 110, 0.5, 0.6)]
     odd.instruments.append(kit)
     odd.write(str(tmp_path / "odd.mid"))
-    with pytest.raises(UserError, match="nothing to play: the MIDI file's notes are all drum hits on keys the timbre "
-                                        "model did not learn"):
+    with pytest.raises(UserError, match=r"odd.mid: nothing to play: the MIDI file's notes are all drum hits on keys "
+                                        r"the timbre model did not learn"):
         render_file(tmp_path / "odd.mid", tmp_path / "odd.wav", timbre=fake_timbre)
     assert not (tmp_path / "odd.wav").exists()
     take = tmp_path / "take.wav"

@@ -159,6 +159,10 @@ def test_chord_symbols():
     assert chord_pitch_classes("EbmMaj7") == (3, 6, 10, 2)
     assert all(chord_pitch_classes(nc) == () for nc in ("N.C.", "N.C", "n.c.", "nc", "NC", "-"))
     assert chord_pitch_classes("CM") == (0, 4, 7) and chord_pitch_classes("Cm") == (0, 3, 7)   # case matters there
+    assert chord_pitch_classes("CM13") == (0, 4, 7, 11, 2, 9) and chord_pitch_classes("Cm13") == (0, 3, 7, 10, 2, 9)
+    assert chord_pitch_classes("CM11") == (0, 4, 7, 11, 2, 5) and chord_pitch_classes("CmMAJ7") == (0, 3, 7, 11)
+    with pytest.raises(ValueError, match="unknown chord quality 'M7b5'"):   # not read as m7b5
+        chord_pitch_classes("CM7b5")
     with pytest.raises(ValueError, match=r"^'Cxyz': unknown chord quality 'xyz' \(known: nothing after the root "
                                          r"for major, maj, M, major, m, "):
         chord_pitch_classes("Cxyz")

@@ -89,8 +89,10 @@ def test_cli_unreadable_midi(tmp_path, capsys, midi_writer):
     assert "bad.mid" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
     good = midi_writer(tmp_path / "good.mid", [("Piano", 0, False, [(60, 0, 1, 90)])])
-    with pytest.raises(UserError, match="track map 'zzz'"):
+    with pytest.raises(UserError, match=r"--track-map 'zzz': unknown \(choose auto, file, lpd5, pop909, "):
         cli_main(["prog", str(good), "--out", str(out), "--track-map", "zzz"])
+    assert cli_main(["prog", str(good), "--out", str(tmp_path / "a.png"), "--track-map", "AUTO"]) == 0
+    (tmp_path / "a.png").unlink()
     assert not out.exists()
 
 
