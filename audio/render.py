@@ -356,6 +356,17 @@ class NoteRenderer:
             for k, w in zip(batch, waves):
                 self._cache[k] = np.ascontiguousarray(w[: needs[k]], dtype=np.float32)
 
+    @staticmethod
+    def check_note(note: RenderNote) -> None:
+        """ValueError naming a note whose times or pitch cannot be rendered: a start that is not a
+        number >= 0, an end not at or after it, a pitch outside MIDI 0-127."""
+        if not (math.isfinite(note.start_s) and note.start_s >= 0):
+            raise ValueError(f"note {note} starts at {note.start_s} s (expected a number of seconds >= 0)")
+        if not (math.isfinite(note.end_s) and note.end_s >= note.start_s):
+            raise ValueError(f"note {note} ends at {note.end_s} s, before it starts")
+        if not 0 <= int(note.pitch) <= 127:
+            raise ValueError(f"note {note} has pitch {note.pitch} outside MIDI 0-127")
+
     def plays(self, note: RenderNote) -> bool:
         """Whether the note is heard: not a drum hit on a key the model never learnt (silent, as a
         GM kit is outside its keys)."""
@@ -365,6 +376,8 @@ class NoteRenderer:
         """Samples from 0 to the end of the last heard note's release (a drum hit sounds for
         ``drum_hold_s`` whatever its written length): a render this long cuts no note short."""
         release = max(1, int(round(self.release_s * self.sample_rate)))
+        for n in notes:
+            self.check_note(n)
         return max((int(round(n.start_s * self.sample_rate)) + self.hold_samples(n) + release
                     for n in notes if self.plays(n)), default=0)
 
@@ -393,6 +406,7 @@ class NoteRenderer:
         placed = []
         needs: dict[tuple, int] = {}
         for n in notes:
+            self.check_note(n)
             if not self.plays(n):
                 continue
             if not 0 <= n.stem < n_stems:

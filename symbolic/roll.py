@@ -14,6 +14,7 @@ and counted in ``Multitrack.n_dropped``.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -510,6 +511,10 @@ def midi_to_multitrack(path_or_pm, track_map: TrackMap | str, grid: Grid = Grid(
     notes, dropped = quantize_notes(pm, track_map, grid, beat_times=beat_times, origin=origin, offsets=offsets)
     roll, onsets = notes_to_roll(notes, n_tracks=len(track_map), grid=grid, n_bars=n_bars,
                                  drum_tracks=track_map.drum_tracks)
+    marked = end_marker_bars(pm, grid, origin) if n_bars is None and beat_times is None else 0
+    if marked > roll.shape[1]:   # silent bars at the end of a file this project wrote
+        pad = ((0, 0), (0, marked - roll.shape[1]), (0, 0), (0, 0))
+        roll, onsets = np.pad(roll, pad), np.pad(onsets, pad)
     late = None
     if timing:
         flat = np.zeros((roll.shape[0], roll.shape[1] * grid.steps_per_bar, grid.n_pitches))
@@ -523,6 +528,20 @@ def midi_to_multitrack(path_or_pm, track_map: TrackMap | str, grid: Grid = Grid(
     ts = pm.time_signature_changes
     time_signature = (int(ts[0].numerator), int(ts[0].denominator)) if ts else (4, 4)
     return Multitrack(roll, onsets, track_map, grid, tempo, time_signature, dropped, late)
+
+
+END_MARKER = "end"
+"""Text event :func:`multitrack_to_midi` puts where the last bar ends."""
+
+
+def end_marker_bars(pm: pretty_midi.PrettyMIDI, grid: Grid, origin: float = 0.0) -> int:
+    """Bars up to the :data:`END_MARKER` text event of a file this project wrote (its silent last
+    bars hold no note to say where the music ends); 0 without one."""
+    marks = [t.time for t in pm.text_events if t.text == END_MARKER]
+    if not marks:
+        return 0
+    beats = float(tempo_map_beats(pm, np.array([max(marks)]))[0]) - origin
+    return max(0, int(math.ceil(beats / grid.beats_per_bar - 1e-6)))
 
 
 def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.PrettyMIDI:
@@ -544,7 +563,7 @@ def multitrack_to_midi(mt: Multitrack, *, resolution: int = 480) -> pretty_midi.
     for track, note in place_notes(mt.notes(), mt.timing, mt.grid, lambda step: max(0.0, step) * step_s):
         instruments[track].notes.append(note)
     pm.instruments.extend(instruments)
-    pm.text_events.append(pretty_midi.Text("end", mt.n_bars * mt.grid.steps_per_bar * step_s))
+    pm.text_events.append(pretty_midi.Text(END_MARKER, mt.n_bars * mt.grid.steps_per_bar * step_s))
     return pm
 
 

@@ -139,6 +139,23 @@ def test_notes_are_placed_at_their_onset_sample():
     assert stems.shape[1] == onset0 + hold + int(0.3 * SR)
 
 
+@pytest.mark.parametrize("note,says", [
+    (RenderNote(0, 0, 60, 100, -1.0, 0.5), "starts at -1.0 s"),
+    (RenderNote(0, 0, 60, 100, math.nan, 0.5), "starts at nan s"),
+    (RenderNote(0, 0, 60, 100, 0.5, 0.25), "ends at 0.25 s, before it starts"),
+    (RenderNote(0, 0, 200, 100, 0.0, 0.25), "has pitch 200 outside MIDI 0-127"),
+])
+def test_notes_that_cannot_be_rendered_are_named(note, says):
+    # from QA: a negative start was a numpy broadcasting error, a NaN start a conversion error,
+    # and an end before the start or a pitch of 200 rendered without a word
+    gen, r = _renderer()
+    timbres = timbre_latent(1, gen.latent_dim)[None]
+    with pytest.raises(ValueError, match=f"note .* {says}"):
+        r.render([RenderNote(0, 0, 60, 100, 0.0, 0.2), note], timbres, n_stems=1)
+    with pytest.raises(ValueError, match=says):
+        r.song_samples([note], 1.0)
+
+
 def test_velocity_is_a_gain():
     gen, r = _renderer()
     timbres = timbre_latent(1, gen.latent_dim)[None]

@@ -457,3 +457,19 @@ def test_write_midi_keeps_tempi_as_read(tmp_path):
     write_midi(read_midi(tmp_path / "in.mid"), tmp_path / "out.mid")
     out = mido.MidiFile(str(tmp_path / "out.mid"))
     assert [m.tempo for m in out.tracks[0] if m.type == "set_tempo"] == [461538, 450000, 600000]
+
+
+def test_a_roll_read_back_keeps_its_silent_last_bars(tmp_path):
+    # from QA: multitrack_to_midi marks where the last bar ends, but reading ignored it (4 bars -> 1)
+    from symbolic.roll import midi_to_multitrack, multitrack_to_midi, read_midi, write_midi
+
+    roll = np.zeros((3, 4, 16, 84), np.uint8)
+    onsets = np.zeros_like(roll, bool)
+    roll[0, 0, 0:4, 40], onsets[0, 0, 0, 40] = 100, True
+    mt = Multitrack(roll, onsets, get_track_map("pop909"), Grid(), 120.0)
+    write_midi(multitrack_to_midi(mt), tmp_path / "s.mid")
+    back = midi_to_multitrack(tmp_path / "s.mid", "pop909")
+    assert back.n_bars == 4 and np.array_equal(back.roll, roll) and np.array_equal(back.onsets, onsets)
+    plain = read_midi(tmp_path / "s.mid")
+    plain.text_events = []                      # another program's file: its notes say where it ends
+    assert midi_to_multitrack(plain, "pop909").n_bars == 1
