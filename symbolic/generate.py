@@ -290,6 +290,30 @@ def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
     raise UserError(f"{p}: not a symbolic weights file (expected symbolic_<name>.json / .safetensors)")
 
 
+def _whole(value, what: str, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int when it is a whole number in [low, high]; UserError naming ``what``."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = int(value)
+    if not is_whole(value) or (low is not None and value < low) or (high is not None and value > high):
+        span = ("" if low is None else f" >= {low}") if high is None else f" from {low} to {high}"
+        raise UserError(f"{what}: expected a whole number{span}, got {value!r}")
+    return int(value)
+
+
+def _numbers(value, what: str, dtype=torch.float32) -> torch.Tensor:
+    """``value`` as a tensor of finite numbers; UserError naming ``what`` otherwise (text, NaN)."""
+    if isinstance(value, str):
+        raise UserError(f"{what}: expected an array of numbers, got the text {value!r} (chord symbols: "
+                        f"pipeline.config.chords_to_array)")
+    try:
+        t = torch.as_tensor(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{what}: expected an array of numbers ({' '.join(str(exc).split())[:80]})") from None
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise UserError(f"{what}: holds values that are not numbers (NaN or infinite)")
+    return t
+
+
 class Composer:
     """A trained multitrack generator with its track names, programs and grid.
 
@@ -383,6 +407,7 @@ class Composer:
         [n, B, K, 12], the chords the phrases will be decoded with; None: no chord information;
         ``has_chords`` bool [n] marks all-zero phrases that have no chord rather than no
         information), drawn from ``generator`` (a CPU torch.Generator), on the device."""
+        n = _whole(n, "sample_latents: n", 0)
         if chords is not None:
             chords = self._check_conditions(n, chords, None)[0].cpu()
         return self.generator.sample_latents(n, generator=generator, device=self.device, chords=chords,
@@ -396,6 +421,19 @@ class Composer:
         ``t`` is a float in [0, 1] or a tensor [N] (one weight per phrase); 0 gives a, 1 gives b.
         An arrangement (binary) is a's where ``t < 0.5`` and b's from there on.
         """
+        for key in LATENT_KEYS:
+            if key not in latents_a or key not in latents_b:
+                raise UserError(f"interpolate: both latents need {key!r}")
+            if tuple(latents_a[key].shape) != tuple(latents_b[key].shape):
+                raise UserError(f"interpolate: {key} has shape {list(latents_a[key].shape)} in a, "
+                                f"{list(latents_b[key].shape)} in b")
+        n = latents_a["shared"].shape[0]
+        weights = _numbers(t, "interpolate: t", torch.float64)
+        if weights.dim() > 1 or weights.numel() not in (1, n) or (weights.dim() == 1 and weights.numel() != n):
+            raise UserError(f"interpolate: t should be one number or {n} (one per phrase), got shape "
+                            f"{list(weights.shape)}")
+        if ((weights < 0) | (weights > 1)).any():
+            raise UserError(f"interpolate: t should lie in [0, 1], got {weights.tolist()}")
         out = {}
         if ARRANGEMENT_KEY in latents_a and ARRANGEMENT_KEY in latents_b:
             a, b = latents_a[ARRANGEMENT_KEY], latents_b[ARRANGEMENT_KEY]
@@ -418,12 +456,15 @@ class Composer:
     def _check_conditions(self, n: int, chords, style):
         if chords is not None:
             # contiguous: the same chords give the same bytes however they are laid out in memory
-            chords = torch.as_tensor(chords, dtype=torch.float32).to(self.device).contiguous()
+            chords = _numbers(chords, "chords").to(self.device).contiguous()
             want = (n, self.n_bars, self.beats_per_bar, 12)
             if tuple(chords.shape) != want:
                 raise UserError(f"chords: expected shape {list(want)}, got {list(chords.shape)}")
         if style is not None:
-            style = torch.as_tensor(style, dtype=torch.long).to(self.device).reshape(-1)
+            raw = _numbers(style, "style", torch.float64).reshape(-1)
+            if (raw != raw.round()).any():
+                raise UserError(f"style: labels are whole numbers, got {raw.tolist()}")
+            style = raw.long().to(self.device)
             if style.numel() == 1 and n != 1:
                 style = style.expand(n).clone()
             if style.shape[0] != n:
@@ -458,11 +499,30 @@ class Composer:
 
         hist = np.zeros(12)
         if chords is not None:
-            hist += torch.as_tensor(chords, dtype=torch.float64).reshape(-1, 12).sum(0).cpu().numpy()
+            c = _numbers(chords, "chords", torch.float64)
+            if c.dim() == 0 or c.shape[-1] != 12:
+                raise UserError(f"chords: expected 12 pitch classes last, got shape {list(c.shape)}")
+            hist += c.reshape(-1, 12).sum(0).cpu().numpy()
         if given is not None:
-            steps = (torch.as_tensor(given) > 0).reshape(-1, self.n_pitches).sum(0).cpu().numpy()
+            g = _numbers(given, "given track")
+            if g.dim() == 0 or g.shape[-1] != self.n_pitches:
+                raise UserError(f"given track: expected {self.n_pitches} pitches last, got shape {list(g.shape)}")
+            steps = (g > 0).reshape(-1, self.n_pitches).sum(0).cpu().numpy()
             hist += chroma(steps, int(self.grid["lowest_pitch"])) / int(self.grid["steps_per_beat"])
         return key_offset(hist)
+
+    def _check_latents(self, latents) -> int:
+        """The number of phrases of ``latents``; UserError when they are not this composer's
+        (:meth:`sample_latents`: a key missing, or a shape of another model)."""
+        if not isinstance(latents, dict) or any(k not in latents for k in LATENT_KEYS):
+            raise UserError(f"latents: expected a dict with {', '.join(LATENT_KEYS)} (Composer.sample_latents)")
+        n = int(latents["shared"].shape[0])
+        ref = self.generator.sample_latents(1, generator=torch.Generator().manual_seed(0))
+        for key in (*LATENT_KEYS, ARRANGEMENT_KEY):
+            if key in latents and key in ref and tuple(latents[key].shape) != (n, *ref[key].shape[1:]):
+                raise UserError(f"latents: {key} should have shape {[n, *ref[key].shape[1:]]} for this composer, "
+                                f"got {list(latents[key].shape)} (latents of another model?)")
+        return n
 
     @torch.no_grad()
     def decode(self, latents: dict[str, torch.Tensor], chords: torch.Tensor | None = None,
@@ -489,7 +549,10 @@ class Composer:
             float [N, T, B, S, P] in {0, 1} (probabilities in [0, 1] when ``threshold`` is None
             and the model is not binary); the given track, if any, is kept as given.
         """
-        n = latents["shared"].shape[0]
+        n = self._check_latents(latents)
+        if threshold is not None and not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+                                          and 0 < threshold < 1):
+            raise UserError(f"threshold: expected a number between 0 and 1 (or None), got {threshold!r}")
         chords, style = self._check_conditions(n, chords, style)
         has = None if chords is None else chords.reshape(n, -1).amax(1) > 0
         if cond_roll is not None:
@@ -497,11 +560,20 @@ class Composer:
             want = (n, self.n_bars, self.steps_per_bar, self.n_pitches)
             if tuple(cond_roll.shape) != want:
                 raise UserError(f"given track: expected shape {list(want)}, got {list(cond_roll.shape)}")
-            ct = torch.as_tensor(cond_track, dtype=torch.long).to(self.device).reshape(-1)
+            if cond_track is None:
+                raise UserError("cond_track: give the index of the given track (cond_roll is its notes)")
+            ct = _numbers(cond_track, "cond_track", torch.float64).reshape(-1)
+            if ct.numel() not in (1, n) or (ct != ct.round()).any() or ((ct < 0) | (ct >= self.n_tracks)).any():
+                raise UserError(f"cond_track: expected one track index or {n}, each 0..{self.n_tracks - 1}, "
+                                f"got {ct.tolist()}")
+            ct = ct.long().to(self.device)
             cond_track = ct.expand(n).clone() if ct.numel() == 1 else ct
-        shifts = torch.as_tensor(transpose, dtype=torch.long).reshape(-1).cpu()
-        if shifts.numel() not in (1, n):
-            raise UserError(f"transpose: expected one shift or {n}, got {shifts.numel()}")
+        raw = _numbers(transpose, "transpose", torch.float64).reshape(-1)
+        if raw.numel() not in (1, n):
+            raise UserError(f"transpose: expected one shift or {n}, got {raw.numel()}")
+        if (raw != raw.round()).any() or (raw.abs() > 11).any():
+            raise UserError(f"transpose: shifts are whole numbers of semitones from -11 to 11, got {raw.tolist()}")
+        shifts = raw.long().cpu()
         shifts = shifts.expand(n)
         given = cond_roll
         if shifts.any():
@@ -525,16 +597,19 @@ class Composer:
         return out
 
     # ----------------------------------------------------------------- conveniences
-    def _phrase_chords(self, chords, n_phrases: int) -> torch.Tensor | None:
-        """[bars_total, K, 12] (or [n_phrases, B, K, 12]) -> [n_phrases, B, K, 12], zero-padded."""
+    def _phrase_chords(self, chords, n_phrases: int, bars: int | None = None) -> torch.Tensor | None:
+        """[bars_total, K, 12] (or [n_phrases, B, K, 12]) -> [n_phrases, B, K, 12], zero-padded;
+        UserError for chords of more than ``bars`` bars (default all the phrases')."""
         if chords is None:
             return None
-        c = torch.as_tensor(chords, dtype=torch.float32)
+        c = _numbers(chords, "chords")
         if c.dim() == 4:
             c = c.reshape(-1, *c.shape[2:])
         if c.dim() != 3 or tuple(c.shape[1:]) != (self.beats_per_bar, 12):
             raise UserError(f"chords: expected shape [bars, {self.beats_per_bar}, 12], got {list(c.shape)}")
         total = n_phrases * self.n_bars
+        if c.shape[0] > (total if bars is None else bars):
+            raise UserError(f"chords: {c.shape[0]} bars of chords for {total if bars is None else bars} bars of music")
         if c.shape[0] < total:
             c = torch.cat([c, c.new_zeros(total - c.shape[0], *c.shape[1:])])
         return c[:total].reshape(n_phrases, self.n_bars, self.beats_per_bar, 12)
@@ -552,18 +627,20 @@ class Composer:
         Returns:
             float [T, n_phrases * B, S, P] in {0, 1} (on the CPU).
         """
-        if n_phrases < 1:
-            raise UserError(f"n_phrases: must be at least 1, got {n_phrases}")
+        n_phrases = _whole(n_phrases, "n_phrases", 1)
         return self.join_phrases(self._decode_seeded(n_phrases, seed, chords, style))
 
-    def _decode_seeded(self, n_phrases: int, seed: int, chords, style: int | str | None,
+    def _decode_seeded(self, n_phrases: int, seed: int, chords, style: int | str | None, bars: int | None = None,
                        **cond) -> torch.Tensor:
         """Latents from ``seed``, chords and style per phrase, decoded in the composer's home key
         (the key of all the chords and the given track together): [N, T, B, S, P]."""
+        seed = _whole(seed, "seed", 0, 2**63 - 1)
         if isinstance(style, str):
             style = self.style_index(style)
-        c = self._phrase_chords(chords, n_phrases)
-        z = self.sample_latents(n_phrases, torch.Generator().manual_seed(int(seed)), chords=c)
+        elif style is not None:
+            style = _whole(style, "style", -1)
+        c = self._phrase_chords(chords, n_phrases, bars)
+        z = self.sample_latents(n_phrases, torch.Generator().manual_seed(seed), chords=c)
         st = None if style is None else torch.full((n_phrases,), int(style), dtype=torch.long)
         transpose = self.home_offset(chords=c, given=cond.get("cond_roll"))
         return self.decode(z, chords=c, style=st, transpose=transpose, **cond)
@@ -605,5 +682,5 @@ class Composer:
         n_phrases = -(-bars // self.n_bars)
         pad = n_phrases * self.n_bars - bars
         g = torch.cat([g, g.new_zeros(pad, *g.shape[1:])]).reshape(n_phrases, self.n_bars, *g.shape[1:])
-        roll = self._decode_seeded(n_phrases, seed, chords, style, cond_roll=g, cond_track=int(track))
+        roll = self._decode_seeded(n_phrases, seed, chords, style, bars=bars, cond_roll=g, cond_track=int(track))
         return self.join_phrases(roll)[:, :bars]
