@@ -68,7 +68,11 @@ def main() -> None:
 if __name__ == "__main__":
     from pipeline.errors import UserError
 
+    given = {"--weights", "--classifier", "--data"} & {a.split("=")[0] for a in sys.argv[1:]}
     try:
         main()
     except UserError as exc:  # no notes built, or weights missing: say so in one line
+        if given:   # a path the user typed: an error, not a skip
+            print(f"bench_audio_if_swap: error: {exc}", file=sys.stderr)
+            sys.exit(2)
         print(f"bench_audio_if_swap: skipped: {exc}", file=sys.stderr)

@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import device as device_arg  # noqa: E402
+
 DATA = ROOT / "data" / "build" / "notes" / "fluidr3"
 PRETRAINED = ROOT / "data" / "pretrained"
 CLASSIFIER = PRETRAINED / "audio_classifier.safetensors"
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="held-out notes per model")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_arg, default="cpu")
     parser.add_argument("--split", default="nsynth-test")
     parser.add_argument("--weights", action="append", default=None,
                         help="evaluate these weights instead of the shipped ones (repeatable)")

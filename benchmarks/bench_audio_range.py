@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import midi_program  # noqa: E402
 from pipeline.fileio import atomic_write_text  # noqa: E402
 
 WEIGHTS = ROOT / "data" / "pretrained" / "audio_default.safetensors"
@@ -61,11 +62,14 @@ def score(offsets: list[tuple[float, float]]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=WEIGHTS)
-    p.add_argument("--programs", type=int, nargs="+", default=[0, 40, 56, 73])
+    p.add_argument("--programs", type=midi_program, nargs="+", default=[0, 40, 56, 73])
     p.add_argument("--low", type=int, default=85)
     p.add_argument("--high", type=int, default=100)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    if not args.weights.is_file() and args.weights != WEIGHTS:   # a path the user typed: an error
+        print(f"bench_audio_range: error: --weights {args.weights}: not found", file=sys.stderr)
+        return 2
     if not args.weights.is_file():
         print(f"bench_audio_range: skipped: {args.weights} not found (make setup, or --weights)")
         return 0

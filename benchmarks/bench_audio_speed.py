@@ -27,6 +27,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import device as device_arg, existing_file, positive_int  # noqa: E402
 from audio.modules import (Critic, GANSynthLoss, Generator, count_parameters, ema_update,  # noqa: E402
                            gradient_penalty, pitch_index)
 
@@ -132,12 +133,12 @@ def time_generation(g: Generator, batch: int, repeats: int, device: torch.device
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/audio/default.yaml")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--gen-batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", type=existing_file, default="configs/audio/default.yaml")
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--batch", type=positive_int, nargs="+", default=[16, 32])
+    parser.add_argument("--gen-batch", type=positive_int, default=64)
+    parser.add_argument("--steps", type=positive_int, default=5)
+    parser.add_argument("--device", type=device_arg, default="cpu")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

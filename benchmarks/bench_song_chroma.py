@@ -62,7 +62,9 @@ def generate(config: Path, out: Path, renderer: str, seed: int | None) -> None:
     cmd = [sys.executable, "-m", "pipeline.cli", "generate", str(config), "--out", str(out), "--renderer", renderer]
     if seed is not None:
         cmd += ["--seed", str(seed)]
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    if done.returncode:   # generate said why on stderr, in one line
+        sys.exit(done.returncode)
 
 
 def main() -> None:
@@ -76,6 +78,8 @@ def main() -> None:
         work = args.keep or Path(tmp)
         config = args.config.resolve()
         if args.audio_weights is not None:
+            if not config.is_file():
+                sys.exit(f"bench_song_chroma: error: --config {args.config}: no such file")
             doc = yaml.safe_load(config.read_text())
             doc.setdefault("weights", {})["audio"] = str(args.audio_weights.resolve())
             config = Path(tmp) / "song.yaml"

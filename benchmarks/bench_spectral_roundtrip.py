@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import device as device_arg, existing_file, positive_int  # noqa: E402
 from audio.fluid import NoteSpec, render_notes  # noqa: E402  (imports no FluidSynth until called)
 from audio.spectral import SpecConfig, SpecTransform, snr_db  # noqa: E402
 
@@ -59,11 +60,11 @@ def _best_time(fn, repeat: int, device: torch.device) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--soundfont", default=None, help="SoundFont name or path (default FluidR3_GM)")
-    parser.add_argument("--repeat", type=int, default=3, help="timing runs; the best is kept")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: per-core speed)")
-    parser.add_argument("--device", default="cpu", help="device for the transforms (cpu or cuda)")
+    parser.add_argument("--repeat", type=positive_int, default=3, help="timing runs; the best is kept")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1: per-core speed)")
+    parser.add_argument("--device", type=device_arg, default="cpu", help="device for the transforms (cpu or cuda)")
     parser.add_argument("--save-notes", default=None, help="also save the rendered notes to this .npy")
-    parser.add_argument("--load-notes", default=None,
+    parser.add_argument("--load-notes", type=existing_file, default=None,
                         help="use notes saved by --save-notes instead of rendering (a machine without FluidSynth)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))

@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    if skipped_for_missing_inputs("bench_symbolic_baselines", None, args.data, args.split) or \
-            skipped_for_missing_inputs("bench_symbolic_baselines", None, args.data, "train"):
+    given = args.data != DATA
+    if skipped_for_missing_inputs("bench_symbolic_baselines", None, args.data, args.split, given=given) or \
+            skipped_for_missing_inputs("bench_symbolic_baselines", None, args.data, "train", given=given):
         return 0
 
     from symbolic.evaluate import _json_safe, evaluate_symbolic, load_split, report_text

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import device as device_arg  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 from pipeline.fileio import atomic_write_text  # noqa: E402
 
@@ -41,13 +42,18 @@ WEIGHTS = ROOT / "data" / "pretrained" / "symbolic_pop909.safetensors"
 DATA = ROOT / "data" / "build" / "symbolic" / "pop909"
 
 
-def skipped_for_missing_inputs(prog: str, weights: Path | None, data: Path, split: str) -> bool:
+def skipped_for_missing_inputs(prog: str, weights: Path | None, data: Path, split: str, *,
+                               given: bool = False) -> bool:
     """True, after saying what is missing, when the composer's weights (and their JSON; None: no
     composer needed) or the dataset's ``meta.json`` and ``split``.npz are absent: the symbolic
-    benchmarks then skip."""
+    benchmarks then skip. With ``given`` (the user named a path) a missing input is an error
+    instead: one line on stderr and exit status 2 (a path typed wrong is not a skip)."""
     missing = [] if weights is None else [str(x) for x in (weights, weights.with_suffix(".json")) if not x.is_file()]
     if not (data / "meta.json").is_file() or not (data / f"{split}.npz").is_file():
         missing.append(f"{data}/meta.json + {split}.npz")
+    if missing and given:
+        print(f"{prog}: error: missing " + ", ".join(missing), file=sys.stderr)
+        raise SystemExit(2)
     if missing:
         print(f"{prog}: skipped, missing " + ", ".join(missing)
               + " (train / download the weights; build the data with 'musegansynth data symbolic')")
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--n", type=int, default=None, help="at most this many phrases (default: the whole split)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="95%% interval of each held-out value from N resamples of the split's songs")
@@ -77,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="move the held-out phrases K semitones first; the composer finds each song's key")
     args = p.parse_args(argv)
 
-    if skipped_for_missing_inputs("bench_symbolic_quality", args.weights, args.data, args.split):
+    if skipped_for_missing_inputs("bench_symbolic_quality", args.weights, args.data, args.split,
+                                  given=args.weights != WEIGHTS or args.data != DATA):
         return 0
 
     from symbolic.evaluate import _json_safe, evaluate_symbolic, report_text

@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_symbolic_quality import skipped_for_missing_inputs  # noqa: E402
+from benchmarks.common import device as device_arg, positive_int  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 
 WEIGHTS = ROOT / "data" / "pretrained" / "symbolic_pop909.safetensors"
@@ -48,13 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--track", default="bridge")
-    p.add_argument("--max-steps", type=int, default=5)
+    p.add_argument("--max-steps", type=positive_int, default=5)
     p.add_argument("--n", type=int, default=None, help="at most this many phrases (default: the whole split)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_arg, default="cpu")
     args = p.parse_args(argv)
 
-    if skipped_for_missing_inputs("bench_symbolic_rhythm", args.weights, args.data, args.split):
+    if skipped_for_missing_inputs("bench_symbolic_rhythm", args.weights, args.data, args.split,
+                                  given=args.weights != WEIGHTS or args.data != DATA):
         return 0
 
     from symbolic import metrics as M

@@ -17,10 +17,16 @@ from pathlib import Path
 import torch
 import yaml
 
-from symbolic.modules import Critic, Generator, count_parameters, gradient_penalty
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import device as device_arg, positive_int  # noqa: E402
+from symbolic.modules import Critic, Generator, count_parameters, gradient_penalty  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = dict(n_tracks=3, n_bars=4, steps_per_bar=16, beats_per_bar=4, n_pitches=84, lowest_pitch=24, n_styles=1)
+CONFIGS = ("pop909", "paper_gpu")
 
 
 def model_args(name: str) -> dict:
@@ -125,11 +131,11 @@ def bench_lightning(name: str, batch: int, iters: int, device: str, tmp: Path) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--configs", nargs="+", default=["pop909"])
+    ap.add_argument("--threads", type=positive_int, default=2)
+    ap.add_argument("--iters", type=positive_int, default=5)
+    ap.add_argument("--batch", type=positive_int, default=64)
+    ap.add_argument("--device", type=device_arg, default="cpu")
+    ap.add_argument("--configs", nargs="+", default=["pop909"], choices=CONFIGS)
     ap.add_argument("--lightning", action="store_true", help="also time the Lightning loop")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -38,12 +38,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_symbolic_quality import skipped_for_missing_inputs  # noqa: E402
+from benchmarks.common import device as device_arg, positive_int  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 from pipeline.fileio import atomic_write_text  # noqa: E402
 
 WEIGHTS = ROOT / "data" / "pretrained" / "symbolic_drums.safetensors"
 DATA = ROOT / "data" / "build" / "symbolic" / "groove"
 HITS = "HITS"
+#: what --metrics may name: hits per bar and the per-track metrics (those a track lacks stay empty)
+METRICS = (HITS, *dict.fromkeys(("EB", "UPC", "QN", "POLY", "POLY_RATE", "PCE", "SC", "DP", "GC")))
 """Note starts per bar (a drum hit, or a pitched note's first step)."""
 
 
@@ -147,15 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--min-phrases", type=int, default=20)
-    p.add_argument("--metrics", nargs="+", default=[HITS, "POLY", "POLY_RATE", "DP", "GC"])
+    p.add_argument("--device", type=device_arg, default="cpu")
+    p.add_argument("--min-phrases", type=positive_int, default=20)
+    p.add_argument("--metrics", nargs="+", default=[HITS, "POLY", "POLY_RATE", "DP", "GC"], choices=METRICS)
     p.add_argument("--baseline", choices=("train",), default=None,
                    help="score same-style training phrases instead of the composer")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     weights = None if args.baseline else args.weights   # the baseline needs no composer
-    if skipped_for_missing_inputs("bench_symbolic_styles", weights, args.data, args.split):
+    if skipped_for_missing_inputs("bench_symbolic_styles", weights, args.data, args.split,
+                                  given=args.weights != WEIGHTS or args.data != DATA):
         return 0
 
     from symbolic.evaluate import generate_for_phrases, load_split
