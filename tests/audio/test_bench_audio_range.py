@@ -33,10 +33,13 @@ def test_strongest_partial_and_cents_on_hand_made_tones():
     assert report == {"notes": 4, "fundamental_within_50_cents": 2, "median_cents_from_a_harmonic": 17.5}
 
 
-def test_cli_skips_without_weights_and_refuses_a_bad_range(tmp_path, capsys):
+def test_cli_skips_without_weights_and_refuses_a_bad_range(tmp_path, capsys, monkeypatch):
     bench = _bench()
-    assert bench.main(["--weights", str(tmp_path / "none.safetensors")]) == 0
+    monkeypatch.setattr(bench, "WEIGHTS", tmp_path / "none.safetensors")   # the default weights missing: a skip
+    assert bench.main([]) == 0
     assert "skipped" in capsys.readouterr().out
+    assert bench.main(["--weights", str(tmp_path / "typo.safetensors")]) == 2   # a path typed wrong: an error
+    assert "--weights" in capsys.readouterr().err
     (tmp_path / "w.safetensors").write_bytes(b"")
     assert bench.main(["--weights", str(tmp_path / "w.safetensors"), "--low", "90", "--high", "80"]) == 2
     assert "--low 90 --high 80" in capsys.readouterr().err
