@@ -402,10 +402,16 @@ def _bench(name: str = "bench_symbolic_quality"):
     return mod
 
 
-def test_benchmark_skips_without_weights(tmp_path, capsys):
-    assert _bench().main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(tmp_path)]) == 0
+def test_benchmark_skips_without_its_default_inputs_and_refuses_a_path_typed_wrong(tmp_path, capsys, monkeypatch):
+    bench = _bench()
+    monkeypatch.setattr(bench, "WEIGHTS", tmp_path / "none.safetensors")
+    monkeypatch.setattr(bench, "DATA", tmp_path)
+    assert bench.main([]) == 0
     out = capsys.readouterr().out
     assert "skipped" in out and "none.safetensors" in out
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--weights", str(tmp_path / "typo.safetensors")])
+    assert exc.value.code == 2 and "error: missing" in capsys.readouterr().err
 
 
 def test_benchmark_runs_with_weights(dataset, tmp_path, capsys):
@@ -434,8 +440,9 @@ def test_rhythm_benchmark_prints_the_held_out_and_generated_tables(dataset, tmp_
     from symbolic.modules import Generator
 
     bench = _bench("bench_symbolic_rhythm")
-    assert bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset)]) == 0
-    assert "skipped" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:   # a path typed wrong: an error, not a skip
+        bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset)])
+    assert exc.value.code == 2 and "none.safetensors" in capsys.readouterr().err
     torch.manual_seed(0)
     gen = Generator(n_tracks=3, n_styles=2, z_dim=8, trunk_channels=(16, 8), branch_channels=8, style_dim=4,
                     chord_dim=4, track_cond_dim=0)
@@ -575,8 +582,9 @@ def test_style_benchmark_kit_distance_and_key_table_on_hand_made_rolls():
 
 def test_style_benchmark_table_and_cli(dataset, tmp_path, capsys):
     bench = _bench("bench_symbolic_styles")
-    assert bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset)]) == 0
-    assert "skipped" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:   # a path typed wrong: an error, not a skip
+        bench.main(["--weights", str(tmp_path / "none.safetensors"), "--data", str(dataset)])
+    assert exc.value.code == 2 and "none.safetensors" in capsys.readouterr().err
     meta = json.loads((dataset / "meta.json").read_text())
     data = np.load(dataset / "test.npz")["rolls"] != 0
     style = np.zeros(len(data), dtype=np.int64)
