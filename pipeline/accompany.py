@@ -489,7 +489,7 @@ def cli_main(argv: list[str]) -> int:
     from pipeline.generate import resolve_device
     from pipeline.errors import check_seed
     from pipeline.render import check_length, load_timbre
-    from symbolic.roll import read_midi
+    from symbolic.roll import meta_elsewhere_note, read_midi
 
     args = build_parser(argv[0]).parse_args(argv[1:])
     check_seed(args.seed)
@@ -500,6 +500,7 @@ def cli_main(argv: list[str]) -> int:
     check_not_input(midi, out)
     device = resolve_device(args.device)
     pm = read_midi(midi)
+    meta_elsewhere_note(pm, midi)
     check_length(pm, midi, "accompany")
     find_instrument(pm, args.track, str(midi))  # fail early, before loading models
     if args.audio_weights is not None and args.renderer == "none":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import io
 import os
@@ -187,6 +188,10 @@ def _main(argv: list[str], matched: tuple[str, int] | None) -> int:
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):   # the disk, not the program: say so in one line
+            print(f"{PROG}: error: {exc.filename + ': ' if exc.filename else ''}no space left on the disk "
+                  f"(nothing was kept; free some and run it again)", file=sys.stderr)
+            return 2
         if exc.filename is None and not isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError,
                                                          PermissionError, FileExistsError)):
             return _internal_error(exc)

@@ -162,7 +162,7 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
     ``sample_rate``: FluidSynth renders at any rate (default 44,100 Hz); the timbre model only at
     its own, so with ``neural`` any other rate is a UserError."""
     from audio.mix import master, mix_stems, write_wav
-    from symbolic.roll import read_midi
+    from symbolic.roll import meta_elsewhere_note, read_midi
 
     midi_path, wav_path = Path(midi_path), Path(wav_path)
     check_audio_out(wav_path)
@@ -170,6 +170,7 @@ def render_file(midi_path: str | Path, wav_path: str | Path, *, renderer: str = 
         raise UserError(f"--out {wav_path}: is the MIDI file itself; name another file")
     flac = wav_path.suffix.lower() == ".flac"  # the format the name says
     pm = read_midi(midi_path)  # UserError naming the file when unreadable
+    meta_elsewhere_note(pm, midi_path)
     if not any(inst.notes for inst in pm.instruments):
         raise UserError(f"{midi_path}: the MIDI file has no notes")
     check_length(pm, midi_path, "render")

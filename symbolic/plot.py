@@ -15,7 +15,8 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.fileio import missing_glyphs_quiet, save_png
-from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, midi_to_multitrack, off_grid_meters, read_midi,
+from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, meta_elsewhere_note, midi_to_multitrack, off_grid_meters,
+                           read_midi,
                            tempo_map_beats, time_signature_beats)
 from symbolic.trackmap import LPD5, TRACK_MAPS, TrackMap, file_track_map, get_track_map
 
@@ -160,6 +161,7 @@ def cli_main(argv: list[str]) -> int:
     if args.out is not None and (str(args.out) in ("", ".") or args.out.suffix.lower() != ".png"):
         raise UserError(f"--out {str(args.out) if str(args.out) != '.' else ''!r}: the picture is a PNG; name it *.png")
     pm = read_midi(args.midi)
+    meta_elsewhere_note(pm, args.midi)
     choice = args.track_map.strip().lower()
     if choice == "auto":
         track_map = guess_track_map(pm)

@@ -177,13 +177,34 @@ def read_midi(path: str | os.PathLike) -> pretty_midi.PrettyMIDI:
         raise UserError(f"{path}: is a folder, not a MIDI file")
     if not path.is_file():
         raise UserError(f"{path}: no such MIDI file")
+    import warnings
+
     try:
-        return pretty_midi.PrettyMIDI(str(path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pm = pretty_midi.PrettyMIDI(str(path))
+        # pretty_midi reads tempo, key and meter from the first track only and warns in two raw
+        # lines; the commands say it in one (meta_elsewhere_note)
+        pm.meta_elsewhere = any("non-zero tracks" in str(w.message) for w in caught)
+        for w in caught:
+            if "non-zero tracks" not in str(w.message):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return pm
     except Exception as exc:  # mido / pretty_midi raise many kinds on garbage
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         if _smpte_division(path):
             reason = "its times are SMPTE frames, not beats; save it with beat (PPQ) timing"
         raise UserError(f"{path}: not a readable MIDI file ({reason})") from None
+
+
+def meta_elsewhere_note(pm, source) -> None:
+    """One note on stderr when the file read by :func:`read_midi` has tempo, key or time signature
+    events on a track after the first, which pretty_midi (and so this program) does not read."""
+    import sys
+
+    if getattr(pm, "meta_elsewhere", False):
+        print(f"musegansynth: note: {source}: tempo, key or time signature events on tracks after the first are "
+              f"not read (only the first track's are; a type-1 file keeps them there)", file=sys.stderr)
 
 
 def _smpte_division(path: Path) -> bool:

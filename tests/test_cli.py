@@ -101,3 +101,19 @@ def test_debug_variable_off_values_keep_the_one_line_internal_error(monkeypatch,
     else:
         assert _internal_error(RuntimeError("boom")) == 1
         assert capsys.readouterr().err.startswith("musegansynth: internal error: RuntimeError: boom")
+
+
+def test_a_full_disk_is_one_line_and_exit_2(monkeypatch, capsys):
+    """From fuzzing: a full disk while plot wrote its PNG was an 'internal error' with exit 1."""
+    import errno
+    import os
+
+    import pipeline.cli as cli
+
+    def full(module_name, name, argv):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "out/p.png")
+
+    monkeypatch.setattr(cli, "_run", full)
+    assert cli.main(["plot", "pianoroll", "x.mid"]) == 2
+    assert capsys.readouterr().err == ("musegansynth: error: out/p.png: no space left on the disk (nothing was kept; "
+                                       "free some and run it again)\n")

@@ -473,3 +473,38 @@ def test_a_roll_read_back_keeps_its_silent_last_bars(tmp_path):
     plain = read_midi(tmp_path / "s.mid")
     plain.text_events = []                      # another program's file: its notes say where it ends
     assert midi_to_multitrack(plain, "pop909").n_bars == 1
+
+
+def test_meta_events_off_the_first_track_are_one_note_not_two_raw_warnings(tmp_path, capsys):
+    """From fuzzing: pretty_midi's RuntimeWarning (two raw lines naming a file in .venv) reached
+    stderr from render, accompany and plot."""
+    import warnings
+
+    import mido
+
+    from symbolic.roll import meta_elsewhere_note, read_midi
+
+    mf = mido.MidiFile(type=1)
+    first, second = mido.MidiTrack(), mido.MidiTrack()
+    mf.tracks += [first, second]
+    second.append(mido.MetaMessage("set_tempo", tempo=500000, time=0))
+    second += [mido.Message("note_on", note=60, velocity=90, time=0), mido.Message("note_off", note=60, time=480)]
+    mf.save(str(tmp_path / "w.mid"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # no warning gets out of read_midi
+        pm = read_midi(tmp_path / "w.mid")
+    assert pm.meta_elsewhere and len(pm.instruments[0].notes) == 1
+    meta_elsewhere_note(pm, "w.mid")
+    assert capsys.readouterr().err == ("musegansynth: note: w.mid: tempo, key or time signature events on tracks after "
+                                       "the first are not read (only the first track's are; a type-1 file keeps them "
+                                       "there)\n")
+    assert not read_midi(_write_plain(tmp_path / "p.mid")).meta_elsewhere
+
+
+def _write_plain(path):
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes.append(pretty_midi.Note(90, 60, 0.0, 0.5))
+    pm.instruments.append(inst)
+    pm.write(str(path))
+    return path
