@@ -382,6 +382,12 @@ class Composer:
         card = read_json_object(js)
         if card.get("format") != FORMAT or "generator" not in card:
             raise UserError(f"{js}: not a musegansynth symbolic generator card")
+        counts = ("n_tracks", "n_bars", "steps_per_bar", "beats_per_bar", "n_pitches", "lowest_pitch", "n_styles",
+                  "z_dim", "branch_channels", "style_dim", "chord_dim", "track_cond_dim", "half_beat_channels")
+        if isinstance(card["generator"], dict):
+            for key in counts:
+                if key in card["generator"] and not is_whole(card["generator"][key]):
+                    raise UserError(f"{js}: generator.{key}: expected a whole number, got {card['generator'][key]!r}")
         try:
             gcfg = dict(card["generator"])
             gcfg["trunk_channels"] = tuple(gcfg.get("trunk_channels", (64, 32)))

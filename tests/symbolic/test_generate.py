@@ -174,6 +174,25 @@ def test_the_shipped_drum_composer_plays_its_kit_keys_as_gm():
     assert drums.drum_keys == GROOVE_TO_GM
 
 
+@pytest.mark.parametrize("value", [float("nan"), 84.5, "84", True])
+def test_a_cards_counts_must_be_whole_numbers(tmp_path, value):
+    # from fuzzing: n_pitches NaN said "not all arguments converted during string formatting"
+    import json
+    import shutil
+
+    from pipeline.errors import UserError
+    from symbolic.generate import Composer
+
+    src = Path(__file__).resolve().parents[2] / "data" / "pretrained"
+    shutil.copy(src / "symbolic_drums.safetensors", tmp_path / "symbolic_x.safetensors")
+    card = json.loads((src / "symbolic_drums.json").read_text())
+    card["generator"]["n_pitches"] = value
+    (tmp_path / "symbolic_x.json").write_text(json.dumps(card))
+    with pytest.raises(UserError, match=rf"symbolic_x.json: generator.n_pitches: expected a whole number, got "
+                                        rf"{re.escape(repr(value))}$"):
+        Composer.load(tmp_path / "symbolic_x.safetensors")
+
+
 
 def test_a_cards_decoding_rules_must_be_mappings():
     from symbolic.generate import check_track_taus
