@@ -87,6 +87,9 @@ def select_instrument(pm, track: str, source: str) -> int:
     """
     key = str(track).strip()
     named = [i for i, inst in enumerate(pm.instruments) if (inst.name or "").strip().lower() == key.lower()]
+    digits = key[1:] if key.startswith("#") else key
+    if len(named) > 1 and digits.isdigit() and int(digits) < len(pm.instruments):
+        return int(digits)   # tracks named "#0" alike: the index is the way out the message below offers
     if len(named) > 1:   # a type-0 file gives every channel the file's one name
         tracks = ", ".join(f"#{i} {'drums' if pm.instruments[i].is_drum else f'program {pm.instruments[i].program}'}, "
                            f"{len(pm.instruments[i].notes)} notes" for i in named)
@@ -94,7 +97,6 @@ def select_instrument(pm, track: str, source: str) -> int:
                         f"give #N for the N-th track counting from 0")
     if named:
         return named[0]
-    digits = key[1:] if key.startswith("#") else key
     if digits.isdigit() and int(digits) < len(pm.instruments):
         return int(digits)
     if not any(inst.notes for inst in pm.instruments):

@@ -576,6 +576,15 @@ def test_accompany_refuses_to_write_over_its_input_an_ambiguous_track_and_hours(
         cli_main(["a", str(tmp_path / "twice.mid"), "--track", "melody", "--out", str(tmp_path / "o")])
     assert cli_main(["a", str(tmp_path / "twice.mid"), "--track", "#1", "--out", str(tmp_path / "o"),
                      "--renderer", "none"]) == 0
+    # from fuzzing: tracks all named "#0" left no way to pick one: the index is taken then
+    hashes = pretty_midi.PrettyMIDI(str(midi))
+    for inst in hashes.instruments:
+        inst.name = "#0"
+    hashes.write(str(tmp_path / "hashes.mid"))
+    from pipeline.accompany import select_instrument
+
+    assert select_instrument(pretty_midi.PrettyMIDI(str(tmp_path / "hashes.mid")), "#1", "hashes.mid") == 1
+    assert select_instrument(pretty_midi.PrettyMIDI(str(tmp_path / "hashes.mid")), "#0", "hashes.mid") == 0
     long = pretty_midi.PrettyMIDI(str(midi))
     long.instruments[1].notes.append(pretty_midi.Note(80, 60, 6000.0, 6000.5))
     long.write(str(tmp_path / "long.mid"))
