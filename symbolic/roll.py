@@ -327,11 +327,18 @@ def pickup_origin(sigs: list[tuple[float, int, int]], beats_per_bar: int) -> flo
     :func:`time_signature_beats`: so that the grid's bar lines fall on those of the file's first
     meter of kind "bar" (:func:`meter_kind`; 4/4 on a 4/4 grid). A pickup (1/4 then 4/4 at beat 1)
     then ends bar 0 (origin -3); 1/4 and 2/4 bars, which fit anywhere, move nothing (2/4, 2/4, then
-    4/4 at beat 4: origin 0); a file without such a meter starts bar 0 at its start."""
+    4/4 at beat 4: origin 0). A file without such a meter starts bar 0 at its start, unless it opens
+    with one shorter bar of another meter followed only by bars that fit anywhere (a 3/4 pickup,
+    then 2/4 bars: origin -1)."""
     for beat, num, den in sigs:
         if meter_kind(num, den, beats_per_bar) == "bar":
             lead = float(beat) % beats_per_bar
             return -((beats_per_bar - lead) % beats_per_bar) if lead > 1e-6 else 0.0
+    if (len(sigs) > 1 and meter_kind(sigs[0][1], sigs[0][2], beats_per_bar) == "other"
+            and all(meter_kind(n, d, beats_per_bar) == "part" for _, n, d in sigs[1:])):
+        lead = float(sigs[1][0] - sigs[0][0])
+        if abs(lead - sigs[0][1] * 4.0 / sigs[0][2]) < 1e-6 and lead < beats_per_bar:   # one bar of it
+            return -(beats_per_bar - lead)
     return 0.0
 
 

@@ -109,6 +109,11 @@ def test_meter_kinds_pickups_and_off_grid_stretches():
     assert pickup_origin([(0.0, 2, 4), (38.0, 4, 4)], 4) == -2.0         # 4/4 bar lines rule
     assert pickup_origin([(0.0, 1, 4)], 4) == 0.0 and pickup_origin([(0.0, 4, 4), (8.0, 2, 4)], 4) == 0.0
     assert pickup_origin([(0.0, 3, 4), (3.0, 3, 4)], 4) == 0.0           # not a pickup: 3/4 goes on
+    # from fuzzing: a 3/4 pickup before 2/4 bars was refused (before 4/4 bars it was taken)
+    assert pickup_origin([(0.0, 3, 4), (3.0, 2, 4)], 4) == -1.0
+    assert off_grid_meters([(0.0, 3, 4), (3.0, 2, 4)], 4, origin=-1.0) == []
+    assert pickup_origin([(0.0, 3, 4), (6.0, 2, 4)], 4) == 0.0           # two 3/4 bars: not a pickup
+    assert pickup_origin([(0.0, 3, 4), (3.0, 2, 4), (5.0, 3, 4)], 4) == 0.0   # 3/4 comes back
     pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)   # one signature, after the music's end
     pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 10.0))      # beat 20
     assert time_signature_beats(pm) == [(0.0, 4, 4), (20.0, 3, 4)]
