@@ -22,6 +22,7 @@ soundfile (PCM_16 WAV by default, FLAC on request).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -212,7 +213,15 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, *, f
         top = np.float32(np.floor(float(np.abs(data).max()) * steps) / steps)
         data = np.clip(data, -top, top)
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)
+        try:
+            sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)
+        except sf.SoundFileError as exc:   # libsndfile says "System error." for a full disk
+            import errno
+            import shutil
+
+            if shutil.disk_usage(Path(tmp).parent).free < data.size * 4 + (1 << 20):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+            raise UserError(f"{path}: cannot write audio ({' '.join(str(exc).split())})") from None
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:

@@ -79,16 +79,17 @@ def bench_modules(name: str, batch: int, iters: int, device: str, n_critic: int 
     sync(device)
     per = (time.perf_counter() - t0) / iters
     g.eval()
+    k = min(8, batch)   # the conditions hold batch phrases
     with torch.no_grad():
-        g(g.sample_latents(8), **{k: v[:8] for k, v in cond.items()})
+        g(g.sample_latents(k), **{key: v[:k] for key, v in cond.items()})
         sync(device)
         t0 = time.perf_counter()
-        g(g.sample_latents(8), **{k: v[:8] for k, v in cond.items()})
+        g(g.sample_latents(k), **{key: v[:k] for key, v in cond.items()})
         sync(device)
         gen = time.perf_counter() - t0
     print(f"{name:10s} G {count_parameters(g):>9,} params  D {count_parameters(d):>9,} params  batch {batch}: "
           f"{per:.3f} s/iteration ({n_critic} critic + 1 generator steps) = {1 / per:.2f} it/s; "
-          f"generation: 32 bars (8 phrases) in {gen * 1000:.1f} ms", flush=True)
+          f"generation: {4 * k} bars ({k} phrases) in {gen * 1000:.1f} ms", flush=True)
     return per
 
 

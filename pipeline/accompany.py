@@ -88,7 +88,7 @@ def select_instrument(pm, track: str, source: str) -> int:
     key = str(track).strip()
     named = [i for i, inst in enumerate(pm.instruments) if (inst.name or "").strip().lower() == key.lower()]
     digits = key[1:] if key.startswith("#") else key
-    if len(named) > 1 and digits.isdigit() and int(digits) < len(pm.instruments):
+    if len(named) > 1 and key.startswith("#") and digits.isdigit() and int(digits) < len(pm.instruments):
         return int(digits)   # tracks named "#0" alike: the index is the way out the message below offers
     if len(named) > 1:   # a type-0 file gives every channel the file's one name
         tracks = ", ".join(f"#{i} {'drums' if pm.instruments[i].is_drum else f'program {pm.instruments[i].program}'}, "

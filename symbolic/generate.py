@@ -292,8 +292,10 @@ def _resolve(path_or_dir: str | Path) -> tuple[Path, Path]:
 
 def _whole(value, what: str, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an int when it is a whole number in [low, high]; UserError naming ``what``."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
-        value = int(value)
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()     # a 0-d or one-element array: its number
+    elif isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
     if not is_whole(value) or (low is not None and value < low) or (high is not None and value > high):
         span = ("" if low is None else f" >= {low}") if high is None else f" from {low} to {high}"
         raise UserError(f"{what}: expected a whole number{span}, got {value!r}")
@@ -435,7 +437,7 @@ class Composer:
                                 f"{list(latents_b[key].shape)} in b")
         n = latents_a["shared"].shape[0]
         weights = _numbers(t, "interpolate: t", torch.float64)
-        if weights.dim() > 1 or weights.numel() not in (1, n) or (weights.dim() == 1 and weights.numel() != n):
+        if weights.numel() != 1 and (weights.dim() != 1 or weights.numel() != n):
             raise UserError(f"interpolate: t should be one number or {n} (one per phrase), got shape "
                             f"{list(weights.shape)}")
         if ((weights < 0) | (weights > 1)).any():
@@ -556,9 +558,11 @@ class Composer:
             and the model is not binary); the given track, if any, is kept as given.
         """
         n = self._check_latents(latents)
-        if threshold is not None and not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
-                                          and 0 < threshold < 1):
-            raise UserError(f"threshold: expected a number between 0 and 1 (or None), got {threshold!r}")
+        if threshold is not None:   # as evaluate's --threshold: 0 < t <= 1
+            t = _numbers(threshold, "threshold", torch.float64)
+            if t.numel() != 1 or isinstance(threshold, bool) or not 0 < float(t) <= 1:
+                raise UserError(f"threshold: expected a number above 0 and at most 1 (or None), got {threshold!r}")
+            threshold = float(t)
         chords, style = self._check_conditions(n, chords, style)
         has = None if chords is None else chords.reshape(n, -1).amax(1) > 0
         if cond_roll is not None:

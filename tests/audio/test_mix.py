@@ -140,3 +140,26 @@ def test_a_mastered_peak_reads_back_under_the_ceiling(tmp_path, flac):
     write_wav(path, x, SR, flac=flac)
     z, _ = read_wav(path)
     assert z[0, 300] == 0 and np.abs(np.delete(z[0], 300) - np.delete(y[0], 300)).max() <= 1.0 / 32767
+
+
+def test_a_full_disk_while_writing_audio_is_said_as_such(tmp_path, monkeypatch):
+    """From review: libsndfile reports a full disk as 'System error.' (a RuntimeError), so the CLI
+    called it an internal error."""
+    import errno
+    import shutil
+
+    import soundfile as sf
+
+    def fail(*args, **kwargs):
+        raise sf.SoundFileError("System error.")
+
+    monkeypatch.setattr(sf, "write", fail)
+    usage = type(shutil.disk_usage(tmp_path))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 30, 1 << 30, 0))
+    with pytest.raises(OSError) as exc:
+        write_wav(tmp_path / "a.wav", np.zeros((1, 100), np.float32), SR)
+    assert exc.value.errno == errno.ENOSPC and exc.value.filename == str(tmp_path / "a.wav")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 40, 0, 1 << 40))
+    with pytest.raises(UserError, match=r"a.wav: cannot write audio \(System error.\)"):
+        write_wav(tmp_path / "a.wav", np.zeros((1, 100), np.float32), SR)
+    assert list(tmp_path.iterdir()) == []

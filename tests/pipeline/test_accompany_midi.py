@@ -585,6 +585,11 @@ def test_accompany_refuses_to_write_over_its_input_an_ambiguous_track_and_hours(
 
     assert select_instrument(pretty_midi.PrettyMIDI(str(tmp_path / "hashes.mid")), "#1", "hashes.mid") == 1
     assert select_instrument(pretty_midi.PrettyMIDI(str(tmp_path / "hashes.mid")), "#0", "hashes.mid") == 0
+    fives = pretty_midi.PrettyMIDI(str(midi))
+    for inst in fives.instruments:
+        inst.name = "1"
+    with pytest.raises(UserError, match="2 tracks have that name"):   # no '#': a name, never an index
+        select_instrument(fives, "1", "fives.mid")
     long = pretty_midi.PrettyMIDI(str(midi))
     long.instruments[1].notes.append(pretty_midi.Note(80, 60, 6000.0, 6000.5))
     long.write(str(tmp_path / "long.mid"))

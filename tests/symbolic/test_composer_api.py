@@ -54,7 +54,8 @@ CASES = {
                               "interpolate: t should be one number or 2"),
     "11 pitch classes": (lambda c, d: c.home_offset(chords=np.zeros((4, 4, 11))),
                          "chords: expected 12 pitch classes last"),
-    "threshold 2": (lambda c, d: c.decode(_z(c), threshold=2.0), "threshold: expected a number between 0 and 1"),
+    "threshold 2": (lambda c, d: c.decode(_z(c), threshold=2.0), "threshold: expected a number above 0 and at most 1"),
+    "threshold 0": (lambda c, d: c.decode(_z(c), threshold=0), "threshold: expected a number above 0"),
     "transpose 100": (lambda c, d: c.decode(_z(c), transpose=100), "transpose: shifts are whole numbers of "
                       "semitones from -11 to 11"),
     "transpose 1.5": (lambda c, d: c.decode(_z(c), transpose=1.5), "transpose: shifts are whole numbers"),
@@ -79,3 +80,9 @@ def test_what_it_takes_still_works(models):
     assert c.compose(np.int64(2), np.int64(3)).shape == (3, 8, 16, 84)
     assert c.accompany(np.zeros((6, 16, 84)), "melody", 1, chords=np.zeros((6, 4, 12))).shape == (3, 6, 16, 84)
     assert d.compose(1, 1, style=2).shape == (1, 4, 16, 84) and d.compose(1, 1, style="funk").shape == (1, 4, 16, 84)
+    # from review: what worked before the checks still does
+    assert torch.equal(c.compose(1, np.array(3)), c.compose(1, 3))                    # a 0-d array seed
+    assert torch.equal(d.compose(1, 1, style=np.array([2])), d.compose(1, 1, style=2))
+    assert torch.equal(c.decode(z, threshold=np.float32(0.5)), c.decode(z))          # numpy / tensor thresholds
+    assert c.decode(z, threshold=torch.tensor(1.0)).shape == (2, 3, 4, 16, 84)         # 1 as evaluate's --threshold
+    assert torch.equal(c.interpolate(z, z, torch.tensor([0.3]))["shared"], c.interpolate(z, z, 0.3)["shared"])
