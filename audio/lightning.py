@@ -115,8 +115,6 @@ class GANSynthModule(L.LightningModule):
             self.loss = GANSynthLoss(weights)
         except ValueError as exc:
             raise UserError(f"model.loss_weights: {exc}") from None
-        if n_critic < 1 or gp_every < 1:
-            raise UserError(f"model.n_critic and model.gp_every must be >= 1, got {n_critic}, {gp_every}")
         # vocabulary seen in training (exported so that callers know what the model was taught)
         self.register_buffer("seen_pitch", torch.zeros(N_PITCH_INDICES, dtype=torch.bool))
         self.register_buffer("seen_program", torch.zeros(N_PROGRAMS, dtype=torch.bool))

@@ -461,16 +461,17 @@ def check_not_input(midi: Path, out: Path) -> None:
 
 def run(midi: Path, out: Path, *, track: str, composer, timbre=None, as_track: str | None = None,
         seed: int = 0, device: str = "cpu", chords: str = "auto", humanize: float | None = None,
-        given_timing: str = "played", drums=None, drums_style: str | None = None) -> Path:
+        given_timing: str = "played", drums=None, drums_style: str | None = None, pm=None) -> Path:
     """Accompany ``midi`` into ``out`` (song.mid, and song.wav when ``timbre`` is given). All or nothing.
     ``given_timing``: the given track as played or quantised (:func:`song_midi`); ``drums``,
-    ``drums_style``: a drums composer and its genre (:func:`_accompany`)."""
+    ``drums_style``: a drums composer and its genre (:func:`_accompany`); ``pm``: the file as
+    :func:`symbolic.roll.read_midi` read it already (else it is read here)."""
     from audio.mix import master, mix_stems, write_wav
     from pipeline.render import check_length, render_midi_neural
     from symbolic.roll import read_midi, write_midi
 
     check_not_input(midi, out)
-    pm = read_midi(midi)
+    pm = read_midi(midi) if pm is None else pm
     check_length(pm, midi, "accompany")
     mt, ti, index, origin = _accompany(pm, composer, track=track, as_track=as_track, seed=seed, source=str(midi),
                                        chords=chords, humanize=humanize, drums=drums, drums_style=drums_style)
@@ -521,6 +522,6 @@ def cli_main(argv: list[str]) -> int:
     timbre = load_timbre(args.audio_weights, device) if args.renderer == "neural" else None
     run(midi, out, track=args.track, composer=composer, timbre=timbre, as_track=args.as_track, seed=args.seed,
         device=device, chords=args.chords, humanize=args.humanize, given_timing=args.given_timing, drums=drums,
-        drums_style=args.drums)
+        drums_style=args.drums, pm=pm)
     print(out)
     return 0

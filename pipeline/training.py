@@ -130,10 +130,11 @@ def other_model(state: dict, marker: str) -> str | None:
 
 
 def check_at_least_one(**values: Any) -> None:
-    """ValueError naming the first of ``values`` (setting name -> value) that is under 1."""
-    for name, value in values.items():
-        if value is not None and int(value) < 1:
-            raise ValueError(f"{name} {value}: must be at least 1")
+    """ValueError naming the first of ``values`` (setting name -> value) that is under 1
+    (:func:`check_ranges` from 1 up)."""
+    import math
+
+    check_ranges(**{name: (value, 1, math.inf, "[]") for name, value in values.items()})
 
 
 def check_ranges(**settings: tuple[Any, float, float, str]) -> None:

@@ -313,7 +313,7 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
         raise UserError(f"{midi_dir}: no .mid or .midi files")
     tm = _track_map_for(meta, track_map)
     grid = Grid.from_dict(meta["grid"])
-    n_tracks, n_bars, steps, pitches = _expected_shape(meta)
+    n_bars = _expected_shape(meta)[1]
     hop = int(meta.get("hop") or n_bars)
     drum_keys = check_drum_keys(meta["drum_keys"]) if meta.get("drum_keys") else None
     skipped = [] if skipped is None else skipped

@@ -334,6 +334,7 @@ class Composer:
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.card = card
+        self._latent_shapes: dict[str, tuple[int, ...]] | None = None   # one phrase's, for _check_latents
         cfg = generator.config
         self.track_names = list(card.get("tracks") or [f"track{i}" for i in range(cfg["n_tracks"])])
         self.programs = [int(p) for p in card.get("programs") or [0] * cfg["n_tracks"]]
@@ -525,10 +526,12 @@ class Composer:
         if not isinstance(latents, dict) or any(k not in latents for k in LATENT_KEYS):
             raise UserError(f"latents: expected a dict with {', '.join(LATENT_KEYS)} (Composer.sample_latents)")
         n = int(latents["shared"].shape[0])
-        ref = self.generator.sample_latents(1, generator=torch.Generator().manual_seed(0))
-        for key in (*LATENT_KEYS, ARRANGEMENT_KEY):
-            if key in latents and key in ref and tuple(latents[key].shape) != (n, *ref[key].shape[1:]):
-                raise UserError(f"latents: {key} should have shape {[n, *ref[key].shape[1:]]} for this composer, "
+        if self._latent_shapes is None:   # drawn once, on the first decode
+            ref = self.generator.sample_latents(1, generator=torch.Generator().manual_seed(0))
+            self._latent_shapes = {k: tuple(v.shape[1:]) for k, v in ref.items()}
+        for key, shape in self._latent_shapes.items():
+            if key in latents and tuple(latents[key].shape) != (n, *shape):
+                raise UserError(f"latents: {key} should have shape {[n, *shape]} for this composer, "
                                 f"got {list(latents[key].shape)} (latents of another model?)")
         return n
 

@@ -15,9 +15,8 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.fileio import missing_glyphs_quiet, save_png
-from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, meta_elsewhere_note, midi_to_multitrack, off_grid_meters,
-                           read_midi,
-                           tempo_map_beats, time_signature_beats)
+from symbolic.roll import (Grid, Multitrack, check_steps_per_beat, meta_elsewhere_note, midi_to_multitrack,
+                           off_grid_meters, read_midi, tempo_map_beats, time_signature_beats)
 from symbolic.trackmap import LPD5, TRACK_MAPS, TrackMap, file_track_map, get_track_map
 
 
