@@ -16,8 +16,9 @@ classifier (:mod:`audio.classifier`) then scores both sets alike:
 Targets (printed and in the JSON): generated pitch accuracy >= 0.90 and >= 95% of the real
 notes' accuracy, and generated NDB/K <= 0.30.
 
-Both sets are judged on the same length: when generated notes are shorter than the
-classifier's window, the real notes are cut to the generated length too.
+Both sets are judged on the classifier's window: a model whose clips are shorter has its notes
+held to that length as a song holds them (:func:`audio.render.sounding_spec`), rather than the
+real notes cut short (cut to a 64 ms clip, real notes lose their pitch to the judge).
 """
 
 from __future__ import annotations
@@ -165,24 +166,33 @@ def _load_generator(path: Path, device: str) -> Any:
 
 @torch.no_grad()
 def generate_notes(generator: Any, pitch: Any, program: Any, velocity: Any, *, seed: int = 0,
-                   batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+                   batch_size: int = 64, device: str = "cpu", samples: int | None = None) -> np.ndarray:
     """Generate one note per (pitch, program, velocity) (Int arrays [N]) with random z.
 
     z comes from ``generator.sample_z(N, torch.Generator().manual_seed(seed))`` (a CPU
     generator, as TimbreGenerator draws z on the CPU), so the same seed and device give the
-    same notes. Returns float32 [N, samples] (non-finite samples
-    set to 0).
+    same notes. ``samples`` longer than the model's clip: each note lasts that long as a song
+    plays it (:func:`audio.render.sounding_spec`: a pitched note holds its steady sound, a drum
+    hit decays). Returns float32 [N, samples or the clip's samples] (non-finite samples set to 0).
     """
+    from audio.render import DRUM_PROGRAM, sounding_spec
+
     n = len(pitch)
     rng = torch.Generator().manual_seed(seed)
     z = generator.sample_z(n, rng)
     dev = torch.device(device)
     as_long = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=dev)  # noqa: E731
     p, pr, v = as_long(pitch), as_long(program), as_long(velocity)
+    held = samples is not None and samples > getattr(generator, "clip_samples", samples)  # a waves-only stand-in: as is
     parts = []
     for i in range(0, n, batch_size):
-        w = generator.generate(p[i:i + batch_size], pr[i:i + batch_size], v[i:i + batch_size],
-                               z[i:i + batch_size].to(dev))
+        b = slice(i, i + batch_size)
+        if held:
+            spec = generator.generate_spec(p[b], pr[b], v[b], z[b].to(dev)).float()
+            spec = sounding_spec(spec, generator.transform.frames_for(samples), pr[b] == DRUM_PROGRAM)
+            w = generator.transform.spec_to_wave(spec, samples)
+        else:
+            w = generator.generate(p[b], pr[b], v[b], z[b].to(dev))
         parts.append(torch.as_tensor(w).float().cpu())
     waves = torch.cat(parts).numpy()
     return np.nan_to_num(waves, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
@@ -301,7 +311,7 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
     say(f"generating {len(labels['pitch'])} notes ...")
     t1 = time.time()
     waves = generate_notes(gen, labels["pitch"], labels["program"], labels["velocity"], seed=seed,
-                           batch_size=batch_size, device=device)
+                           batch_size=batch_size, device=device, samples=clf.window_samples)
     t_gen = time.time() - t1
     clip = min(waves.shape[1], clf.window_samples)
     reference = set_reference(clf, data, clip, k=ndb_k, max_notes=reference_notes, seed=seed)
@@ -310,7 +320,8 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
     result.update({"data": str(data), "split": split, "weights": str(weights), "classifier": str(classifier),
                    "n": int(len(waves)), "n_real": int(len(idx)), "n_train_labels": int(len(waves) - len(idx)),
                    "seed": seed, "device": device, "reference": reference,
-                   "generated_samples": int(waves.shape[1]),
+                   "generated_samples": int(getattr(gen, "clip_samples", waves.shape[1])),
+                   "held_to_samples": int(waves.shape[1]),
                    "seconds": {"generate": round(t_gen, 3), "total": round(time.time() - t0, 3)}})
     return result
 
@@ -340,6 +351,9 @@ def format_table(result: dict[str, Any]) -> str:
     lines += [f"{name:<{width}}{_fmt(a):>12}{_fmt(b):>12}" for name, a, b in rows]
     lines.append(f"{'FD generated vs real':<{width}}{'':>12}{_fmt(result['fd_generated_vs_real']):>12}")
     lines.append(f"{'accuracy generated/real':<{width}}{'':>12}{_fmt(result['pitch_accuracy_ratio']):>12}")
+    if result.get("held_to_samples", 0) > result.get("generated_samples", 0):
+        lines.append(f"note: the model's {result['generated_samples']}-sample notes were held to the judge's "
+                     f"{result['held_to_samples']} samples, as a song holds them")
     if g["n"] < 500:
         lines.append(f"note: NDB's tests have little power with {g['n']} generated notes (use --n 1000 or more)")
     lines.append("targets:")

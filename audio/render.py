@@ -165,6 +165,22 @@ def extend_spec(spec: torch.Tensor, frames: int, steady: tuple[float, float] = S
     return torch.stack([mag, if_], dim=1)
 
 
+def sounding_spec(spec: torch.Tensor, frames: int, drums: torch.Tensor,
+                  steady: tuple[float, float] = STEADY_WINDOW) -> torch.Tensor:
+    """Note spectrograms [B, 2, clip_frames, bins] as they sound for ``frames`` frames in a song.
+
+    A pitched note holds its steady sound (:func:`extend_spec`); a drum hit (``drums``: Bool [B])
+    keeps its own frames and decays: silence after its clip.
+    """
+    clip = spec.shape[2]
+    out = extend_spec(spec, frames, steady)
+    if bool(drums.any()):
+        out = out.clone() if out.data_ptr() == spec.data_ptr() else out
+        out[drums, :, :min(clip, frames)] = spec[drums, :, :min(clip, frames)]
+        out[drums, 0, clip:] = math.log(1e-6)
+    return out
+
+
 def timbre_latent(seed: int, latent_dim: int) -> torch.Tensor:
     """A timbre latent drawn from N(0, 1) with its own seed: float32 [latent_dim] (CPU)."""
     g = torch.Generator().manual_seed(int(seed))
@@ -345,13 +361,8 @@ class NoteRenderer:
             samples = max(needs[k] for k in batch)
             frames = tr.frames_for(samples)
             with torch.inference_mode():
-                clip = spec.shape[2]
-                own = spec
-                spec = extend_spec(spec, frames, self.steady)
-                drum_rows = torch.tensor([k[0] == DRUM_PROGRAM for k in batch], device=spec.device)
-                if bool(drum_rows.any()):  # a drum hit keeps its own frames and decays: silence after its clip
-                    spec[drum_rows, :, :min(clip, frames)] = own[drum_rows, :, :min(clip, frames)]
-                    spec[drum_rows, 0, clip:] = math.log(1e-6)
+                drums = torch.tensor([k[0] == DRUM_PROGRAM for k in batch], device=spec.device)
+                spec = sounding_spec(spec, frames, drums, self.steady)
                 waves = tr.spec_to_wave(spec, samples).float().cpu().numpy()
             for k, w in zip(batch, waves):
                 self._cache[k] = np.ascontiguousarray(w[: needs[k]], dtype=np.float32)

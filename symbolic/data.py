@@ -37,8 +37,8 @@ from pipeline.errors import UserError, check_seed
 from pipeline.fileio import atomic_path, remove_empty_folders, staged_dir
 from symbolic.chords import chord_pitch_classes, estimate_key, parse_key, shift_pitches, transpose_to_c
 from symbolic.roll import (Grid, Multitrack, _beat_times_beats, check_steps_per_beat, from_pypianoroll,
-                           midi_to_multitrack, off_grid_meters, pickup_origin, read_midi, tempo_map_beats,
-                           time_signature_beats)
+                           meta_elsewhere_text, midi_to_multitrack, off_grid_meters, pickup_origin, read_midi,
+                           tempo_map_beats, time_signature_beats)
 from symbolic.trackmap import DRUMS, GROOVE_TO_GM, LPD5, POP909, SATB, TrackMap, get_track_map
 
 SPLITS = ("train", "valid", "test")
@@ -58,6 +58,7 @@ class Song:
     key: (tonic pitch class, is_minor), or None (no transposition, key label -1).
     style: style name; split: "train" / "valid" / "test", or None to draw it by seed.
     bad_bars: bool ``[n_bars]``, bars in a meter other than the grid's (phrases touching them dropped).
+    meta_elsewhere: its file has tempo, key or meter events on later tracks, which are not read.
     """
 
     sid: int
@@ -68,6 +69,7 @@ class Song:
     style: str = "default"
     split: str | None = None
     bad_bars: np.ndarray | None = None
+    meta_elsewhere: bool = False
 
 
 # --------------------------------------------------------------------------- helpers
@@ -366,7 +368,7 @@ def midi_song(sid: int, name: str, pm, track_map: TrackMap, grid: Grid, style: s
     bad = _meter_bad_bars(pm, mt.n_bars, grid, origin, bar_lines=bar_lines)
     if bad.all():
         raise Skip("meter not 4/4")
-    return Song(sid, name, mt, None, _key_of(mt), style, None, bad)
+    return Song(sid, name, mt, None, _key_of(mt), style, None, bad, bool(getattr(pm, "meta_elsewhere", False)))
 
 
 def midi_folder_songs(root: Path, track_map: TrackMap, grid: Grid) -> list[tuple[str, Callable[[], Song]]]:
@@ -517,6 +519,7 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
     styles: list[str] = []
     empty_total = 0
     notes_dropped = 0   # notes outside the pitch range (or before bar 0) of the songs read
+    meta_elsewhere = []   # songs whose tempo / key / meter events on later tracks were not read
     from symbolic.velocity import FILE as VELOCITY_FILE, VelocityCounter, save_counts
 
     velocities = VelocityCounter(len(track_map), grid.n_pitches, grid.steps_per_bar)
@@ -536,6 +539,8 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
         if song.mt.roll.shape[0] != len(track_map):
             raise ValueError("song track count does not match the track map")
         notes_dropped += int(song.mt.n_dropped)
+        if song.meta_elsewhere:
+            meta_elsewhere.append(name)
         arrays, empty = song_phrases(song, n_bars=n_bars, hop=hop, transpose=transpose)
         empty_total += empty
         short = song.mt.n_bars < n_bars
@@ -595,7 +600,7 @@ def build_dataset(songs: list[tuple[str, Callable[[], Song]]], out: Path, *, tra
         (stage / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         save_counts(stage / VELOCITY_FILE, velocities, order)
     # the time taken is reported, not stored: the same songs and settings give the same bytes
-    return {**counts, "seconds": round(time.time() - t0, 1)}
+    return {**counts, "seconds": round(time.time() - t0, 1), "meta_elsewhere": meta_elsewhere}
 
 
 def load_split(folder: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
@@ -696,6 +701,8 @@ def cli_main(argv: list[str]) -> int:
                            seed=args.seed, transpose=not args.no_transpose, skipped=skipped,
                            source=args.source, progress=not args.quiet)
     sk = ", ".join(f"{k}: {v}" for k, v in counts["skipped"].items()) or "none"
+    if counts["meta_elsewhere"]:
+        print(f"musegansynth: note: {meta_elsewhere_text(counts['meta_elsewhere'])}", file=sys.stderr)
     if not counts["phrases"]["train"]:
         print(f"musegansynth: note: {out}: the train split has no phrases (the cache can be evaluated, not "
               f"trained on)", file=sys.stderr)

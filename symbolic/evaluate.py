@@ -281,7 +281,7 @@ def _track_map_for(meta: dict, name: str | None):
 
 
 def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = None,
-                      skipped: list[dict] | None = None) -> np.ndarray:
+                      skipped: list[dict] | None = None, meta_elsewhere: list[str] | None = None) -> np.ndarray:
     """Cut every MIDI file under ``midi_dir`` into phrases as ``musegansynth data symbolic --source
     midi`` cuts the files of a dataset, so that both columns of the table are read alike.
 
@@ -293,7 +293,8 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
     hold is moved to its GM key as the cache's were (:func:`symbolic.data.move_kit_keys`).
     Files that give no phrase are appended to ``skipped`` (when given) as ``{"file": path,
     "why": ...}``, ``why`` one of "unreadable", "no notes", "meter not 4/4", "shorter than a
-    phrase" and "only empty phrases".
+    phrase" and "only empty phrases". Files with tempo, key or meter events on tracks after the
+    first (not read; :func:`symbolic.roll.meta_elsewhere_text`) are appended to ``meta_elsewhere``.
 
     Returns:
         Bool array [N, tracks, n_bars, steps_per_bar, pitches].
@@ -324,6 +325,8 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
         except UserError:  # read_midi's "not a readable MIDI file (...)"
             skipped.append({"file": str(path), "why": "unreadable"})
             continue
+        if meta_elsewhere is not None and getattr(pm, "meta_elsewhere", False):
+            meta_elsewhere.append(str(path))
         if drum_keys:
             move_kit_keys(pm, grid, drum_keys)
         try:
@@ -659,10 +662,11 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         A JSON-ready report: ``{"data_dir", "split", "source", "seed", "n_data", "n_generated",
         "tracks", "is_drum", "grid", "data": metrics, "generated": metrics | None, "rows": [...],
         "summary": {"compared", "within", "undefined"[, "inside", "bootstrap"]}[, "given", "fit"][, "kit"]
-        [, "skipped", "skipped_files"]}`` (metrics as from :func:`symbolic.metrics.evaluate_rolls`;
-        NaN kept as float NaN here). With ``midi``: ``skipped`` ``{why: number of files}`` and
-        ``skipped_files`` ``[{"file", "why"}]``, the files that gave no phrase
-        (:func:`load_midi_phrases`). ``kit`` (with generated phrases and a drum track):
+        [, "skipped", "skipped_files", "meta_elsewhere_files"]}`` (metrics as from
+        :func:`symbolic.metrics.evaluate_rolls`; NaN kept as float NaN here). With ``midi``:
+        ``skipped`` ``{why: number of files}`` and ``skipped_files`` ``[{"file", "why"}]``, the files
+        that gave no phrase, and ``meta_elsewhere_files``, those whose tempo, key or meter events on
+        later tracks were not read (:func:`load_midi_phrases`). ``kit`` (with generated phrases and a drum track):
         ``{drum track: symbolic.metrics.kit_distance of held-out and generated}``.
     Raises:
         UserError: bad or missing input, or an option that does nothing with the source given
@@ -732,7 +736,8 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
         gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]
     elif midi is not None:
         skipped: list[dict] = []
-        gen_rolls = load_midi_phrases(midi, meta, track_map, skipped)
+        meta_elsewhere: list[str] = []
+        gen_rolls = load_midi_phrases(midi, meta, track_map, skipped, meta_elsewhere)
         gen_rolls = gen_rolls[select_phrases(gen_rolls.shape[0], n, seed)]
     if gen_rolls is not None and gen_rolls.shape[0] == 0:
         raise UserError(f"{sources[0][1]}: holds no phrase")
@@ -765,6 +770,7 @@ def evaluate_symbolic(data_dir: str | Path, *, split: str = "test", weights: str
     if midi is not None:
         extra["skipped"] = skipped_counts(skipped)
         extra["skipped_files"] = skipped
+        extra["meta_elsewhere_files"] = meta_elsewhere
     return {
         **extra,
         "data_dir": str(data_dir),
@@ -851,6 +857,10 @@ def report_text(report: dict) -> str:
     lines = [head]
     if report.get("skipped"):
         lines.append(skipped_text(report["skipped_files"]))
+    if report.get("meta_elsewhere_files"):
+        from symbolic.roll import meta_elsewhere_text
+
+        lines.append(f"note: {meta_elsewhere_text(report['meta_elsewhere_files'])}")
     lines.append(format_table(report["rows"]))
     if report["generated"] is not None:
         s = report["summary"]

@@ -197,14 +197,21 @@ def read_midi(path: str | os.PathLike) -> pretty_midi.PrettyMIDI:
         raise UserError(f"{path}: not a readable MIDI file ({reason})") from None
 
 
+def meta_elsewhere_text(sources: Sequence) -> str:
+    """In words: the files ``sources`` (one or more) have tempo, key or time signature events on a
+    track after the first, which pretty_midi (and so this program) does not read."""
+    what = f"{sources[0]}" if len(sources) == 1 else f"{len(sources)} files (the first: {sources[0]})"
+    return (f"{what}: tempo, key or time signature events on tracks after the first are not read (only the "
+            f"first track's are; a type-1 file keeps them there)")
+
+
 def meta_elsewhere_note(pm, source) -> None:
-    """One note on stderr when the file read by :func:`read_midi` has tempo, key or time signature
-    events on a track after the first, which pretty_midi (and so this program) does not read."""
+    """One note on stderr when the file read by :func:`read_midi` has such events
+    (:func:`meta_elsewhere_text`)."""
     import sys
 
     if getattr(pm, "meta_elsewhere", False):
-        print(f"musegansynth: note: {source}: tempo, key or time signature events on tracks after the first are "
-              f"not read (only the first track's are; a type-1 file keeps them there)", file=sys.stderr)
+        print(f"musegansynth: note: {meta_elsewhere_text([source])}", file=sys.stderr)
 
 
 def _smpte_division(path: Path) -> bool:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from audio.render import (DRUM_PROGRAM, NoteRenderer, RenderNote, envelope, extend_spec, notes_from_midi,
-                          quantize_velocity, slerp, timbre_latent)
+                          quantize_velocity, slerp, sounding_spec, timbre_latent)
 from audio.spectral import SpecConfig, SpecTransform
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
@@ -114,6 +114,21 @@ def test_extend_spec_cuts_short_notes():
     tr = SpecTransform(SpecConfig(sample_rate=SR, n_fft=512, hop=128))
     spec = _tone_spec(tr, 1.0)
     assert torch.equal(extend_spec(spec, 20), spec[:, :, :20])
+
+
+def test_sounding_spec_holds_pitched_rows_and_lets_drum_rows_decay():
+    torch.manual_seed(0)
+    spec = torch.randn(3, 2, 10, 6)
+    before = spec.clone()
+    drums = torch.tensor([False, True, False])
+    out = sounding_spec(spec, 25, drums)
+    assert out.shape == (3, 2, 25, 6) and torch.equal(spec, before)
+    held = extend_spec(spec, 25)
+    assert torch.equal(out[[0, 2]], held[[0, 2]])
+    assert torch.equal(out[1, :, :10], spec[1])                      # the hit's own frames
+    assert torch.all(out[1, 0, 10:] == math.log(1e-6))               # then silence
+    cut = sounding_spec(spec, 4, drums)                              # shorter than the clip: just cut
+    assert torch.equal(cut, spec[:, :, :4]) and torch.equal(spec, before)
 
 
 def _renderer(**kw):

@@ -775,3 +775,44 @@ def test_midi_folder_reads_files_as_the_cache_builder_does(tmp_path, make_midi, 
     assert "17 of 17 metrics within 10% of the held-out data (10 undefined on both sides, not counted)" in E.report_text(report)
     assert all(r["data"] == r["generated"] or (math.isnan(r["data"]) and math.isnan(r["generated"]))
                for r in report["rows"])
+
+
+def test_files_whose_tempo_is_on_a_later_track_are_named_once_by_data_and_evaluate(tmp_path, capsys):
+    """pretty_midi reads tempo, key and meter events from the first track only: the cache builder
+    and ``evaluate --midi`` say which files had some elsewhere, in one line, not per raw warning."""
+    import mido
+
+    from pipeline.cli import main as cli
+
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    for name, tempo_on_second in (("a_plain.mid", False), ("b_tempo_later.mid", True)):
+        mf = mido.MidiFile(type=1, ticks_per_beat=480)
+        first, second = mido.MidiTrack(), mido.MidiTrack()
+        mf.tracks += [first, second]
+        (second if tempo_on_second else first).append(mido.MetaMessage("set_tempo", tempo=500000, time=0))
+        second.append(mido.MetaMessage("track_name", name="MELODY", time=0))
+        for i in range(32):   # 8 bars of quarter notes
+            second += [mido.Message("note_on", note=72 + (i % 4), velocity=90, time=0),
+                       mido.Message("note_off", note=72 + (i % 4), time=480)]
+        mf.save(str(midi / name))
+    cache = tmp_path / "cache"
+    assert cli(["data", "symbolic", "--source", "midi", "--track-map", "pop909", "--root", str(midi),
+                "--out", str(cache), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("musegansynth: note: b_tempo_later.mid: tempo, key or time signature events on tracks "
+                     "after the first are not read") == 1 and "a_plain" not in err and "Warning" not in err
+    noted: list[str] = []
+    meta = json.loads((cache / "meta.json").read_text())
+    assert E.load_midi_phrases(midi, meta, meta_elsewhere=noted).shape[0] == 4
+    assert noted == [str(midi / "b_tempo_later.mid")]
+    report = E.evaluate_symbolic(cache, split="train", midi=midi)
+    assert report["meta_elsewhere_files"] == noted
+    assert f"note: {midi / 'b_tempo_later.mid'}: tempo, key or time signature events" in E.report_text(report)
+
+
+def test_several_files_are_counted_in_the_note():
+    from symbolic.roll import meta_elsewhere_text
+
+    assert meta_elsewhere_text(["x.mid", "y.mid", "z.mid"]).startswith(
+        "3 files (the first: x.mid): tempo, key or time signature events on tracks after the first are not read")
