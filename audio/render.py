@@ -287,7 +287,10 @@ class NoteRenderer:
         """The pitch asked of the model: out-of-range pitched notes move by octaves into range
         (and are resampled back to their pitch: :meth:`octave_shift`), from the pitch they sound at
         (:meth:`sounding_pitch`)."""
-        p = self.sounding_pitch(note)
+        return self._into_range(note, self.sounding_pitch(note))
+
+    def _into_range(self, note: RenderNote, p: int) -> int:
+        """A pitched note's sounding pitch ``p`` moved whole octaves into the model's range."""
         if note.is_drum or self.pitch_range is None:
             return p
         lo, hi = self.pitch_range
@@ -310,7 +313,8 @@ class NoteRenderer:
         """Octaves from the pitch asked of the model to the pitch the note sounds at
         (:meth:`sounding_pitch`): positive above the range the model learnt, negative below, 0
         inside it (and for drums)."""
-        return (self.sounding_pitch(note) - self.model_pitch(note)) // 12
+        p = self.sounding_pitch(note)
+        return (p - self._into_range(note, p)) // 12
 
     def shifted(self, k: tuple, shift: int, samples: int) -> np.ndarray:
         """The cached note ``k`` moved ``shift`` octaves by resampling, at least ``samples`` long
@@ -386,11 +390,14 @@ class NoteRenderer:
     def end_samples(self, notes: Sequence[RenderNote]) -> int:
         """Samples from 0 to the end of the last heard note's release (a drum hit sounds for
         ``drum_hold_s`` whatever its written length): a render this long cuts no note short."""
-        release = max(1, int(round(self.release_s * self.sample_rate)))
         for n in notes:
             self.check_note(n)
-        return max((int(round(n.start_s * self.sample_rate)) + self.hold_samples(n) + release
-                    for n in notes if self.plays(n)), default=0)
+        return max((self._span(n)[1] for n in notes if self.plays(n)), default=0)
+
+    def _span(self, note: RenderNote) -> tuple[int, int]:
+        """(onset, end of the release) of a note, in samples."""
+        onset = int(round(note.start_s * self.sample_rate))
+        return onset, onset + self.hold_samples(note) + max(1, int(round(self.release_s * self.sample_rate)))
 
     def song_samples(self, notes: Sequence[RenderNote], end_s: float) -> int:
         """Samples of a render of ``notes`` from a file ending at ``end_s``: to that end and the
@@ -413,7 +420,6 @@ class NoteRenderer:
         if timbres.dim() != 2 or timbres.shape[1] != self.generator.latent_dim:
             raise ValueError(f"timbres should have shape [K, {self.generator.latent_dim}], got {tuple(timbres.shape)}")
         sr = self.sample_rate
-        release = max(1, int(round(self.release_s * sr)))
         placed = []
         needs: dict[tuple, int] = {}
         for n in notes:
@@ -426,14 +432,14 @@ class NoteRenderer:
                 raise ValueError(f"note {n} has timbre {n.timbre} outside 0..{len(timbres) - 1}")
             hold = self.hold_samples(n)
             k, shift = self.key(n), self.octave_shift(n)
-            length = hold + release
-            needs[k] = max(needs.get(k, 0), model_samples(length, shift))
-            placed.append((n, k, shift, hold, int(round(n.start_s * sr))))
+            onset, end = self._span(n)
+            needs[k] = max(needs.get(k, 0), model_samples(end - onset, shift))
+            placed.append((n, k, shift, hold, onset, end))
         self.render_keys(needs, timbres)
-        total = self.end_samples(notes) if n_samples is None else int(n_samples)
+        total = max((p[-1] for p in placed), default=0) if n_samples is None else int(n_samples)
         stems = np.zeros((n_stems, total), dtype=np.float32)
         envs: dict[int, np.ndarray] = {}
-        for n, k, shift, hold, onset in placed:
+        for n, k, shift, hold, onset, _ in placed:
             if onset >= total:
                 continue
             env = envs.get(hold)

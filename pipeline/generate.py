@@ -757,8 +757,10 @@ def write_audio(stage: Path, stems: np.ndarray, names: Sequence[str], config: So
             "channels": int(song.shape[0]), "samples": int(song.shape[1])}
 
 
-def render_song_fluidsynth(stage: Path, pm, config: SongConfig, flac: bool) -> dict[str, Any]:
-    """Render each track with FluidSynth, then mix and master like the neural path.
+def render_song_fluidsynth(stage: Path, pm, config: SongConfig, flac: bool, sample_rate: int | None = None
+                           ) -> dict[str, Any]:
+    """Render each track with FluidSynth at ``sample_rate`` (default: :func:`song_sample_rate`'s),
+    then mix and master like the neural path.
 
     The stems are FluidSynth's float output as it comes (``audio.fluid.render_midi_audio``): not
     peak-normalised one by one (which would change their balance) nor rounded to 16 bits.
@@ -770,7 +772,7 @@ def render_song_fluidsynth(stage: Path, pm, config: SongConfig, flac: bool) -> d
     from audio.fluid import render_midi_audio
     from symbolic.roll import write_midi
 
-    sr = config.sample_rate or DEFAULT_SAMPLE_RATE
+    sr = sample_rate or song_sample_rate(config, None, "fluidsynth")
     stems = []
     with tempfile.TemporaryDirectory(prefix="musegansynth-stems-") as tmp:
         for i, inst in enumerate(pm.instruments):
@@ -812,6 +814,22 @@ def _make_readable(folder: Path) -> None:
             p.chmod(0o644 & ~mask)
 
 
+def song_sample_rate(config: SongConfig, models: Models | None, renderer: str) -> int | None:
+    """The song's audio rate: the timbre model's for the neural renderer (UserError when the config
+    asks for another, or there is no timbre model), the config's (default
+    :data:`pipeline.config.DEFAULT_SAMPLE_RATE`) for FluidSynth, which renders at any rate; None
+    without audio."""
+    if renderer == "neural":
+        if models.timbre is None:
+            raise UserError("--renderer neural: no timbre model loaded")
+        sr = int(models.timbre.sample_rate)
+        if config.sample_rate is not None and sr != config.sample_rate:
+            raise UserError(f"{config.source}: sample_rate: {config.sample_rate} does not match the timbre "
+                            f"model's {sr} Hz (allowed: {sr})")
+        return sr
+    return (config.sample_rate or DEFAULT_SAMPLE_RATE) if renderer == "fluidsynth" else None
+
+
 def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, device: str = "cpu",
                   renderer: str = "neural", flac: bool = False, progress: bool = False) -> Path:
     """Generate one song into ``out_dir`` (staged: all files or none). Returns ``out_dir``.
@@ -824,13 +842,7 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
 
     if renderer not in RENDERERS:
         raise UserError(f"--renderer {renderer!r}: not allowed (allowed: {', '.join(RENDERERS)})")
-    if renderer == "neural":
-        if models.timbre is None:
-            raise UserError("--renderer neural: no timbre model loaded")
-        sr = int(models.timbre.sample_rate)
-        if config.sample_rate is not None and sr != config.sample_rate:
-            raise UserError(f"{config.source}: sample_rate: {config.sample_rate} does not match the timbre "
-                            f"model's {sr} Hz (allowed: {sr})")
+    audio_rate = song_sample_rate(config, models, renderer)
     out_dir = Path(out_dir)
     seed = int(config.seed)
     if str(device).startswith("cuda"):  # deterministic cuBLAS (read when CUDA starts its first handle)
@@ -858,16 +870,13 @@ def generate_song(config: SongConfig, out_dir: str | Path, *, models: Models, de
 
             t1 = time.perf_counter()
             audio_facts: dict[str, Any] = {}
-            audio_rate = {"neural": models.timbre and int(models.timbre.sample_rate),
-                          "fluidsynth": config.sample_rate or DEFAULT_SAMPLE_RATE}.get(renderer)
             if renderer == "neural":
-                sr = int(models.timbre.sample_rate)
                 stems, facts = render_song_neural(pm, config, models.timbre, device, progress,
                                                   steps_per_beat=composer_grid(models.composer).steps_per_beat)
-                audio_facts = write_audio(stage, stems, [t.name for t in config.tracks], config, sr, flac)
+                audio_facts = write_audio(stage, stems, [t.name for t in config.tracks], config, audio_rate, flac)
                 audio_facts.update(facts)
             elif renderer == "fluidsynth":
-                audio_facts = render_song_fluidsynth(stage, pm, config, flac)
+                audio_facts = render_song_fluidsynth(stage, pm, config, flac, audio_rate)
             timings["render_s"] = round(time.perf_counter() - t1, 3)
 
             sections = section_table(config, drums=any(is_drum), styles=getattr(models.drums, "styles", None))

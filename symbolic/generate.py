@@ -316,6 +316,21 @@ def _numbers(value, what: str, dtype=torch.float32) -> torch.Tensor:
     return t
 
 
+def _whole_each(value, what: str, n: int, one: str, many: str, low: int | None = None, high: int | None = None,
+                unit: str = "") -> torch.Tensor:
+    """``value``, one whole number or ``n`` of them (in [low, high] when given), as a Long tensor [n]
+    on the CPU; UserError naming ``what`` (``one`` / ``many``: what a value is called, e.g. "shift" /
+    "shifts") otherwise."""
+    raw = _numbers(value, what, torch.float64).reshape(-1)
+    if raw.numel() not in (1, n):
+        raise UserError(f"{what}: expected one {one} or {n}, got {raw.numel()}")
+    outside = (low is not None and bool((raw < low).any())) or (high is not None and bool((raw > high).any()))
+    if outside or (raw != raw.round()).any():
+        span = "" if low is None else f" from {low} to {high}"
+        raise UserError(f"{what}: {many} are whole numbers{unit}{span}, got {raw.tolist()}")
+    return raw.long().expand(n).clone()
+
+
 class Composer:
     """A trained multitrack generator with its track names, programs and grid.
 
@@ -470,14 +485,7 @@ class Composer:
             if tuple(chords.shape) != want:
                 raise UserError(f"chords: expected shape {list(want)}, got {list(chords.shape)}")
         if style is not None:
-            raw = _numbers(style, "style", torch.float64).reshape(-1)
-            if (raw != raw.round()).any():
-                raise UserError(f"style: labels are whole numbers, got {raw.tolist()}")
-            style = raw.long().to(self.device)
-            if style.numel() == 1 and n != 1:
-                style = style.expand(n).clone()
-            if style.shape[0] != n:
-                raise UserError(f"style: expected {n} labels, got {style.shape[0]}")
+            style = _whole_each(style, "style", n, "label", "labels").to(self.device)
             if ((style >= len(self.styles)) | (style < -1)).any() and self.styles:
                 raise UserError(f"style: labels must be -1 (unknown) or 0..{len(self.styles) - 1} "
                                 f"({', '.join(self.styles)})")
@@ -575,19 +583,9 @@ class Composer:
                 raise UserError(f"given track: expected shape {list(want)}, got {list(cond_roll.shape)}")
             if cond_track is None:
                 raise UserError("cond_track: give the index of the given track (cond_roll is its notes)")
-            ct = _numbers(cond_track, "cond_track", torch.float64).reshape(-1)
-            if ct.numel() not in (1, n) or (ct != ct.round()).any() or ((ct < 0) | (ct >= self.n_tracks)).any():
-                raise UserError(f"cond_track: expected one track index or {n}, each 0..{self.n_tracks - 1}, "
-                                f"got {ct.tolist()}")
-            ct = ct.long().to(self.device)
-            cond_track = ct.expand(n).clone() if ct.numel() == 1 else ct
-        raw = _numbers(transpose, "transpose", torch.float64).reshape(-1)
-        if raw.numel() not in (1, n):
-            raise UserError(f"transpose: expected one shift or {n}, got {raw.numel()}")
-        if (raw != raw.round()).any() or (raw.abs() > 11).any():
-            raise UserError(f"transpose: shifts are whole numbers of semitones from -11 to 11, got {raw.tolist()}")
-        shifts = raw.long().cpu()
-        shifts = shifts.expand(n)
+            cond_track = _whole_each(cond_track, "cond_track", n, "track index", "track indices", 0,
+                                     self.n_tracks - 1).to(self.device)
+        shifts = _whole_each(transpose, "transpose", n, "shift", "shifts", -11, 11, " of semitones")
         given = cond_roll
         if shifts.any():
             chords = None if chords is None else _per_phrase(chords, -shifts, lambda x, k: torch.roll(x, k, dims=-1))
