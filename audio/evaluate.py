@@ -16,9 +16,11 @@ classifier (:mod:`audio.classifier`) then scores both sets alike:
 Targets (printed and in the JSON): generated pitch accuracy >= 0.90 and >= 95% of the real
 notes' accuracy, and generated NDB/K <= 0.30.
 
-Both sets are judged on the classifier's window: a model whose clips are shorter has its notes
-held to that length as a song holds them (:func:`audio.render.sounding_spec`), rather than the
-real notes cut short (cut to a 64 ms clip, real notes lose their pitch to the judge).
+Both sets are judged on the same length: when generated notes are shorter than the
+classifier's window, the real notes are cut to the generated length too; with ``--hold`` the
+generated notes are held to the window instead, as a song holds a long note
+(:func:`audio.render.sounding_spec`), for a model whose clips are too short for the judge (real
+notes cut to a 64 ms clip lose their pitch to it).
 """
 
 from __future__ import annotations
@@ -261,12 +263,13 @@ def set_reference(classifier: Any, data: str | Path, clip_samples: int, *, k: in
 
 def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | Path = DEFAULT_CLASSIFIER,
                    split: str = "nsynth-test", n: int = 1000, seed: int = 0, device: str = "cpu",
-                   batch_size: int = 64, ndb_k: int = 50, reference_notes: int = 5000,
+                   batch_size: int = 64, ndb_k: int = 50, reference_notes: int = 5000, hold: bool = False,
                    log: Any = None) -> dict[str, Any]:
     """Generate notes for held-out labels and compare them with the real notes (see :func:`compare`).
 
     The NDB bins and the FD reference are fitted on up to ``reference_notes`` real training
-    notes of ``data`` at the length the notes are judged on (see :func:`set_reference`).
+    notes of ``data`` at the length the notes are judged on (see :func:`set_reference`). ``hold``:
+    generated notes shorter than the classifier's window are held to it (see the module's text).
 
     Raises:
         UserError: missing or unreadable data, weights or classifier; sample rate mismatch.
@@ -311,7 +314,7 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
     say(f"generating {len(labels['pitch'])} notes ...")
     t1 = time.time()
     waves = generate_notes(gen, labels["pitch"], labels["program"], labels["velocity"], seed=seed,
-                           batch_size=batch_size, device=device, samples=clf.window_samples)
+                           batch_size=batch_size, device=device, samples=clf.window_samples if hold else None)
     t_gen = time.time() - t1
     clip = min(waves.shape[1], clf.window_samples)
     reference = set_reference(clf, data, clip, k=ndb_k, max_notes=reference_notes, seed=seed)
@@ -321,7 +324,7 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
                    "n": int(len(waves)), "n_real": int(len(idx)), "n_train_labels": int(len(waves) - len(idx)),
                    "seed": seed, "device": device, "reference": reference,
                    "generated_samples": int(getattr(gen, "clip_samples", waves.shape[1])),
-                   "held_to_samples": int(waves.shape[1]),
+                   "held_to_samples": int(waves.shape[1]), "window_samples": int(clf.window_samples),
                    "seconds": {"generate": round(t_gen, 3), "total": round(time.time() - t0, 3)}})
     return result
 
@@ -354,6 +357,9 @@ def format_table(result: dict[str, Any]) -> str:
     if result.get("held_to_samples", 0) > result.get("generated_samples", 0):
         lines.append(f"note: the model's {result['generated_samples']}-sample notes were held to the judge's "
                      f"{result['held_to_samples']} samples, as a song holds them")
+    elif 2 * result["clip_samples"] < result.get("window_samples", 0):
+        lines.append(f"note: both sets were cut to the model's {result['clip_samples']} samples, under half the "
+                     f"judge's {result['window_samples']}: --hold judges the model's notes held to the window")
     if g["n"] < 500:
         lines.append(f"note: NDB's tests have little power with {g['n']} generated notes (use --n 1000 or more)")
     lines.append("targets:")
@@ -386,7 +392,7 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 
 def cli_main(argv: Sequence[str]) -> int:
     """``musegansynth evaluate audio --data DIR [--split nsynth-test] --weights PATH [--classifier PATH]
-    [--n 1000] [--seed 0] [--json OUT] [--device cpu]``"""
+    [--n 1000] [--seed 0] [--json OUT] [--device cpu] [--hold]``"""
     argv = list(argv)
     parser = argparse.ArgumentParser(prog=argv[0], description="Pitch accuracy, pitch entropy, NDB and Frechet "
                                      "distance of generated notes, beside real held-out notes.")
@@ -404,12 +410,15 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--ndb-k", type=int, default=50, help="k-means bins for NDB (default 50)")
     parser.add_argument("--reference-notes", type=int, default=5000,
                         help="training notes the NDB bins and FD reference are fitted on (default 5000)")
+    parser.add_argument("--hold", action="store_true",
+                        help="hold generated notes shorter than the classifier's window to it, as a song holds "
+                             "a long note (default: cut the real notes to the generated length)")
     args = parser.parse_args(argv[1:])
     if args.json is not None:
         check_json_out(args.json)  # before the evaluation, which takes minutes
     result = evaluate_audio(data=args.data, weights=args.weights, classifier=args.classifier, split=args.split,
                             n=args.n, seed=args.seed, device=args.device, batch_size=args.batch_size,
-                            ndb_k=args.ndb_k, reference_notes=args.reference_notes)
+                            ndb_k=args.ndb_k, reference_notes=args.reference_notes, hold=args.hold)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)

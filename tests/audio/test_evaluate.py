@@ -267,8 +267,8 @@ def test_missing_generator_module_is_a_user_error(setup, monkeypatch):
         ev._load_generator(setup["weights"], "cpu")
 
 
-def test_with_a_real_timbre_generator_file(setup, tmp_path):
-    """End to end through audio.generate.TimbreGenerator.load (an untrained tiny model)."""
+def _tiny_timbre_weights(tmp_path):
+    """An untrained tiny timbre model's weights file: 960-sample (15 x 64) notes."""
     from audio.generate import save_timbre_generator
     from audio.modules import Generator
 
@@ -276,12 +276,26 @@ def test_with_a_real_timbre_generator_file(setup, tmp_path):
     kwargs = dict(latent_dim=8, frames=16, bins=32, channels=[16, 8], pitch_dim=4, program_dim=4)
     meta = {"generator": kwargs, "spec": {"sample_rate": SR, "n_fft": 256, "hop": 64, "n_mels": 32},
             "clip_frames": 16}
-    weights = save_timbre_generator(tmp_path / "audio_tiny", Generator(**kwargs), meta)
+    return save_timbre_generator(tmp_path / "audio_tiny", Generator(**kwargs), meta)
+
+
+def test_with_a_real_timbre_generator_file(setup, tmp_path):
+    """End to end through audio.generate.TimbreGenerator.load (an untrained tiny model)."""
+    weights = _tiny_timbre_weights(tmp_path)
     runs = [ev.evaluate_audio(data=setup["data"], weights=weights, classifier=setup["classifier"], n=12, seed=1,
                               ndb_k=10) for _ in range(2)]
     res = runs[0]
-    # the model's 960-sample notes are held to the judge's 2048-sample window, as a song holds them;
-    # the real notes are judged whole, not cut to the model's clip
+    assert res["generated_samples"] == 15 * 64 == res["clip_samples"] == res["held_to_samples"]
+    assert res["generated"]["n"] == 12
+    assert not res["targets"]["generated_pitch_accuracy"]["met"]  # an untrained model has no pitch
+    assert "under half the judge's 2048: --hold" in ev.format_table(res)
+    for r in runs:
+        r.pop("seconds")
+    assert json.dumps(ev._jsonable(runs[0]), sort_keys=True) == json.dumps(ev._jsonable(runs[1]), sort_keys=True)
+    # --hold: the model's 960-sample notes are held to the judge's 2048-sample window, as a song
+    # holds them; the real notes are judged whole, not cut to the model's clip
+    res = ev.evaluate_audio(data=setup["data"], weights=weights, classifier=setup["classifier"], n=12, seed=1,
+                            ndb_k=10, hold=True)
     assert res["generated_samples"] == 15 * 64 and res["held_to_samples"] == 2048 == res["clip_samples"]
     assert res["reference"]["clip_samples"] == 2048
     test = load_split(setup["data"], "nsynth-test", 2048)
@@ -291,11 +305,13 @@ def test_with_a_real_timbre_generator_file(setup, tmp_path):
     assert res["real"]["pitch_accuracy"] == pytest.approx((logits.argmax(1).numpy() + clf.pitch_min
                                                            == test["pitch"][idx]).mean())
     assert "were held to the judge's 2048 samples" in ev.format_table(res)
-    assert res["generated"]["n"] == 12
-    assert not res["targets"]["generated_pitch_accuracy"]["met"]  # an untrained model has no pitch
-    for r in runs:
-        r.pop("seconds")
-    assert json.dumps(ev._jsonable(runs[0]), sort_keys=True) == json.dumps(ev._jsonable(runs[1]), sort_keys=True)
+
+
+def test_the_hold_flag_reaches_evaluate(setup, tmp_path, capsys):
+    weights = _tiny_timbre_weights(tmp_path)
+    assert cli(["evaluate", "audio", "--data", str(setup["data"]), "--weights", str(weights), "--classifier",
+                str(setup["classifier"]), "--n", "12", "--ndb-k", "10", "--hold"]) == 0
+    assert "note: the model's 960-sample notes were held to the judge's 2048 samples" in capsys.readouterr().out
 
 
 def test_training_labels_are_seeded_draws_from_the_training_split(setup):
