@@ -293,8 +293,9 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
     hold is moved to its GM key as the cache's were (:func:`symbolic.data.move_kit_keys`).
     Files that give no phrase are appended to ``skipped`` (when given) as ``{"file": path,
     "why": ...}``, ``why`` one of "unreadable", "no notes", "meter not 4/4", "shorter than a
-    phrase" and "only empty phrases". Files with tempo, key or meter events on tracks after the
-    first (not read; :func:`symbolic.roll.meta_elsewhere_text`) are appended to ``meta_elsewhere``.
+    phrase" and "only empty phrases". Files read as songs whose tempo, key or meter events on
+    tracks after the first were not (:func:`symbolic.roll.meta_elsewhere_text`) are appended to
+    ``meta_elsewhere``, as ``data symbolic`` names them.
 
     Returns:
         Bool array [N, tracks, n_bars, steps_per_bar, pitches].
@@ -325,8 +326,6 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
         except UserError:  # read_midi's "not a readable MIDI file (...)"
             skipped.append({"file": str(path), "why": "unreadable"})
             continue
-        if meta_elsewhere is not None and getattr(pm, "meta_elsewhere", False):
-            meta_elsewhere.append(str(path))
         if drum_keys:
             move_kit_keys(pm, grid, drum_keys)
         try:
@@ -334,6 +333,8 @@ def load_midi_phrases(midi_dir: str | Path, meta: dict, track_map: str | None = 
         except Skip as why:  # "no notes", "meter not 4/4"
             skipped.append({"file": str(path), "why": str(why)})
             continue
+        if meta_elsewhere is not None and song.meta_elsewhere:   # the songs read, as the cache builder names them
+            meta_elsewhere.append(str(path))
         arrays, empty = song_phrases(song, n_bars=n_bars, hop=hop, transpose=bool(meta.get("transposed")))
         if not len(arrays["rolls"]):
             why = ("shorter than a phrase" if song.mt.n_bars < n_bars else "only empty phrases" if empty

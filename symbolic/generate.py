@@ -323,7 +323,7 @@ def _whole_each(value, what: str, n: int, one: str, many: str, low: int | None =
     "shifts") otherwise."""
     raw = _numbers(value, what, torch.float64).reshape(-1)
     if raw.numel() not in (1, n):
-        raise UserError(f"{what}: expected one {one} or {n}, got {raw.numel()}")
+        raise UserError(f"{what}: expected one {one}{'' if n == 1 else f' or {n}'}, got {raw.numel()}")
     outside = (low is not None and bool((raw < low).any())) or (high is not None and bool((raw > high).any()))
     if outside or (raw != raw.round()).any():
         span = "" if low is None else f" from {low} to {high}"

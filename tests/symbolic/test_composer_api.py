@@ -61,6 +61,10 @@ CASES = {
     "transpose 1.5": (lambda c, d: c.decode(_z(c), transpose=1.5), "transpose: shifts are whole numbers"),
     "style 2.7": (lambda c, d: d.compose(1, 1, style=2.7), "style: expected a whole number >= -1, got 2.7"),
     "style labels 2.7": (lambda c, d: d.decode(_z(d), style=torch.tensor([2.7, 1.0])), "style: labels are whole"),
+    "3 style labels for 2 phrases": (lambda c, d: d.decode(_z(d), style=[0, 1, 1]),
+                                     "style: expected one label or 2, got 3"),
+    "3 style labels for 1 phrase": (lambda c, d: d.decode(_z(d, 1), style=[0, 1, 1]),
+                                    "style: expected one label, got 3$"),
 }
 
 
