@@ -64,6 +64,9 @@ class GANSynthModule(L.LightningModule):
             steps (reconstruction-led warm-up; the critic trains from the start).
         sample_rate, n_fft, hop, n_mels: the spectral representation (for audio logging and export).
         media_every_n_steps: log spectrogram images and audio every this many generator steps (0 = never).
+        if_prior, if_residual: the generator's (:class:`audio.modules.Generator`); ``if_residual``
+            false trains the magnitudes alone under the prior's IF (weights with a residual load,
+            their gain kept but not used).
         init_weights: optional path to an exported ``audio_<name>.safetensors`` (as
             :class:`ExportEMAGenerator` writes): the generator and its EMA copy start from those
             weights (continue training from shipped weights when no checkpoint exists; the critic
@@ -80,7 +83,8 @@ class GANSynthModule(L.LightningModule):
                  n_critic: int = 1, gp_every: int = 1, ema_decay: float = 0.999,
                  adv_start: int = 0, adv_ramp: int = 0,
                  sample_rate: int = 16000, n_fft: int = 512, hop: int = 128, n_mels: int | None = 128,
-                 media_every_n_steps: int = 500, init_weights: str | None = None, if_prior: bool = False):
+                 media_every_n_steps: int = 500, init_weights: str | None = None, if_prior: bool = False,
+                 if_residual: bool = True):
         super().__init__()
         check_at_least_one(**{"model.latent_dim": latent_dim, "model.n_critic": n_critic, "model.gp_every": gp_every})
         inf = math.inf
@@ -96,6 +100,11 @@ class GANSynthModule(L.LightningModule):
                                      pitch_dim=pitch_dim, program_dim=program_dim, output=g_output)
         if if_prior:
             self.generator_kwargs["if_prior"] = True
+        if not if_residual:
+            if not if_prior:
+                raise UserError("model.if_residual false: the IF is then the harmonic prior's alone, so it needs "
+                                "model.if_prior true")
+            self.generator_kwargs["if_residual"] = False
         self.generator = Generator(**self.generator_kwargs)
         if if_prior:
             from audio.spectral import SpecConfig  # noqa: PLC0415

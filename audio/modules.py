@@ -96,6 +96,9 @@ class Generator(nn.Module):
             at that pitch, :func:`audio.spectral.harmonic_if_prior`, set with
             :meth:`set_if_prior`) plus ``if_residual_gain`` (a learned scalar, 0 at first) times
             the network's IF output. Drums (program 128) keep the network's IF.
+        if_residual: with ``if_prior``, False leaves the residual out: a pitched note's IF is the
+            prior alone, and only its magnitude is learnt (``if_residual_gain`` is kept, frozen,
+            so that weights of either kind load into the other).
     Buffers ``norm_mean`` and ``norm_std`` (shape [2, bins]) hold the data normalisation;
     ``if_prior_table`` ([128, frames, bins], data-space IF) is not saved with the weights, as
     it follows from the spectral config.
@@ -104,10 +107,12 @@ class Generator(nn.Module):
     def __init__(self, latent_dim: int = 64, frames: int = 64, bins: int = 128,
                  channels: tuple[int, ...] | list[int] = (128, 96, 64, 48, 32),
                  pitch_dim: int = 32, program_dim: int = 32, output: str = "linear",
-                 tanh_scale: float = 3.0, if_prior: bool = False):
+                 tanh_scale: float = 3.0, if_prior: bool = False, if_residual: bool = True):
         super().__init__()
         if output not in ("linear", "tanh"):
             raise ValueError(f"output must be 'linear' or 'tanh', got {output!r}")
+        if not if_residual and not if_prior:
+            raise ValueError("if_residual=False leaves the IF to the harmonic prior: it needs if_prior=True")
         channels = [int(c) for c in channels]
         self.latent_dim, self.frames, self.bins = int(latent_dim), int(frames), int(bins)
         self.output, self.tanh_scale = output, float(tanh_scale)
@@ -126,9 +131,9 @@ class Generator(nn.Module):
         self.to_spec = nn.Conv2d(channels[-1], 2, 1)
         self.register_buffer("norm_mean", torch.zeros(2, self.bins))
         self.register_buffer("norm_std", torch.ones(2, self.bins))
-        self.if_prior = bool(if_prior)
+        self.if_prior, self.if_residual = bool(if_prior), bool(if_residual)
         if self.if_prior:
-            self.if_residual_gain = nn.Parameter(torch.zeros(()))
+            self.if_residual_gain = nn.Parameter(torch.zeros(()), requires_grad=self.if_residual)
             self.register_buffer("if_prior_table", torch.zeros(128, self.frames, self.bins), persistent=False)
             self.if_prior_ready = False
 
@@ -180,7 +185,10 @@ class Generator(nn.Module):
                 raise RuntimeError("Generator(if_prior=True): call set_if_prior() before generating")
             prior = (self.if_prior_table[pitch.clamp(0, 127)] - self.norm_mean[1]) / self.norm_std[1]
             pitched = (program != DRUM_PROGRAM).view(-1, 1, 1)
-            if_ = torch.where(pitched, prior.to(x.dtype) + self.if_residual_gain.to(x.dtype) * x[:, 1], x[:, 1])
+            pitched_if = prior.to(x.dtype)
+            if self.if_residual:
+                pitched_if = pitched_if + self.if_residual_gain.to(x.dtype) * x[:, 1]
+            if_ = torch.where(pitched, pitched_if, x[:, 1])
             x = torch.stack([x[:, 0], if_], dim=1)
         return x
 

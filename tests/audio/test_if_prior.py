@@ -135,3 +135,39 @@ def test_timbre_generator_with_prior_round_trips(tmp_path):
     b = TimbreGenerator.load(path).generate_spec(pitch, program, velocity, z)
     assert torch.equal(a, b) and a.shape == (3, 2, 16, 16)
     assert tg.generate(pitch, program, velocity, z).shape == (3, tg.clip_samples)
+
+
+def test_without_the_residual_a_pitched_notes_if_is_the_prior_alone():
+    g = _prior_generator()
+    state = g.state_dict()
+    torch.manual_seed(0)
+    bare = Generator(**GEN_KWARGS, if_prior=True, if_residual=False)
+    bare.load_state_dict(state)           # weights with a residual load: the gain is kept, not used
+    bare.set_if_prior(g.if_prior_table.clone())
+    with torch.no_grad():
+        bare.if_residual_gain.fill_(0.5)
+        g.if_residual_gain.fill_(0.5)
+        z, pitch, program, velocity = _inputs()
+        out, with_residual = bare(z, pitch, program, velocity), g(z, pitch, program, velocity)
+    prior = (g.if_prior_table[pitch] - g.norm_mean[1]) / g.norm_std[1]
+    assert torch.equal(out[:2, 1], prior[:2].to(out.dtype))        # pitched: the prior exactly
+    assert not torch.allclose(with_residual[:2, 1], prior[:2], atol=1e-3)
+    assert torch.equal(out[2, 1], with_residual[2, 1])             # drums: the network's IF
+    assert torch.equal(out[:, 0], with_residual[:, 0])             # magnitudes as with the residual
+    assert not bare.if_residual_gain.requires_grad and g.if_residual_gain.requires_grad
+    assert set(bare.state_dict()) == set(state)                    # the same tensors: either loads the other
+    with pytest.raises(ValueError, match="needs if_prior=True"):
+        Generator(**GEN_KWARGS, if_residual=False)
+
+
+def test_timbre_generator_without_the_residual_round_trips(tmp_path):
+    g = _prior_generator()
+    meta = {"generator": dict(GEN_KWARGS, if_prior=True, if_residual=False), "spec": dict(SPEC), "clip_frames": 16,
+            "pitch_vocab": {"pitched": [60], "drums": [36]}, "programs": [0, 128]}
+    path = save_timbre_generator(tmp_path / "audio_tiny", g, meta, name="tiny")
+    tg = TimbreGenerator.load(path)
+    assert tg.model.if_prior and not tg.model.if_residual
+    z, pitch, program, velocity = _inputs()
+    spec = tg.generate_spec(pitch[:1], program[:1], velocity[:1], z[:1])
+    prior = (tg.model.if_prior_table[60] - tg.model.norm_mean[1]) / tg.model.norm_std[1]
+    torch.testing.assert_close(spec[0, 1], tg.model.denormalize(torch.stack([spec.new_zeros(16, 16), prior])[None])[0, 1])

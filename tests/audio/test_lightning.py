@@ -328,6 +328,25 @@ def test_if_prior_run_continues_from_a_model_without_it(tmp_path, monkeypatch):
     torch.testing.assert_close(spec, expected)
 
 
+def test_a_run_without_the_residual_trains_the_magnitudes_under_the_priors_if(tmp_path, monkeypatch):
+    """--model.if_residual false: the export says so, reloads so, and its gain has not moved; without
+    the prior the flag is refused in one line."""
+    monkeypatch.chdir(tmp_path)
+    root = write_sine_notes(tmp_path / "notes")
+    out = tmp_path / "run"
+    base = ["musegansynth train audio", "--config", str(DEBUG_YAML), "--data.data_root", str(root),
+            "--trainer.default_root_dir", str(out), "--trainer.logger.init_args.save_dir", str(out),
+            "--export.out_dir", str(out / "export"), "--checkpoint.dirpath", str(out / "ckpt"),
+            "--model.if_residual", "false", "--trainer.max_steps", "4"]
+    assert cli_main(base + ["--model.if_prior", "true"]) == 0
+    doc = json.loads((out / "export" / "audio_debug.json").read_text())
+    assert doc["generator"]["if_residual"] is False and doc["hparams"]["if_residual"] is False
+    tg = TimbreGenerator.load(out / "export" / "audio_debug.safetensors")
+    assert not tg.model.if_residual and tg.model.if_residual_gain.item() == 0.0
+    with pytest.raises(UserError, match="model.if_residual false: .* it needs model.if_prior true"):
+        cli_main(base + ["--model.if_prior", "false"])
+
+
 @pytest.mark.parametrize("configs", [["default.yaml"], ["paper_gpu.yaml"], ["debug.yaml"],
                                      ["default.yaml", "finetune_cpu.yaml"],
                                      ["default.yaml", "finetune_cpu.yaml", "finetune_prior.yaml"]])
