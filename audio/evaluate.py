@@ -185,7 +185,7 @@ def generate_notes(generator: Any, pitch: Any, program: Any, velocity: Any, *, s
     dev = torch.device(device)
     as_long = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=dev)  # noqa: E731
     p, pr, v = as_long(pitch), as_long(program), as_long(velocity)
-    held = samples is not None and samples > getattr(generator, "clip_samples", samples)  # a waves-only stand-in: as is
+    held = samples is not None and samples > generator.clip_samples
     parts = []
     for i in range(0, n, batch_size):
         b = slice(i, i + batch_size)
@@ -323,7 +323,7 @@ def evaluate_audio(*, data: str | Path, weights: str | Path, classifier: str | P
     result.update({"data": str(data), "split": split, "weights": str(weights), "classifier": str(classifier),
                    "n": int(len(waves)), "n_real": int(len(idx)), "n_train_labels": int(len(waves) - len(idx)),
                    "seed": seed, "device": device, "reference": reference,
-                   "generated_samples": int(getattr(gen, "clip_samples", waves.shape[1])),
+                   "generated_samples": int(gen.clip_samples),
                    "held_to_samples": int(waves.shape[1]), "window_samples": int(clf.window_samples),
                    "seconds": {"generate": round(t_gen, 3), "total": round(time.time() - t0, 3)}})
     return result

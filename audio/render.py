@@ -387,32 +387,18 @@ class NoteRenderer:
         GM kit is outside its keys)."""
         return not (note.is_drum and self.drum_keys is not None and int(note.pitch) not in self.drum_keys)
 
-    def end_samples(self, notes: Sequence[RenderNote]) -> int:
-        """Samples from 0 to the end of the last heard note's release (a drum hit sounds for
-        ``drum_hold_s`` whatever its written length): a render this long cuts no note short."""
-        for n in notes:
-            self.check_note(n)
-        return max((self._span(n)[1] for n in notes if self.plays(n)), default=0)
-
-    def _span(self, note: RenderNote) -> tuple[int, int]:
-        """(onset, end of the release) of a note, in samples."""
-        onset = int(round(note.start_s * self.sample_rate))
-        return onset, onset + self.hold_samples(note) + max(1, int(round(self.release_s * self.sample_rate)))
-
-    def song_samples(self, notes: Sequence[RenderNote], end_s: float) -> int:
-        """Samples of a render of ``notes`` from a file ending at ``end_s``: to that end and the
-        release, or further when a note sounds longer (a drum hit's whole clip)."""
-        return max(int(math.ceil((end_s + self.release_s) * self.sample_rate)), self.end_samples(notes))
-
     def render(self, notes: Sequence[RenderNote], timbres: torch.Tensor, n_stems: int,
-               n_samples: int | None = None) -> np.ndarray:
+               n_samples: int | None = None, end_s: float | None = None) -> np.ndarray:
         """Render notes into stems.
 
         Args:
             notes: the notes (``stem`` < ``n_stems``; ``timbre`` < ``len(timbres)``).
             timbres: float tensor [K, latent_dim], the timbre latents notes index.
             n_stems: number of stems.
-            n_samples: length of the stems; default: the end of the last note's release.
+            n_samples: length of the stems; default: the end of the last heard note's release (a
+                drum hit sounds for ``drum_hold_s`` whatever its written length), so that no note
+                is cut short, and with ``end_s`` (a file's end, in seconds) at least to that end
+                and the release.
 
         Returns:
             float32 array [n_stems, n_samples]: the sum of each stem's notes.
@@ -420,6 +406,7 @@ class NoteRenderer:
         if timbres.dim() != 2 or timbres.shape[1] != self.generator.latent_dim:
             raise ValueError(f"timbres should have shape [K, {self.generator.latent_dim}], got {tuple(timbres.shape)}")
         sr = self.sample_rate
+        release = max(1, int(round(self.release_s * sr)))
         placed = []
         needs: dict[tuple, int] = {}
         for n in notes:
@@ -432,14 +419,16 @@ class NoteRenderer:
                 raise ValueError(f"note {n} has timbre {n.timbre} outside 0..{len(timbres) - 1}")
             hold = self.hold_samples(n)
             k, shift = self.key(n), self.octave_shift(n)
-            onset, end = self._span(n)
-            needs[k] = max(needs.get(k, 0), model_samples(end - onset, shift))
-            placed.append((n, k, shift, hold, onset, end))
+            needs[k] = max(needs.get(k, 0), model_samples(hold + release, shift))
+            placed.append((n, k, shift, hold, int(round(n.start_s * sr))))
         self.render_keys(needs, timbres)
-        total = max((p[-1] for p in placed), default=0) if n_samples is None else int(n_samples)
+        ends = [onset + hold + release for _, _, _, hold, onset in placed]
+        if end_s is not None:
+            ends.append(int(math.ceil((end_s + self.release_s) * sr)))
+        total = max(ends, default=0) if n_samples is None else int(n_samples)
         stems = np.zeros((n_stems, total), dtype=np.float32)
         envs: dict[int, np.ndarray] = {}
-        for n, k, shift, hold, onset, _ in placed:
+        for n, k, shift, hold, onset in placed:
             if onset >= total:
                 continue
             env = envs.get(hold)

@@ -722,8 +722,7 @@ def render_song_neural(pm, config: SongConfig, timbre, device: str, progress: bo
 
     notes = [replace(n, timbre=timbre_of(n)) for n in notes]
     renderer = NoteRenderer(timbre, device=device, progress=progress)
-    length = renderer.song_samples(notes, pm.get_end_time())
-    stems = renderer.render(notes, torch.stack(table), n_stems=len(config.tracks), n_samples=length)
+    stems = renderer.render(notes, torch.stack(table), n_stems=len(config.tracks), end_s=pm.get_end_time())
     return stems, {"unique_notes": renderer.generated, "notes": len(notes)}
 
 

@@ -138,8 +138,7 @@ def render_midi_neural(pm, timbre, *, device: str = "cpu", seed: int = 0, progre
     if not any(renderer.plays(n) for n in notes):
         raise UserError(f"{where}nothing to play: the MIDI file's notes are all drum hits on keys the timbre model "
                         f"did not learn (a GM kit leaves keys outside 35-81 silent too)")
-    length = renderer.song_samples(notes, pm.get_end_time())
-    return names, renderer.render(notes, timbres, n_stems=len(names), n_samples=length)
+    return names, renderer.render(notes, timbres, n_stems=len(names), end_s=pm.get_end_time())
 
 
 def load_timbre(weights: str | None, device: str, key: str = "--audio-weights"):

@@ -619,8 +619,9 @@ class Composer:
         if c.dim() != 3 or tuple(c.shape[1:]) != (self.beats_per_bar, 12):
             raise UserError(f"chords: expected shape [bars, {self.beats_per_bar}, 12], got {list(c.shape)}")
         total = n_phrases * self.n_bars
-        if c.shape[0] > (total if bars is None else bars):
-            raise UserError(f"chords: {c.shape[0]} bars of chords for {total if bars is None else bars} bars of music")
+        bars = total if bars is None else bars
+        if c.shape[0] > bars:
+            raise UserError(f"chords: {c.shape[0]} bars of chords for {bars} bars of music")
         if c.shape[0] < total:
             c = torch.cat([c, c.new_zeros(total - c.shape[0], *c.shape[1:])])
         return c[:total].reshape(n_phrases, self.n_bars, self.beats_per_bar, 12)

@@ -59,6 +59,7 @@ class ToneGenerator:
 
     def __init__(self, shift=0, samples=4096):
         self.shift, self.samples = shift, samples
+        self.clip_samples = samples   # it has no spectrograms: it cannot be held (--hold)
 
     def sample_z(self, n, generator):
         return torch.randn(n, self.latent_dim, generator=generator)

@@ -129,6 +129,9 @@ def test_sounding_spec_holds_pitched_rows_and_lets_drum_rows_decay():
     assert torch.all(out[1, 0, 10:] == math.log(1e-6))               # then silence
     cut = sounding_spec(spec, 4, drums)                              # shorter than the clip: just cut
     assert torch.equal(cut, spec[:, :, :4]) and torch.equal(spec, before)
+    late = sounding_spec(spec, 9, drums)     # past the steady window, inside the clip: pitched rows held,
+    assert torch.equal(late[[0, 2]], extend_spec(spec, 9)[[0, 2]])   # the drum's its own frames
+    assert torch.equal(late[1], spec[1, :, :9]) and torch.equal(spec, before)
 
 
 def _renderer(**kw):
@@ -168,7 +171,7 @@ def test_notes_that_cannot_be_rendered_are_named(note, says):
     with pytest.raises(ValueError, match=f"note .* {says}"):
         r.render([RenderNote(0, 0, 60, 100, 0.0, 0.2), note], timbres, n_stems=1)
     with pytest.raises(ValueError, match=says):
-        r.song_samples([note], 1.0)
+        r.render([note], timbres, n_stems=1, end_s=1.0)
 
 
 def test_velocity_is_a_gain():
