@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot pianoroll": ("symbolic.plot", "draw a MIDI file as a multitrack pianoroll PNG"),
     "export symbolic": ("symbolic.export", "export a composer training checkpoint's generator (EMA or --raw)"),
     "export velocity": ("symbolic.velocity", "put a phrase cache's training velocities in a composer's card"),
+    "export audio": ("audio.export", "write a timbre model again with its IF residual scaled (0: the harmonic prior alone)"),
 }
 
 GROUPS = {
