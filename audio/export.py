@@ -11,12 +11,11 @@ model, so the choice is a command a card can give rather than an edited file:
 
 It writes ``DIR/audio_NAME.safetensors`` and ``.json`` (atomically): the same weights with the
 gain multiplied by G, and the same card with an ``export`` field saying so (source file, its
-MD5, G, the gain before and after).
+SHA-256, G, the gain before and after).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
@@ -28,14 +27,6 @@ from pipeline.errors import UserError
 GAIN = "if_residual_gain"
 #: Card fields that :func:`audio.generate.save_timbre_generator` writes itself.
 _OWN_FIELDS = ("format", "version", "name")
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def scale_residual(src: str | Path, out_dir: str | Path, name: str, scale: float) -> Path:
@@ -55,6 +46,7 @@ def scale_residual(src: str | Path, out_dir: str | Path, name: str, scale: float
             residual (no IF prior, or trained with ``if_residual: false``).
     """
     from audio.generate import TimbreGenerator, _paths, save_timbre_generator  # noqa: PLC0415
+    from pipeline.generate import sha256_file  # noqa: PLC0415
     from symbolic.export import check_model_name  # noqa: PLC0415
 
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
@@ -72,7 +64,7 @@ def scale_residual(src: str | Path, out_dir: str | Path, name: str, scale: float
     with torch.no_grad():
         gain.mul_(float(scale))
     meta = {k: v for k, v in tg.meta.items() if k not in _OWN_FIELDS}
-    meta["export"] = {"source": st_src.name, "source_md5": _md5(st_src), "residual_scale": float(scale),
+    meta["export"] = {"source": st_src.name, "source_sha256": sha256_file(st_src), "residual_scale": float(scale),
                       "residual_gain_before": before, "residual_gain": float(gain)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

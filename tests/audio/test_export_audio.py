@@ -53,7 +53,7 @@ def test_scale_multiplies_the_gain_and_keeps_everything_else(tmp_path):
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["name"] == "half" and card["steps"] == {"generator": 7} and card["generator"]["if_prior"] is True
     assert card["export"]["source"] == "audio_tiny.safetensors"
-    assert card["export"]["source_md5"] == hashlib.md5(src.read_bytes()).hexdigest()
+    assert card["export"]["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert card["export"]["residual_scale"] == 0.25
     assert card["export"]["residual_gain_before"] == pytest.approx(-0.4)
     assert card["export"]["residual_gain"] == pytest.approx(-0.1)
