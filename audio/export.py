@@ -66,6 +66,8 @@ def scale_residual(src: str | Path, out_dir: str | Path, name: str, scale: float
     meta = {k: v for k, v in tg.meta.items() if k not in _OWN_FIELDS}
     meta["export"] = {"source": st_src.name, "source_sha256": sha256_file(st_src), "residual_scale": float(scale),
                       "residual_gain_before": before, "residual_gain": float(gain)}
+    if "export" in tg.meta:  # a model this command wrote: keep how that one was made
+        meta["export"]["source_export"] = tg.meta["export"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return save_timbre_generator(out / f"audio_{name}", gen, meta, name=name)

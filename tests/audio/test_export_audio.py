@@ -57,6 +57,12 @@ def test_scale_multiplies_the_gain_and_keeps_everything_else(tmp_path):
     assert card["export"]["residual_scale"] == 0.25
     assert card["export"]["residual_gain_before"] == pytest.approx(-0.4)
     assert card["export"]["residual_gain"] == pytest.approx(-0.1)
+    assert "source_export" not in card["export"]
+    # scaled again: the gain halves once more and the first export's record is kept
+    again = json.loads(scale_residual(out, tmp_path / "out", "quarter", 0.5).with_suffix(".json").read_text())
+    assert again["export"]["residual_gain"] == pytest.approx(-0.05)
+    assert again["export"]["source"] == "audio_half.safetensors"
+    assert again["export"]["source_export"] == card["export"]
 
 
 def test_scale_zero_gives_the_prior_alone_and_one_the_same_bytes(tmp_path):
