@@ -23,8 +23,6 @@ import torch
 
 from pipeline.errors import UserError
 
-#: The one tensor this command changes.
-GAIN = "if_residual_gain"
 #: Card fields that :func:`audio.generate.save_timbre_generator` writes itself.
 _OWN_FIELDS = ("format", "version", "name")
 
@@ -45,7 +43,7 @@ def scale_residual(src: str | Path, out_dir: str | Path, name: str, scale: float
         UserError: bad scale or name, a source that does not load, or a model without the
             residual (no IF prior, or trained with ``if_residual: false``).
     """
-    from audio.generate import TimbreGenerator, _paths, save_timbre_generator  # noqa: PLC0415
+    from audio.generate import TimbreGenerator, save_timbre_generator, timbre_paths  # noqa: PLC0415
     from pipeline.generate import sha256_file  # noqa: PLC0415
     from symbolic.export import check_model_name  # noqa: PLC0415
 
@@ -54,12 +52,12 @@ def scale_residual(src: str | Path, out_dir: str | Path, name: str, scale: float
     check_model_name(name)
     tg = TimbreGenerator.load(src)
     gen = tg.model
-    st_src = _paths(src if not Path(src).is_dir() else Path(src) / "audio_default")[0]
+    st_src = timbre_paths(src)[0]
     if not gen.if_prior:
         raise UserError(f"{st_src}: this timbre model has no harmonic IF prior, so no IF residual to scale")
     if not gen.if_residual:
         raise UserError(f"{st_src}: this timbre model leaves its IF residual out (if_residual false): nothing to scale")
-    gain = getattr(gen, GAIN)
+    gain = gen.if_residual_gain
     before = float(gain)
     with torch.no_grad():
         gain.mul_(float(scale))

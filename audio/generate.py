@@ -38,6 +38,17 @@ def _paths(path_or_stem: str | Path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
+def timbre_paths(path_or_dir: str | Path, name: str = "default") -> tuple[Path, Path]:
+    """(safetensors, json) of a timbre model given as either file, their common stem, or a folder
+    holding ``audio_<name>``; UserError for a file of another kind."""
+    p = Path(path_or_dir)
+    if p.is_dir():
+        p = p / f"audio_{name}"
+    elif p.is_file() and p.suffix not in (".safetensors", ".json"):
+        raise UserError(f"{p}: not timbre model weights (expected a .safetensors file with its .json beside it)")
+    return _paths(p)
+
+
 def save_timbre_generator(path_or_stem: str | Path, generator: Generator, meta: dict[str, Any],
                           name: str = "default") -> Path:
     """Write ``<stem>.safetensors`` (state dict of ``generator``) and ``<stem>.json`` atomically.
@@ -159,12 +170,7 @@ class TimbreGenerator:
         Raises:
             UserError naming the file when it is missing, unreadable or does not match.
         """
-        p = Path(path_or_dir)
-        if p.is_dir():
-            p = p / f"audio_{name}"
-        elif p.is_file() and p.suffix not in (".safetensors", ".json"):
-            raise UserError(f"{p}: not timbre model weights (expected a .safetensors file with its .json beside it)")
-        st_path, json_path = _paths(p)
+        st_path, json_path = timbre_paths(path_or_dir, name)
         for f in (st_path, json_path):
             if not f.is_file():
                 raise UserError(f"{f}: timbre model weights not found (train with 'musegansynth train audio')")
